@@ -1,0 +1,175 @@
+//! Properties every sampler must keep: draws lie inside their distribution, and the same seed
+//! reproduces the same draws.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::space::{Distribution, Scale, SearchSpace};
+use crate::trial::Direction;
+
+fn arb_distribution() -> impl Strategy<Value = Distribution> {
+    prop_oneof![
+        (-1e6f64..1e6, 1e-3f64..1e6).prop_map(|(low, width)| Distribution::Float {
+            low,
+            high: low + width,
+            scale: Scale::Linear,
+            step: None
+        }),
+        (-12i32..3, 1i32..8).prop_map(|(e, span)| Distribution::Float {
+            low: 10f64.powi(e),
+            high: 10f64.powi(e + span),
+            scale: Scale::Log,
+            step: None
+        }),
+        (-0.5f64..0.99, 1e-6f64..0.5).prop_map(|(low, gap)| {
+            let high = (low + gap).min(0.999_999);
+            Distribution::Float {
+                low: low.min(high - 1e-7),
+                high,
+                scale: Scale::ReverseLog,
+                step: None,
+            }
+        }),
+        (-1000i64..1000, 0i64..50, 1i64..5).prop_map(|(low, n, step)| Distribution::Int {
+            low,
+            high: low + n * step,
+            step,
+            scale: Scale::Linear
+        }),
+        (1i64..1000, 0i64..100000).prop_map(|(low, width)| Distribution::Int {
+            low,
+            high: low + width,
+            step: 1,
+            scale: Scale::Log
+        }),
+        (0.0f64..10.0, 1usize..20, 0.01f64..1.0).prop_map(|(low, n, step)| Distribution::Float {
+            low,
+            high: low + n as f64 * step,
+            scale: Scale::Linear,
+            step: Some(step)
+        }),
+        (1usize..10).prop_map(|n| Distribution::Categorical {
+            choices: (0..n).map(|i| format!("c{i}").into()).collect()
+        }),
+    ]
+}
+
+fn samplers(space: &SearchSpace, seed: u64) -> Vec<Box<dyn Sampler>> {
+    vec![
+        Box::new(RandomSampler::new(seed)),
+        Box::new(SobolSampler::new(space, seed)),
+        Box::new(GridSampler::from_space(space, 4, &Default::default(), seed).unwrap()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_draw_lies_in_its_distribution(
+        dists in proptest::collection::vec(arb_distribution(), 1..5),
+        seed in any::<u64>(),
+        trial in 0u64..10_000,
+    ) {
+        let mut space = SearchSpace::new();
+        for (i, d) in dists.iter().enumerate() {
+            prop_assert!(d.validate().is_ok(), "generator made an invalid {d:?}");
+            space.add(&format!("p{i}"), d.clone()).unwrap();
+        }
+        for sampler in samplers(&space, seed) {
+            let number = match sampler.max_trials() { Some(n) => trial % n, None => trial };
+            let ctx = SampleContext { trial_number: number, direction: Direction::Minimize, history: &[] };
+            for (name, dist) in space.iter() {
+                let value = sampler.sample(&ctx, name, dist).unwrap();
+                prop_assert!(dist.contains(&value), "{} drew {value:?} outside {dist:?}", sampler.name());
+                let again = samplers(&space, seed).into_iter().find(|s| s.name() == sampler.name()).unwrap()
+                    .sample(&ctx, name, dist).unwrap();
+                prop_assert_eq!(&value, &again);
+            }
+        }
+    }
+
+    #[test]
+    fn unit_round_trip_stays_inside(dist in arb_distribution(), u in 0.0f64..=1.0) {
+        let v = dist.from_unit(u);
+        prop_assert!(dist.contains(&v));
+        let back = dist.to_unit(&v).unwrap();
+        prop_assert!((0.0..=1.0).contains(&back));
+        let again = dist.from_unit(back);
+        if dist.cardinality().is_some() {
+            prop_assert_eq!(again, v);
+        } else {
+            let (a, b) = (again.as_f64().unwrap(), v.as_f64().unwrap());
+            prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1e-300) + 1e-12, "{a} vs {b}");
+        }
+    }
+}
+
+fn share(sampler: &dyn Sampler, dist: &Distribution, n: u64, pred: impl Fn(f64) -> bool) -> f64 {
+    let hits = (0..n)
+        .filter(|&i| {
+            let ctx = SampleContext { trial_number: i, direction: Direction::Minimize, history: &[] };
+            pred(sampler.sample(&ctx, "x", dist).unwrap().as_f64().unwrap())
+        })
+        .count();
+    hits as f64 / n as f64
+}
+
+#[test]
+fn reverse_log_puts_half_the_mass_above_0_99() {
+    let beta = Distribution::float(0.9, 0.999, Scale::ReverseLog).unwrap();
+    let mut space = SearchSpace::new();
+    space.add("x", beta.clone()).unwrap();
+    for sampler in [&RandomSampler::new(5) as &dyn Sampler, &SobolSampler::new(&space, 5)] {
+        let p = share(sampler, &beta, 20_000, |b| b >= 0.99);
+        assert!((0.47..=0.53).contains(&p), "{}: P(beta >= 0.99) = {p}", sampler.name());
+    }
+}
+
+#[test]
+fn each_log_decade_is_equally_likely() {
+    let lr = Distribution::float(1e-6, 1e-2, Scale::Log).unwrap();
+    let mut space = SearchSpace::new();
+    space.add("x", lr.clone()).unwrap();
+    for sampler in [&RandomSampler::new(11) as &dyn Sampler, &SobolSampler::new(&space, 11)] {
+        for decade in -6..-2 {
+            let (lo, hi) = (10f64.powi(decade), 10f64.powi(decade + 1));
+            let p = share(sampler, &lr, 20_000, |x| lo <= x && x < hi);
+            assert!((0.23..=0.27).contains(&p), "{}: decade 1e{decade} got {p}", sampler.name());
+        }
+    }
+}
+
+#[test]
+fn grid_covers_every_combination_exactly_once() {
+    let mut space = SearchSpace::new();
+    space.add("lr", Distribution::float(1e-4, 1.0, Scale::Log).unwrap()).unwrap();
+    space.add("layers", Distribution::int(2, 4, Scale::Linear).unwrap()).unwrap();
+    space.add("act", Distribution::categorical(["relu", "tanh"]).unwrap()).unwrap();
+    let grid = GridSampler::from_space(&space, 5, &Default::default(), 3).unwrap();
+    assert_eq!(grid.max_trials(), Some(5 * 3 * 2));
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..30 {
+        let ctx = SampleContext { trial_number: n, direction: Direction::Minimize, history: &[] };
+        let point: Vec<String> = space
+            .iter()
+            .map(|(name, d)| grid.sample(&ctx, name, d).unwrap().to_string())
+            .collect();
+        assert!(seen.insert(point.join("|")), "repeated {point:?}");
+    }
+    assert_eq!(seen.len(), 30);
+    let ctx = SampleContext { trial_number: 30, direction: Direction::Minimize, history: &[] };
+    assert_eq!(
+        grid.sample(&ctx, "lr", space.get("lr").unwrap()),
+        Err(SamplerError::Exhausted(30))
+    );
+}
+
+#[test]
+fn different_seeds_give_different_trials() {
+    let d = Distribution::float(0.0, 1.0, Scale::Linear).unwrap();
+    let ctx = SampleContext { trial_number: 0, direction: Direction::Minimize, history: &[] };
+    let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
+    let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
+    assert_ne!(a, b);
+}

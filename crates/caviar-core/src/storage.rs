@@ -1,0 +1,434 @@
+//! The storage contract every backend fulfils, and an in-memory implementation.
+//!
+//! Backends are synchronous and shareable across threads. Every state change of a trial is
+//! conditional on its current state, so two workers can never both finish the same trial, and
+//! trial numbers are assigned inside the backend so they stay unique under concurrency.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::space::{Distribution, ParamValue};
+use crate::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
+
+/// Errors from a storage backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A study with this name already exists.
+    #[error("study `{0}` already exists")]
+    StudyExists(String),
+    /// No such study.
+    #[error("no study named `{0}`")]
+    NoSuchStudy(String),
+    /// No such trial.
+    #[error("no trial with id {0}")]
+    NoSuchTrial(i64),
+    /// The trial is not running, so it cannot be changed (another worker or a recovery already
+    /// finished it).
+    #[error("trial {number} is {state}, not running; it cannot be changed")]
+    NotRunning {
+        /// Trial number.
+        number: u64,
+        /// Its current state.
+        state: TrialState,
+    },
+    /// A parameter was set twice with different values.
+    #[error("parameter `{0}` is already set on this trial")]
+    ParamExists(String),
+    /// The file or database is not a caviar store, or is newer than this program.
+    #[error("incompatible storage: {0}")]
+    Incompatible(String),
+    /// Anything the backend itself reports (I/O, SQL, corruption).
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// What is needed to create a study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewStudy {
+    /// Unique name.
+    pub name: String,
+    /// Optimisation direction.
+    pub direction: Direction,
+    /// Name of the reported value that is the objective, if any.
+    pub metric: Option<String>,
+    /// The study's definition (the study file as JSON) so that workers and resumes can rebuild it.
+    pub spec: Option<serde_json::Value>,
+}
+
+/// A stored study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudyRecord {
+    /// Storage identifier.
+    pub id: StudyId,
+    /// Unique name.
+    pub name: String,
+    /// Optimisation direction.
+    pub direction: Direction,
+    /// Name of the reported value that is the objective.
+    pub metric: Option<String>,
+    /// The study's definition.
+    pub spec: Option<serde_json::Value>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// Trial counts of a study by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialCounts {
+    /// Waiting trials.
+    pub waiting: u64,
+    /// Running trials.
+    pub running: u64,
+    /// Complete trials.
+    pub complete: u64,
+    /// Pruned trials.
+    pub pruned: u64,
+    /// Failed trials.
+    pub failed: u64,
+}
+
+impl TrialCounts {
+    /// All trials.
+    pub fn total(&self) -> u64 {
+        self.waiting + self.running + self.complete + self.pruned + self.failed
+    }
+
+    /// Counts one more trial in `state`.
+    pub fn add(&mut self, state: TrialState) {
+        match state {
+            TrialState::Waiting => self.waiting += 1,
+            TrialState::Running => self.running += 1,
+            TrialState::Complete => self.complete += 1,
+            TrialState::Pruned => self.pruned += 1,
+            TrialState::Failed => self.failed += 1,
+        }
+    }
+}
+
+/// A study with its counts, for listings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudySummary {
+    /// The study.
+    pub study: StudyRecord,
+    /// Its trials by state.
+    pub counts: TrialCounts,
+    /// Best objective value among complete trials.
+    pub best_value: Option<f64>,
+}
+
+/// A freshly created running trial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewTrial {
+    /// Storage identifier.
+    pub id: TrialId,
+    /// Number within the study.
+    pub number: u64,
+}
+
+/// A running trial, as seen by orphan recovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningTrial {
+    /// Storage identifier.
+    pub id: TrialId,
+    /// Number within the study.
+    pub number: u64,
+    /// Who runs it.
+    pub worker: Option<String>,
+    /// Last sign of life, milliseconds since the Unix epoch.
+    pub heartbeat_ms: i64,
+}
+
+/// The storage contract. See the module docs for the guarantees.
+pub trait Storage: Send + Sync {
+    /// Creates a study; fails with [`StorageError::StudyExists`] if the name is taken.
+    fn create_study(&self, new: &NewStudy) -> Result<StudyRecord, StorageError>;
+    /// Looks a study up by name.
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError>;
+    /// All studies with their counts, oldest first.
+    fn studies(&self) -> Result<Vec<StudySummary>, StorageError>;
+    /// Creates a running trial with the next number, unless the study already holds `limit`
+    /// trials (of any state); then returns `None`. Check and insert are one atomic step.
+    fn create_trial(
+        &self,
+        study: StudyId,
+        worker: &str,
+        limit: Option<u64>,
+    ) -> Result<Option<NewTrial>, StorageError>;
+    /// Records a suggested parameter of a running trial.
+    fn set_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError>;
+    /// Records an intermediate value of a running trial (a later report at the same step
+    /// replaces the earlier one). Also counts as a heartbeat.
+    fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
+    /// Marks a running trial alive now.
+    fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
+    /// Ends a running trial. Fails with [`StorageError::NotRunning`] if it already ended.
+    fn finish_trial(
+        &self,
+        trial: TrialId,
+        state: TrialState,
+        value: Option<f64>,
+        error: Option<&str>,
+    ) -> Result<(), StorageError>;
+    /// One trial.
+    fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
+    /// All trials of a study, by number.
+    fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
+    /// Trial counts of a study.
+    fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError>;
+    /// The study's running trials.
+    fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError>;
+}
+
+/// In-memory storage: fast, shared between threads, gone with the process.
+///
+/// ```
+/// use caviar_core::storage::{InMemoryStorage, NewStudy, Storage};
+/// use caviar_core::trial::{Direction, TrialState};
+/// let store = InMemoryStorage::new();
+/// let study = store.create_study(&NewStudy {
+///     name: "s".into(), direction: Direction::Minimize, metric: None, spec: None,
+/// }).unwrap();
+/// let t = store.create_trial(study.id, "me", Some(1)).unwrap().unwrap();
+/// assert!(store.create_trial(study.id, "me", Some(1)).unwrap().is_none());
+/// store.finish_trial(t.id, TrialState::Complete, Some(1.0), None).unwrap();
+/// assert_eq!(store.counts(study.id).unwrap().complete, 1);
+/// ```
+#[derive(Default)]
+pub struct InMemoryStorage {
+    inner: Mutex<Memory>,
+}
+
+#[derive(Default)]
+struct Memory {
+    studies: Vec<StudyRecord>,
+    trials: Vec<StoredTrial>,
+    by_study: BTreeMap<i64, Vec<usize>>,
+}
+
+struct StoredTrial {
+    study: StudyId,
+    heartbeat_ms: i64,
+    trial: FrozenTrial,
+}
+
+impl InMemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        // A panic while holding the lock leaves the data consistent (every write is one step).
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Memory {
+    fn running_mut(&mut self, trial: TrialId) -> Result<&mut StoredTrial, StorageError> {
+        let stored = self
+            .trials
+            .get_mut(trial.0 as usize)
+            .ok_or(StorageError::NoSuchTrial(trial.0))?;
+        if stored.trial.state != TrialState::Running {
+            return Err(StorageError::NotRunning {
+                number: stored.trial.number,
+                state: stored.trial.state,
+            });
+        }
+        Ok(stored)
+    }
+
+    fn study_trials(&self, study: StudyId) -> impl Iterator<Item = &StoredTrial> {
+        self.by_study
+            .get(&study.0)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.trials[i])
+    }
+}
+
+impl Storage for InMemoryStorage {
+    fn create_study(&self, new: &NewStudy) -> Result<StudyRecord, StorageError> {
+        let mut m = self.lock();
+        if m.studies.iter().any(|s| s.name == new.name) {
+            return Err(StorageError::StudyExists(new.name.clone()));
+        }
+        let record = StudyRecord {
+            id: StudyId(m.studies.len() as i64),
+            name: new.name.clone(),
+            direction: new.direction,
+            metric: new.metric.clone(),
+            spec: new.spec.clone(),
+            created_ms: now_ms(),
+        };
+        m.studies.push(record.clone());
+        Ok(record)
+    }
+
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError> {
+        Ok(self.lock().studies.iter().find(|s| s.name == name).cloned())
+    }
+
+    fn studies(&self) -> Result<Vec<StudySummary>, StorageError> {
+        let m = self.lock();
+        Ok(m.studies
+            .iter()
+            .map(|s| {
+                let mut counts = TrialCounts::default();
+                let mut best: Option<f64> = None;
+                for t in m.study_trials(s.id) {
+                    counts.add(t.trial.state);
+                    if t.trial.state == TrialState::Complete {
+                        if let Some(v) = t.trial.value {
+                            if best.is_none_or(|b| s.direction.better(v, b)) {
+                                best = Some(v);
+                            }
+                        }
+                    }
+                }
+                StudySummary {
+                    study: s.clone(),
+                    counts,
+                    best_value: best,
+                }
+            })
+            .collect())
+    }
+
+    fn create_trial(
+        &self,
+        study: StudyId,
+        worker: &str,
+        limit: Option<u64>,
+    ) -> Result<Option<NewTrial>, StorageError> {
+        let mut m = self.lock();
+        if study.0 < 0 || study.0 as usize >= m.studies.len() {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        }
+        let number = m.by_study.get(&study.0).map_or(0, |v| v.len() as u64);
+        if limit.is_some_and(|l| number >= l) {
+            return Ok(None);
+        }
+        let id = TrialId(m.trials.len() as i64);
+        let now = now_ms();
+        m.trials.push(StoredTrial {
+            study,
+            heartbeat_ms: now,
+            trial: FrozenTrial {
+                id,
+                number,
+                state: TrialState::Running,
+                params: BTreeMap::new(),
+                distributions: BTreeMap::new(),
+                value: None,
+                intermediate: Vec::new(),
+                error: None,
+                worker: Some(worker.to_string()),
+                started_ms: Some(now),
+                finished_ms: None,
+            },
+        });
+        m.by_study
+            .entry(study.0)
+            .or_default()
+            .push(id.0 as usize);
+        Ok(Some(NewTrial { id, number }))
+    }
+
+    fn set_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let t = &mut m.running_mut(trial)?.trial;
+        if t.params.contains_key(name) {
+            return Err(StorageError::ParamExists(name.to_string()));
+        }
+        t.params.insert(name.to_string(), value.clone());
+        t.distributions.insert(name.to_string(), dist.clone());
+        Ok(())
+    }
+
+    fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let stored = m.running_mut(trial)?;
+        stored.heartbeat_ms = now_ms();
+        let iv = &mut stored.trial.intermediate;
+        match iv.binary_search_by_key(&step, |(s, _)| *s) {
+            Ok(i) => iv[i].1 = value,
+            Err(i) => iv.insert(i, (step, value)),
+        }
+        Ok(())
+    }
+
+    fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        m.running_mut(trial)?.heartbeat_ms = now_ms();
+        Ok(())
+    }
+
+    fn finish_trial(
+        &self,
+        trial: TrialId,
+        state: TrialState,
+        value: Option<f64>,
+        error: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let t = &mut m.running_mut(trial)?.trial;
+        t.state = state;
+        t.value = value;
+        t.error = error.map(str::to_string);
+        t.finished_ms = Some(now_ms());
+        Ok(())
+    }
+
+    fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError> {
+        let m = self.lock();
+        m.trials
+            .get(trial.0 as usize)
+            .map(|s| s.trial.clone())
+            .ok_or(StorageError::NoSuchTrial(trial.0))
+    }
+
+    fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        Ok(self
+            .lock()
+            .study_trials(study)
+            .map(|s| s.trial.clone())
+            .collect())
+    }
+
+    fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError> {
+        let m = self.lock();
+        let mut counts = TrialCounts::default();
+        for t in m.study_trials(study) {
+            counts.add(t.trial.state);
+        }
+        Ok(counts)
+    }
+
+    fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {
+        let m = self.lock();
+        Ok(m.study_trials(study)
+            .filter(|s| s.trial.state == TrialState::Running && s.study == study)
+            .map(|s| RunningTrial {
+                id: s.trial.id,
+                number: s.trial.number,
+                worker: s.trial.worker.clone(),
+                heartbeat_ms: s.heartbeat_ms,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,613 @@
+//! The study engine: ask for a trial, suggest its parameters define-by-run, report, tell.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::sampler::{RandomSampler, SampleContext, Sampler, SamplerError};
+use crate::space::{Distribution, ParamValue, Scale, SpaceError};
+use crate::storage::{InMemoryStorage, NewStudy, RunningTrial, Storage, StorageError, StudyRecord};
+use crate::trial::{best_trials, Direction, FrozenTrial, TrialId, TrialState};
+
+/// Errors that stop a study.
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    /// The storage failed; nothing more can be recorded.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A parameter's definition is invalid.
+    #[error(transparent)]
+    Space(#[from] SpaceError),
+    /// The sampler cannot go on (e.g. an exhausted grid).
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    /// An existing study was opened with different settings.
+    #[error("study `{name}` exists with {field} = {stored}, not {requested}; use another study name or the stored setting")]
+    Mismatch {
+        /// Study name.
+        name: String,
+        /// Differing setting.
+        field: &'static str,
+        /// Stored value.
+        stored: String,
+        /// Requested value.
+        requested: String,
+    },
+}
+
+/// Why an objective did not return a value.
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    /// The objective chose to stop early (a pruner said so).
+    #[error("pruned")]
+    Pruned,
+    /// The objective failed; the message is stored with the trial.
+    #[error("{0}")]
+    Failed(String),
+    /// A parameter's definition is invalid.
+    #[error(transparent)]
+    Space(#[from] SpaceError),
+    /// The sampler could not draw a parameter.
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl TrialError {
+    /// A failure with a message: `.map_err(TrialError::fail)?` turns any error into one.
+    pub fn fail(message: impl std::fmt::Display) -> Self {
+        TrialError::Failed(message.to_string())
+    }
+}
+
+/// How a trial ended, as told to the study.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Finished with an objective value (non-finite values are recorded as failures).
+    Complete(f64),
+    /// Stopped early.
+    Pruned,
+    /// Failed, with the reason.
+    Failed(String),
+}
+
+/// A study: a named search with a direction, a sampler and a storage.
+///
+/// ```
+/// use caviar_core::prelude::*;
+/// let study = Study::builder("quadratic")
+///     .direction(Direction::Minimize)
+///     .sampler(RandomSampler::new(0))
+///     .build()
+///     .unwrap();
+/// study.optimize(50, |trial| {
+///     let x = trial.suggest_float("x", -10.0, 10.0, Scale::Linear)?;
+///     let lr = trial.suggest_float("lr", 1e-5, 1.0, Scale::Log)?;
+///     trial.report(0, x * x)?;
+///     Ok((x - 2.0).powi(2) + lr)
+/// }).unwrap();
+/// let best = study.best_trial().unwrap().unwrap();
+/// assert!(best.value.unwrap() < 5.0);
+/// ```
+pub struct Study {
+    storage: Arc<dyn Storage>,
+    record: StudyRecord,
+    sampler: Arc<dyn Sampler>,
+    worker: String,
+}
+
+/// Builds a [`Study`]; see [`Study::builder`].
+pub struct StudyBuilder {
+    name: String,
+    direction: Direction,
+    metric: Option<String>,
+    spec: Option<serde_json::Value>,
+    sampler: Arc<dyn Sampler>,
+    storage: Option<Arc<dyn Storage>>,
+    worker: String,
+    load_if_exists: bool,
+}
+
+impl StudyBuilder {
+    /// Minimize (default) or maximize.
+    pub fn direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
+        self
+    }
+    /// The name of the reported value that is the objective (informational in the Rust API).
+    pub fn metric(mut self, metric: impl Into<String>) -> Self {
+        self.metric = Some(metric.into());
+        self
+    }
+    /// The study's definition, stored so that workers and resumes can rebuild it.
+    pub fn spec(mut self, spec: serde_json::Value) -> Self {
+        self.spec = Some(spec);
+        self
+    }
+    /// The sampler (default: random with seed 0).
+    pub fn sampler(mut self, sampler: impl Sampler + 'static) -> Self {
+        self.sampler = Arc::new(sampler);
+        self
+    }
+    /// A shared sampler.
+    pub fn shared_sampler(mut self, sampler: Arc<dyn Sampler>) -> Self {
+        self.sampler = sampler;
+        self
+    }
+    /// The storage (default: in memory).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+    /// Who runs the trials of this handle (stored with each trial).
+    pub fn worker(mut self, worker: impl Into<String>) -> Self {
+        self.worker = worker.into();
+        self
+    }
+    /// Open the study if it exists instead of failing (its direction and metric must match).
+    pub fn load_if_exists(mut self, yes: bool) -> Self {
+        self.load_if_exists = yes;
+        self
+    }
+
+    /// Creates (or opens) the study.
+    pub fn build(self) -> Result<Study, StudyError> {
+        let storage = self
+            .storage
+            .unwrap_or_else(|| Arc::new(InMemoryStorage::new()));
+        let existing = if self.load_if_exists {
+            storage.study(&self.name)?
+        } else {
+            None
+        };
+        let record = match existing {
+            Some(record) => {
+                if record.direction != self.direction {
+                    return Err(StudyError::Mismatch {
+                        name: self.name,
+                        field: "direction",
+                        stored: record.direction.as_str().into(),
+                        requested: self.direction.as_str().into(),
+                    });
+                }
+                if self.metric.is_some() && record.metric != self.metric {
+                    return Err(StudyError::Mismatch {
+                        name: self.name,
+                        field: "metric",
+                        stored: record.metric.unwrap_or_default(),
+                        requested: self.metric.unwrap_or_default(),
+                    });
+                }
+                record
+            }
+            None => storage.create_study(&NewStudy {
+                name: self.name,
+                direction: self.direction,
+                metric: self.metric,
+                spec: self.spec,
+            })?,
+        };
+        Ok(Study {
+            storage,
+            record,
+            sampler: self.sampler,
+            worker: self.worker,
+        })
+    }
+}
+
+impl Study {
+    /// Starts building a study called `name`.
+    pub fn builder(name: impl Into<String>) -> StudyBuilder {
+        StudyBuilder {
+            name: name.into(),
+            direction: Direction::Minimize,
+            metric: None,
+            spec: None,
+            sampler: Arc::new(RandomSampler::new(0)),
+            storage: None,
+            worker: "local".into(),
+            load_if_exists: false,
+        }
+    }
+
+    /// The stored study.
+    pub fn record(&self) -> &StudyRecord {
+        &self.record
+    }
+
+    /// The study's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The study's direction.
+    pub fn direction(&self) -> Direction {
+        self.record.direction
+    }
+
+    /// The storage behind the study.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Starts a new trial. Fails with [`SamplerError::Exhausted`] when a grid has no points left.
+    pub fn ask(&self) -> Result<Trial, StudyError> {
+        match self.ask_within(None)? {
+            Some(trial) => Ok(trial),
+            None => Err(SamplerError::Exhausted(self.sampler.max_trials().unwrap_or(0)).into()),
+        }
+    }
+
+    /// Starts a new trial unless the study already holds `total` trials (of any state) or the
+    /// sampler is exhausted; the check and the creation are atomic in the storage, so many
+    /// workers never overshoot the total.
+    pub fn ask_within(&self, total: Option<u64>) -> Result<Option<Trial>, StudyError> {
+        let limit = match (total, self.sampler.max_trials()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(new) = self.storage.create_trial(self.record.id, &self.worker, limit)? else {
+            return Ok(None);
+        };
+        let history = if self.sampler.needs_history() {
+            Arc::new(self.storage.trials(self.record.id)?)
+        } else {
+            Arc::new(Vec::new())
+        };
+        Ok(Some(Trial {
+            id: new.id,
+            number: new.number,
+            direction: self.record.direction,
+            storage: self.storage.clone(),
+            sampler: self.sampler.clone(),
+            history,
+            params: BTreeMap::new(),
+        }))
+    }
+
+    /// Ends a trial. A non-finite value is recorded as a failure. Returns the state recorded.
+    pub fn tell(&self, trial: Trial, outcome: Outcome) -> Result<TrialState, StudyError> {
+        let (state, value, error) = match outcome {
+            Outcome::Complete(v) if v.is_finite() => (TrialState::Complete, Some(v), None),
+            Outcome::Complete(v) => (
+                TrialState::Failed,
+                None,
+                Some(format!("the objective value is {v}, not a finite number")),
+            ),
+            Outcome::Pruned => (
+                TrialState::Pruned,
+                trial_last_value(&*self.storage, trial.id),
+                None,
+            ),
+            Outcome::Failed(reason) => (TrialState::Failed, None, Some(reason)),
+        };
+        self.storage
+            .finish_trial(trial.id, state, value, error.as_deref())?;
+        Ok(state)
+    }
+
+    /// Runs `n_trials` more trials of `objective`, one after another. A trial whose objective
+    /// returns an error, a non-finite value or panics is recorded as failed and the study goes on;
+    /// storage errors and invalid parameter definitions stop it.
+    pub fn optimize<F>(&self, n_trials: u64, mut objective: F) -> Result<(), StudyError>
+    where
+        F: FnMut(&mut Trial) -> Result<f64, TrialError>,
+    {
+        for _ in 0..n_trials {
+            let Some(mut trial) = self.ask_within(None).or_else(|e| match e {
+                StudyError::Storage(_) => Err(e),
+                other => Err(other),
+            })?
+            else {
+                break;
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| objective(&mut trial)));
+            let (outcome, fatal) = match result {
+                Ok(Ok(value)) => (Outcome::Complete(value), None),
+                Ok(Err(TrialError::Pruned)) => (Outcome::Pruned, None),
+                Ok(Err(TrialError::Failed(msg))) => (Outcome::Failed(msg), None),
+                Ok(Err(TrialError::Storage(e))) => return Err(e.into()),
+                Ok(Err(TrialError::Space(e))) => {
+                    (Outcome::Failed(e.to_string()), Some(StudyError::Space(e)))
+                }
+                Ok(Err(TrialError::Sampler(e))) => {
+                    (Outcome::Failed(e.to_string()), Some(StudyError::Sampler(e)))
+                }
+                Err(panic) => (Outcome::Failed(panic_message(&panic)), None),
+            };
+            self.tell(trial, outcome)?;
+            if let Some(fatal) = fatal {
+                return Err(fatal);
+            }
+        }
+        Ok(())
+    }
+
+    /// All trials, by number.
+    pub fn trials(&self) -> Result<Vec<FrozenTrial>, StudyError> {
+        Ok(self.storage.trials(self.record.id)?)
+    }
+
+    /// The best complete trial.
+    pub fn best_trial(&self) -> Result<Option<FrozenTrial>, StudyError> {
+        Ok(self.best_trials(1)?.into_iter().next())
+    }
+
+    /// The `k` best complete trials, best first.
+    pub fn best_trials(&self, k: usize) -> Result<Vec<FrozenTrial>, StudyError> {
+        let trials = self.trials()?;
+        Ok(best_trials(&trials, self.record.direction, k)
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+
+    /// Marks failed every running trial for which `is_orphan` gives a reason (its worker died,
+    /// its heartbeat is stale). Safe against races: a trial that ends meanwhile is left alone.
+    /// Returns the numbers of the trials marked failed.
+    pub fn fail_orphans(
+        &self,
+        is_orphan: impl Fn(&RunningTrial) -> Option<String>,
+    ) -> Result<Vec<u64>, StudyError> {
+        let mut failed = Vec::new();
+        for running in self.storage.running_trials(self.record.id)? {
+            if let Some(reason) = is_orphan(&running) {
+                match self.storage.finish_trial(
+                    running.id,
+                    TrialState::Failed,
+                    None,
+                    Some(&reason),
+                ) {
+                    Ok(()) => failed.push(running.number),
+                    Err(StorageError::NotRunning { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(failed)
+    }
+}
+
+fn trial_last_value(storage: &dyn Storage, id: TrialId) -> Option<f64> {
+    storage
+        .trial(id)
+        .ok()
+        .and_then(|t| t.last_intermediate())
+        .map(|(_, v)| v)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown payload".into());
+    format!("the objective panicked: {text}")
+}
+
+/// A running trial: suggest parameters define-by-run, report intermediate values.
+pub struct Trial {
+    id: TrialId,
+    number: u64,
+    direction: Direction,
+    storage: Arc<dyn Storage>,
+    sampler: Arc<dyn Sampler>,
+    history: Arc<Vec<FrozenTrial>>,
+    params: BTreeMap<String, (Distribution, ParamValue)>,
+}
+
+impl Trial {
+    /// Storage identifier.
+    pub fn id(&self) -> TrialId {
+        self.id
+    }
+
+    /// Number within the study, from 0.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// Parameters suggested so far.
+    pub fn params(&self) -> BTreeMap<String, ParamValue> {
+        self.params
+            .iter()
+            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Suggests a value of any distribution. Asking twice for the same name returns the same
+    /// value; asking with a different distribution is an error.
+    pub fn suggest(&mut self, name: &str, dist: Distribution) -> Result<ParamValue, TrialError> {
+        crate::space::check_name(name)?;
+        dist.validate().map_err(|reason| SpaceError {
+            name: name.into(),
+            reason,
+        })?;
+        if let Some((known, value)) = self.params.get(name) {
+            if *known != dist {
+                return Err(SpaceError {
+                    name: name.into(),
+                    reason: format!(
+                        "was suggested as {} and again as {}; use one definition",
+                        known.describe(),
+                        dist.describe()
+                    ),
+                }
+                .into());
+            }
+            return Ok(value.clone());
+        }
+        let ctx = SampleContext {
+            trial_number: self.number,
+            direction: self.direction,
+            history: &self.history,
+        };
+        let value = self.sampler.sample(&ctx, name, &dist)?;
+        self.storage.set_param(self.id, name, &dist, &value)?;
+        self.params.insert(name.to_string(), (dist, value.clone()));
+        Ok(value)
+    }
+
+    /// Suggests a real number in `[low, high]` on the given scale.
+    pub fn suggest_float(
+        &mut self,
+        name: &str,
+        low: f64,
+        high: f64,
+        scale: Scale,
+    ) -> Result<f64, TrialError> {
+        let dist = Distribution::Float {
+            low,
+            high,
+            scale,
+            step: None,
+        };
+        Ok(self
+            .suggest(name, dist)?
+            .as_f64()
+            .expect("float distributions yield numbers"))
+    }
+
+    /// Suggests an integer in `[low, high]` on the given scale (`Linear` or `Log`).
+    pub fn suggest_int(
+        &mut self,
+        name: &str,
+        low: i64,
+        high: i64,
+        scale: Scale,
+    ) -> Result<i64, TrialError> {
+        let dist = Distribution::Int {
+            low,
+            high,
+            step: 1,
+            scale,
+        };
+        Ok(self
+            .suggest(name, dist)?
+            .as_i64()
+            .expect("int distributions yield integers"))
+    }
+
+    /// Suggests one of `choices`.
+    pub fn suggest_categorical<T>(&mut self, name: &str, choices: &[T]) -> Result<T, TrialError>
+    where
+        T: Clone + Into<ParamValue>,
+    {
+        let values: Vec<ParamValue> = choices.iter().cloned().map(Into::into).collect();
+        let value = self.suggest(
+            name,
+            Distribution::Categorical {
+                choices: values.clone(),
+            },
+        )?;
+        let idx = values
+            .iter()
+            .position(|v| *v == value)
+            .expect("categorical draws come from the choices");
+        Ok(choices[idx].clone())
+    }
+
+    /// Records the objective's value at `step` (an epoch, say); a repeated step overwrites.
+    pub fn report(&mut self, step: u64, value: f64) -> Result<(), TrialError> {
+        self.storage.report(self.id, step, value)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::GridSampler;
+
+    fn study(name: &str) -> Study {
+        Study::builder(name).sampler(RandomSampler::new(1)).build().unwrap()
+    }
+
+    #[test]
+    fn failures_panics_and_nan_are_recorded_and_the_study_goes_on() {
+        let s = study("s");
+        s.optimize(4, |t| match t.number() {
+            0 => Err(TrialError::fail("boom")),
+            1 => panic!("kaput"),
+            2 => Ok(f64::NAN),
+            _ => Ok(1.0),
+        })
+        .unwrap();
+        let trials = s.trials().unwrap();
+        let states: Vec<_> = trials.iter().map(|t| t.state).collect();
+        use TrialState::*;
+        assert_eq!(states, vec![Failed, Failed, Failed, Complete]);
+        assert_eq!(trials[0].error.as_deref(), Some("boom"));
+        assert!(trials[1].error.as_ref().unwrap().contains("kaput"));
+        assert!(trials[2].error.as_ref().unwrap().contains("NaN"));
+    }
+
+    #[test]
+    fn same_seed_same_trials() {
+        let run = || {
+            let s = study("s");
+            s.optimize(20, |t| {
+                let x = t.suggest_float("x", 0.0, 1.0, Scale::Linear)?;
+                let k = t.suggest_int("k", 1, 100, Scale::Log)?;
+                let c = t.suggest_categorical("c", &["a", "b"])?;
+                Ok(x + k as f64 + c.len() as f64)
+            })
+            .unwrap();
+            s.trials().unwrap().into_iter().map(|t| t.params).collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn resuggesting_returns_the_same_value_and_conflicts_fail() {
+        let s = study("s");
+        let mut t = s.ask().unwrap();
+        let a = t.suggest_float("x", 0.0, 1.0, Scale::Linear).unwrap();
+        assert_eq!(a, t.suggest_float("x", 0.0, 1.0, Scale::Linear).unwrap());
+        let err = t.suggest_float("x", 0.0, 2.0, Scale::Linear).unwrap_err();
+        assert!(err.to_string().contains("use one definition"));
+        let bad = t.suggest_float("lr", 0.0, 1.0, Scale::Log).unwrap_err();
+        assert!(bad.to_string().contains("parameter `lr`"));
+    }
+
+    #[test]
+    fn grid_study_stops_when_exhausted() {
+        let grid = GridSampler::new(
+            vec![("k".into(), vec![ParamValue::Int(1), ParamValue::Int(2)])],
+            0,
+        )
+        .unwrap();
+        let s = Study::builder("g").sampler(grid).build().unwrap();
+        s.optimize(10, |t| Ok(t.suggest_int("k", 1, 2, Scale::Linear)? as f64))
+            .unwrap();
+        assert_eq!(s.trials().unwrap().len(), 2);
+        assert!(matches!(s.ask(), Err(StudyError::Sampler(SamplerError::Exhausted(2)))));
+    }
+
+    #[test]
+    fn reopening_with_another_direction_is_refused() {
+        let storage: Arc<dyn Storage> = Arc::new(InMemoryStorage::new());
+        Study::builder("s").storage(storage.clone()).build().unwrap();
+        let err = Study::builder("s")
+            .storage(storage)
+            .direction(Direction::Maximize)
+            .load_if_exists(true)
+            .build()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("direction"));
+    }
+
+    #[test]
+    fn orphans_are_failed_once() {
+        let s = study("s");
+        let t = s.ask().unwrap();
+        let failed = s.fail_orphans(|_| Some("worker died".into())).unwrap();
+        assert_eq!(failed, vec![0]);
+        assert!(s.tell(t, Outcome::Complete(1.0)).is_err());
+        assert_eq!(s.trials().unwrap()[0].error.as_deref(), Some("worker died"));
+    }
+}
