@@ -1,0 +1,570 @@
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use caviar_core::space::{Distribution, ParamValue};
+use caviar_core::storage::{
+    NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary,
+    TrialCounts,
+};
+use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// The schema version this build writes. Older files are migrated on open; newer ones are
+/// refused rather than damaged.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE studies (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    direction   TEXT NOT NULL,
+    metric      TEXT,
+    spec        TEXT,
+    parent_id   INTEGER REFERENCES studies(id),
+    created_ms  INTEGER NOT NULL
+);
+CREATE TABLE trials (
+    id            INTEGER PRIMARY KEY,
+    study_id      INTEGER NOT NULL REFERENCES studies(id),
+    number        INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    value         REAL,
+    error         TEXT,
+    worker        TEXT,
+    heartbeat_ms  INTEGER,
+    started_ms    INTEGER,
+    finished_ms   INTEGER,
+    UNIQUE (study_id, number)
+);
+CREATE INDEX trials_by_state ON trials (study_id, state);
+CREATE TABLE trial_params (
+    trial_id      INTEGER NOT NULL REFERENCES trials(id),
+    name          TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    distribution  TEXT NOT NULL,
+    PRIMARY KEY (trial_id, name)
+) WITHOUT ROWID;
+CREATE TABLE trial_values (
+    trial_id  INTEGER NOT NULL REFERENCES trials(id),
+    step      INTEGER NOT NULL,
+    value     REAL,
+    PRIMARY KEY (trial_id, step)
+) WITHOUT ROWID;
+CREATE TABLE param_changes (
+    id         INTEGER PRIMARY KEY,
+    trial_id   INTEGER NOT NULL REFERENCES trials(id),
+    step       INTEGER,
+    name       TEXT NOT NULL,
+    old_value  TEXT,
+    new_value  TEXT NOT NULL,
+    who        TEXT,
+    at_ms      INTEGER NOT NULL
+);
+"#];
+
+/// Storage in one SQLite file. Cheap to share between threads; several processes may open the
+/// same file (writers wait for each other up to a busy timeout).
+pub struct SqliteStorage {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+fn json_err(e: serde_json::Error) -> StorageError {
+    StorageError::Backend(format!("corrupt JSON in the database: {e}"))
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the file at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                return Err(StorageError::Backend(format!(
+                    "directory {} does not exist; create it or choose another path",
+                    dir.display()
+                )));
+            }
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StorageError::Backend(format!("{}: {e}", path.display())))?;
+        Self::setup(conn)
+    }
+
+    /// A private database in memory (for tests).
+    pub fn open_in_memory() -> Result<Self, StorageError> {
+        Self::setup(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self, StorageError> {
+        conn.busy_timeout(Duration::from_secs(30)).map_err(backend)?;
+        // WAL lets readers (dashboards, `caviar trials`) run while a study writes; NORMAL sync
+        // is crash-safe in WAL mode (a power cut may lose the last commits, never corrupt).
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    StorageError::Incompatible("the file is not a SQLite database".into())
+                }
+                other => backend(other),
+            })?;
+        let _ = mode; // "memory" for in-memory databases
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStorage {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // Every write is a transaction, so a panic elsewhere cannot leave half a change behind.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if version > SCHEMA_VERSION {
+        return Err(StorageError::Incompatible(format!(
+            "the database has schema version {version}, newer than this caviar understands ({SCHEMA_VERSION}); upgrade caviar"
+        )));
+    }
+    if version == 0 {
+        let tables: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if tables > 0 {
+            return Err(StorageError::Incompatible(
+                "the file holds other tables and is not a caviar database; choose another path"
+                    .into(),
+            ));
+        }
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| StorageError::Backend(format!("migration to version {}: {e}", i + 1)))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+fn parse_state(text: &str) -> Result<TrialState, StorageError> {
+    TrialState::parse(text)
+        .ok_or_else(|| StorageError::Backend(format!("unknown trial state `{text}` in database")))
+}
+
+fn study_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRecord> {
+    let direction: String = row.get(2)?;
+    let spec: Option<String> = row.get(4)?;
+    Ok(StudyRecord {
+        id: StudyId(row.get(0)?),
+        name: row.get(1)?,
+        direction: Direction::parse(&direction).unwrap_or_default(),
+        metric: row.get(3)?,
+        spec: spec.and_then(|s| serde_json::from_str(&s).ok()),
+        created_ms: row.get(5)?,
+    })
+}
+
+const STUDY_COLUMNS: &str = "id, name, direction, metric, spec, created_ms";
+
+/// Explains why a conditional change touched no row.
+fn not_running(conn: &Connection, trial: TrialId) -> StorageError {
+    let found = conn
+        .query_row(
+            "SELECT number, state FROM trials WHERE id = ?1",
+            [trial.0],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+        )
+        .optional();
+    match found {
+        Ok(Some((number, state))) => match parse_state(&state) {
+            Ok(state) => StorageError::NotRunning {
+                number: number as u64,
+                state,
+            },
+            Err(e) => e,
+        },
+        Ok(None) => StorageError::NoSuchTrial(trial.0),
+        Err(e) => backend(e),
+    }
+}
+
+impl Storage for SqliteStorage {
+    fn create_study(&self, new: &NewStudy) -> Result<StudyRecord, StorageError> {
+        let conn = self.conn();
+        let spec = new
+            .spec
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_err)?;
+        let created = now_ms();
+        let result = conn.execute(
+            "INSERT INTO studies (name, direction, metric, spec, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![new.name, new.direction.as_str(), new.metric, spec, created],
+        );
+        match result {
+            Ok(_) => Ok(StudyRecord {
+                id: StudyId(conn.last_insert_rowid()),
+                name: new.name.clone(),
+                direction: new.direction,
+                metric: new.metric.clone(),
+                spec: new.spec.clone(),
+                created_ms: created,
+            }),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StorageError::StudyExists(new.name.clone()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError> {
+        let conn = self.conn();
+        let sql = format!("SELECT {STUDY_COLUMNS} FROM studies WHERE name = ?1");
+        conn.query_row(&sql, [name], study_from_row)
+            .optional()
+            .map_err(backend)
+    }
+
+    fn studies(&self) -> Result<Vec<StudySummary>, StorageError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {STUDY_COLUMNS} FROM studies ORDER BY created_ms, id"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(backend)?;
+        let studies: Vec<StudyRecord> = stmt
+            .query_map([], study_from_row)
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let mut stats = conn
+            .prepare(
+                "SELECT state, count(*), min(value), max(value) FROM trials WHERE study_id = ?1 GROUP BY state",
+            )
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(studies.len());
+        for study in studies {
+            let mut counts = TrialCounts::default();
+            let mut best_value = None;
+            let rows = stats
+                .query_map([study.id.0], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                        r.get::<_, Option<f64>>(3)?,
+                    ))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (state, n, min, max) = row.map_err(backend)?;
+                let state = parse_state(&state)?;
+                for _ in 0..n {
+                    counts.add(state);
+                }
+                if state == TrialState::Complete {
+                    best_value = match study.direction {
+                        Direction::Minimize => min,
+                        Direction::Maximize => max,
+                    };
+                }
+            }
+            out.push(StudySummary {
+                study,
+                counts,
+                best_value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn create_trial(
+        &self,
+        study: StudyId,
+        worker: &str,
+        limit: Option<u64>,
+    ) -> Result<Option<NewTrial>, StorageError> {
+        let mut conn = self.conn();
+        // IMMEDIATE takes the write lock first, so the number read below stays ours.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT id FROM studies WHERE id = ?1", [study.0], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        }
+        let number: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")
+            .and_then(|mut s| s.query_row([study.0], |r| r.get(0)))
+            .map_err(backend)?;
+        if limit.is_some_and(|l| number as u64 >= l) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        tx.prepare_cached(
+            "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms) VALUES (?1, ?2, 'running', ?3, ?4, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![study.0, number, worker, now]))
+        .map_err(backend)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(backend)?;
+        Ok(Some(NewTrial {
+            id: TrialId(id),
+            number: number as u64,
+        }))
+    }
+
+    fn set_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError> {
+        let value_json = serde_json::to_string(value).map_err(json_err)?;
+        let dist_json = serde_json::to_string(dist).map_err(json_err)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO trial_params (trial_id, name, value, distribution)
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS
+                   (SELECT 1 FROM trials WHERE id = ?1 AND state = 'running')",
+            )
+            .and_then(|mut s| s.execute(params![trial.0, name, value_json, dist_json]));
+        match inserted {
+            Ok(1) => tx.commit().map_err(backend),
+            Ok(_) => Err(not_running(&tx, trial)),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StorageError::ParamExists(name.into()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let alive = tx
+            .prepare_cached(
+                "UPDATE trials SET heartbeat_ms = ?2 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut s| s.execute(params![trial.0, now_ms()]))
+            .map_err(backend)?;
+        if alive != 1 {
+            return Err(not_running(&tx, trial));
+        }
+        // SQLite stores NaN as NULL; it reads back as NaN.
+        let stored = if value.is_nan() { None } else { Some(value) };
+        tx.prepare_cached(
+            "INSERT INTO trial_values (trial_id, step, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
+        )
+        .and_then(|mut s| s.execute(params![trial.0, step as i64, stored]))
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
+        let conn = self.conn();
+        let n = conn
+            .prepare_cached(
+                "UPDATE trials SET heartbeat_ms = ?2 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut s| s.execute(params![trial.0, now_ms()]))
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(not_running(&conn, trial))
+        }
+    }
+
+    fn finish_trial(
+        &self,
+        trial: TrialId,
+        state: TrialState,
+        value: Option<f64>,
+        error: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let conn = self.conn();
+        let value = value.filter(|v| !v.is_nan());
+        let n = conn
+            .prepare_cached(
+                "UPDATE trials SET state = ?2, value = ?3, error = ?4, finished_ms = ?5
+                 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut s| {
+                s.execute(params![trial.0, state.as_str(), value, error, now_ms()])
+            })
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(not_running(&conn, trial))
+        }
+    }
+
+    fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError> {
+        let conn = self.conn();
+        load_trials(&conn, "t.id = ?1", trial.0)?
+            .pop()
+            .ok_or(StorageError::NoSuchTrial(trial.0))
+    }
+
+    fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        let conn = self.conn();
+        load_trials(&conn, "t.study_id = ?1", study.0)
+    }
+
+    fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT state, count(*) FROM trials WHERE study_id = ?1 GROUP BY state")
+            .map_err(backend)?;
+        let mut counts = TrialCounts::default();
+        let rows = stmt
+            .query_map([study.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(backend)?;
+        for row in rows {
+            let (state, n) = row.map_err(backend)?;
+            let state = parse_state(&state)?;
+            for _ in 0..n {
+                counts.add(state);
+            }
+        }
+        Ok(counts)
+    }
+
+    fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, number, worker, heartbeat_ms FROM trials
+                 WHERE study_id = ?1 AND state = 'running' ORDER BY number",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([study.0], |r| {
+                Ok(RunningTrial {
+                    id: TrialId(r.get(0)?),
+                    number: r.get::<_, i64>(1)? as u64,
+                    worker: r.get(2)?,
+                    heartbeat_ms: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+}
+
+/// Loads trials matching `filter` (on alias `t`, one `?1` parameter) with their params and
+/// intermediate values, in three queries.
+fn load_trials(conn: &Connection, filter: &str, key: i64) -> Result<Vec<FrozenTrial>, StorageError> {
+    let sql = format!(
+        "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms, t.finished_ms
+         FROM trials t WHERE {filter} ORDER BY t.number"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let mut trials = Vec::new();
+    let mut index: HashMap<i64, usize> = HashMap::new();
+    let mut rows = stmt.query([key]).map_err(backend)?;
+    while let Some(r) = rows.next().map_err(backend)? {
+        let id: i64 = r.get(0).map_err(backend)?;
+        let state: String = r.get(2).map_err(backend)?;
+        index.insert(id, trials.len());
+        trials.push(FrozenTrial {
+            id: TrialId(id),
+            number: r.get::<_, i64>(1).map_err(backend)? as u64,
+            state: parse_state(&state)?,
+            params: Default::default(),
+            distributions: Default::default(),
+            value: r.get(3).map_err(backend)?,
+            intermediate: Vec::new(),
+            error: r.get(4).map_err(backend)?,
+            worker: r.get(5).map_err(backend)?,
+            started_ms: r.get(6).map_err(backend)?,
+            finished_ms: r.get(7).map_err(backend)?,
+        });
+    }
+    if trials.is_empty() {
+        return Ok(trials);
+    }
+    let sql = format!(
+        "SELECT p.trial_id, p.name, p.value, p.distribution
+         FROM trial_params p JOIN trials t ON t.id = p.trial_id WHERE {filter}"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let mut rows = stmt.query([key]).map_err(backend)?;
+    // Trials of one study share a few distributions; parse each text once.
+    let mut dist_cache: HashMap<String, Distribution> = HashMap::new();
+    while let Some(r) = rows.next().map_err(backend)? {
+        let id: i64 = r.get(0).map_err(backend)?;
+        let name: String = r.get(1).map_err(backend)?;
+        let value: String = r.get(2).map_err(backend)?;
+        let dist_text: String = r.get(3).map_err(backend)?;
+        let Some(&i) = index.get(&id) else { continue };
+        let dist = match dist_cache.get(&dist_text) {
+            Some(d) => d.clone(),
+            None => {
+                let d: Distribution = serde_json::from_str(&dist_text).map_err(json_err)?;
+                dist_cache.insert(dist_text, d.clone());
+                d
+            }
+        };
+        let value: ParamValue = serde_json::from_str(&value).map_err(json_err)?;
+        trials[i].params.insert(name.clone(), value);
+        trials[i].distributions.insert(name, dist);
+    }
+    let sql = format!(
+        "SELECT v.trial_id, v.step, v.value
+         FROM trial_values v JOIN trials t ON t.id = v.trial_id WHERE {filter}
+         ORDER BY v.trial_id, v.step"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let mut rows = stmt.query([key]).map_err(backend)?;
+    while let Some(r) = rows.next().map_err(backend)? {
+        let id: i64 = r.get(0).map_err(backend)?;
+        let step: i64 = r.get(1).map_err(backend)?;
+        let value: Option<f64> = r.get(2).map_err(backend)?;
+        if let Some(&i) = index.get(&id) {
+            trials[i]
+                .intermediate
+                .push((step as u64, value.unwrap_or(f64::NAN)));
+        }
+    }
+    Ok(trials)
+}

@@ -1,0 +1,79 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use caviar_core::storage::{Storage, StorageError};
+
+use crate::SqliteStorage;
+
+/// Where a study lives, parsed from `--storage`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// `sqlite:PATH` (also `sqlite://PATH`).
+    Sqlite(PathBuf),
+    /// `memory:` — nothing kept after the process ends.
+    Memory,
+    /// `postgres://...` (not built yet).
+    Postgres(String),
+}
+
+/// A storage URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// The text is not a storage URL.
+    #[error("storage URL `{0}` is not understood; use sqlite:PATH (e.g. sqlite:caviar.db) or memory:")]
+    Malformed(String),
+    /// The backend is not available in this build.
+    #[error("storage URL `{0}`: PostgreSQL storage is not available yet; use sqlite:PATH")]
+    Unsupported(String),
+    /// The backend failed to open.
+    #[error("cannot open storage `{url}`: {source}")]
+    Open {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: StorageError,
+    },
+}
+
+impl StorageUrl {
+    /// Parses `sqlite:PATH`, `sqlite://PATH`, `memory:` or `postgres://...`.
+    ///
+    /// ```
+    /// use caviar_store::StorageUrl;
+    /// assert_eq!(StorageUrl::parse("sqlite:caviar.db").unwrap(),
+    ///            StorageUrl::Sqlite("caviar.db".into()));
+    /// assert!(StorageUrl::parse("mysql://x").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, UrlError> {
+        if let Some(path) = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(UrlError::Malformed(text.into()));
+            }
+            return Ok(StorageUrl::Sqlite(PathBuf::from(path)));
+        }
+        if text == "memory:" || text == "memory" {
+            return Ok(StorageUrl::Memory);
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(StorageUrl::Postgres(text.into()));
+        }
+        Err(UrlError::Malformed(text.into()))
+    }
+}
+
+/// Opens the storage a URL names.
+pub fn open_storage(text: &str) -> Result<Arc<dyn Storage>, UrlError> {
+    match StorageUrl::parse(text)? {
+        StorageUrl::Sqlite(path) => SqliteStorage::open(&path)
+            .map(|s| Arc::new(s) as Arc<dyn Storage>)
+            .map_err(|source| UrlError::Open {
+                url: text.into(),
+                source,
+            }),
+        StorageUrl::Memory => Ok(Arc::new(caviar_core::storage::InMemoryStorage::new())),
+        StorageUrl::Postgres(url) => Err(UrlError::Unsupported(url)),
+    }
+}

@@ -1,0 +1,181 @@
+//! The storage contract, checked against every backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use caviar_core::space::{Distribution, ParamValue, Scale};
+use caviar_core::storage::{InMemoryStorage, NewStudy, Storage, StorageError};
+use caviar_core::trial::{Direction, TrialState};
+use caviar_store::SqliteStorage;
+
+fn new_study(name: &str) -> NewStudy {
+    NewStudy {
+        name: name.into(),
+        direction: Direction::Maximize,
+        metric: Some("acc".into()),
+        spec: Some(serde_json::json!({"trials": 3})),
+    }
+}
+
+fn backends() -> Vec<(&'static str, Arc<dyn Storage>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStorage::open(dir.path().join("c.db")).unwrap();
+    vec![
+        ("memory", Arc::new(InMemoryStorage::new()), None),
+        ("sqlite", Arc::new(sqlite), Some(dir)),
+    ]
+}
+
+#[test]
+fn study_lifecycle_and_duplicates() {
+    for (name, s, _dir) in backends() {
+        let rec = s.create_study(&new_study("a")).unwrap();
+        assert_eq!(rec.metric.as_deref(), Some("acc"), "{name}");
+        assert!(matches!(s.create_study(&new_study("a")), Err(StorageError::StudyExists(_))), "{name}");
+        let found = s.study("a").unwrap().unwrap();
+        assert_eq!(found.spec, Some(serde_json::json!({"trials": 3})), "{name}");
+        assert!(s.study("b").unwrap().is_none(), "{name}");
+    }
+}
+
+#[test]
+fn trial_records_params_reports_and_end() {
+    for (name, s, _dir) in backends() {
+        let study = s.create_study(&new_study("a")).unwrap();
+        let t = s.create_trial(study.id, "w1", None).unwrap().unwrap();
+        let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+        s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.01)).unwrap();
+        let act = Distribution::categorical(["relu", "tanh"]).unwrap();
+        s.set_param(t.id, "act", &act, &"tanh".into()).unwrap();
+        assert!(matches!(
+            s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.02)),
+            Err(StorageError::ParamExists(_))
+        ), "{name}");
+        s.report(t.id, 2, 0.5).unwrap();
+        s.report(t.id, 1, 0.25).unwrap();
+        s.report(t.id, 2, 0.75).unwrap();
+        s.report(t.id, 3, f64::NAN).unwrap();
+        s.finish_trial(t.id, TrialState::Complete, Some(0.75), None).unwrap();
+        let err = s.finish_trial(t.id, TrialState::Failed, None, Some("late")).unwrap_err();
+        assert!(matches!(err, StorageError::NotRunning { number: 0, state: TrialState::Complete }), "{name}");
+        assert!(s.report(t.id, 4, 1.0).is_err(), "{name}");
+
+        let got = s.trial(t.id).unwrap();
+        assert_eq!(got.state, TrialState::Complete);
+        assert_eq!(got.value, Some(0.75));
+        assert_eq!(got.params["lr"], ParamValue::Float(0.01));
+        assert_eq!(got.params["act"], ParamValue::Str("tanh".into()));
+        assert_eq!(got.distributions["lr"], lr);
+        assert_eq!(&got.intermediate[..2], &[(1, 0.25), (2, 0.75)], "{name}");
+        assert_eq!(got.intermediate[2].0, 3);
+        assert!(got.intermediate[2].1.is_nan(), "{name}: NaN reports survive");
+        assert_eq!(got.worker.as_deref(), Some("w1"));
+        assert!(got.finished_ms.unwrap() >= got.started_ms.unwrap());
+
+        let summary = &s.studies().unwrap()[0];
+        assert_eq!(summary.counts.complete, 1);
+        assert_eq!(summary.best_value, Some(0.75));
+    }
+}
+
+#[test]
+fn limit_is_never_overshot_and_numbers_are_unique_under_threads() {
+    for (name, s, _dir) in backends() {
+        let study = s.create_study(&new_study("a")).unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|w| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    while let Some(t) = s.create_trial(study.id, &format!("w{w}"), Some(200)).unwrap() {
+                        mine.push(t.number);
+                        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None).unwrap();
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let unique: HashSet<u64> = all.iter().copied().collect();
+        assert_eq!(all.len(), 200, "{name}");
+        assert_eq!(unique, (0..200).collect(), "{name}");
+        assert_eq!(s.counts(study.id).unwrap().total(), 200, "{name}");
+    }
+}
+
+#[test]
+fn two_handles_on_one_file_share_numbers() {
+    // Two opens of one file behave like two processes: numbers stay unique.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a = Arc::new(SqliteStorage::open(&path).unwrap());
+    let b = Arc::new(SqliteStorage::open(&path).unwrap());
+    let study = a.create_study(&new_study("s")).unwrap();
+    let run = |s: Arc<SqliteStorage>| {
+        std::thread::spawn(move || {
+            let mut n = Vec::new();
+            while let Some(t) = s.create_trial(study.id, "x", Some(100)).unwrap() {
+                n.push(t.number);
+            }
+            n
+        })
+    };
+    let (ha, hb) = (run(a.clone()), run(b.clone()));
+    let mut all = ha.join().unwrap();
+    all.extend(hb.join().unwrap());
+    all.sort();
+    assert_eq!(all, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn running_trials_and_reopen_keep_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    {
+        let s = SqliteStorage::open(&path).unwrap();
+        let study = s.create_study(&new_study("s")).unwrap();
+        let t = s.create_trial(study.id, "host:1", None).unwrap().unwrap();
+        s.report(t.id, 1, 0.5).unwrap();
+    }
+    let s = SqliteStorage::open(&path).unwrap();
+    let study = s.study("s").unwrap().unwrap();
+    let running = s.running_trials(study.id).unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].worker.as_deref(), Some("host:1"));
+    assert!(running[0].heartbeat_ms > 0);
+    let trials = s.trials(study.id).unwrap();
+    assert_eq!(trials[0].intermediate, vec![(1, 0.5)]);
+}
+
+#[test]
+fn foreign_and_future_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"this is not a database, just text that is long enough to be a header").unwrap();
+    let err = SqliteStorage::open(&junk).err().unwrap();
+    assert!(matches!(err, StorageError::Incompatible(_) | StorageError::Backend(_)), "{err}");
+
+    let future = dir.path().join("future.db");
+    {
+        let conn = rusqlite_conn(&future);
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let err = SqliteStorage::open(&future).err().unwrap();
+    assert!(err.to_string().contains("upgrade caviar"), "{err}");
+
+    let other = dir.path().join("other.db");
+    {
+        let conn = rusqlite_conn(&other);
+        conn.execute_batch("CREATE TABLE mine (x INTEGER)").unwrap();
+    }
+    let err = SqliteStorage::open(&other).err().unwrap();
+    assert!(err.to_string().contains("not a caviar database"), "{err}");
+
+    let missing_dir = dir.path().join("nope").join("x.db");
+    let err = SqliteStorage::open(&missing_dir).err().unwrap();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
