@@ -1,0 +1,481 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use caviar_core::space::ParamValue;
+use caviar_core::study::Outcome;
+
+use crate::report::parse_report;
+
+/// Lines of stderr (and of unparsed stdout) kept for a failed trial's error.
+const TAIL_LINES: usize = 20;
+
+/// How to run a trial command.
+#[derive(Clone, Debug)]
+pub struct CommandSpec {
+    /// Program and arguments, with `{name}` placeholders.
+    pub argv: Vec<String>,
+    /// The reported key that is the objective.
+    pub metric: String,
+    /// Longest a trial may run.
+    pub timeout: Option<Duration>,
+    /// Time between TERM and KILL when a trial is stopped.
+    pub kill_grace: Duration,
+    /// Working directory of the command (default: inherited).
+    pub workdir: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl CommandSpec {
+    /// A spec with defaults: no timeout, 5 s grace.
+    pub fn new(argv: Vec<String>, metric: impl Into<String>) -> Self {
+        CommandSpec {
+            argv,
+            metric: metric.into(),
+            timeout: None,
+            kill_grace: Duration::from_secs(5),
+            workdir: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// The trial a command runs.
+#[derive(Clone, Debug)]
+pub struct TrialInput<'a> {
+    /// Study name.
+    pub study: &'a str,
+    /// Trial number.
+    pub number: u64,
+    /// Parameter values.
+    pub params: &'a BTreeMap<String, ParamValue>,
+}
+
+/// What the report callback wants next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    /// Keep going.
+    Continue,
+    /// Stop the command and record the trial as pruned.
+    Prune,
+}
+
+/// How a command ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    /// Complete with the objective, or failed with the reason (and the stderr tail).
+    pub outcome: Outcome,
+    /// Wall time of the command.
+    pub elapsed: Duration,
+    /// Number of metric reports received.
+    pub reports: u64,
+}
+
+/// Problems that stop the runner itself (not the trial).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A `{placeholder}` names no parameter.
+    #[error("argument `{arg}` uses `{{{name}}}`, which is not a parameter; known parameters: {known}")]
+    UnknownPlaceholder {
+        /// The argument.
+        arg: String,
+        /// The placeholder's name.
+        name: String,
+        /// Parameter names.
+        known: String,
+    },
+    /// A `{` without its `}`.
+    #[error("argument `{0}` has an unclosed `{{`; write `{{{{` for a literal brace")]
+    Unclosed(String),
+    /// The command list is empty.
+    #[error("the command is empty; name a program, e.g. command = [\"python3\", \"train.py\"]")]
+    EmptyCommand,
+    /// The program is not found or not executable.
+    #[error("program `{0}` {1}")]
+    Program(String, String),
+    /// The trial file could not be written.
+    #[error("cannot write the trial file {0}: {1}")]
+    TrialFile(PathBuf, std::io::Error),
+}
+
+/// Replaces `{name}` with parameter values; `{{` and `}}` are literal braces.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use caviar_run::substitute;
+/// let mut p = BTreeMap::new();
+/// p.insert("lr".to_string(), caviar_core::space::ParamValue::Float(0.01));
+/// assert_eq!(substitute("--lr={lr}", &p).unwrap(), "--lr=0.01");
+/// assert_eq!(substitute("{{x}}", &p).unwrap(), "{x}");
+/// assert!(substitute("{nope}", &p).is_err());
+/// ```
+pub fn substitute(arg: &str, params: &BTreeMap<String, ParamValue>) -> Result<String, RunError> {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+        } else if tail.starts_with('}') {
+            out.push('}');
+            rest = &tail[1..];
+        } else {
+            let close = tail.find('}').ok_or_else(|| RunError::Unclosed(arg.into()))?;
+            let name = &tail[1..close];
+            let value = params.get(name).ok_or_else(|| RunError::UnknownPlaceholder {
+                arg: arg.into(),
+                name: name.into(),
+                known: params.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+            out.push_str(&value.to_string());
+            rest = &tail[close + 1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Checks that the program exists and is executable, looking it up on PATH if it has no slash.
+pub fn check_program(program: &str, workdir: Option<&Path>) -> Result<PathBuf, RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let path = match workdir {
+            Some(dir) if Path::new(program).is_relative() => dir.join(program),
+            _ => PathBuf::from(program),
+        };
+        if !path.exists() {
+            return Err(RunError::Program(program.into(), "does not exist".into()));
+        }
+        if !executable(&path) {
+            return Err(RunError::Program(
+                program.into(),
+                "is not executable; run `chmod +x` on it or start it through its interpreter (e.g. [\"python3\", \"train.py\"])".into(),
+            ));
+        }
+        return Ok(path);
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| RunError::Program(program.into(), "is not found on PATH".into()))
+}
+
+fn env_name(param: &str) -> String {
+    let upper: String = param
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
+    format!("CAVIAR_PARAM_{upper}")
+}
+
+/// Why the runner stopped a command.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum StopReason {
+    Timeout,
+    Interrupted,
+    Pruned,
+}
+
+/// Runs one trial: spawns the command, feeds each metric report to `on_report(step, value)`,
+/// and stops the process group when the callback prunes, the timeout passes or `cancel` is set.
+pub fn run_command(
+    spec: &CommandSpec,
+    input: &TrialInput<'_>,
+    cancel: &AtomicBool,
+    on_report: &mut dyn FnMut(u64, f64) -> Control,
+) -> Result<RunResult, RunError> {
+    let started = Instant::now();
+    let program = spec.argv.first().ok_or(RunError::EmptyCommand)?;
+    let args = spec.argv[1..]
+        .iter()
+        .map(|a| substitute(a, input.params))
+        .collect::<Result<Vec<_>, _>>()?;
+    let program = substitute(program, input.params)?;
+
+    let trial_file = trial_file_path(input);
+    let payload = serde_json::json!({
+        "study": input.study,
+        "trial": input.number,
+        "params": input.params,
+    });
+    std::fs::write(&trial_file, payload.to_string())
+        .map_err(|e| RunError::TrialFile(trial_file.clone(), e))?;
+    let _cleanup = RemoveOnDrop(trial_file.clone());
+
+    let mut cmd = Command::new(&program);
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("CAVIAR_TRIAL_FILE", &trial_file)
+        .env("CAVIAR_TRIAL_NUMBER", input.number.to_string())
+        .env("CAVIAR_STUDY", input.study)
+        // Its own process group, so a stop reaches the command's children too.
+        .process_group(0);
+    for (name, value) in input.params {
+        cmd.env(env_name(name), value.to_string());
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &spec.workdir {
+        cmd.current_dir(dir);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return Ok(RunResult {
+                outcome: Outcome::Failed(format!("cannot start `{program}`: {e}")),
+                elapsed: started.elapsed(),
+                reports: 0,
+            })
+        }
+    };
+    let pgid = child.id() as i32;
+
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+    let stderr_thread = child.stderr.take().map(|err| {
+        let tail = stderr_tail.clone();
+        thread::spawn(move || collect_tail(err, &tail))
+    });
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stdout_thread = thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    let deadline = spec.timeout.map(|t| started + t);
+    let mut last_metric: Option<f64> = None;
+    let mut final_metric: Option<f64> = None;
+    let mut reports = 0u64;
+    let mut stop: Option<StopReason> = None;
+    let mut stdout_open = true;
+    let mut status: Option<ExitStatus> = None;
+    let mut log_tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let mut exited_at: Option<Instant> = None;
+
+    while stop.is_none() {
+        if cancel.load(Ordering::Relaxed) {
+            stop = Some(StopReason::Interrupted);
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            stop = Some(StopReason::Timeout);
+            break;
+        }
+        if stdout_open {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    match parse_report(&line) {
+                        Some(report) => {
+                            if let Some(v) = report.get(&spec.metric) {
+                                if report.is_final {
+                                    final_metric = Some(v);
+                                } else {
+                                    reports += 1;
+                                    last_metric = Some(v);
+                                    let step = report.step().unwrap_or(reports);
+                                    if on_report(step, v) == Control::Prune {
+                                        stop = Some(StopReason::Pruned);
+                                    }
+                                }
+                            }
+                        }
+                        None => push_tail(&mut log_tail, line),
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stdout_open = false,
+            }
+        } else {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if status.is_none() {
+            if let Some(s) = child.try_wait().ok().flatten() {
+                status = Some(s);
+                exited_at = Some(Instant::now());
+            }
+        }
+        // After the exit, drain what it printed; a child it left behind holding stdout open
+        // gets one second.
+        if let Some(at) = exited_at {
+            if !stdout_open || at.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+        }
+    }
+
+    if stop.is_some() {
+        stop_group(&mut child, pgid, spec.kill_grace);
+        status = child.wait().ok();
+    } else {
+        if status.is_none() {
+            status = child.wait().ok();
+        }
+        // Children the command left behind die with the trial.
+        kill_group(pgid, libc::SIGKILL);
+    }
+    drop(rx);
+    let _ = stdout_thread.join();
+    if let Some(t) = stderr_thread {
+        let _ = t.join();
+    }
+    let elapsed = started.elapsed();
+    let tail = {
+        let err = stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = String::new();
+        if !err.is_empty() {
+            text.push_str("\n--- last lines of stderr ---\n");
+            text.push_str(&err.iter().cloned().collect::<Vec<_>>().join("\n"));
+        }
+        if !log_tail.is_empty() {
+            text.push_str("\n--- last lines of stdout ---\n");
+            text.push_str(&log_tail.iter().cloned().collect::<Vec<_>>().join("\n"));
+        }
+        text
+    };
+
+    let metric = &spec.metric;
+    let outcome = match stop {
+        Some(StopReason::Pruned) => Outcome::Pruned,
+        Some(StopReason::Interrupted) => Outcome::Failed("interrupted".into()),
+        Some(StopReason::Timeout) => Outcome::Failed(format!(
+            "timed out after {:.1} s (timeout = {} s); its process group was stopped{tail}",
+            elapsed.as_secs_f64(),
+            spec.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0)
+        )),
+        None => match status {
+            Some(s) if s.success() => match final_metric.or(last_metric) {
+                Some(v) if v.is_finite() => Outcome::Complete(v),
+                Some(v) => Outcome::Failed(format!("reported {metric} = {v}, not a finite number{tail}")),
+                None => Outcome::Failed(format!(
+                    "exited with status 0 but never reported `{metric}`; print lines like `epoch=1 {metric}=0.93` on stdout{tail}"
+                )),
+            },
+            Some(s) => Outcome::Failed(format!("{}{tail}", describe_exit(s))),
+            None => Outcome::Failed(format!("lost track of the process{tail}")),
+        },
+    };
+    Ok(RunResult {
+        outcome,
+        elapsed,
+        reports,
+    })
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    match status.signal() {
+        Some(sig) => format!("killed by signal {sig} ({})", signal_name(sig)),
+        None => "ended abnormally".into(),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV, a crash",
+        libc::SIGABRT => "SIGABRT, an abort",
+        libc::SIGKILL => "SIGKILL; out of memory?",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        _ => "signal",
+    }
+}
+
+fn kill_group(pgid: i32, signal: i32) {
+    // SAFETY: killpg only sends a signal; an empty or foreign group yields an error we ignore.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// TERM to the group, up to `grace` for the leader to exit, then KILL to the group.
+fn stop_group(child: &mut Child, pgid: i32, grace: Duration) {
+    kill_group(pgid, libc::SIGTERM);
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    kill_group(pgid, libc::SIGKILL);
+}
+
+fn push_tail(tail: &mut VecDeque<String>, line: String) {
+    if tail.len() == TAIL_LINES {
+        tail.pop_front();
+    }
+    tail.push_back(line);
+}
+
+fn collect_tail(stream: impl Read, tail: &Mutex<VecDeque<String>>) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                push_tail(&mut tail.lock().unwrap_or_else(|p| p.into_inner()), line);
+            }
+        }
+    }
+}
+
+fn trial_file_path(input: &TrialInput<'_>) -> PathBuf {
+    let safe: String = input
+        .study
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::temp_dir().join(format!(
+        "caviar-{}-{safe}-{}.json",
+        std::process::id(),
+        input.number
+    ))
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,83 @@
+/// One parsed report line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// Numeric `key=value` pairs, in line order.
+    pub values: Vec<(String, f64)>,
+    /// Whether the line started with `final`: its metric value is the objective.
+    pub is_final: bool,
+}
+
+impl Report {
+    /// The value of `key`, if reported.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// The step this report belongs to: its `epoch` or `step` value.
+    pub fn step(&self) -> Option<u64> {
+        let v = self.get("epoch").or_else(|| self.get("step"))?;
+        (v.is_finite() && v >= 0.0).then_some(v as u64)
+    }
+}
+
+fn is_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' || c == '/')
+}
+
+/// Parses a stdout line as a report: whitespace-separated `key=value` tokens only, at least one
+/// with a numeric value (`nan` and `inf` count, so they can be caught). An optional leading word
+/// `final` marks the objective. Any other line is log output and gives `None`.
+///
+/// ```
+/// use caviar_run::parse_report;
+/// let r = parse_report("epoch=3 val_acc=0.81 loss=0.4").unwrap();
+/// assert_eq!(r.get("val_acc"), Some(0.81));
+/// assert_eq!(r.step(), Some(3));
+/// assert!(parse_report("Epoch 3: accuracy 0.81").is_none());
+/// assert!(parse_report("final val_acc=0.9").unwrap().is_final);
+/// ```
+pub fn parse_report(line: &str) -> Option<Report> {
+    let mut tokens = line.split_whitespace().peekable();
+    let is_final = tokens.peek() == Some(&"final");
+    if is_final {
+        tokens.next();
+    }
+    let mut values = Vec::new();
+    let mut any = false;
+    for token in tokens {
+        let (key, value) = token.split_once('=')?;
+        if !is_key(key) {
+            return None;
+        }
+        any = true;
+        if let Ok(v) = value.parse::<f64>() {
+            values.push((key.to_string(), v));
+        }
+    }
+    (any && !values.is_empty()).then_some(Report { values, is_final })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_and_logs_are_told_apart() {
+        assert!(parse_report("").is_none());
+        assert!(parse_report("loading data...").is_none());
+        assert!(parse_report("a=b").is_none(), "no numeric value");
+        assert!(parse_report("x=1 and more").is_none());
+        let r = parse_report("  step=7\tacc=nan  tag=run1 ").unwrap();
+        assert_eq!(r.step(), Some(7));
+        assert!(r.get("acc").unwrap().is_nan());
+        assert_eq!(r.get("tag"), None);
+        assert_eq!(parse_report("loss=inf").unwrap().get("loss"), Some(f64::INFINITY));
+        assert_eq!(parse_report("epoch=-1 acc=1").unwrap().step(), None);
+    }
+}
