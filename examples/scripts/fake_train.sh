@@ -17,6 +17,14 @@ case "$mode" in
       i=$((i + 1))
     done
     ;;
+  slow)
+    i=1
+    while [ "$i" -le "$epochs" ]; do
+      sleep 0.2
+      echo "epoch=$i val_acc=0.$i"
+      i=$((i + 1))
+    done
+    ;;
   params)
     # The three ways parameters arrive must agree.
     [ "$lr" = "$CAVIAR_PARAM_LR" ] || { echo "argument $lr != env $CAVIAR_PARAM_LR" >&2; exit 5; }

@@ -1,1 +1,164 @@
-fn main(){}
+//! `caviar`: tune hyperparameters of any training program from a study file.
+
+mod config;
+mod output;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use caviar_core::storage::{Storage, StudyRecord};
+use clap::{Parser, Subcommand};
+
+/// Bad input from the user (file, flag, URL): exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Exit code of an interrupted run (128 + SIGINT), as shells expect.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "caviar",
+    version,
+    about = "Hyperparameter tuning for deep learning: random, grid and Sobol search over any training command, stored in SQLite."
+)]
+struct Cli {
+    /// Where studies are stored: sqlite:PATH or memory:
+    #[arg(
+        long,
+        global = true,
+        default_value = "sqlite:caviar.db",
+        env = "CAVIAR_STORAGE"
+    )]
+    storage: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or resume the study a file describes, and run it to its total.
+    Run {
+        /// The study file (TOML).
+        study: PathBuf,
+        /// Total number of trials (overrides the file's `trials`).
+        #[arg(long)]
+        trials: Option<u64>,
+        /// Trials run at once (overrides the file's `workers`).
+        #[arg(long)]
+        workers: Option<u64>,
+        /// Print a JSON summary on stdout at the end.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the stored studies.
+    Studies {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List all trials of a study.
+    Trials {
+        /// Study name.
+        study: String,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The best trials of a study, best first.
+    Best {
+        /// Study name.
+        study: String,
+        /// How many.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let bad_input = err.chain().any(|e| e.downcast_ref::<BadInput>().is_some());
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    if !matches!(cli.command, Command::Run { .. }) {
+        // Listing verbs die quietly when piped into `head`, like other Unix tools.
+        // SAFETY: restoring the default disposition of a signal has no memory effects.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match cli.command {
+        Command::Run {
+            study,
+            trials,
+            workers,
+            json,
+        } => run::run(&cli.storage, &study, trials, workers, json),
+        Command::Studies { json } => {
+            let storage = open(&cli.storage)?;
+            output::studies(&*storage, json)?;
+            Ok(0)
+        }
+        Command::Trials { study, json, csv } => {
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &study, &cli.storage)?;
+            output::trials(&*storage, &record, json, csv)?;
+            Ok(0)
+        }
+        Command::Best { study, k, json } => {
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &study, &cli.storage)?;
+            output::best(&*storage, &record, k, json)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Opens the storage named by `--storage`; a bad URL or unusable file is bad input.
+pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
+    caviar_store::open_storage(url).map_err(|e| BadInput(e.to_string()).into())
+}
+
+/// Looks a study up by name; a missing one is bad input that lists what exists.
+pub fn find_study(storage: &dyn Storage, name: &str, url: &str) -> Result<StudyRecord> {
+    if let Some(record) = storage.study(name).context("reading the study")? {
+        return Ok(record);
+    }
+    let names: Vec<String> = storage
+        .studies()
+        .context("listing studies")?
+        .into_iter()
+        .map(|s| s.study.name)
+        .collect();
+    let hint = if names.is_empty() {
+        format!("{url} holds no studies yet; create one with `caviar run STUDY.toml`")
+    } else {
+        format!("studies in {url}: {}", names.join(", "))
+    };
+    Err(BadInput(format!("no study named `{name}`; {hint}")).into())
+}

@@ -451,50 +451,52 @@ impl Distribution {
         if !self.contains(value) {
             return None;
         }
-        Some(match self {
-            Distribution::Float {
-                low,
-                high,
-                scale,
-                step,
-            } => {
-                let x = value.as_f64()?;
-                if let Some(step) = step {
-                    let n = float_step_count(*low, *high, *step);
-                    let idx = ((x - low) / step).round();
-                    return Some((idx + 0.5) / n as f64);
-                }
-                match scale {
-                    Scale::Linear => (x - low) / (high - low),
-                    Scale::Log => (x.log10() - low.log10()) / (high.log10() - low.log10()),
-                    Scale::ReverseLog => {
-                        let (a, b) = ((1.0 - low).log10(), (1.0 - high).log10());
-                        ((1.0 - x).log10() - a) / (b - a)
+        Some(
+            match self {
+                Distribution::Float {
+                    low,
+                    high,
+                    scale,
+                    step,
+                } => {
+                    let x = value.as_f64()?;
+                    if let Some(step) = step {
+                        let n = float_step_count(*low, *high, *step);
+                        let idx = ((x - low) / step).round();
+                        return Some((idx + 0.5) / n as f64);
+                    }
+                    match scale {
+                        Scale::Linear => (x - low) / (high - low),
+                        Scale::Log => (x.log10() - low.log10()) / (high.log10() - low.log10()),
+                        Scale::ReverseLog => {
+                            let (a, b) = ((1.0 - low).log10(), (1.0 - high).log10());
+                            ((1.0 - x).log10() - a) / (b - a)
+                        }
                     }
                 }
-            }
-            Distribution::Int {
-                low,
-                high,
-                step,
-                scale,
-            } => {
-                let x = value.as_i64()?;
-                if *scale == Scale::Log {
-                    let (a, b) = ((*low as f64 - 0.5).log10(), (*high as f64 + 0.5).log10());
-                    let lo = ((x as f64 - 0.5).max(*low as f64 - 0.5)).log10();
-                    let hi = (x as f64 + 0.5).log10();
-                    return Some(((lo + hi) / 2.0 - a) / (b - a));
+                Distribution::Int {
+                    low,
+                    high,
+                    step,
+                    scale,
+                } => {
+                    let x = value.as_i64()?;
+                    if *scale == Scale::Log {
+                        let (a, b) = ((*low as f64 - 0.5).log10(), (*high as f64 + 0.5).log10());
+                        let lo = ((x as f64 - 0.5).max(*low as f64 - 0.5)).log10();
+                        let hi = (x as f64 + 0.5).log10();
+                        return Some(((lo + hi) / 2.0 - a) / (b - a));
+                    }
+                    let n = ((high - low) / step) as f64 + 1.0;
+                    (((x - low) / step) as f64 + 0.5) / n
                 }
-                let n = ((high - low) / step) as f64 + 1.0;
-                (((x - low) / step) as f64 + 0.5) / n
+                Distribution::Categorical { choices } => {
+                    let idx = choices.iter().position(|c| c == value)?;
+                    (idx as f64 + 0.5) / choices.len() as f64
+                }
             }
-            Distribution::Categorical { choices } => {
-                let idx = choices.iter().position(|c| c == value)?;
-                (idx as f64 + 0.5) / choices.len() as f64
-            }
-        }
-        .clamp(0.0, 1.0))
+            .clamp(0.0, 1.0),
+        )
     }
 
     /// Whether `value` is one this distribution can produce.

@@ -336,10 +336,7 @@ impl Storage for InMemoryStorage {
                 finished_ms: None,
             },
         });
-        m.by_study
-            .entry(study.0)
-            .or_default()
-            .push(id.0 as usize);
+        m.by_study.entry(study.0).or_default().push(id.0 as usize);
         Ok(Some(NewTrial { id, number }))
     }
 

@@ -249,7 +249,10 @@ impl Study {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let Some(new) = self.storage.create_trial(self.record.id, &self.worker, limit)? else {
+        let Some(new) = self
+            .storage
+            .create_trial(self.record.id, &self.worker, limit)?
+        else {
             return Ok(None);
         };
         let history = if self.sampler.needs_history() {
@@ -355,12 +358,10 @@ impl Study {
         let mut failed = Vec::new();
         for running in self.storage.running_trials(self.record.id)? {
             if let Some(reason) = is_orphan(&running) {
-                match self.storage.finish_trial(
-                    running.id,
-                    TrialState::Failed,
-                    None,
-                    Some(&reason),
-                ) {
+                match self
+                    .storage
+                    .finish_trial(running.id, TrialState::Failed, None, Some(&reason))
+                {
                     Ok(()) => failed.push(running.number),
                     Err(StorageError::NotRunning { .. }) => {}
                     Err(e) => return Err(e.into()),
@@ -523,7 +524,10 @@ mod tests {
     use crate::sampler::GridSampler;
 
     fn study(name: &str) -> Study {
-        Study::builder(name).sampler(RandomSampler::new(1)).build().unwrap()
+        Study::builder(name)
+            .sampler(RandomSampler::new(1))
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -556,7 +560,11 @@ mod tests {
                 Ok(x + k as f64 + c.len() as f64)
             })
             .unwrap();
-            s.trials().unwrap().into_iter().map(|t| t.params).collect::<Vec<_>>()
+            s.trials()
+                .unwrap()
+                .into_iter()
+                .map(|t| t.params)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }
@@ -584,13 +592,19 @@ mod tests {
         s.optimize(10, |t| Ok(t.suggest_int("k", 1, 2, Scale::Linear)? as f64))
             .unwrap();
         assert_eq!(s.trials().unwrap().len(), 2);
-        assert!(matches!(s.ask(), Err(StudyError::Sampler(SamplerError::Exhausted(2)))));
+        assert!(matches!(
+            s.ask(),
+            Err(StudyError::Sampler(SamplerError::Exhausted(2)))
+        ));
     }
 
     #[test]
     fn reopening_with_another_direction_is_refused() {
         let storage: Arc<dyn Storage> = Arc::new(InMemoryStorage::new());
-        Study::builder("s").storage(storage.clone()).build().unwrap();
+        Study::builder("s")
+            .storage(storage.clone())
+            .build()
+            .unwrap();
         let err = Study::builder("s")
             .storage(storage)
             .direction(Direction::Maximize)

@@ -83,7 +83,9 @@ pub struct RunResult {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A `{placeholder}` names no parameter.
-    #[error("argument `{arg}` uses `{{{name}}}`, which is not a parameter; known parameters: {known}")]
+    #[error(
+        "argument `{arg}` uses `{{{name}}}`, which is not a parameter; known parameters: {known}"
+    )]
     UnknownPlaceholder {
         /// The argument.
         arg: String,
@@ -130,13 +132,17 @@ pub fn substitute(arg: &str, params: &BTreeMap<String, ParamValue>) -> Result<St
             out.push('}');
             rest = &tail[1..];
         } else {
-            let close = tail.find('}').ok_or_else(|| RunError::Unclosed(arg.into()))?;
+            let close = tail
+                .find('}')
+                .ok_or_else(|| RunError::Unclosed(arg.into()))?;
             let name = &tail[1..close];
-            let value = params.get(name).ok_or_else(|| RunError::UnknownPlaceholder {
-                arg: arg.into(),
-                name: name.into(),
-                known: params.keys().cloned().collect::<Vec<_>>().join(", "),
-            })?;
+            let value = params
+                .get(name)
+                .ok_or_else(|| RunError::UnknownPlaceholder {
+                    arg: arg.into(),
+                    name: name.into(),
+                    known: params.keys().cloned().collect::<Vec<_>>().join(", "),
+                })?;
             out.push_str(&value.to_string());
             rest = &tail[close + 1..];
         }
@@ -179,7 +185,13 @@ pub fn check_program(program: &str, workdir: Option<&Path>) -> Result<PathBuf, R
 fn env_name(param: &str) -> String {
     let upper: String = param
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("CAVIAR_PARAM_{upper}")
 }

@@ -10,10 +10,7 @@ pub struct Report {
 impl Report {
     /// The value of `key`, if reported.
     pub fn get(&self, key: &str) -> Option<f64> {
-        self.values
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| *v)
+        self.values.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     /// The step this report belongs to: its `epoch` or `step` value.
@@ -77,7 +74,10 @@ mod tests {
         assert_eq!(r.step(), Some(7));
         assert!(r.get("acc").unwrap().is_nan());
         assert_eq!(r.get("tag"), None);
-        assert_eq!(parse_report("loss=inf").unwrap().get("loss"), Some(f64::INFINITY));
+        assert_eq!(
+            parse_report("loss=inf").unwrap().get("loss"),
+            Some(f64::INFINITY)
+        );
         assert_eq!(parse_report("epoch=-1 acc=1").unwrap().step(), None);
     }
 }

@@ -124,17 +124,28 @@ mod tests {
             heartbeat_ms: now_ms(),
         };
         let reason = orphan_reason(&trial, &me, Duration::from_secs(60)).unwrap();
-        assert!(reason.contains("ended while the trial was running"), "{reason}");
+        assert!(
+            reason.contains("ended while the trial was running"),
+            "{reason}"
+        );
 
         let remote = RunningTrial {
             worker: Some("elsewhere:1@1".into()),
             heartbeat_ms: now_ms() - 120_000,
             ..trial.clone()
         };
-        assert!(orphan_reason(&remote, &me, Duration::from_secs(60)).unwrap().contains("no heartbeat"));
-        let fresh = RunningTrial { heartbeat_ms: now_ms(), ..remote };
+        assert!(orphan_reason(&remote, &me, Duration::from_secs(60))
+            .unwrap()
+            .contains("no heartbeat"));
+        let fresh = RunningTrial {
+            heartbeat_ms: now_ms(),
+            ..remote
+        };
         assert_eq!(orphan_reason(&fresh, &me, Duration::from_secs(60)), None);
-        let mine = RunningTrial { worker: Some(me.to_string()), ..trial };
+        let mine = RunningTrial {
+            worker: Some(me.to_string()),
+            ..trial
+        };
         assert_eq!(orphan_reason(&mine, &me, Duration::from_secs(60)), None);
     }
 }

@@ -10,18 +10,27 @@ use caviar_core::study::Outcome;
 use caviar_run::{run_command, CommandSpec, Control, RunResult, TrialInput};
 
 fn script() -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/scripts/fake_train.sh");
+    let root =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/scripts/fake_train.sh");
     root.canonicalize().unwrap().display().to_string()
 }
 
-fn run(mode: &str, timeout: Option<Duration>, env: Vec<(String, String)>) -> (RunResult, Vec<(u64, f64)>) {
+fn run(
+    mode: &str,
+    timeout: Option<Duration>,
+    env: Vec<(String, String)>,
+) -> (RunResult, Vec<(u64, f64)>) {
     let mut spec = CommandSpec::new(vec![script(), mode.into(), "{lr}".into()], "val_acc");
     spec.timeout = timeout;
     spec.kill_grace = Duration::from_millis(500);
     spec.env = env;
     let mut params = BTreeMap::new();
     params.insert("lr".to_string(), ParamValue::Float(0.01));
-    let input = TrialInput { study: "s", number: 7, params: &params };
+    let input = TrialInput {
+        study: "s",
+        number: 7,
+        params: &params,
+    };
     let mut seen = Vec::new();
     let result = run_command(&spec, &input, &AtomicBool::new(false), &mut |step, v| {
         seen.push((step, v));
@@ -89,11 +98,20 @@ fn a_hang_past_the_timeout_stops_the_whole_group() {
     assert!(reason.contains("timed out"), "{reason}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(seen, vec![(1, 0.5)]);
-    let child: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let child: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // The grandchild `sleep` must be gone (or a zombie about to be reaped by init).
     let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(')').map(|(_, r)| r.trim().chars().next().unwrap_or('X'));
-    assert!(stat.is_empty() || state == Some('Z'), "stray child still alive: {stat}");
+    let state = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.trim().chars().next().unwrap_or('X'));
+    assert!(
+        stat.is_empty() || state == Some('Z'),
+        "stray child still alive: {stat}"
+    );
 }
 
 #[test]
@@ -107,7 +125,10 @@ fn silence_is_a_failure_that_says_what_to_print() {
     let (result, _) = run("silent", None, vec![]);
     let reason = failure(&result);
     assert!(reason.contains("never reported `val_acc`"), "{reason}");
-    assert!(reason.contains("I print no reports"), "stdout tail kept: {reason}");
+    assert!(
+        reason.contains("I print no reports"),
+        "stdout tail kept: {reason}"
+    );
 }
 
 #[test]
@@ -116,8 +137,15 @@ fn pruning_stops_the_command() {
     spec.kill_grace = Duration::from_millis(200);
     let mut params = BTreeMap::new();
     params.insert("lr".to_string(), ParamValue::Float(0.01));
-    let input = TrialInput { study: "s", number: 0, params: &params };
-    let result = run_command(&spec, &input, &AtomicBool::new(false), &mut |_, _| Control::Prune).unwrap();
+    let input = TrialInput {
+        study: "s",
+        number: 0,
+        params: &params,
+    };
+    let result = run_command(&spec, &input, &AtomicBool::new(false), &mut |_, _| {
+        Control::Prune
+    })
+    .unwrap();
     assert_eq!(result.outcome, Outcome::Pruned);
 }
 
@@ -126,7 +154,11 @@ fn cancel_interrupts() {
     let spec = CommandSpec::new(vec![script(), "hang".into(), "{lr}".into()], "val_acc");
     let mut params = BTreeMap::new();
     params.insert("lr".to_string(), ParamValue::Float(0.01));
-    let input = TrialInput { study: "s", number: 0, params: &params };
+    let input = TrialInput {
+        study: "s",
+        number: 0,
+        params: &params,
+    };
     let cancel = AtomicBool::new(true);
     let result = run_command(&spec, &input, &cancel, &mut |_, _| Control::Continue).unwrap();
     assert_eq!(result.outcome, Outcome::Failed("interrupted".into()));

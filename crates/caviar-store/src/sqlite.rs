@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary,
-    TrialCounts,
+    NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -102,7 +101,8 @@ impl SqliteStorage {
     }
 
     fn setup(mut conn: Connection) -> Result<Self, StorageError> {
-        conn.busy_timeout(Duration::from_secs(30)).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(backend)?;
         // WAL lets readers (dashboards, `caviar trials`) run while a study writes; NORMAL sync
         // is crash-safe in WAL mode (a power cut may lose the last commits, never corrupt).
         let mode: String = conn
@@ -250,9 +250,7 @@ impl Storage for SqliteStorage {
 
     fn studies(&self) -> Result<Vec<StudySummary>, StorageError> {
         let conn = self.conn();
-        let sql = format!(
-            "SELECT {STUDY_COLUMNS} FROM studies ORDER BY created_ms, id"
-        );
+        let sql = format!("SELECT {STUDY_COLUMNS} FROM studies ORDER BY created_ms, id");
         let mut stmt = conn.prepare(&sql).map_err(backend)?;
         let studies: Vec<StudyRecord> = stmt
             .query_map([], study_from_row)
@@ -427,9 +425,7 @@ impl Storage for SqliteStorage {
                 "UPDATE trials SET state = ?2, value = ?3, error = ?4, finished_ms = ?5
                  WHERE id = ?1 AND state = 'running'",
             )
-            .and_then(|mut s| {
-                s.execute(params![trial.0, state.as_str(), value, error, now_ms()])
-            })
+            .and_then(|mut s| s.execute(params![trial.0, state.as_str(), value, error, now_ms()]))
             .map_err(backend)?;
         if n == 1 {
             Ok(())
@@ -457,7 +453,9 @@ impl Storage for SqliteStorage {
             .map_err(backend)?;
         let mut counts = TrialCounts::default();
         let rows = stmt
-            .query_map([study.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([study.0], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .map_err(backend)?;
         for row in rows {
             let (state, n) = row.map_err(backend)?;
@@ -493,7 +491,11 @@ impl Storage for SqliteStorage {
 
 /// Loads trials matching `filter` (on alias `t`, one `?1` parameter) with their params and
 /// intermediate values, in three queries.
-fn load_trials(conn: &Connection, filter: &str, key: i64) -> Result<Vec<FrozenTrial>, StorageError> {
+fn load_trials(
+    conn: &Connection,
+    filter: &str,
+    key: i64,
+) -> Result<Vec<FrozenTrial>, StorageError> {
     let sql = format!(
         "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms, t.finished_ms
          FROM trials t WHERE {filter} ORDER BY t.number"

@@ -20,7 +20,9 @@ pub enum StorageUrl {
 #[derive(Debug, thiserror::Error)]
 pub enum UrlError {
     /// The text is not a storage URL.
-    #[error("storage URL `{0}` is not understood; use sqlite:PATH (e.g. sqlite:caviar.db) or memory:")]
+    #[error(
+        "storage URL `{0}` is not understood; use sqlite:PATH (e.g. sqlite:caviar.db) or memory:"
+    )]
     Malformed(String),
     /// The backend is not available in this build.
     #[error("storage URL `{0}`: PostgreSQL storage is not available yet; use sqlite:PATH")]

@@ -31,7 +31,13 @@ fn study_lifecycle_and_duplicates() {
     for (name, s, _dir) in backends() {
         let rec = s.create_study(&new_study("a")).unwrap();
         assert_eq!(rec.metric.as_deref(), Some("acc"), "{name}");
-        assert!(matches!(s.create_study(&new_study("a")), Err(StorageError::StudyExists(_))), "{name}");
+        assert!(
+            matches!(
+                s.create_study(&new_study("a")),
+                Err(StorageError::StudyExists(_))
+            ),
+            "{name}"
+        );
         let found = s.study("a").unwrap().unwrap();
         assert_eq!(found.spec, Some(serde_json::json!({"trials": 3})), "{name}");
         assert!(s.study("b").unwrap().is_none(), "{name}");
@@ -44,20 +50,36 @@ fn trial_records_params_reports_and_end() {
         let study = s.create_study(&new_study("a")).unwrap();
         let t = s.create_trial(study.id, "w1", None).unwrap().unwrap();
         let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
-        s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.01)).unwrap();
+        s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.01))
+            .unwrap();
         let act = Distribution::categorical(["relu", "tanh"]).unwrap();
         s.set_param(t.id, "act", &act, &"tanh".into()).unwrap();
-        assert!(matches!(
-            s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.02)),
-            Err(StorageError::ParamExists(_))
-        ), "{name}");
+        assert!(
+            matches!(
+                s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.02)),
+                Err(StorageError::ParamExists(_))
+            ),
+            "{name}"
+        );
         s.report(t.id, 2, 0.5).unwrap();
         s.report(t.id, 1, 0.25).unwrap();
         s.report(t.id, 2, 0.75).unwrap();
         s.report(t.id, 3, f64::NAN).unwrap();
-        s.finish_trial(t.id, TrialState::Complete, Some(0.75), None).unwrap();
-        let err = s.finish_trial(t.id, TrialState::Failed, None, Some("late")).unwrap_err();
-        assert!(matches!(err, StorageError::NotRunning { number: 0, state: TrialState::Complete }), "{name}");
+        s.finish_trial(t.id, TrialState::Complete, Some(0.75), None)
+            .unwrap();
+        let err = s
+            .finish_trial(t.id, TrialState::Failed, None, Some("late"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::NotRunning {
+                    number: 0,
+                    state: TrialState::Complete
+                }
+            ),
+            "{name}"
+        );
         assert!(s.report(t.id, 4, 1.0).is_err(), "{name}");
 
         let got = s.trial(t.id).unwrap();
@@ -68,7 +90,10 @@ fn trial_records_params_reports_and_end() {
         assert_eq!(got.distributions["lr"], lr);
         assert_eq!(&got.intermediate[..2], &[(1, 0.25), (2, 0.75)], "{name}");
         assert_eq!(got.intermediate[2].0, 3);
-        assert!(got.intermediate[2].1.is_nan(), "{name}: NaN reports survive");
+        assert!(
+            got.intermediate[2].1.is_nan(),
+            "{name}: NaN reports survive"
+        );
         assert_eq!(got.worker.as_deref(), Some("w1"));
         assert!(got.finished_ms.unwrap() >= got.started_ms.unwrap());
 
@@ -87,15 +112,22 @@ fn limit_is_never_overshot_and_numbers_are_unique_under_threads() {
                 let s = s.clone();
                 std::thread::spawn(move || {
                     let mut mine = Vec::new();
-                    while let Some(t) = s.create_trial(study.id, &format!("w{w}"), Some(200)).unwrap() {
+                    while let Some(t) = s
+                        .create_trial(study.id, &format!("w{w}"), Some(200))
+                        .unwrap()
+                    {
                         mine.push(t.number);
-                        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None).unwrap();
+                        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
+                            .unwrap();
                     }
                     mine
                 })
             })
             .collect();
-        let all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let unique: HashSet<u64> = all.iter().copied().collect();
         assert_eq!(all.len(), 200, "{name}");
         assert_eq!(unique, (0..200).collect(), "{name}");
@@ -151,9 +183,19 @@ fn running_trials_and_reopen_keep_everything() {
 fn foreign_and_future_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.db");
-    std::fs::write(&junk, b"this is not a database, just text that is long enough to be a header").unwrap();
+    std::fs::write(
+        &junk,
+        b"this is not a database, just text that is long enough to be a header",
+    )
+    .unwrap();
     let err = SqliteStorage::open(&junk).err().unwrap();
-    assert!(matches!(err, StorageError::Incompatible(_) | StorageError::Backend(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::Incompatible(_) | StorageError::Backend(_)
+        ),
+        "{err}"
+    );
 
     let future = dir.path().join("future.db");
     {

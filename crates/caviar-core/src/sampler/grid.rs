@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn permutation_is_a_bijection_for_odd_sizes() {
         for size in [1u64, 2, 3, 7, 100, 1000, 4097] {
-            let axes = vec![("x".to_string(), (0..size as i64).map(ParamValue::Int).collect())];
+            let axes = vec![(
+                "x".to_string(),
+                (0..size as i64).map(ParamValue::Int).collect(),
+            )];
             let g = GridSampler::new(axes, 9).unwrap();
             let seen: HashSet<u64> = (0..size).map(|i| g.permute(i)).collect();
             assert_eq!(seen.len() as u64, size);
@@ -203,7 +206,12 @@ mod tests {
     #[test]
     fn huge_grids_are_rejected_with_the_axis() {
         let axes: Vec<_> = (0..70)
-            .map(|i| (format!("p{i}"), vec![ParamValue::Int(0), ParamValue::Int(1), ParamValue::Int(2)]))
+            .map(|i| {
+                (
+                    format!("p{i}"),
+                    vec![ParamValue::Int(0), ParamValue::Int(1), ParamValue::Int(2)],
+                )
+            })
             .collect();
         let err = GridSampler::new(axes, 0).unwrap_err();
         assert!(err.to_string().contains("2^64"));

@@ -108,7 +108,11 @@ proptest! {
 fn share(sampler: &dyn Sampler, dist: &Distribution, n: u64, pred: impl Fn(f64) -> bool) -> f64 {
     let hits = (0..n)
         .filter(|&i| {
-            let ctx = SampleContext { trial_number: i, direction: Direction::Minimize, history: &[] };
+            let ctx = SampleContext {
+                trial_number: i,
+                direction: Direction::Minimize,
+                history: &[],
+            };
             pred(sampler.sample(&ctx, "x", dist).unwrap().as_f64().unwrap())
         })
         .count();
@@ -120,9 +124,16 @@ fn reverse_log_puts_half_the_mass_above_0_99() {
     let beta = Distribution::float(0.9, 0.999, Scale::ReverseLog).unwrap();
     let mut space = SearchSpace::new();
     space.add("x", beta.clone()).unwrap();
-    for sampler in [&RandomSampler::new(5) as &dyn Sampler, &SobolSampler::new(&space, 5)] {
+    for sampler in [
+        &RandomSampler::new(5) as &dyn Sampler,
+        &SobolSampler::new(&space, 5),
+    ] {
         let p = share(sampler, &beta, 20_000, |b| b >= 0.99);
-        assert!((0.47..=0.53).contains(&p), "{}: P(beta >= 0.99) = {p}", sampler.name());
+        assert!(
+            (0.47..=0.53).contains(&p),
+            "{}: P(beta >= 0.99) = {p}",
+            sampler.name()
+        );
     }
 }
 
@@ -131,11 +142,18 @@ fn each_log_decade_is_equally_likely() {
     let lr = Distribution::float(1e-6, 1e-2, Scale::Log).unwrap();
     let mut space = SearchSpace::new();
     space.add("x", lr.clone()).unwrap();
-    for sampler in [&RandomSampler::new(11) as &dyn Sampler, &SobolSampler::new(&space, 11)] {
+    for sampler in [
+        &RandomSampler::new(11) as &dyn Sampler,
+        &SobolSampler::new(&space, 11),
+    ] {
         for decade in -6..-2 {
             let (lo, hi) = (10f64.powi(decade), 10f64.powi(decade + 1));
             let p = share(sampler, &lr, 20_000, |x| lo <= x && x < hi);
-            assert!((0.23..=0.27).contains(&p), "{}: decade 1e{decade} got {p}", sampler.name());
+            assert!(
+                (0.23..=0.27).contains(&p),
+                "{}: decade 1e{decade} got {p}",
+                sampler.name()
+            );
         }
     }
 }
@@ -143,14 +161,24 @@ fn each_log_decade_is_equally_likely() {
 #[test]
 fn grid_covers_every_combination_exactly_once() {
     let mut space = SearchSpace::new();
-    space.add("lr", Distribution::float(1e-4, 1.0, Scale::Log).unwrap()).unwrap();
-    space.add("layers", Distribution::int(2, 4, Scale::Linear).unwrap()).unwrap();
-    space.add("act", Distribution::categorical(["relu", "tanh"]).unwrap()).unwrap();
+    space
+        .add("lr", Distribution::float(1e-4, 1.0, Scale::Log).unwrap())
+        .unwrap();
+    space
+        .add("layers", Distribution::int(2, 4, Scale::Linear).unwrap())
+        .unwrap();
+    space
+        .add("act", Distribution::categorical(["relu", "tanh"]).unwrap())
+        .unwrap();
     let grid = GridSampler::from_space(&space, 5, &Default::default(), 3).unwrap();
     assert_eq!(grid.max_trials(), Some(5 * 3 * 2));
     let mut seen = std::collections::HashSet::new();
     for n in 0..30 {
-        let ctx = SampleContext { trial_number: n, direction: Direction::Minimize, history: &[] };
+        let ctx = SampleContext {
+            trial_number: n,
+            direction: Direction::Minimize,
+            history: &[],
+        };
         let point: Vec<String> = space
             .iter()
             .map(|(name, d)| grid.sample(&ctx, name, d).unwrap().to_string())
@@ -158,7 +186,11 @@ fn grid_covers_every_combination_exactly_once() {
         assert!(seen.insert(point.join("|")), "repeated {point:?}");
     }
     assert_eq!(seen.len(), 30);
-    let ctx = SampleContext { trial_number: 30, direction: Direction::Minimize, history: &[] };
+    let ctx = SampleContext {
+        trial_number: 30,
+        direction: Direction::Minimize,
+        history: &[],
+    };
     assert_eq!(
         grid.sample(&ctx, "lr", space.get("lr").unwrap()),
         Err(SamplerError::Exhausted(30))
@@ -168,7 +200,11 @@ fn grid_covers_every_combination_exactly_once() {
 #[test]
 fn different_seeds_give_different_trials() {
     let d = Distribution::float(0.0, 1.0, Scale::Linear).unwrap();
-    let ctx = SampleContext { trial_number: 0, direction: Direction::Minimize, history: &[] };
+    let ctx = SampleContext {
+        trial_number: 0,
+        direction: Direction::Minimize,
+        history: &[],
+    };
     let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
     let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
     assert_ne!(a, b);

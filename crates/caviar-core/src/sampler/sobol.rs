@@ -282,7 +282,11 @@ mod tests {
         for (i, (s, a, m)) in JOE_KUO.iter().enumerate() {
             assert_eq!(polys[i], (*s, *a), "dimension {}", i + 2);
             for (k, mk) in m.iter().enumerate() {
-                assert!(mk % 2 == 1 && *mk < (1 << (k + 1)), "m out of range in dim {}", i + 2);
+                assert!(
+                    mk % 2 == 1 && *mk < (1 << (k + 1)),
+                    "m out of range in dim {}",
+                    i + 2
+                );
             }
         }
         assert!(polys.len() >= 200);

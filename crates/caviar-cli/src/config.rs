@@ -1,0 +1,580 @@
+//! The study file: TOML, checked strictly, with errors that name the file, line and field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
+use caviar_core::trial::Direction;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::BadInput;
+
+/// The study file as written.
+#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StudyFile {
+    pub name: String,
+    #[serde(default = "default_direction")]
+    pub direction: String,
+    pub metric: String,
+    #[serde(default = "default_trials")]
+    pub trials: u64,
+    #[serde(default = "default_workers")]
+    pub workers: u64,
+    pub command: Vec<String>,
+    /// Seconds (number) or a duration such as "90s", "10m", "2h".
+    #[serde(default)]
+    pub timeout: Option<TimeoutValue>,
+    #[serde(default)]
+    pub sampler: SamplerSection,
+    #[serde(default)]
+    pub pruner: PrunerSection,
+    pub params: BTreeMap<String, Spanned<ParamSection>>,
+}
+
+fn default_direction() -> String {
+    "minimize".into()
+}
+fn default_trials() -> u64 {
+    100
+}
+fn default_workers() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum TimeoutValue {
+    Seconds(f64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSection {
+    #[serde(default = "default_sampler")]
+    pub kind: String,
+    #[serde(default)]
+    pub seed: u64,
+    /// Grid only: points per parameter when the parameter lists no `values`.
+    #[serde(default)]
+    pub points: Option<u64>,
+}
+
+fn default_sampler() -> String {
+    "random".into()
+}
+
+impl Default for SamplerSection {
+    fn default() -> Self {
+        SamplerSection {
+            kind: default_sampler(),
+            seed: 0,
+            points: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrunerSection {
+    #[serde(default = "default_pruner")]
+    pub kind: String,
+}
+
+fn default_pruner() -> String {
+    "none".into()
+}
+
+impl Default for PrunerSection {
+    fn default() -> Self {
+        PrunerSection {
+            kind: default_pruner(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSection {
+    #[serde(default)]
+    pub low: Option<toml::Value>,
+    #[serde(default)]
+    pub high: Option<toml::Value>,
+    #[serde(default)]
+    pub scale: Option<String>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub step: Option<toml::Value>,
+    #[serde(default)]
+    pub choices: Option<Vec<toml::Value>>,
+    /// Grid values to try for this parameter.
+    #[serde(default)]
+    pub values: Option<Vec<toml::Value>>,
+}
+
+/// A checked study, ready to run.
+#[derive(Debug, Clone)]
+pub struct Study {
+    pub file: StudyFile,
+    pub path: PathBuf,
+    pub direction: Direction,
+    pub space: SearchSpace,
+    pub grid_values: BTreeMap<String, Vec<ParamValue>>,
+    pub timeout: Option<Duration>,
+}
+
+pub const SAMPLERS: &[&str] = &["random", "sobol", "grid"];
+const PLANNED_SAMPLERS: &[&str] = &["zoom", "tpe", "gp"];
+
+/// Reads and checks a study file.
+pub fn load(path: &Path) -> Result<Study, BadInput> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read study file {}: {e}", path.display())))?;
+    parse(&text, path)
+}
+
+/// Parses and checks study-file text; `path` names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
+    let shown = path.display();
+    let file: StudyFile = toml::from_str(text).map_err(|e| {
+        let field = e
+            .span()
+            .and_then(|span| field_at(text, span.start))
+            .map(|f| format!(" (field `{f}`)"))
+            .unwrap_or_default();
+        BadInput(format!("{shown}: {}{field}", e.to_string().trim_end()))
+    })?;
+    let at = |span: std::ops::Range<usize>| line_of(text, span.start);
+    let fail = |line: Option<usize>, msg: String| {
+        BadInput(match line {
+            Some(l) => format!("{shown}:{l}: {msg}"),
+            None => format!("{shown}: {msg}"),
+        })
+    };
+    let key_line = |key: &str| find_key_line(text, key);
+
+    if let Err(e) = caviar_core::space::check_name(&file.name) {
+        return Err(fail(
+            key_line("name"),
+            format!("name: {}", e.reason.replace("names use", "study names use")),
+        ));
+    }
+    let direction = Direction::parse(&file.direction).ok_or_else(|| {
+        fail(
+            key_line("direction"),
+            format!(
+                "direction = \"{}\" is not known; use \"minimize\" or \"maximize\"",
+                file.direction
+            ),
+        )
+    })?;
+    if file.metric.trim().is_empty() {
+        return Err(fail(
+            key_line("metric"),
+            "metric is empty; name the reported value to optimise, e.g. metric = \"val_acc\""
+                .into(),
+        ));
+    }
+    if file.command.is_empty() {
+        return Err(fail(
+            key_line("command"),
+            "command is empty; name the program and its arguments, e.g. command = [\"python3\", \"train.py\", \"--lr\", \"{lr}\"]".into(),
+        ));
+    }
+    if file.workers == 0 {
+        return Err(fail(
+            key_line("workers"),
+            "workers must be at least 1".into(),
+        ));
+    }
+    if file.params.is_empty() {
+        return Err(fail(None, "[params] is empty; define at least one parameter, e.g. lr = { low = 1e-5, high = 1e-1, scale = \"log\" }".into()));
+    }
+    let kind = file.sampler.kind.as_str();
+    if PLANNED_SAMPLERS.contains(&kind) {
+        return Err(fail(
+            key_line("kind"),
+            format!(
+                "[sampler] kind = \"{kind}\" is not available yet; use one of {}",
+                SAMPLERS.join(", ")
+            ),
+        ));
+    }
+    if !SAMPLERS.contains(&kind) {
+        return Err(fail(
+            key_line("kind"),
+            format!(
+                "[sampler] kind = \"{kind}\" is not known; use one of {}",
+                SAMPLERS.join(", ")
+            ),
+        ));
+    }
+    if file.sampler.points.is_some() && kind != "grid" {
+        return Err(fail(
+            key_line("points"),
+            "[sampler] points is for kind = \"grid\" only; remove it".into(),
+        ));
+    }
+    if file.sampler.points == Some(0) {
+        return Err(fail(
+            key_line("points"),
+            "[sampler] points must be at least 1".into(),
+        ));
+    }
+    match file.pruner.kind.as_str() {
+        "none" => {}
+        "median" | "percentile" | "asha" | "hyperband" => {
+            return Err(fail(
+                None,
+                format!(
+                    "[pruner] kind = \"{}\" is not available yet; use kind = \"none\"",
+                    file.pruner.kind
+                ),
+            ))
+        }
+        other => {
+            return Err(fail(
+                None,
+                format!("[pruner] kind = \"{other}\" is not known; use \"none\""),
+            ));
+        }
+    }
+    let timeout = match &file.timeout {
+        None => None,
+        Some(t) => Some(parse_timeout(t).map_err(|msg| fail(key_line("timeout"), msg))?),
+    };
+
+    let mut space = SearchSpace::new();
+    let mut grid_values = BTreeMap::new();
+    for (name, spanned) in &file.params {
+        let line = Some(at(spanned.span()));
+        let param = spanned.get_ref();
+        let dist = to_distribution(param)
+            .map_err(|msg| fail(line, format!("parameter `{name}`: {msg}")))?;
+        space
+            .add(name, dist.clone())
+            .map_err(|e| fail(line, e.to_string()))?;
+        if let Some(values) = &param.values {
+            if kind != "grid" {
+                return Err(fail(line, format!("parameter `{name}`: values lists grid points; use [sampler] kind = \"grid\" or remove values")));
+            }
+            let mut list = Vec::new();
+            for v in values {
+                let value = to_value(v, &dist)
+                    .map_err(|msg| fail(line, format!("parameter `{name}`: values: {msg}")))?;
+                if !dist.contains(&value) {
+                    return Err(fail(
+                        line,
+                        format!(
+                            "parameter `{name}`: grid value {value} lies outside {}",
+                            dist.describe()
+                        ),
+                    ));
+                }
+                list.push(value);
+            }
+            if list.is_empty() {
+                return Err(fail(
+                    line,
+                    format!("parameter `{name}`: values is empty; list at least one"),
+                ));
+            }
+            grid_values.insert(name.clone(), list);
+        }
+    }
+    for arg in &file.command {
+        let dummy: BTreeMap<String, ParamValue> = space
+            .iter()
+            .map(|(k, _)| (k.clone(), ParamValue::Int(0)))
+            .collect();
+        caviar_run::substitute(arg, &dummy)
+            .map_err(|e| fail(key_line("command"), e.to_string()))?;
+    }
+    let workdir = path.parent().map(Path::to_path_buf);
+    let program = caviar_run::substitute(&file.command[0], &BTreeMap::new()).unwrap_or_default();
+    caviar_run::check_program(
+        &program,
+        workdir.as_deref().filter(|d| !d.as_os_str().is_empty()),
+    )
+    .map_err(|e| fail(key_line("command"), format!("command: {e}")))?;
+
+    Ok(Study {
+        file,
+        path: path.to_path_buf(),
+        direction,
+        space,
+        grid_values,
+        timeout,
+    })
+}
+
+fn parse_timeout(t: &TimeoutValue) -> Result<Duration, String> {
+    let secs = match t {
+        TimeoutValue::Seconds(s) => *s,
+        TimeoutValue::Text(text) => {
+            let text = text.trim();
+            let (num, unit) = text.split_at(
+                text.find(|c: char| c.is_ascii_alphabetic())
+                    .unwrap_or(text.len()),
+            );
+            let n: f64 = num.trim().parse().map_err(|_| {
+                format!("timeout = \"{text}\" is not a duration; write seconds (timeout = 600) or \"90s\", \"10m\", \"2h\"")
+            })?;
+            match unit {
+                "" | "s" => n,
+                "m" | "min" => n * 60.0,
+                "h" => n * 3600.0,
+                _ => {
+                    return Err(format!(
+                        "timeout = \"{text}\": unknown unit `{unit}`; use s, m or h"
+                    ))
+                }
+            }
+        }
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!(
+            "timeout must be a positive number of seconds (got {secs})"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn number(v: &toml::Value, what: &str) -> Result<f64, String> {
+    match v {
+        toml::Value::Integer(i) => Ok(*i as f64),
+        toml::Value::Float(f) => Ok(*f),
+        other => Err(format!("{what} must be a number, not {}", other.type_str())),
+    }
+}
+
+fn integer(v: &toml::Value, what: &str) -> Result<i64, String> {
+    match v {
+        toml::Value::Integer(i) => Ok(*i),
+        toml::Value::Float(f) if f.fract() == 0.0 && f.abs() < 9e15 => Ok(*f as i64),
+        other => Err(format!(
+            "{what} must be a whole number for type = \"int\", not {other}"
+        )),
+    }
+}
+
+fn to_distribution(p: &ParamSection) -> Result<Distribution, String> {
+    if let Some(choices) = &p.choices {
+        if p.low.is_some() || p.high.is_some() || p.scale.is_some() || p.step.is_some() {
+            return Err(
+                "choices cannot be combined with low, high, scale or step; use one or the other"
+                    .into(),
+            );
+        }
+        if p.kind.as_deref().is_some_and(|k| k != "categorical") {
+            return Err(
+                "choices makes a categorical parameter; remove type or set type = \"categorical\""
+                    .into(),
+            );
+        }
+        let choices = choices
+            .iter()
+            .map(|c| match c {
+                toml::Value::String(s) => Ok(ParamValue::Str(s.clone())),
+                toml::Value::Integer(i) => Ok(ParamValue::Int(*i)),
+                toml::Value::Float(f) => Ok(ParamValue::Float(*f)),
+                toml::Value::Boolean(b) => Ok(ParamValue::Bool(*b)),
+                other => Err(format!(
+                    "choices hold strings, numbers or booleans, not {}",
+                    other.type_str()
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let d = Distribution::Categorical { choices };
+        d.validate()?;
+        return Ok(d);
+    }
+    let (Some(low), Some(high)) = (&p.low, &p.high) else {
+        return Err(
+            "needs low and high (or choices), e.g. { low = 1e-5, high = 1e-1, scale = \"log\" }"
+                .into(),
+        );
+    };
+    let scale = match p.scale.as_deref() {
+        None | Some("linear") => Scale::Linear,
+        Some("log") => Scale::Log,
+        Some("reverse_log") => Scale::ReverseLog,
+        Some(other) => {
+            return Err(format!(
+                "scale = \"{other}\" is not known; use \"linear\", \"log\" or \"reverse_log\""
+            ))
+        }
+    };
+    let d = match p.kind.as_deref() {
+        None | Some("float") => Distribution::Float {
+            low: number(low, "low")?,
+            high: number(high, "high")?,
+            scale,
+            step: p.step.as_ref().map(|s| number(s, "step")).transpose()?,
+        },
+        Some("int") => Distribution::Int {
+            low: integer(low, "low")?,
+            high: integer(high, "high")?,
+            step: p
+                .step
+                .as_ref()
+                .map(|s| integer(s, "step"))
+                .transpose()?
+                .unwrap_or(1),
+            scale,
+        },
+        Some("categorical") => return Err("type = \"categorical\" needs choices = [...]".into()),
+        Some(other) => {
+            return Err(format!(
+                "type = \"{other}\" is not known; use \"float\" or \"int\" (or give choices)"
+            ))
+        }
+    };
+    d.validate()?;
+    Ok(d)
+}
+
+fn to_value(v: &toml::Value, dist: &Distribution) -> Result<ParamValue, String> {
+    Ok(match (dist, v) {
+        (Distribution::Int { .. }, v) => ParamValue::Int(integer(v, "a value")?),
+        (Distribution::Float { .. }, v) => ParamValue::Float(number(v, "a value")?),
+        (_, toml::Value::String(s)) => ParamValue::Str(s.clone()),
+        (_, toml::Value::Integer(i)) => ParamValue::Int(*i),
+        (_, toml::Value::Float(f)) => ParamValue::Float(*f),
+        (_, toml::Value::Boolean(b)) => ParamValue::Bool(*b),
+        (_, other) => return Err(format!("unsupported value {other}")),
+    })
+}
+
+/// The key assigned on the line holding `offset` (`trials` in `trials = "many"`).
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.contains(['{', '[', ' '])).then(|| key.to_string())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Line of the first `key =` assignment, for errors found after parsing.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+impl Study {
+    /// The directory commands run in: the study file's.
+    pub fn workdir(&self) -> Option<PathBuf> {
+        self.path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+    }
+
+    /// What is stored with the study so a resume or a worker can check and rebuild it.
+    pub fn spec_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.path.display().to_string(),
+            "space": self.space,
+            "sampler": self.file.sampler,
+            "command": self.file.command,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Study, String> {
+        parse(text, Path::new("study.toml")).map_err(|e| e.0)
+    }
+
+    const GOOD: &str = r#"
+name = "s"
+direction = "maximize"
+metric = "val_acc"
+trials = 10
+command = ["sh", "-c", "echo val_acc={lr}"]
+timeout = "2m"
+
+[params]
+lr = { low = 1e-6, high = 1e-2, scale = "log" }
+beta1 = { low = 0.9, high = 0.999, scale = "reverse_log" }
+units = { low = 50, high = 100, type = "int" }
+act = { choices = ["relu", "tanh"] }
+"#;
+
+    #[test]
+    fn a_good_file_parses() {
+        let s = check(GOOD).unwrap();
+        assert_eq!(s.space.len(), 4);
+        assert_eq!(s.timeout, Some(Duration::from_secs(120)));
+        assert_eq!(s.direction, Direction::Maximize);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let bad = GOOD.replace("trials = 10", "trials = 10\nworkerz = 2");
+        let e = check(&bad).unwrap_err();
+        assert!(
+            e.contains("study.toml") && e.contains("line 6") && e.contains("workerz"),
+            "{e}"
+        );
+
+        let bad = GOOD.replace("low = 1e-6, high = 1e-2", "low = 0, high = 1e-2");
+        let e = check(&bad).unwrap_err();
+        assert!(
+            e.starts_with("study.toml:10:") && e.contains("`lr`") && e.contains("low > 0"),
+            "{e}"
+        );
+
+        let bad = GOOD.replace("high = 0.999", "high = 1.0");
+        let e = check(&bad).unwrap_err();
+        assert!(
+            e.contains(":11:") && e.contains("beta1") && e.contains("high < 1"),
+            "{e}"
+        );
+
+        let bad = GOOD.replace("low = 50, high = 100", "low = 100, high = 50");
+        assert!(check(&bad).unwrap_err().contains("swap"));
+
+        let bad = GOOD.replace("scale = \"log\"", "scale = \"logarithmic\"");
+        assert!(check(&bad)
+            .unwrap_err()
+            .contains("\"linear\", \"log\" or \"reverse_log\""));
+
+        let bad = GOOD.replace("lr = {", "lr = { color = 1,");
+        let e = check(&bad).unwrap_err();
+        assert!(e.contains("color"), "{e}");
+
+        let bad = GOOD.replace("{lr}", "{learning_rate}");
+        assert!(check(&bad).unwrap_err().contains("learning_rate"));
+
+        let bad = GOOD.replace("\"sh\"", "\"no-such-program-xyz\"");
+        assert!(check(&bad).unwrap_err().contains("not found on PATH"));
+
+        let bad = GOOD.replace("timeout = \"2m\"", "timeout = \"soon\"");
+        assert!(check(&bad).unwrap_err().contains("timeout"));
+
+        let bad = GOOD.replace("direction = \"maximize\"", "direction = \"up\"");
+        assert!(check(&bad).unwrap_err().contains(":3:"));
+
+        let bad = format!("{GOOD}\n[sampler]\nkind = \"tpe\"\n");
+        assert!(check(&bad).unwrap_err().contains("not available yet"));
+    }
+}

@@ -1,0 +1,221 @@
+//! Tables, JSON and CSV for `studies`, `trials` and `best`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use caviar_core::space::format_g;
+use caviar_core::storage::{Storage, StudyRecord};
+use caviar_core::trial::{best_trials, FrozenTrial};
+use serde_json::{json, Value};
+
+/// A trial as the `--json` contract shapes it.
+pub fn trial_json(t: &FrozenTrial) -> Value {
+    json!({
+        "number": t.number,
+        "state": t.state.as_str(),
+        "params": t.params,
+        "value": t.value,
+        "intermediate": t.intermediate.iter().map(|(s, v)| json!([s, v])).collect::<Vec<_>>(),
+        "error": t.error,
+        "worker": t.worker,
+        "started_ms": t.started_ms,
+        "finished_ms": t.finished_ms,
+        "duration_s": t.duration_secs(),
+    })
+}
+
+/// The seed-format line: `Best-1 (val_acc:0.8300) | lr:0.0092, weight_decay:3.86e-07`.
+pub fn best_line(rank: usize, metric: &str, t: &FrozenTrial) -> String {
+    let params: Vec<String> = t
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}:{}", v.short()))
+        .collect();
+    format!(
+        "Best-{rank} ({metric}:{:.4}) | {}",
+        t.value.unwrap_or(f64::NAN),
+        params.join(", ")
+    )
+}
+
+pub fn metric_name(record: &StudyRecord) -> &str {
+    record.metric.as_deref().unwrap_or("value")
+}
+
+pub fn studies(storage: &dyn Storage, as_json: bool) -> Result<()> {
+    let list = storage.studies().context("listing studies")?;
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.study.name,
+                    "direction": s.study.direction.as_str(),
+                    "metric": s.study.metric,
+                    "n_trials": s.counts.total(),
+                    "counts": s.counts,
+                    "best_value": s.best_value,
+                    "created_ms": s.study.created_ms,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    if list.is_empty() {
+        writeln!(
+            out,
+            "no studies yet; create one with `caviar run STUDY.toml`"
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24} {:<9} {:<12} {:>7} {:>9} {:>7} {:>7} {:>8}  best",
+        "name", "direction", "metric", "trials", "complete", "pruned", "failed", "running"
+    )?;
+    for s in &list {
+        writeln!(
+            out,
+            "{:<24} {:<9} {:<12} {:>7} {:>9} {:>7} {:>7} {:>8}  {}",
+            s.study.name,
+            s.study.direction.as_str(),
+            s.study.metric.as_deref().unwrap_or("-"),
+            s.counts.total(),
+            s.counts.complete,
+            s.counts.pruned,
+            s.counts.failed,
+            s.counts.running,
+            s.best_value
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into())
+        )?;
+    }
+    Ok(())
+}
+
+pub fn trials(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    as_json: bool,
+    as_csv: bool,
+) -> Result<()> {
+    let trials = storage.trials(record.id).context("reading trials")?;
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let rows: Vec<Value> = trials.iter().map(trial_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    let mut names: Vec<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
+    names.sort();
+    names.dedup();
+    if as_csv {
+        let mut header = vec![
+            "number".to_string(),
+            "state".into(),
+            "value".into(),
+            "duration_s".into(),
+        ];
+        header.extend(names.iter().map(|n| format!("param_{n}")));
+        header.push("error".into());
+        writeln!(out, "{}", header.join(","))?;
+        for t in &trials {
+            let mut row = vec![
+                t.number.to_string(),
+                t.state.as_str().to_string(),
+                t.value.map(|v| v.to_string()).unwrap_or_default(),
+                t.duration_secs()
+                    .map(|d| format!("{d:.3}"))
+                    .unwrap_or_default(),
+            ];
+            row.extend(
+                names
+                    .iter()
+                    .map(|n| t.params.get(*n).map(|v| v.to_string()).unwrap_or_default()),
+            );
+            row.push(t.error.clone().unwrap_or_default());
+            let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+            writeln!(out, "{}", row.join(","))?;
+        }
+        return Ok(());
+    }
+    let metric = metric_name(record);
+    write!(
+        out,
+        "{:>6}  {:<9}  {:>10}  {:>8}",
+        "number", "state", metric, "time"
+    )?;
+    for n in &names {
+        write!(out, "  {:>10}", n)?;
+    }
+    writeln!(out, "  error")?;
+    for t in &trials {
+        write!(
+            out,
+            "{:>6}  {:<9}  {:>10}  {:>8}",
+            t.number,
+            t.state.as_str(),
+            t.value
+                .map(|v| format_g(v, 5))
+                .unwrap_or_else(|| "-".into()),
+            t.duration_secs()
+                .map(|d| format!("{d:.1}s"))
+                .unwrap_or_else(|| "-".into()),
+        )?;
+        for n in &names {
+            write!(
+                out,
+                "  {:>10}",
+                t.params
+                    .get(*n)
+                    .map(|v| v.short())
+                    .unwrap_or_else(|| "-".into())
+            )?;
+        }
+        let first_line = t
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .unwrap_or("");
+        writeln!(out, "  {first_line}")?;
+    }
+    Ok(())
+}
+
+fn csv_field(f: &str) -> String {
+    if f.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f.to_string()
+    }
+}
+
+pub fn best(storage: &dyn Storage, record: &StudyRecord, k: usize, as_json: bool) -> Result<()> {
+    let trials = storage.trials(record.id).context("reading trials")?;
+    let top = best_trials(&trials, record.direction, k);
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let rows: Vec<Value> = top
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut v = trial_json(t);
+                v["rank"] = json!(i + 1);
+                v
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    if top.is_empty() {
+        writeln!(out, "study `{}` has no complete trials yet", record.name)?;
+        return Ok(());
+    }
+    let metric = metric_name(record);
+    for (i, t) in top.iter().enumerate() {
+        writeln!(out, "{}", best_line(i + 1, metric, t))?;
+    }
+    Ok(())
+}

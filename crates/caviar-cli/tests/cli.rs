@@ -1,0 +1,317 @@
+//! The `caviar` binary end to end: real study files, real SQLite files, real child processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn caviar(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("caviar runs")
+}
+
+fn scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scripts")
+        .canonicalize()
+        .unwrap()
+}
+
+fn write_study(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = body.replace("SCRIPTS", &scripts().display().to_string());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn trials_json(dir: &Path, study: &str) -> Vec<Value> {
+    let out = caviar(dir, &["trials", study, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+const MODES: &str = r#"
+name = "modes"
+direction = "maximize"
+metric = "val_acc"
+trials = 10
+workers = 2
+timeout = 1.5
+command = ["SCRIPTS/fake_train.sh", "{mode}", "{lr}"]
+
+[sampler]
+kind = "grid"
+
+[params]
+mode = { choices = ["ok", "crash", "segv", "hang", "nan", "silent", "params"] }
+lr = { choices = [0.01] }
+"#;
+
+#[test]
+fn every_kind_of_failure_is_recorded_and_the_study_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "modes", MODES);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let trials = trials_json(dir.path(), "modes");
+    assert_eq!(
+        trials.len(),
+        7,
+        "the grid of 7 modes is exhausted, not 10 trials"
+    );
+    let by_mode = |m: &str| {
+        trials
+            .iter()
+            .find(|t| t["params"]["mode"] == m)
+            .unwrap_or_else(|| panic!("no trial for mode {m}"))
+            .clone()
+    };
+    let ok = by_mode("ok");
+    assert_eq!(ok["state"], "complete");
+    assert_eq!(ok["intermediate"].as_array().unwrap().len(), 3);
+    assert_eq!(ok["intermediate"][0][0], 1);
+    assert_eq!(by_mode("params")["state"], "complete");
+    for (mode, needle) in [
+        ("crash", "exited with status 3"),
+        ("crash", "ValueError: bad shape"),
+        ("segv", "signal 11"),
+        ("hang", "timed out"),
+        ("nan", "not a finite number"),
+        ("silent", "never reported `val_acc`"),
+    ] {
+        let t = by_mode(mode);
+        assert_eq!(t["state"], "failed", "{mode}");
+        let err = t["error"].as_str().unwrap();
+        assert!(err.contains(needle), "{mode}: {err}");
+        assert!(t["value"].is_null());
+    }
+    // Keys of the JSON contract.
+    for key in [
+        "number",
+        "state",
+        "params",
+        "value",
+        "intermediate",
+        "error",
+    ] {
+        assert!(ok.get(key).is_some(), "missing {key}");
+    }
+}
+
+const TOY: &str = r#"
+name = "toy"
+direction = "maximize"
+metric = "val_acc"
+trials = 12
+workers = 2
+command = ["sh", "SCRIPTS/toy_train.sh", "{lr}", "{beta1}", "{units}", "{activation}", "3"]
+
+[sampler]
+kind = "KIND"
+seed = 7
+
+[params]
+lr         = { low = 1e-5, high = 1.0, scale = "log" }
+beta1      = { low = 0.9, high = 0.999, scale = "reverse_log" }
+units      = { low = 50, high = 100, type = "int" }
+activation = { choices = ["relu", "tanh"] }
+"#;
+
+#[test]
+fn same_seed_same_trials_for_each_sampler_and_the_best_table_has_the_seed_format() {
+    for kind in ["random", "sobol", "grid"] {
+        let body = TOY.replace("KIND", kind);
+        let params_of = |dir: &Path| {
+            let study = write_study(dir, "toy", &body);
+            let out = caviar(dir, &["run", study.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut trials = trials_json(dir, "toy");
+            trials.sort_by_key(|t| t["number"].as_u64());
+            trials
+                .iter()
+                .map(|t| t["params"].clone())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = params_of(a.path());
+        assert_eq!(first.len(), 12, "{kind}");
+        assert_eq!(first, params_of(b.path()), "{kind}: same seed, same trials");
+
+        let out = caviar(a.path(), &["best", "toy", "-k", "3"]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("Best-1 (val_acc:0."), "{text}");
+        assert!(lines[0].contains(") | activation:"), "{text}");
+        let value = |l: &str| {
+            l[l.find(':').unwrap() + 1..l.find(')').unwrap()]
+                .parse::<f64>()
+                .unwrap()
+        };
+        assert!(value(lines[0]) >= value(lines[1]) && value(lines[1]) >= value(lines[2]));
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = TOY
+        .replace("KIND", "random")
+        .replace("scale = \"reverse_log\"", "scale = \"reverse\"");
+    let study = write_study(dir.path(), "bad", &body);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:15:") && err.contains("beta1") && err.contains("reverse_log"),
+        "{err}"
+    );
+
+    let body = TOY
+        .replace("KIND", "random")
+        .replace("trials = 12", "trials = \"many\"");
+    let study = write_study(dir.path(), "bad2", &body);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad2.toml") && err.contains("line 5") && err.contains("field `trials`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+
+    let out = caviar(dir.path(), &["trials", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no study named `nope`"));
+
+    let out = caviar(dir.path(), &["--storage", "mysql://x", "studies"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = caviar(dir.path(), &["run", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+const SLOW: &str = r#"
+name = "slow"
+direction = "maximize"
+metric = "val_acc"
+trials = 16
+workers = 2
+command = ["SCRIPTS/fake_train.sh", "slow", "{lr}", "3"]
+
+[params]
+lr = { low = 1e-4, high = 1.0, scale = "log" }
+"#;
+
+fn wait_for_complete(dir: &Path, study: &str, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = caviar(dir, &["trials", study, "--json"]);
+        if out.status.success() {
+            let trials: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let done = trials
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["state"] == "complete")
+                .count();
+            if done >= at_least {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "trials did not complete in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_study_killed_with_sigkill_resumes_to_its_total_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "slow", SLOW);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .args(["run", study.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_complete(dir.path(), "slow", 3);
+    child.kill().unwrap(); // SIGKILL: no cleanup runs
+    child.wait().unwrap();
+    let before = trials_json(dir.path(), "slow");
+    let running = before.iter().filter(|t| t["state"] == "running").count();
+    assert!(running >= 1, "the kill should leave running trials behind");
+
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming study `slow`"), "{err}");
+    let after = trials_json(dir.path(), "slow");
+    assert_eq!(after.len(), 16, "total trial count is the requested total");
+    let mut numbers: Vec<u64> = after
+        .iter()
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        (0..16).collect::<Vec<_>>(),
+        "no duplicates, no gaps"
+    );
+    let orphans: Vec<&Value> = after.iter().filter(|t| t["state"] == "failed").collect();
+    assert_eq!(orphans.len(), running, "each orphan is marked failed once");
+    for o in orphans {
+        assert!(o["error"].as_str().unwrap().contains("orphaned"), "{o}");
+    }
+    assert!(after.iter().all(|t| t["state"] != "running"));
+}
+
+#[test]
+fn ctrl_c_marks_running_trials_interrupted_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "slow", SLOW);
+    let child = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .args(["run", study.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_complete(dir.path(), "slow", 1);
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trials = trials_json(dir.path(), "slow");
+    assert!(trials.iter().all(|t| t["state"] != "running"));
+    let interrupted = trials
+        .iter()
+        .filter(|t| t["error"] == "interrupted")
+        .count();
+    assert!(interrupted >= 1);
+    assert!(trials.len() < 16);
+}
