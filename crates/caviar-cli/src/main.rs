@@ -1,5 +1,6 @@
 //! `caviar`: tune hyperparameters of any training program from a study file.
 
+mod bench;
 mod config;
 mod output;
 mod run;
@@ -79,6 +80,11 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Measure caviar's own speed (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchKind,
+    },
     /// The best trials of a study, best first.
     Best {
         /// Study name.
@@ -87,6 +93,23 @@ enum Command {
         #[arg(short, default_value_t = 5)]
         k: usize,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// Trials written per second (create + 4 params + 10 reports + finish) and the time to open
+    /// a large study.
+    Storage {
+        /// Trials written per backend.
+        #[arg(long, default_value_t = 10_000)]
+        trials: u64,
+        /// Size of the study that is reopened.
+        #[arg(long, default_value_t = 100_000)]
+        open_trials: u64,
+        /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -119,6 +142,17 @@ fn dispatch(cli: Cli) -> Result<u8> {
             workers,
             json,
         } => run::run(&cli.storage, &study, trials, workers, json),
+        Command::Bench {
+            what:
+                BenchKind::Storage {
+                    trials,
+                    open_trials,
+                    json,
+                },
+        } => {
+            bench::storage(trials, open_trials, json)?;
+            Ok(0)
+        }
         Command::Studies { json } => {
             let storage = open(&cli.storage)?;
             output::studies(&*storage, json)?;

@@ -300,11 +300,7 @@ impl Study {
         F: FnMut(&mut Trial) -> Result<f64, TrialError>,
     {
         for _ in 0..n_trials {
-            let Some(mut trial) = self.ask_within(None).or_else(|e| match e {
-                StudyError::Storage(_) => Err(e),
-                other => Err(other),
-            })?
-            else {
+            let Some(mut trial) = self.ask_within(None)? else {
                 break;
             };
             let result = catch_unwind(AssertUnwindSafe(|| objective(&mut trial)));

@@ -128,9 +128,9 @@ pub fn substitute(arg: &str, params: &BTreeMap<String, ParamValue>) -> Result<St
         if tail.starts_with("{{") || tail.starts_with("}}") {
             out.push_str(&tail[..1]);
             rest = &tail[2..];
-        } else if tail.starts_with('}') {
+        } else if let Some(after) = tail.strip_prefix('}') {
             out.push('}');
-            rest = &tail[1..];
+            rest = after;
         } else {
             let close = tail
                 .find('}')

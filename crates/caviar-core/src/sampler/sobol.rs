@@ -130,7 +130,7 @@ fn direction_numbers(dim: usize) -> [u32; BITS] {
     let m: Vec<u32> = match JOE_KUO.get(dim - 1) {
         Some(&(_, _, m)) => m.to_vec(),
         None => {
-            let mut rng = Rng::keyed(0x50b0_1, &[dim as u64]);
+            let mut rng = Rng::keyed(0x0005_0b01, &[dim as u64]);
             (0..s)
                 .map(|k| (rng.below(1 << k) as u32) * 2 + 1) // odd, below 2^(k+1)
                 .collect()
@@ -175,7 +175,7 @@ impl SobolSequence {
         let mut directions = Vec::with_capacity(dims);
         let mut shifts = Vec::with_capacity(dims);
         for d in 0..dims {
-            let mut rng = Rng::keyed(seed, &[0x736f_626f_6c, d as u64]);
+            let mut rng = Rng::keyed(seed, &[0x0073_6f62_6f6c, d as u64]);
             let raw = direction_numbers(d);
             // Lower-triangular scramble with a unit diagonal: output bit i mixes input bits
             // at least as significant as i.

@@ -1,0 +1,120 @@
+//! `caviar bench storage`: write throughput of each backend and the cost of opening a big study.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use caviar_core::space::{Distribution, ParamValue, Scale};
+use caviar_core::storage::{InMemoryStorage, NewStudy, Storage};
+use caviar_core::trial::{Direction, TrialState};
+use caviar_store::SqliteStorage;
+use serde_json::json;
+
+fn bench_params() -> Vec<(String, Distribution)> {
+    vec![
+        (
+            "lr".into(),
+            Distribution::float(1e-6, 1e-2, Scale::Log).unwrap(),
+        ),
+        (
+            "weight_decay".into(),
+            Distribution::float(1e-8, 1e-4, Scale::Log).unwrap(),
+        ),
+        (
+            "beta1".into(),
+            Distribution::float(0.9, 0.999, Scale::ReverseLog).unwrap(),
+        ),
+        (
+            "units".into(),
+            Distribution::int(50, 100, Scale::Linear).unwrap(),
+        ),
+    ]
+}
+
+/// Writes `n` trials the way a study does: create, 4 params, 10 reports, finish.
+fn write_trials(storage: &dyn Storage, name: &str, n: u64) -> Result<f64> {
+    let study = storage.create_study(&NewStudy {
+        name: name.into(),
+        direction: Direction::Maximize,
+        metric: Some("val_acc".into()),
+        spec: None,
+    })?;
+    let params = bench_params();
+    let start = Instant::now();
+    for i in 0..n {
+        let t = storage
+            .create_trial(study.id, "bench", None)?
+            .context("no trial")?;
+        for (name, dist) in &params {
+            let u = ((i * 7919 + name.len() as u64 * 104729) % 1000) as f64 / 1000.0;
+            storage.set_param(t.id, name, dist, &dist.from_unit(u))?;
+        }
+        for step in 1..=10 {
+            storage.report(t.id, step, step as f64 / 10.0)?;
+        }
+        storage.finish_trial(t.id, TrialState::Complete, Some(0.9), None)?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+pub fn storage(trials: u64, open_trials: u64, as_json: bool) -> Result<()> {
+    let dir = tempdir()?;
+    let mut rows = Vec::new();
+
+    let memory = InMemoryStorage::new();
+    let secs = write_trials(&memory, "bench", trials)?;
+    rows.push(json!({"backend": "memory", "trials": trials, "seconds": secs, "trials_per_s": trials as f64 / secs}));
+    eprintln!(
+        "memory: {trials} trials in {secs:.3} s = {:.0} trials/s",
+        trials as f64 / secs
+    );
+
+    let path = dir.join("write.db");
+    let sqlite = SqliteStorage::open(&path)?;
+    let secs = write_trials(&sqlite, "bench", trials)?;
+    rows.push(json!({"backend": "sqlite", "trials": trials, "seconds": secs, "trials_per_s": trials as f64 / secs}));
+    eprintln!(
+        "sqlite: {trials} trials in {secs:.3} s = {:.0} trials/s",
+        trials as f64 / secs
+    );
+    drop(sqlite);
+
+    let big = dir.join("big.db");
+    {
+        let sqlite = SqliteStorage::open(&big)?;
+        eprintln!("writing a {open_trials}-trial study for the open test...");
+        write_trials(&sqlite, "big", open_trials)?;
+    }
+    // What `caviar run` does when it resumes: open, migrate, find the study, count, find orphans.
+    let start = Instant::now();
+    let sqlite: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&big)?);
+    let study = sqlite.study("big")?.context("study vanished")?;
+    let counts = sqlite.counts(study.id)?;
+    let running = sqlite.running_trials(study.id)?;
+    let open_secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        counts.total() == open_trials && running.is_empty(),
+        "unexpected counts"
+    );
+    // What `caviar trials --json` and the samplers that read history do: load everything.
+    let start = Instant::now();
+    let all = sqlite.trials(study.id)?;
+    let load_secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(all.len() as u64 == open_trials && all[0].intermediate.len() == 10);
+    let first = &all[0].params;
+    anyhow::ensure!(matches!(first.get("units"), Some(ParamValue::Int(_))));
+    eprintln!("open a {open_trials}-trial study (resume path): {open_secs:.3} s");
+    eprintln!("load all {open_trials} trials with params and 10 reports each: {load_secs:.3} s");
+    rows.push(json!({"backend": "sqlite", "open_trials": open_trials, "open_seconds": open_secs, "load_all_seconds": load_secs}));
+    let _ = std::fs::remove_dir_all(&dir);
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}
+
+fn tempdir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("caviar-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
