@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod driver;
 mod output;
 mod run;
 

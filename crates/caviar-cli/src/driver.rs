@@ -1,0 +1,283 @@
+//! What every study run shares, whatever its objective: opening or resuming the study,
+//! recovering orphans, Ctrl-C, worker threads, heartbeats and progress.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use caviar_core::sampler::Sampler;
+use caviar_core::space::SearchSpace;
+use caviar_core::storage::{Storage, StorageError, TrialCounts};
+use caviar_core::study::{Outcome, Study, StudyError, Trial};
+use caviar_core::trial::{Direction, TrialId, TrialState};
+use caviar_run::{orphan_reason, WorkerId};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::{BadInput, EXIT_INTERRUPTED};
+
+/// A running trial silent this long is presumed dead (its worker heartbeats every few seconds).
+const STALE_AFTER: Duration = Duration::from_secs(60);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// What a study is opened with.
+pub struct StudySetup<'a> {
+    pub name: &'a str,
+    pub direction: Direction,
+    pub metric: &'a str,
+    pub space: &'a SearchSpace,
+    pub spec: serde_json::Value,
+    pub sampler: Arc<dyn Sampler>,
+    /// Names the study's source in errors (a file path, `caviar demo`).
+    pub origin: &'a str,
+    pub url: &'a str,
+}
+
+/// Creates or reopens the study; a stored study must have the same space, direction and metric.
+pub fn open_study(storage: &Arc<dyn Storage>, setup: StudySetup<'_>, me: &WorkerId) -> Result<Study> {
+    if let Some(existing) = storage.study(setup.name).context("reading the study")? {
+        let stored_space = existing.spec.as_ref().and_then(|s| s.get("space")).cloned();
+        if stored_space.is_some_and(|s| s != serde_json::to_value(setup.space).unwrap_or_default()) {
+            return Err(BadInput(format!(
+                "{}: the parameters differ from those stored with study `{}` in {}; give the changed study a new name",
+                setup.origin, setup.name, setup.url
+            ))
+            .into());
+        }
+    }
+    let origin = setup.origin.to_string();
+    Study::builder(setup.name)
+        .direction(setup.direction)
+        .metric(setup.metric)
+        .spec(setup.spec)
+        .shared_sampler(setup.sampler)
+        .storage(storage.clone())
+        .worker(me.to_string())
+        .load_if_exists(true)
+        .build()
+        .map_err(|e| match e {
+            StudyError::Mismatch { .. } => anyhow::Error::new(BadInput(format!("{origin}: {e}"))),
+            other => anyhow::Error::new(other).context("opening the study"),
+        })
+}
+
+/// Marks trials of dead workers failed and says where the study stands. Returns the counts.
+pub fn recover(study: &Study, me: &WorkerId, total: u64) -> Result<TrialCounts> {
+    let orphans = study
+        .fail_orphans(|t| orphan_reason(t, me, STALE_AFTER))
+        .context("recovering trials of dead workers")?;
+    let counts = study.storage().counts(study.record().id)?;
+    if counts.total() > 0 {
+        let orphan_note = if orphans.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} left running by a dead worker were just marked failed: {orphans:?}",
+                orphans.len()
+            )
+        };
+        eprintln!(
+            "resuming study `{}`: {} trials so far ({} complete, {} failed){orphan_note}",
+            study.name(),
+            counts.total(),
+            counts.complete,
+            counts.failed
+        );
+    }
+    if counts.total() >= total {
+        eprintln!(
+            "study `{}` already has {} of {total} trials; raise --trials to run more",
+            study.name(),
+            counts.total()
+        );
+    }
+    Ok(counts)
+}
+
+/// Installs the Ctrl-C handler: the first press asks running trials to stop, the second quits.
+pub fn cancel_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        eprintln!("\ninterrupted: stopping running trials (Ctrl-C again to quit at once)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(cancel)
+}
+
+/// Runs trials on `workers` threads until the study holds `total` trials, the sampler is
+/// exhausted or `cancel` is set. `objective` gets a trial whose parameters from `space` are
+/// already suggested, and says how it ended.
+pub fn drive<F>(
+    study: &Study,
+    space: &SearchSpace,
+    total: u64,
+    workers: usize,
+    cancel: &AtomicBool,
+    progress: &Progress,
+    objective: F,
+) -> Result<()>
+where
+    F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
+{
+    let active: Mutex<HashSet<TrialId>> = Mutex::default();
+    let done = AtomicBool::new(false);
+    let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        scope.spawn(|| heartbeat_loop(&**study.storage(), &active, &done));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    if let Err(e) = worker_loop(study, space, total, cancel, &active, progress, &objective) {
+                        cancel.store(true, Ordering::SeqCst);
+                        fatal.lock().unwrap().get_or_insert(e);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    progress.finish();
+    match fatal.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn heartbeat_loop(storage: &dyn Storage, active: &Mutex<HashSet<TrialId>>, done: &AtomicBool) {
+    let mut last = Instant::now();
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < HEARTBEAT_EVERY {
+            continue;
+        }
+        last = Instant::now();
+        let ids: Vec<TrialId> = active.lock().unwrap().iter().copied().collect();
+        for id in ids {
+            let _ = storage.heartbeat(id);
+        }
+    }
+}
+
+fn worker_loop<F>(
+    study: &Study,
+    space: &SearchSpace,
+    total: u64,
+    cancel: &AtomicBool,
+    active: &Mutex<HashSet<TrialId>>,
+    progress: &Progress,
+    objective: &F,
+) -> Result<()>
+where
+    F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
+{
+    while !cancel.load(Ordering::SeqCst) {
+        let Some(mut trial) = study.ask_within(Some(total)).context("starting a trial")? else {
+            return Ok(());
+        };
+        active.lock().unwrap().insert(trial.id());
+        let sampled = space
+            .iter()
+            .try_for_each(|(name, dist)| trial.suggest(name, dist.clone()).map(|_| ()));
+        let outcome = match sampled {
+            Err(e) => Outcome::Failed(format!("could not sample parameters: {e}")),
+            Ok(()) => objective(&mut trial, cancel),
+        };
+        let (number, id) = (trial.number(), trial.id());
+        let told = study.tell(trial, outcome.clone());
+        active.lock().unwrap().remove(&id);
+        match told {
+            Ok(state) => progress.trial_done(number, state, &outcome, study.direction()),
+            Err(StudyError::Storage(StorageError::NotRunning { state, .. })) => {
+                progress.note(&format!(
+                    "trial {number} was already marked {state} by another worker; its result is dropped"
+                ));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("recording trial {number}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The progress bar on a terminal, one line per trial otherwise.
+pub struct Progress {
+    bar: ProgressBar,
+    tty: bool,
+    quiet: bool,
+    best: Mutex<Option<f64>>,
+    metric: String,
+}
+
+impl Progress {
+    /// A bar at `done` of `total`; `quiet` drops the per-trial lines when not on a terminal.
+    pub fn new(done: u64, total: u64, metric: &str, quiet: bool) -> Self {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bar = if tty {
+            ProgressBar::with_draw_target(Some(total.max(done)), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} trials | best {msg} | {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_position(done);
+        bar.reset_eta();
+        bar.set_message("-");
+        Progress {
+            bar,
+            tty,
+            quiet,
+            best: Mutex::new(None),
+            metric: metric.to_string(),
+        }
+    }
+
+    fn trial_done(&self, number: u64, state: TrialState, outcome: &Outcome, direction: Direction) {
+        let mut best = self.best.lock().unwrap();
+        if let Outcome::Complete(v) = outcome {
+            if best.is_none_or(|b| direction.better(*v, b)) {
+                *best = Some(*v);
+            }
+        }
+        let best_text = best
+            .map(|b| format!("{}={b:.4}", self.metric))
+            .unwrap_or_else(|| "-".into());
+        self.bar.set_message(best_text.clone());
+        self.bar.inc(1);
+        let line = match outcome {
+            Outcome::Complete(v) => format!("trial {number} complete: {}={v:.4} (best {best_text})", self.metric),
+            Outcome::Pruned => format!("trial {number} pruned"),
+            Outcome::Failed(reason) => format!("trial {number} {state}: {}", reason.lines().next().unwrap_or("")),
+        };
+        if self.tty {
+            if !matches!(outcome, Outcome::Complete(_)) {
+                self.bar.println(line);
+            }
+        } else if !self.quiet || !matches!(outcome, Outcome::Complete(_)) {
+            eprintln!("{line}");
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if self.tty {
+            self.bar.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
