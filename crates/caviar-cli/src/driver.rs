@@ -35,10 +35,15 @@ pub struct StudySetup<'a> {
 }
 
 /// Creates or reopens the study; a stored study must have the same space, direction and metric.
-pub fn open_study(storage: &Arc<dyn Storage>, setup: StudySetup<'_>, me: &WorkerId) -> Result<Study> {
+pub fn open_study(
+    storage: &Arc<dyn Storage>,
+    setup: StudySetup<'_>,
+    me: &WorkerId,
+) -> Result<Study> {
     if let Some(existing) = storage.study(setup.name).context("reading the study")? {
         let stored_space = existing.spec.as_ref().and_then(|s| s.get("space")).cloned();
-        if stored_space.is_some_and(|s| s != serde_json::to_value(setup.space).unwrap_or_default()) {
+        if stored_space.is_some_and(|s| s != serde_json::to_value(setup.space).unwrap_or_default())
+        {
             return Err(BadInput(format!(
                 "{}: the parameters differ from those stored with study `{}` in {}; give the changed study a new name",
                 setup.origin, setup.name, setup.url
@@ -132,7 +137,9 @@ where
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    if let Err(e) = worker_loop(study, space, total, cancel, &active, progress, &objective) {
+                    if let Err(e) =
+                        worker_loop(study, space, total, cancel, &active, progress, &objective)
+                    {
                         cancel.store(true, Ordering::SeqCst);
                         fatal.lock().unwrap().get_or_insert(e);
                     }
@@ -200,7 +207,9 @@ where
                     "trial {number} was already marked {state} by another worker; its result is dropped"
                 ));
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("recording trial {number}"))),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("recording trial {number}")))
+            }
         }
     }
     Ok(())
@@ -256,9 +265,15 @@ impl Progress {
         self.bar.set_message(best_text.clone());
         self.bar.inc(1);
         let line = match outcome {
-            Outcome::Complete(v) => format!("trial {number} complete: {}={v:.4} (best {best_text})", self.metric),
+            Outcome::Complete(v) => format!(
+                "trial {number} complete: {}={v:.4} (best {best_text})",
+                self.metric
+            ),
             Outcome::Pruned => format!("trial {number} pruned"),
-            Outcome::Failed(reason) => format!("trial {number} {state}: {}", reason.lines().next().unwrap_or("")),
+            Outcome::Failed(reason) => format!(
+                "trial {number} {state}: {}",
+                reason.lines().next().unwrap_or("")
+            ),
         };
         if self.tty {
             if !matches!(outcome, Outcome::Complete(_)) {

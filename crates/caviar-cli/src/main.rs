@@ -2,8 +2,10 @@
 
 mod bench;
 mod config;
+mod demo;
 mod driver;
 mod output;
+mod plot;
 mod run;
 
 use std::path::PathBuf;
@@ -64,6 +66,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
+    Demo(demo::DemoArgs),
     /// List the stored studies.
     Studies {
         /// Print JSON.
@@ -129,7 +133,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
-    if !matches!(cli.command, Command::Run { .. }) {
+    if !matches!(cli.command, Command::Run { .. } | Command::Demo(_)) {
         // Listing verbs die quietly when piped into `head`, like other Unix tools.
         // SAFETY: restoring the default disposition of a signal has no memory effects.
         unsafe {
@@ -154,6 +158,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             bench::storage(trials, open_trials, json)?;
             Ok(0)
         }
+        Command::Demo(args) => demo::demo(&cli.storage, &args),
         Command::Studies { json } => {
             let storage = open(&cli.storage)?;
             output::studies(&*storage, json)?;

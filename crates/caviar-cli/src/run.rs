@@ -25,15 +25,22 @@ fn build_sampler(study: &config::Study) -> Result<Arc<dyn Sampler>> {
         "grid" => {
             let points = study.file.sampler.points.unwrap_or(5) as usize;
             Arc::new(
-                GridSampler::from_space(&study.space, points, &study.grid_values, seed)
-                    .map_err(|e| BadInput(format!("{}: [sampler] grid: {e}", study.path.display())))?,
+                GridSampler::from_space(&study.space, points, &study.grid_values, seed).map_err(
+                    |e| BadInput(format!("{}: [sampler] grid: {e}", study.path.display())),
+                )?,
             )
         }
         other => return Err(BadInput(format!("sampler `{other}` is not available")).into()),
     })
 }
 
-pub fn run(url: &str, path: &Path, trials: Option<u64>, workers: Option<u64>, as_json: bool) -> Result<u8> {
+pub fn run(
+    url: &str,
+    path: &Path,
+    trials: Option<u64>,
+    workers: Option<u64>,
+    as_json: bool,
+) -> Result<u8> {
     let cfg = config::load(path)?;
     if workers == Some(0) {
         return Err(BadInput("--workers must be at least 1".into()).into());
@@ -66,22 +73,30 @@ pub fn run(url: &str, path: &Path, trials: Option<u64>, workers: Option<u64>, as
 
     let progress = Progress::new(before.total(), total, metric_name(study.record()), false);
     let started = Instant::now();
-    driver::drive(&study, &cfg.space, total, workers, &cancel, &progress, |trial, cancel| {
-        let params = trial.params();
-        let input = TrialInput {
-            study: study.name(),
-            number: trial.number(),
-            params: &params,
-        };
-        let mut on_report = |step: u64, value: f64| match trial.report(step, value) {
-            Ok(()) => Control::Continue,
-            // Someone else ended this trial (it was presumed dead): stop the command.
-            Err(_) => Control::Prune,
-        };
-        run_command(&spec, &input, cancel, &mut on_report)
-            .map(|r| r.outcome)
-            .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
-    })?;
+    driver::drive(
+        &study,
+        &cfg.space,
+        total,
+        workers,
+        &cancel,
+        &progress,
+        |trial, cancel| {
+            let params = trial.params();
+            let input = TrialInput {
+                study: study.name(),
+                number: trial.number(),
+                params: &params,
+            };
+            let mut on_report = |step: u64, value: f64| match trial.report(step, value) {
+                Ok(()) => Control::Continue,
+                // Someone else ended this trial (it was presumed dead): stop the command.
+                Err(_) => Control::Prune,
+            };
+            run_command(&spec, &input, cancel, &mut on_report)
+                .map(|r| r.outcome)
+                .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
+        },
+    )?;
 
     let all = study.trials()?;
     let counts = storage.counts(study.record().id)?;

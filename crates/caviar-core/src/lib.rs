@@ -15,6 +15,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod rng;
 pub mod sampler;
 pub mod space;

@@ -74,7 +74,7 @@ impl Dataset {
     /// ```
     pub fn split(&self, validation_fraction: f64, seed: u64) -> Split {
         let mut order: Vec<usize> = (0..self.len()).collect();
-        Rng::keyed(seed, &[0x7370_6c69_74]).shuffle(&mut order);
+        Rng::keyed(seed, &[0x0073_706c_6974]).shuffle(&mut order);
         let n_val = ((self.len() as f64) * validation_fraction.clamp(0.0, 1.0)).round() as usize;
         Split {
             validation: self.select(&order[..n_val]),

@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn adam_first_step_moves_by_lr() {
-        let mut w = vec![1.0f32];
+        let mut w = [1.0f32];
         let mut state = OptimizerState::new(Optimizer::adam());
         state.step(0.1, vec![(&mut w[..], &[123.0][..])]);
         assert!(

@@ -68,7 +68,7 @@ pub fn train(
     let dim = train.dim();
     let batch = cfg.batch_size.clamp(1, n.max(1));
     let iters_per_epoch = (n / batch).max(1);
-    let mut rng = Rng::keyed(cfg.seed, &[0x6261_7463_68]);
+    let mut rng = Rng::keyed(cfg.seed, &[0x0062_6174_6368]);
     let mut optimizer = OptimizerState::new(cfg.optimizer);
     let mut x = vec![0.0f32; batch * dim];
     let mut y = vec![0u8; batch];

@@ -52,7 +52,7 @@ fn the_first_training_images_are_in_mnist_order() {
     data.labels().iter().for_each(|&l| counts[l as usize] += 1);
     assert_eq!(counts, [50, 66, 52, 50, 52, 39, 45, 52, 39, 55]);
     assert!(data.features().iter().all(|&p| (0.0..=1.0).contains(&p)));
-    assert!(data.features().iter().any(|&p| p == 1.0));
+    assert!(data.features().contains(&1.0));
     let test = mnist::load_test(&dir(), None).unwrap();
     assert_eq!(test.len(), 10_000);
 }
