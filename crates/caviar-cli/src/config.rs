@@ -23,7 +23,16 @@ pub struct StudyFile {
     pub trials: u64,
     #[serde(default = "default_workers")]
     pub workers: u64,
-    pub command: Vec<String>,
+    /// The trial program; or use `objective` for the built-in trainer.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// `"mnist"`: the built-in trainer on MNIST instead of a command.
+    #[serde(default)]
+    pub objective: Option<String>,
+    /// Fixed settings of the built-in trainer: `images`, `validation_fraction`, `seed`, `test`,
+    /// and any hyperparameter not tuned in [params].
+    #[serde(default)]
+    pub mnist: Option<toml::Table>,
     /// Seconds (number) or a duration such as "90s", "10m", "2h".
     #[serde(default)]
     pub timeout: Option<TimeoutValue>,
@@ -120,11 +129,100 @@ pub struct ParamSection {
 #[derive(Debug, Clone)]
 pub struct Study {
     pub file: StudyFile,
+    pub objective: Objective,
     pub path: PathBuf,
     pub direction: Direction,
     pub space: SearchSpace,
     pub grid_values: BTreeMap<String, Vec<ParamValue>>,
     pub timeout: Option<Duration>,
+}
+
+/// What a trial runs.
+#[derive(Debug, Clone)]
+pub enum Objective {
+    /// An external program.
+    Command(Vec<String>),
+    /// The built-in MNIST trainer.
+    Mnist(BuiltinMnist),
+}
+
+/// Fixed settings of the built-in MNIST objective.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuiltinMnist {
+    /// The first N training images are used (split into train and validation).
+    pub images: usize,
+    /// Share held out for validation.
+    pub validation_fraction: f64,
+    /// Seed of the split, the weights and the batches.
+    pub seed: u64,
+    /// Evaluate the best configuration on the test set once, after the study.
+    pub test: bool,
+    /// Hyperparameters fixed for every trial.
+    pub fixed: BTreeMap<String, ParamValue>,
+}
+
+fn direction_of(text: &str) -> Option<Direction> {
+    Direction::parse(text)
+}
+
+fn builtin_settings(table: Option<&toml::Table>) -> Result<BuiltinMnist, String> {
+    let mut settings = BuiltinMnist {
+        images: 10_000,
+        validation_fraction: 0.2,
+        seed: 0,
+        test: true,
+        fixed: BTreeMap::new(),
+    };
+    for (key, value) in table.into_iter().flatten() {
+        match key.as_str() {
+            "images" => match value.as_integer() {
+                Some(n) if (10..=60_000).contains(&n) => settings.images = n as usize,
+                _ => {
+                    return Err(format!(
+                        "[mnist] images must be a whole number in 10..=60000, not {value}"
+                    ))
+                }
+            },
+            "validation_fraction" => match value.as_float() {
+                Some(f) if f > 0.0 && f < 1.0 => settings.validation_fraction = f,
+                _ => {
+                    return Err(format!(
+                        "[mnist] validation_fraction must lie in (0, 1), not {value}"
+                    ))
+                }
+            },
+            "seed" => match value.as_integer() {
+                Some(n) if n >= 0 => settings.seed = n as u64,
+                _ => {
+                    return Err(format!(
+                        "[mnist] seed must be a whole number >= 0, not {value}"
+                    ))
+                }
+            },
+            "test" => match value.as_bool() {
+                Some(b) => settings.test = b,
+                None => return Err(format!("[mnist] test must be true or false, not {value}")),
+            },
+            name => {
+                let v = match value {
+                    toml::Value::String(s) => ParamValue::Str(s.clone()),
+                    toml::Value::Integer(i) => ParamValue::Int(*i),
+                    toml::Value::Float(f) => ParamValue::Float(*f),
+                    toml::Value::Boolean(b) => ParamValue::Bool(*b),
+                    other => {
+                        return Err(format!(
+                            "[mnist] {name} = {other} is not a number, string or boolean"
+                        ))
+                    }
+                };
+                settings.fixed.insert(name.to_string(), v);
+            }
+        }
+    }
+    caviar_nn::hparams::Hyperparams::default()
+        .apply(&settings.fixed)
+        .map_err(|e| format!("[mnist]: {e}"))?;
+    Ok(settings)
 }
 
 pub const SAMPLERS: &[&str] = &["random", "sobol", "grid"];
@@ -179,12 +277,47 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
                 .into(),
         ));
     }
-    if file.command.is_empty() {
-        return Err(fail(
-            key_line("command"),
-            "command is empty; name the program and its arguments, e.g. command = [\"python3\", \"train.py\", \"--lr\", \"{lr}\"]".into(),
-        ));
-    }
+    let objective = match (&file.command, file.objective.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(fail(key_line("objective"), "give either command or objective, not both".into()))
+        }
+        (None, None) => {
+            return Err(fail(
+                None,
+                "no trial program: add command = [\"python3\", \"train.py\", \"--lr\", \"{lr}\"], or objective = \"mnist\" for the built-in trainer".into(),
+            ))
+        }
+        (Some(command), None) => {
+            if command.is_empty() {
+                return Err(fail(
+                    key_line("command"),
+                    "command is empty; name the program and its arguments, e.g. command = [\"python3\", \"train.py\", \"--lr\", \"{lr}\"]".into(),
+                ));
+            }
+            if file.mnist.is_some() {
+                return Err(fail(section_line(text, "mnist"), "[mnist] settings need objective = \"mnist\"".into()));
+            }
+            Objective::Command(command.clone())
+        }
+        (None, Some("mnist")) => {
+            if file.metric != "val_acc" {
+                return Err(fail(
+                    key_line("metric"),
+                    format!("the built-in trainer reports val_acc; set metric = \"val_acc\" (not \"{}\")", file.metric),
+                ));
+            }
+            if direction_of(&file.direction) != Some(Direction::Maximize) {
+                return Err(fail(key_line("direction"), "val_acc is maximised; set direction = \"maximize\"".into()));
+            }
+            Objective::Mnist(builtin_settings(file.mnist.as_ref()).map_err(|m| fail(section_line(text, "mnist"), m))?)
+        }
+        (None, Some(other)) => {
+            return Err(fail(
+                key_line("objective"),
+                format!("objective = \"{other}\" is not a built-in objective; use \"mnist\" or a command"),
+            ))
+        }
+    };
     if file.workers == 0 {
         return Err(fail(
             key_line("workers"),
@@ -286,7 +419,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             grid_values.insert(name.clone(), list);
         }
     }
-    for arg in &file.command {
+    if let Objective::Mnist(settings) = &objective {
+        for (name, spanned) in &file.params {
+            if !caviar_nn::hparams::KNOWN.iter().any(|(k, _)| k == name) {
+                let known: Vec<&str> = caviar_nn::hparams::KNOWN.iter().map(|(k, _)| *k).collect();
+                return Err(fail(
+                    Some(at(spanned.span())),
+                    format!("parameter `{name}` is not a hyperparameter of the built-in trainer; known: {}", known.join(", ")),
+                ));
+            }
+            if settings.fixed.contains_key(name) {
+                return Err(fail(
+                    Some(at(spanned.span())),
+                    format!("parameter `{name}` is both tuned in [params] and fixed in [mnist]; keep one"),
+                ));
+            }
+        }
+    }
+    let command: &[String] = match &objective {
+        Objective::Command(c) => c,
+        Objective::Mnist(_) => &[],
+    };
+    for arg in command {
         let dummy: BTreeMap<String, ParamValue> = space
             .iter()
             .map(|(k, _)| (k.clone(), ParamValue::Int(0)))
@@ -294,16 +448,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         caviar_run::substitute(arg, &dummy)
             .map_err(|e| fail(key_line("command"), e.to_string()))?;
     }
-    let workdir = path.parent().map(Path::to_path_buf);
-    let program = caviar_run::substitute(&file.command[0], &BTreeMap::new()).unwrap_or_default();
-    caviar_run::check_program(
-        &program,
-        workdir.as_deref().filter(|d| !d.as_os_str().is_empty()),
-    )
-    .map_err(|e| fail(key_line("command"), format!("command: {e}")))?;
+    if let Some(first) = command.first() {
+        let workdir = path.parent().map(Path::to_path_buf);
+        let program = caviar_run::substitute(first, &BTreeMap::new()).unwrap_or_default();
+        caviar_run::check_program(
+            &program,
+            workdir.as_deref().filter(|d| !d.as_os_str().is_empty()),
+        )
+        .map_err(|e| fail(key_line("command"), format!("command: {e}")))?;
+    }
 
     Ok(Study {
         file,
+        objective,
         path: path.to_path_buf(),
         direction,
         space,
@@ -465,6 +622,12 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// Line of a `[name]` table header.
+fn section_line(text: &str, name: &str) -> Option<usize> {
+    let header = format!("[{name}]");
+    text.lines().position(|l| l.trim() == header).map(|i| i + 1)
+}
+
 /// Line of the first `key =` assignment, for errors found after parsing.
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
     text.lines()
@@ -492,6 +655,11 @@ impl Study {
             "space": self.space,
             "sampler": self.file.sampler,
             "command": self.file.command,
+            "objective": self.file.objective,
+            "mnist": match &self.objective {
+                Objective::Mnist(m) => serde_json::to_value(m).unwrap_or_default(),
+                Objective::Command(_) => serde_json::Value::Null,
+            },
         })
     }
 }

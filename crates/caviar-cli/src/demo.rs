@@ -17,13 +17,14 @@ use caviar_core::study::Outcome;
 use caviar_core::trial::{best_trials, Direction, FrozenTrial};
 use caviar_nn::data::{Dataset, Split, DEFAULT_VALIDATION_FRACTION};
 use caviar_nn::mnist;
-use caviar_nn::net::{NetConfig, Network};
+use caviar_nn::net::NetConfig;
 use caviar_nn::optim::Optimizer;
-use caviar_nn::train::{train, EpochReport, TrainConfig, TrainError};
+use caviar_nn::train::TrainConfig;
 use caviar_run::WorkerId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::builtin;
 use crate::driver::{self, Progress, StudySetup};
 use crate::output::{best_line, trial_json};
 use crate::{BadInput, EXIT_INTERRUPTED};
@@ -92,20 +93,18 @@ fn space() -> SearchSpace {
     space
 }
 
-/// Trains one configuration exactly as trial `number` does (same seeds, so the same network).
-fn train_config(
+/// The network and training settings of trial `number` (same seeds, so the same network).
+fn trial_setup(
     settings: &Settings,
     split: &Split,
     lr: f64,
     weight_decay: f64,
     number: u64,
-    on_epoch: &mut dyn FnMut(&EpochReport) -> bool,
-) -> (Network, Result<EpochReport, TrainError>) {
-    let net_cfg = NetConfig {
+) -> (NetConfig, u64, TrainConfig) {
+    let net = NetConfig {
         weight_decay: weight_decay as f32,
         ..NetConfig::mlp(split.train.dim(), settings.hidden.clone(), 10)
     };
-    let mut net = Network::new(net_cfg, derive_seed(settings.seed, &[number, 1]));
     let cfg = TrainConfig {
         epochs: settings.epochs,
         batch_size: settings.batch_size,
@@ -115,8 +114,7 @@ fn train_config(
         with_replacement: true,
         seed: derive_seed(settings.seed, &[number, 2]),
     };
-    let result = train(&mut net, &split.train, &split.validation, &cfg, on_epoch);
-    (net, result)
+    (net, derive_seed(settings.seed, &[number, 1]), cfg)
 }
 
 fn param(t: &FrozenTrial, name: &str) -> Result<f64> {
@@ -219,17 +217,8 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             ) else {
                 return Outcome::Failed("missing parameters".into());
             };
-            let number = trial.number();
-            let mut on_epoch = |r: &EpochReport| {
-                trial.report(r.epoch as u64, r.val_acc).is_ok() && !cancel.load(Ordering::Relaxed)
-            };
-            match train_config(&settings, &split, lr, wd, number, &mut on_epoch).1 {
-                Ok(last) => Outcome::Complete(last.val_acc),
-                Err(TrainError::Stopped(_)) if cancel.load(Ordering::Relaxed) => {
-                    Outcome::Failed("interrupted".into())
-                }
-                Err(e) => Outcome::Failed(e.to_string()),
-            }
+            let (net, net_seed, cfg) = trial_setup(&settings, &split, lr, wd, trial.number());
+            builtin::fit_trial(trial, cancel, &split, net, net_seed, &cfg)
         },
     )?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -285,7 +274,8 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
 
     // The one and only look at the test set: retrain the winner with its own seeds.
     let (lr, wd) = (param(best, "lr")?, param(best, "weight_decay")?);
-    let (mut net, result) = train_config(&settings, &split, lr, wd, best.number, &mut |_| true);
+    let (net_cfg, net_seed, cfg) = trial_setup(&settings, &split, lr, wd, best.number);
+    let (mut net, result) = builtin::fit(&split, net_cfg, net_seed, &cfg, &mut |_| true);
     let retrained =
         result.map_err(|e| anyhow::anyhow!("retraining the best configuration: {e}"))?;
     if (retrained.val_acc - best.value.unwrap_or(f64::NAN)).abs() > 1e-9 {

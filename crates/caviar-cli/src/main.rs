@@ -1,6 +1,7 @@
 //! `caviar`: tune hyperparameters of any training program from a study file.
 
 mod bench;
+mod builtin;
 mod config;
 mod demo;
 mod driver;

@@ -12,6 +12,7 @@ use caviar_core::trial::{best_trials, TrialState};
 use caviar_run::{run_command, CommandSpec, Control, TrialInput, WorkerId};
 use serde_json::json;
 
+use crate::builtin;
 use crate::config;
 use crate::driver::{self, Progress, StudySetup};
 use crate::output::{best_line, metric_name, trial_json};
@@ -67,36 +68,70 @@ pub fn run(
     let before = driver::recover(&study, &me, total)?;
     let cancel = driver::cancel_on_ctrl_c()?;
 
-    let mut spec = CommandSpec::new(cfg.file.command.clone(), cfg.file.metric.clone());
-    spec.timeout = cfg.timeout;
-    spec.workdir = cfg.workdir();
-
     let progress = Progress::new(before.total(), total, metric_name(study.record()), false);
     let started = Instant::now();
-    driver::drive(
-        &study,
-        &cfg.space,
-        total,
-        workers,
-        &cancel,
-        &progress,
-        |trial, cancel| {
-            let params = trial.params();
-            let input = TrialInput {
-                study: study.name(),
-                number: trial.number(),
-                params: &params,
-            };
-            let mut on_report = |step: u64, value: f64| match trial.report(step, value) {
-                Ok(()) => Control::Continue,
-                // Someone else ended this trial (it was presumed dead): stop the command.
-                Err(_) => Control::Prune,
-            };
-            run_command(&spec, &input, cancel, &mut on_report)
-                .map(|r| r.outcome)
-                .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
-        },
-    )?;
+    let mut mnist_split = None;
+    match &cfg.objective {
+        config::Objective::Command(command) => {
+            let mut spec = CommandSpec::new(command.clone(), cfg.file.metric.clone());
+            spec.timeout = cfg.timeout;
+            spec.workdir = cfg.workdir();
+            driver::drive(
+                &study,
+                &cfg.space,
+                total,
+                workers,
+                &cancel,
+                &progress,
+                |trial, cancel| {
+                    let params = trial.params();
+                    let input = TrialInput {
+                        study: study.name(),
+                        number: trial.number(),
+                        params: &params,
+                    };
+                    let mut on_report = |step: u64, value: f64| match trial.report(step, value) {
+                        Ok(()) => Control::Continue,
+                        // Someone else ended this trial (it was presumed dead): stop the command.
+                        Err(_) => Control::Prune,
+                    };
+                    run_command(&spec, &input, cancel, &mut on_report)
+                        .map(|r| r.outcome)
+                        .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
+                },
+            )?;
+        }
+        config::Objective::Mnist(settings) => {
+            let split =
+                builtin::load_split(settings.images, settings.validation_fraction, settings.seed)?;
+            eprintln!(
+                "built-in trainer on the first {} MNIST training images: {} train / {} validation",
+                settings.images,
+                split.train.len(),
+                split.validation.len()
+            );
+            driver::drive(
+                &study,
+                &cfg.space,
+                total,
+                workers,
+                &cancel,
+                &progress,
+                |trial, cancel| match builtin::trial_setup(
+                    settings,
+                    &trial.params(),
+                    trial.number(),
+                    split.train.dim(),
+                ) {
+                    Ok((net, net_seed, train_cfg)) => {
+                        builtin::fit_trial(trial, cancel, &split, net, net_seed, &train_cfg)
+                    }
+                    Err(e) => Outcome::Failed(e),
+                },
+            )?;
+            mnist_split = Some(split);
+        }
+    }
 
     let all = study.trials()?;
     let counts = storage.counts(study.record().id)?;
@@ -115,8 +150,22 @@ pub fn run(
     for (i, t) in top.iter().enumerate() {
         eprintln!("{}", best_line(i + 1, metric, t));
     }
+    let mut test_accuracy = None;
+    if let (config::Objective::Mnist(settings), Some(split), Some(best)) =
+        (&cfg.objective, &mnist_split, top.first())
+    {
+        if settings.test && !cancel.load(Ordering::SeqCst) {
+            let acc = builtin::test_once(settings, split, best)?;
+            eprintln!(
+                "final test accuracy: {acc:.4} (best configuration, trial {}; evaluated once)",
+                best.number
+            );
+            test_accuracy = Some(acc);
+        }
+    }
     if as_json {
         let summary = json!({
+            "final_test_accuracy": test_accuracy,
             "study": study.name(),
             "n_trials": counts.total(),
             "counts": counts,

@@ -315,3 +315,79 @@ fn ctrl_c_marks_running_trials_interrupted_and_exits_130() {
     assert!(interrupted >= 1);
     assert!(trials.len() < 16);
 }
+
+const BUILTIN: &str = r#"
+name = "builtin"
+direction = "maximize"
+metric = "val_acc"
+trials = 6
+workers = 2
+objective = "mnist"
+
+[mnist]
+images = 300
+epochs = 2
+seed = 1
+
+[params]
+lr           = { low = 1e-3, high = 1e-1, scale = "log" }
+optimizer    = { choices = ["sgd", "momentum", "adagrad", "rmsprop", "adam"] }
+momentum     = { low = 0.8, high = 0.999, scale = "reverse_log" }
+beta2        = { low = 0.99, high = 0.9999, scale = "reverse_log" }
+epsilon      = { low = 1e-9, high = 1e-6, scale = "log" }
+batch_size   = { choices = [16, 32] }
+units        = { low = 20, high = 40, type = "int" }
+layers       = { low = 1, high = 3, type = "int" }
+activation   = { choices = ["relu", "tanh", "sigmoid"] }
+lr_decay     = { low = 1e-4, high = 0.3, scale = "log" }
+weight_decay = { low = 1e-8, high = 1e-3, scale = "log" }
+dropout      = { low = 0.0, high = 0.5 }
+batch_norm   = { choices = [true, false] }
+"#;
+
+#[test]
+fn a_study_file_can_tune_every_hyperparameter_of_the_built_in_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "builtin", BUILTIN);
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .env("CAVIAR_MNIST_DIR", scripts().join("../../data/mnist"))
+        .args(["run", study.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("touching the test set").count(),
+        1,
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let test_acc = summary["final_test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&test_acc));
+    let trials = trials_json(dir.path(), "builtin");
+    assert_eq!(trials.len(), 6);
+    for t in &trials {
+        assert_eq!(t["params"].as_object().unwrap().len(), 13, "{t}");
+        if t["state"] == "complete" {
+            assert_eq!(
+                t["intermediate"].as_array().unwrap().len(),
+                2,
+                "epochs fixed at 2: {t}"
+            );
+        } else {
+            assert!(t["error"].as_str().unwrap().contains("diverged"), "{t}");
+        }
+    }
+    assert!(trials.iter().filter(|t| t["state"] == "complete").count() >= 3);
+
+    let bad = BUILTIN.replace("dropout      =", "droput       =");
+    let study = write_study(dir.path(), "bad", &bad);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:26:") && err.contains("droput") && err.contains("known:"),
+        "{err}"
+    );
+}

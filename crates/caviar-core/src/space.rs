@@ -81,10 +81,25 @@ impl ParamValue {
         }
     }
 
-    /// Short human form: numbers with three significant digits, like `%.3g`.
+    /// Short human form: numbers with three significant digits, like `%.3g`, and enough more
+    /// for values just below 1 (a beta of 0.9997 stays 0.9997, not 1).
+    ///
+    /// ```
+    /// use caviar_core::space::ParamValue;
+    /// assert_eq!(ParamValue::Float(0.0092).short(), "0.0092");
+    /// assert_eq!(ParamValue::Float(0.99971).short(), "0.99971");
+    /// ```
     pub fn short(&self) -> String {
         match self {
-            ParamValue::Float(x) => format_g(*x, 3),
+            ParamValue::Float(x) => {
+                let gap = 1.0 - x.abs();
+                let sig = if gap > 0.0 && gap < 0.01 {
+                    3 + (-gap.log10()).floor() as usize
+                } else {
+                    3
+                };
+                format_g(*x, sig)
+            }
             other => other.to_string(),
         }
     }

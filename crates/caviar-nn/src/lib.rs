@@ -21,6 +21,7 @@
 
 pub mod data;
 mod gemm;
+pub mod hparams;
 pub mod mnist;
 pub mod net;
 pub mod optim;

@@ -1,0 +1,95 @@
+//! The built-in MNIST trainer as a trial objective, shared by `caviar demo` and study files
+//! with `objective = "mnist"`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use caviar_core::study::{Outcome, Trial};
+use caviar_nn::data::Split;
+use caviar_nn::net::{NetConfig, Network};
+use caviar_nn::train::{train, EpochReport, TrainConfig, TrainError};
+
+/// Trains one network, reporting validation accuracy after every epoch to `report` (which
+/// returns `false` to stop).
+pub fn fit(
+    split: &Split,
+    net: NetConfig,
+    net_seed: u64,
+    cfg: &TrainConfig,
+    report: &mut dyn FnMut(&EpochReport) -> bool,
+) -> (Network, Result<EpochReport, TrainError>) {
+    let mut network = Network::new(net, net_seed);
+    let result = train(&mut network, &split.train, &split.validation, cfg, report);
+    (network, result)
+}
+
+/// Runs `fit` as the objective of `trial`: every epoch's validation accuracy is stored, a set
+/// `cancel` stops it as interrupted, divergence fails it.
+pub fn fit_trial(
+    trial: &mut Trial,
+    cancel: &AtomicBool,
+    split: &Split,
+    net: NetConfig,
+    net_seed: u64,
+    cfg: &TrainConfig,
+) -> Outcome {
+    let mut report = |r: &EpochReport| {
+        trial.report(r.epoch as u64, r.val_acc).is_ok() && !cancel.load(Ordering::Relaxed)
+    };
+    match fit(split, net, net_seed, cfg, &mut report).1 {
+        Ok(last) => Outcome::Complete(last.val_acc),
+        Err(TrainError::Stopped(_)) if cancel.load(Ordering::Relaxed) => {
+            Outcome::Failed("interrupted".into())
+        }
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// Loads the first `images` MNIST training images and splits off the validation share.
+pub fn load_split(images: usize, validation_fraction: f64, seed: u64) -> anyhow::Result<Split> {
+    let dir = caviar_nn::mnist::find_data_dir().ok_or_else(|| {
+        crate::BadInput(
+            "cannot find the MNIST files (data/mnist); run from the caviar checkout or set CAVIAR_MNIST_DIR".into(),
+        )
+    })?;
+    let data = caviar_nn::mnist::load_train(&dir, Some(images))
+        .map_err(|e| crate::BadInput(e.to_string()))?;
+    Ok(data.split(validation_fraction, seed))
+}
+
+/// Network, its seed and training settings of trial `number` of a study with
+/// `objective = "mnist"`: defaults, then the file's fixed settings, then the trial's values.
+pub fn trial_setup(
+    settings: &crate::config::BuiltinMnist,
+    params: &std::collections::BTreeMap<String, caviar_core::space::ParamValue>,
+    number: u64,
+    input: usize,
+) -> Result<(NetConfig, u64, TrainConfig), String> {
+    let mut h = caviar_nn::hparams::Hyperparams::default();
+    h.apply(&settings.fixed)?;
+    h.apply(params)?;
+    let seed = |k| caviar_core::rng::derive_seed(settings.seed, &[number, k]);
+    Ok((h.net_config(input, 10), seed(1), h.train_config(seed(2))))
+}
+
+/// Retrains the best trial with its own seeds and evaluates it on the sealed test set, once.
+pub fn test_once(
+    settings: &crate::config::BuiltinMnist,
+    split: &Split,
+    best: &caviar_core::trial::FrozenTrial,
+) -> anyhow::Result<f64> {
+    let (net, net_seed, cfg) = trial_setup(settings, &best.params, best.number, split.train.dim())
+        .map_err(|e| anyhow::anyhow!("retraining trial {}: {e}", best.number))?;
+    let (mut network, result) = fit(split, net, net_seed, &cfg, &mut |_| true);
+    result.map_err(|e| anyhow::anyhow!("retraining trial {}: {e}", best.number))?;
+    let dir = caviar_nn::mnist::find_data_dir()
+        .ok_or_else(|| anyhow::anyhow!("the MNIST files disappeared during the study"))?;
+    let test =
+        caviar_nn::mnist::load_test(&dir, None).map_err(|e| crate::BadInput(e.to_string()))?;
+    Ok(test.evaluate_once(
+        &format!(
+            "final check of the best configuration (trial {})",
+            best.number
+        ),
+        |data| network.accuracy(data.features(), data.labels()),
+    ))
+}
