@@ -70,6 +70,15 @@ pub struct SamplerSection {
     /// Grid only: points per parameter when the parameter lists no `values`.
     #[serde(default)]
     pub points: Option<u64>,
+    /// TPE only: complete trials drawn at random before the model takes over (default 10).
+    #[serde(default)]
+    pub startup_trials: Option<u64>,
+    /// TPE only: candidates drawn per suggestion (default 24).
+    #[serde(default)]
+    pub candidates: Option<u64>,
+    /// TPE only: share of complete trials that count as good (default 0.1, at most 25 trials).
+    #[serde(default)]
+    pub gamma: Option<f64>,
 }
 
 fn default_sampler() -> String {
@@ -82,6 +91,9 @@ impl Default for SamplerSection {
             kind: default_sampler(),
             seed: 0,
             points: None,
+            startup_trials: None,
+            candidates: None,
+            gamma: None,
         }
     }
 }
@@ -225,8 +237,8 @@ fn builtin_settings(table: Option<&toml::Table>) -> Result<BuiltinMnist, String>
     Ok(settings)
 }
 
-pub const SAMPLERS: &[&str] = &["random", "sobol", "grid"];
-const PLANNED_SAMPLERS: &[&str] = &["zoom", "tpe", "gp"];
+pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe"];
+const PLANNED_SAMPLERS: &[&str] = &["zoom", "gp"];
 
 /// Reads and checks a study file.
 pub fn load(path: &Path) -> Result<Study, BadInput> {
@@ -351,6 +363,33 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             key_line("points"),
             "[sampler] points is for kind = \"grid\" only; remove it".into(),
         ));
+    }
+    let tpe_keys = [
+        ("startup_trials", file.sampler.startup_trials.is_some()),
+        ("candidates", file.sampler.candidates.is_some()),
+        ("gamma", file.sampler.gamma.is_some()),
+    ];
+    for (key, given) in tpe_keys {
+        if given && kind != "tpe" {
+            return Err(fail(
+                key_line(key),
+                format!("[sampler] {key} is for kind = \"tpe\" only; remove it"),
+            ));
+        }
+    }
+    if file.sampler.candidates == Some(0) {
+        return Err(fail(
+            key_line("candidates"),
+            "[sampler] candidates must be at least 1".into(),
+        ));
+    }
+    if let Some(g) = file.sampler.gamma {
+        if !(g > 0.0 && g < 1.0) {
+            return Err(fail(
+                key_line("gamma"),
+                format!("[sampler] gamma must lie in (0, 1), not {g}"),
+            ));
+        }
     }
     if file.sampler.points == Some(0) {
         return Err(fail(
@@ -742,7 +781,7 @@ act = { choices = ["relu", "tanh"] }
         let bad = GOOD.replace("direction = \"maximize\"", "direction = \"up\"");
         assert!(check(&bad).unwrap_err().contains(":3:"));
 
-        let bad = format!("{GOOD}\n[sampler]\nkind = \"tpe\"\n");
+        let bad = format!("{GOOD}\n[sampler]\nkind = \"gp\"\n");
         assert!(check(&bad).unwrap_err().contains("not available yet"));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use caviar_core::sampler::{GridSampler, RandomSampler, Sampler, SobolSampler};
+use caviar_core::sampler::{GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler};
 use caviar_core::study::Outcome;
 use caviar_core::trial::{best_trials, TrialState};
 use caviar_run::{run_command, CommandSpec, Control, TrialInput, WorkerId};
@@ -23,6 +23,20 @@ fn build_sampler(study: &config::Study) -> Result<Arc<dyn Sampler>> {
     Ok(match study.file.sampler.kind.as_str() {
         "random" => Arc::new(RandomSampler::new(seed)),
         "sobol" => Arc::new(SobolSampler::new(&study.space, seed)),
+        "tpe" => {
+            let mut tpe = TpeSampler::new(seed);
+            let s = &study.file.sampler;
+            if let Some(n) = s.startup_trials {
+                tpe.n_startup = n as usize;
+            }
+            if let Some(n) = s.candidates {
+                tpe.n_candidates = n as usize;
+            }
+            if let Some(g) = s.gamma {
+                tpe.gamma_fraction = g;
+            }
+            Arc::new(tpe)
+        }
         "grid" => {
             let points = study.file.sampler.points.unwrap_or(5) as usize;
             Arc::new(

@@ -8,10 +8,12 @@
 mod grid;
 mod random;
 mod sobol;
+mod tpe;
 
 pub use grid::GridSampler;
 pub use random::RandomSampler;
 pub use sobol::{SobolSampler, SobolSequence};
+pub use tpe::TpeSampler;
 
 use crate::space::{Distribution, ParamValue};
 use crate::trial::{Direction, FrozenTrial};

@@ -59,6 +59,7 @@ fn samplers(space: &SearchSpace, seed: u64) -> Vec<Box<dyn Sampler>> {
         Box::new(RandomSampler::new(seed)),
         Box::new(SobolSampler::new(space, seed)),
         Box::new(GridSampler::from_space(space, 4, &Default::default(), seed).unwrap()),
+        Box::new(TpeSampler::new(seed)),
     ]
 }
 
@@ -208,4 +209,102 @@ fn different_seeds_give_different_trials() {
     let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
     let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
     assert_ne!(a, b);
+}
+
+fn history(space: &SearchSpace, n: u64, seed: u64) -> Vec<crate::trial::FrozenTrial> {
+    use crate::trial::{FrozenTrial, TrialId, TrialState};
+    let random = RandomSampler::new(seed ^ 0xabc);
+    (0..n)
+        .map(|i| {
+            let ctx = SampleContext {
+                trial_number: i,
+                direction: Direction::Minimize,
+                history: &[],
+            };
+            let params = space
+                .iter()
+                .map(|(k, d)| (k.clone(), random.sample(&ctx, k, d).unwrap()))
+                .collect();
+            let state = if i % 7 == 3 {
+                TrialState::Running
+            } else {
+                TrialState::Complete
+            };
+            FrozenTrial {
+                id: TrialId(i as i64),
+                number: i,
+                state,
+                params,
+                distributions: space.iter().map(|(k, d)| (k.clone(), d.clone())).collect(),
+                value: (state == TrialState::Complete).then(|| ((i * 7919) % 101) as f64),
+                intermediate: vec![],
+                error: None,
+                worker: None,
+                started_ms: None,
+                finished_ms: None,
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    #[test]
+    fn model_based_draws_with_history_stay_inside_and_reproduce(
+        dists in proptest::collection::vec(arb_distribution(), 1..4),
+        seed in any::<u64>(),
+        n in 0u64..60,
+    ) {
+        let mut space = SearchSpace::new();
+        for (i, d) in dists.iter().enumerate() {
+            space.add(&format!("p{i}"), d.clone()).unwrap();
+        }
+        let past = history(&space, n, seed);
+        for direction in [Direction::Minimize, Direction::Maximize] {
+            let ctx = SampleContext { trial_number: n, direction, history: &past };
+            for (name, dist) in space.iter() {
+                let a = TpeSampler::new(seed).sample(&ctx, name, dist).unwrap();
+                prop_assert!(dist.contains(&a), "tpe drew {a:?} outside {dist:?}");
+                prop_assert_eq!(&a, &TpeSampler::new(seed).sample(&ctx, name, dist).unwrap());
+            }
+        }
+    }
+}
+
+#[test]
+fn tpe_beats_random_on_a_log_scale_bowl() {
+    use crate::prelude::*;
+    let objective = |t: &mut Trial| -> Result<f64, TrialError> {
+        let lr = t.suggest_float("lr", 1e-6, 1.0, Scale::Log)?;
+        let wd = t.suggest_float("wd", 1e-8, 1e-2, Scale::Log)?;
+        Ok((lr.log10() + 2.5).powi(2) + 0.3 * (wd.log10() + 5.0).powi(2))
+    };
+    let (mut tpe_wins, runs) = (0, 10);
+    for seed in 0..runs {
+        let best = |sampler: Box<dyn Fn() -> Study>| {
+            let s = sampler();
+            s.optimize(60, objective).unwrap();
+            s.best_trial().unwrap().unwrap().value.unwrap()
+        };
+        let t = best(Box::new(move || {
+            Study::builder("t")
+                .sampler(TpeSampler::new(seed))
+                .build()
+                .unwrap()
+        }));
+        let r = best(Box::new(move || {
+            Study::builder("r")
+                .sampler(RandomSampler::new(seed))
+                .build()
+                .unwrap()
+        }));
+        if t < r {
+            tpe_wins += 1;
+        }
+    }
+    assert!(
+        tpe_wins >= 8,
+        "TPE beat random in only {tpe_wins} of {runs} runs"
+    );
 }
