@@ -38,6 +38,7 @@ fn write_trials(storage: &dyn Storage, name: &str, n: u64) -> Result<f64> {
         direction: Direction::Maximize,
         metric: Some("val_acc".into()),
         spec: None,
+        parent: None,
     })?;
     let params = bench_params();
     let start = Instant::now();

@@ -36,6 +36,9 @@ pub struct StudyFile {
     /// Seconds (number) or a duration such as "90s", "10m", "2h".
     #[serde(default)]
     pub timeout: Option<TimeoutValue>,
+    /// The study this one refines (written by `caviar narrow --write`).
+    #[serde(default)]
+    pub parent: Option<String>,
     #[serde(default)]
     pub sampler: SamplerSection,
     #[serde(default)]
@@ -690,7 +693,7 @@ impl Study {
     /// What is stored with the study so a resume or a worker can check and rebuild it.
     pub fn spec_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "file": self.path.display().to_string(),
+            "file": self.path.canonicalize().unwrap_or_else(|_| self.path.clone()).display().to_string(),
             "space": self.space,
             "sampler": self.file.sampler,
             "command": self.file.command,

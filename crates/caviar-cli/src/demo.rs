@@ -184,6 +184,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             sampler: Arc::new(RandomSampler::new(args.seed)),
             origin: "caviar demo",
             url,
+            parent: None,
         },
         &me,
     )?;

@@ -32,6 +32,8 @@ pub struct StudySetup<'a> {
     /// Names the study's source in errors (a file path, `caviar demo`).
     pub origin: &'a str,
     pub url: &'a str,
+    /// The study this one refines, if new.
+    pub parent: Option<String>,
 }
 
 /// Creates or reopens the study; a stored study must have the same space, direction and metric.
@@ -59,6 +61,7 @@ pub fn open_study(
         .shared_sampler(setup.sampler)
         .storage(storage.clone())
         .worker(me.to_string())
+        .parent(setup.parent)
         .load_if_exists(true)
         .build()
         .map_err(|e| match e {

@@ -5,6 +5,7 @@ mod builtin;
 mod config;
 mod demo;
 mod driver;
+mod narrow;
 mod output;
 mod plot;
 mod run;
@@ -69,6 +70,8 @@ enum Command {
     },
     /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
     Demo(demo::DemoArgs),
+    /// The ranges the best trials occupy; --write makes the next, finer round's study file.
+    Narrow(narrow::NarrowArgs),
     /// List the stored studies.
     Studies {
         /// Print JSON.
@@ -160,6 +163,12 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Demo(args) => demo::demo(&cli.storage, &args),
+        Command::Narrow(args) => {
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &args.study, &cli.storage)?;
+            narrow::narrow(&*storage, &record, &args)?;
+            Ok(0)
+        }
         Command::Studies { json } => {
             let storage = open(&cli.storage)?;
             output::studies(&*storage, json)?;

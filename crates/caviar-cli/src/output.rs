@@ -53,6 +53,7 @@ pub fn studies(storage: &dyn Storage, as_json: bool) -> Result<()> {
                     "name": s.study.name,
                     "direction": s.study.direction.as_str(),
                     "metric": s.study.metric,
+                    "parent": s.study.parent,
                     "n_trials": s.counts.total(),
                     "counts": s.counts,
                     "best_value": s.best_value,

@@ -76,6 +76,7 @@ pub fn run(
             sampler: build_sampler(&cfg)?,
             origin: &origin,
             url,
+            parent: cfg.file.parent.clone(),
         },
         &me,
     )?;

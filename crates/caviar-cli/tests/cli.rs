@@ -394,3 +394,84 @@ fn a_study_file_can_tune_every_hyperparameter_of_the_built_in_trainer() {
         "{err}"
     );
 }
+
+#[test]
+fn narrow_prints_ranges_and_writes_the_next_round_as_a_child_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(
+        dir.path(),
+        "toy",
+        &TOY.replace("KIND", "random")
+            .replace("trials = 12", "trials = 30"),
+    );
+    assert!(caviar(dir.path(), &["run", study.to_str().unwrap()])
+        .status
+        .success());
+    let out = caviar(
+        dir.path(),
+        &["narrow", "toy", "-k", "5", "--write", "next.toml"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("lr: ") && stdout.contains("(top 5)"),
+        "{stdout}"
+    );
+
+    let next = dir.path().join("next.toml");
+    let text = std::fs::read_to_string(&next).unwrap();
+    assert!(
+        text.contains("parent = \"toy\"") && text.contains("name = \"toy-narrow\""),
+        "{text}"
+    );
+    let out = caviar(
+        dir.path(),
+        &["run", next.to_str().unwrap(), "--trials", "8"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let studies: Value =
+        serde_json::from_slice(&caviar(dir.path(), &["studies", "--json"]).stdout).unwrap();
+    let child = studies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "toy-narrow")
+        .unwrap();
+    assert_eq!(child["parent"], "toy");
+
+    // The top-5 lr range of the parent, widened by the margin, holds every child trial.
+    let parent = trials_json(dir.path(), "toy");
+    let mut done: Vec<&Value> = parent.iter().filter(|t| t["state"] == "complete").collect();
+    done.sort_by(|a, b| {
+        b["value"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&a["value"].as_f64().unwrap())
+    });
+    let lrs: Vec<f64> = done[..5]
+        .iter()
+        .map(|t| t["params"]["lr"].as_f64().unwrap())
+        .collect();
+    let (lo, hi) = (
+        lrs.iter().copied().fold(1.0, f64::min),
+        lrs.iter().copied().fold(0.0, f64::max),
+    );
+    // 5% of the 5 decades of the parent's log range on each side.
+    let (lo, hi) = (lo / 10f64.powf(0.25) * 0.9, hi * 10f64.powf(0.25) * 1.1); // two-digit rounding
+    for t in trials_json(dir.path(), "toy-narrow") {
+        let lr = t["params"]["lr"].as_f64().unwrap();
+        assert!(lo <= lr && lr <= hi, "child lr {lr} outside {lo}..{hi}");
+    }
+
+    let out = caviar(dir.path(), &["narrow", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}

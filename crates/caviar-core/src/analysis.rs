@@ -20,6 +20,30 @@ pub struct NarrowedRange {
     pub scale: Scale,
     /// How many trials the range was taken from.
     pub k: usize,
+    /// Whether the parameter is an integer.
+    pub integer: bool,
+}
+
+/// Two significant digits on the parameter's own terms: of `1 - x` for reverse_log (0.9987,
+/// not 1), whole numbers for integers.
+fn bound(x: f64, scale: Scale, integer: bool) -> String {
+    if integer {
+        return format!("{}", x.round() as i64);
+    }
+    if scale == Scale::ReverseLog && x < 1.0 {
+        let gap = 1.0 - x;
+        let decimals = (-gap.log10()).floor().max(0.0) as usize + 2;
+        return trim(format!("{x:.decimals$}"));
+    }
+    format_g(x, 2)
+}
+
+fn trim(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 impl std::fmt::Display for NarrowedRange {
@@ -30,8 +54,8 @@ impl std::fmt::Display for NarrowedRange {
                 f,
                 "{}: {} .. {} (top {})",
                 self.name,
-                format_g(lo, 2),
-                format_g(hi, 2),
+                bound(lo, self.scale, self.integer),
+                bound(hi, self.scale, self.integer),
                 self.k
             ),
             _ => {
@@ -77,6 +101,7 @@ pub fn narrowed_ranges(
                 choices: Vec::new(),
                 scale,
                 k: top.len(),
+                integer: matches!(t.distributions.get(name), Some(Distribution::Int { .. })),
             });
             match (t.distributions.get(name), value.as_f64()) {
                 (Some(Distribution::Categorical { .. }), _) | (_, None) => {
@@ -92,4 +117,118 @@ pub fn narrowed_ranges(
         }
     }
     out.into_values().collect()
+}
+
+/// The box the `k` best complete trials occupy, widened on each side by `margin` (a share of
+/// each parameter's unit range, so on its own scale), rounded outward to two significant
+/// digits and kept inside the original bounds. Categorical parameters keep the choices the top
+/// trials used. This is the next round of a coarse-to-fine search.
+///
+/// ```
+/// use caviar_core::analysis::narrowed_space;
+/// use caviar_core::prelude::*;
+/// let study = Study::builder("s").build().unwrap();
+/// study.optimize(60, |t| {
+///     let lr = t.suggest_float("lr", 1e-6, 1.0, Scale::Log)?;
+///     Ok((lr.log10() + 3.0).abs())
+/// }).unwrap();
+/// let space = narrowed_space(&study.trials().unwrap(), Direction::Minimize, 5, 0.05);
+/// let Some(Distribution::Float { low, high, scale, .. }) = space.get("lr") else { panic!() };
+/// assert_eq!(*scale, Scale::Log);
+/// assert!(*low > 1e-6 && *high < 1.0 && *low < 1e-3 && *high > 1e-3);
+/// ```
+pub fn narrowed_space(
+    trials: &[FrozenTrial],
+    direction: Direction,
+    k: usize,
+    margin: f64,
+) -> crate::space::SearchSpace {
+    let top = best_trials(trials, direction, k);
+    let mut space = crate::space::SearchSpace::new();
+    let Some(best) = top.first() else {
+        return space;
+    };
+    for (name, dist) in &best.distributions {
+        let values: Vec<&ParamValue> = top.iter().filter_map(|t| t.params.get(name)).collect();
+        let narrowed = match dist {
+            Distribution::Categorical { choices } => Distribution::Categorical {
+                choices: choices
+                    .iter()
+                    .filter(|c| values.contains(c))
+                    .cloned()
+                    .collect(),
+            },
+            _ => {
+                let units: Vec<f64> = values.iter().filter_map(|v| dist.to_unit(v)).collect();
+                let lo = units.iter().copied().fold(f64::INFINITY, f64::min) - margin;
+                let hi = units.iter().copied().fold(f64::NEG_INFINITY, f64::max) + margin;
+                let (lo, hi) = (dist.from_unit(lo.max(0.0)), dist.from_unit(hi.min(1.0)));
+                match (dist, lo, hi) {
+                    (
+                        Distribution::Float {
+                            low,
+                            high,
+                            scale,
+                            step,
+                        },
+                        ParamValue::Float(a),
+                        ParamValue::Float(b),
+                    ) => {
+                        // Round outward on the scale's own terms: 1 - x for reverse_log.
+                        let (mut a, mut b) = if *scale == Scale::ReverseLog {
+                            (
+                                1.0 - round_out(1.0 - a, true),
+                                1.0 - round_out(1.0 - b, false),
+                            )
+                        } else {
+                            (round_out(a, false), round_out(b, true))
+                        };
+                        a = a.max(*low);
+                        b = b.min(*high);
+                        if let Some(s) = step {
+                            a = low + ((a - low) / s).floor() * s;
+                            b = (low + ((b - low) / s).ceil() * s).min(*high);
+                        }
+                        Distribution::Float {
+                            low: a,
+                            high: b,
+                            scale: *scale,
+                            step: *step,
+                        }
+                    }
+                    (
+                        Distribution::Int { step, scale, .. },
+                        ParamValue::Int(a),
+                        ParamValue::Int(b),
+                    ) => Distribution::Int {
+                        low: a,
+                        high: a + (b - a) / step * step,
+                        step: *step,
+                        scale: *scale,
+                    },
+                    _ => dist.clone(),
+                }
+            }
+        };
+        let keep = if narrowed.validate().is_ok() {
+            narrowed
+        } else {
+            dist.clone()
+        };
+        // Names were valid in the parent study.
+        let _ = space.add(name, keep);
+    }
+    space
+}
+
+/// Rounds to two significant digits, down (`up = false`) or up.
+fn round_out(x: f64, up: bool) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powf(x.abs().log10().floor() - 1.0);
+    let scaled = x / scale;
+    let r = if up { scaled.ceil() } else { scaled.floor() };
+    // Re-parse to drop binary noise (0.0015000000000000002 -> 0.0015).
+    format!("{:.1e}", r * scale).parse().unwrap_or(r * scale)
 }

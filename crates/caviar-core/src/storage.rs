@@ -45,7 +45,7 @@ pub enum StorageError {
 }
 
 /// What is needed to create a study.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewStudy {
     /// Unique name.
     pub name: String,
@@ -55,6 +55,9 @@ pub struct NewStudy {
     pub metric: Option<String>,
     /// The study's definition (the study file as JSON) so that workers and resumes can rebuild it.
     pub spec: Option<serde_json::Value>,
+    /// The study this one refines (a narrowed or re-tested copy), by name.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// A stored study.
@@ -70,6 +73,9 @@ pub struct StudyRecord {
     pub metric: Option<String>,
     /// The study's definition.
     pub spec: Option<serde_json::Value>,
+    /// The study this one refines, by name.
+    #[serde(default)]
+    pub parent: Option<String>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: i64,
 }
@@ -194,7 +200,7 @@ pub trait Storage: Send + Sync {
 /// use caviar_core::trial::{Direction, TrialState};
 /// let store = InMemoryStorage::new();
 /// let study = store.create_study(&NewStudy {
-///     name: "s".into(), direction: Direction::Minimize, metric: None, spec: None,
+///     name: "s".into(), direction: Direction::Minimize, ..Default::default()
 /// }).unwrap();
 /// let t = store.create_trial(study.id, "me", Some(1)).unwrap().unwrap();
 /// assert!(store.create_trial(study.id, "me", Some(1)).unwrap().is_none());
@@ -261,12 +267,18 @@ impl Storage for InMemoryStorage {
         if m.studies.iter().any(|s| s.name == new.name) {
             return Err(StorageError::StudyExists(new.name.clone()));
         }
+        if let Some(parent) = &new.parent {
+            if !m.studies.iter().any(|s| &s.name == parent) {
+                return Err(StorageError::NoSuchStudy(parent.clone()));
+            }
+        }
         let record = StudyRecord {
             id: StudyId(m.studies.len() as i64),
             name: new.name.clone(),
             direction: new.direction,
             metric: new.metric.clone(),
             spec: new.spec.clone(),
+            parent: new.parent.clone(),
             created_ms: now_ms(),
         };
         m.studies.push(record.clone());

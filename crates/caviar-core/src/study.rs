@@ -108,6 +108,7 @@ pub struct StudyBuilder {
     storage: Option<Arc<dyn Storage>>,
     worker: String,
     load_if_exists: bool,
+    parent: Option<String>,
 }
 
 impl StudyBuilder {
@@ -144,6 +145,11 @@ impl StudyBuilder {
     /// Who runs the trials of this handle (stored with each trial).
     pub fn worker(mut self, worker: impl Into<String>) -> Self {
         self.worker = worker.into();
+        self
+    }
+    /// The study this one refines (stored lineage; it must exist).
+    pub fn parent(mut self, parent: Option<String>) -> Self {
+        self.parent = parent;
         self
     }
     /// Open the study if it exists instead of failing (its direction and metric must match).
@@ -187,6 +193,7 @@ impl StudyBuilder {
                 direction: self.direction,
                 metric: self.metric,
                 spec: self.spec,
+                parent: self.parent,
             })?,
         };
         Ok(Study {
@@ -210,6 +217,7 @@ impl Study {
             storage: None,
             worker: "local".into(),
             load_if_exists: false,
+            parent: None,
         }
     }
 

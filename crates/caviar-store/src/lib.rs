@@ -9,7 +9,8 @@
 //! std::fs::create_dir_all(&dir).unwrap();
 //! let store = SqliteStorage::open(dir.join("studies.db")).unwrap();
 //! let study = store.create_study(&NewStudy {
-//!     name: "doc".into(), direction: Direction::Maximize, metric: Some("acc".into()), spec: None,
+//!     name: "doc".into(), direction: Direction::Maximize, metric: Some("acc".into()),
+//!     ..Default::default()
 //! }).unwrap();
 //! let trial = store.create_trial(study.id, "me", None).unwrap().unwrap();
 //! assert_eq!(trial.number, 0);

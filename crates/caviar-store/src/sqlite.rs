@@ -181,10 +181,14 @@ fn study_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRecord> {
         metric: row.get(3)?,
         spec: spec.and_then(|s| serde_json::from_str(&s).ok()),
         created_ms: row.get(5)?,
+        parent: row.get(6)?,
     })
 }
 
-const STUDY_COLUMNS: &str = "id, name, direction, metric, spec, created_ms";
+/// Columns of `studies s` (joined with its parent `p`) that `study_from_row` reads.
+const STUDY_SELECT: &str =
+    "SELECT s.id, s.name, s.direction, s.metric, s.spec, s.created_ms, p.name
+     FROM studies s LEFT JOIN studies p ON p.id = s.parent_id";
 
 /// Explains why a conditional change touched no row.
 fn not_running(conn: &Connection, trial: TrialId) -> StorageError {
@@ -218,9 +222,20 @@ impl Storage for SqliteStorage {
             .transpose()
             .map_err(json_err)?;
         let created = now_ms();
+        let parent_id: Option<i64> = match &new.parent {
+            None => None,
+            Some(parent) => Some(
+                conn.query_row("SELECT id FROM studies WHERE name = ?1", [parent], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StorageError::NoSuchStudy(parent.clone()))?,
+            ),
+        };
         let result = conn.execute(
-            "INSERT INTO studies (name, direction, metric, spec, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![new.name, new.direction.as_str(), new.metric, spec, created],
+            "INSERT INTO studies (name, direction, metric, spec, parent_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![new.name, new.direction.as_str(), new.metric, spec, parent_id, created],
         );
         match result {
             Ok(_) => Ok(StudyRecord {
@@ -229,6 +244,7 @@ impl Storage for SqliteStorage {
                 direction: new.direction,
                 metric: new.metric.clone(),
                 spec: new.spec.clone(),
+                parent: new.parent.clone(),
                 created_ms: created,
             }),
             Err(rusqlite::Error::SqliteFailure(f, _))
@@ -242,7 +258,7 @@ impl Storage for SqliteStorage {
 
     fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError> {
         let conn = self.conn();
-        let sql = format!("SELECT {STUDY_COLUMNS} FROM studies WHERE name = ?1");
+        let sql = format!("{STUDY_SELECT} WHERE s.name = ?1");
         conn.query_row(&sql, [name], study_from_row)
             .optional()
             .map_err(backend)
@@ -250,7 +266,7 @@ impl Storage for SqliteStorage {
 
     fn studies(&self) -> Result<Vec<StudySummary>, StorageError> {
         let conn = self.conn();
-        let sql = format!("SELECT {STUDY_COLUMNS} FROM studies ORDER BY created_ms, id");
+        let sql = format!("{STUDY_SELECT} ORDER BY s.created_ms, s.id");
         let mut stmt = conn.prepare(&sql).map_err(backend)?;
         let studies: Vec<StudyRecord> = stmt
             .query_map([], study_from_row)

@@ -14,6 +14,7 @@ fn new_study(name: &str) -> NewStudy {
         direction: Direction::Maximize,
         metric: Some("acc".into()),
         spec: Some(serde_json::json!({"trials": 3})),
+        parent: None,
     }
 }
 

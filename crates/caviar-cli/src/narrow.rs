@@ -1,0 +1,182 @@
+//! `caviar narrow`: the ranges the best trials occupy, and a study file for the next, finer round.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use caviar_core::analysis::{narrowed_ranges, narrowed_space};
+use caviar_core::space::{Distribution, ParamValue, Scale};
+use caviar_core::storage::{Storage, StudyRecord};
+use serde_json::json;
+
+use crate::BadInput;
+
+/// Options of `caviar narrow`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct NarrowArgs {
+    /// Study name.
+    pub study: String,
+    /// How many of the best trials define the ranges.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Widening on each side, as a share of each parameter's range on its own scale.
+    #[arg(long, default_value_t = 0.05)]
+    pub margin: f64,
+    /// Write a study file for the next round here; its parent is this study.
+    #[arg(long)]
+    pub write: Option<std::path::PathBuf>,
+    /// Name of the study in the written file (default: STUDY-narrow).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn toml_value(v: &ParamValue) -> toml::Value {
+    match v {
+        ParamValue::Int(i) => toml::Value::Integer(*i),
+        ParamValue::Float(x) => toml::Value::Float(*x),
+        ParamValue::Bool(b) => toml::Value::Boolean(*b),
+        ParamValue::Str(s) => toml::Value::String(s.clone()),
+    }
+}
+
+fn param_table(dist: &Distribution) -> toml::Table {
+    let mut t = toml::Table::new();
+    let scale = |t: &mut toml::Table, s: &Scale| {
+        if *s != Scale::Linear {
+            t.insert("scale".into(), toml::Value::String(s.as_str().into()));
+        }
+    };
+    match dist {
+        Distribution::Float {
+            low,
+            high,
+            scale: s,
+            step,
+        } => {
+            t.insert("low".into(), toml::Value::Float(*low));
+            t.insert("high".into(), toml::Value::Float(*high));
+            scale(&mut t, s);
+            if let Some(step) = step {
+                t.insert("step".into(), toml::Value::Float(*step));
+            }
+        }
+        Distribution::Int {
+            low,
+            high,
+            step,
+            scale: s,
+        } => {
+            t.insert("low".into(), toml::Value::Integer(*low));
+            t.insert("high".into(), toml::Value::Integer(*high));
+            t.insert("type".into(), toml::Value::String("int".into()));
+            scale(&mut t, s);
+            if *step != 1 {
+                t.insert("step".into(), toml::Value::Integer(*step));
+            }
+        }
+        Distribution::Categorical { choices } => {
+            t.insert(
+                "choices".into(),
+                toml::Value::Array(choices.iter().map(toml_value).collect()),
+            );
+        }
+    }
+    t
+}
+
+pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) -> Result<()> {
+    if args.k == 0 || !(0.0..0.5).contains(&args.margin) {
+        return Err(BadInput("-k must be at least 1 and --margin lie in [0, 0.5)".into()).into());
+    }
+    let trials = storage.trials(record.id).context("reading trials")?;
+    let ranges = narrowed_ranges(&trials, record.direction, args.k);
+    if ranges.is_empty() {
+        return Err(BadInput(format!(
+            "study `{}` has no complete trials to narrow from",
+            record.name
+        ))
+        .into());
+    }
+    let space = narrowed_space(&trials, record.direction, args.k, args.margin);
+    if args.json {
+        let rows: Vec<_> = ranges
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name, "low": r.low, "high": r.high, "choices": r.choices, "k": r.k,
+                    "scale": r.scale.as_str(), "next": space.get(&r.name),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "ranges of the best {} trials of `{}`, each on its own scale:",
+            ranges[0].k, record.name
+        );
+        for r in &ranges {
+            println!("  {r}");
+        }
+    }
+    let Some(path) = &args.write else {
+        return Ok(());
+    };
+    let source = record
+        .spec
+        .as_ref()
+        .and_then(|s| s.get("file"))
+        .and_then(|f| f.as_str())
+        .ok_or_else(|| BadInput(format!(
+            "study `{}` was not made from a study file, so there is none to copy; narrow by hand from the ranges above",
+            record.name
+        )))?;
+    let text = std::fs::read_to_string(source).map_err(|e| {
+        BadInput(format!(
+            "cannot read the study's file {source}: {e}; restore it to write the next round"
+        ))
+    })?;
+    let mut doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("re-reading {source}"))?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-narrow", record.name));
+    doc.insert("name".into(), toml::Value::String(name.clone()));
+    doc.insert("parent".into(), toml::Value::String(record.name.clone()));
+    let mut params = toml::Table::new();
+    for (pname, dist) in space.iter() {
+        params.insert(pname.clone(), toml::Value::Table(param_table(dist)));
+    }
+    doc.insert("params".into(), toml::Value::Table(params));
+    let body = toml::to_string_pretty(&doc).context("writing TOML")?;
+    let header = format!(
+        "# Next round of `{}`: its [params] narrowed to the best {} trials (margin {}).\n# Written by `caviar narrow`; run it with `caviar run {}`.\n",
+        record.name,
+        ranges[0].k,
+        args.margin,
+        path.display()
+    );
+    std::fs::write(path, header + &body).with_context(|| format!("writing {}", path.display()))?;
+    let old_dir = Path::new(source).parent().map(|d| d.canonicalize().ok());
+    let new_dir = path.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".").canonicalize().ok()
+        } else {
+            d.canonicalize().ok()
+        }
+    });
+    if old_dir != new_dir {
+        eprintln!(
+            "note: commands run in the study file's directory; {} is not beside {source}, so check relative paths in `command`",
+            path.display()
+        );
+    }
+    eprintln!(
+        "wrote {} (study `{name}`, parent `{}`)",
+        path.display(),
+        record.name
+    );
+    Ok(())
+}
