@@ -32,14 +32,23 @@ pub fn fit_trial(
     net_seed: u64,
     cfg: &TrainConfig,
 ) -> Outcome {
-    let mut report = |r: &EpochReport| {
-        trial.report(r.epoch as u64, r.val_acc).is_ok() && !cancel.load(Ordering::Relaxed)
-    };
-    match fit(split, net, net_seed, cfg, &mut report).1 {
-        Ok(last) => Outcome::Complete(last.val_acc),
-        Err(TrainError::Stopped(_)) if cancel.load(Ordering::Relaxed) => {
-            Outcome::Failed("interrupted".into())
+    let mut storage_error = None;
+    let mut report = |r: &EpochReport| match trial.report(r.epoch as u64, r.val_acc) {
+        Ok(()) => !cancel.load(Ordering::Relaxed),
+        Err(e) => {
+            storage_error = Some(e.to_string());
+            false
         }
+    };
+    let result = fit(split, net, net_seed, cfg, &mut report).1;
+    match result {
+        Ok(last) => Outcome::Complete(last.val_acc),
+        Err(TrainError::Stopped(epoch)) => match storage_error {
+            Some(e) => Outcome::Failed(format!(
+                "stopped after epoch {epoch}: could not record a report: {e}"
+            )),
+            None => Outcome::Failed("interrupted".into()),
+        },
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }

@@ -234,6 +234,16 @@ fn builtin_settings(table: Option<&toml::Table>) -> Result<BuiltinMnist, String>
             }
         }
     }
+    let validation = (settings.images as f64 * settings.validation_fraction).round() as usize;
+    if validation == 0 || validation >= settings.images {
+        return Err(format!(
+            "[mnist] images = {} with validation_fraction = {} leaves {} validation and {} training images; both need at least one",
+            settings.images,
+            settings.validation_fraction,
+            validation.min(settings.images),
+            settings.images.saturating_sub(validation)
+        ));
+    }
     caviar_nn::hparams::Hyperparams::default()
         .apply(&settings.fixed)
         .map_err(|e| format!("[mnist]: {e}"))?;
@@ -490,7 +500,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         caviar_run::substitute(arg, &dummy)
             .map_err(|e| fail(key_line("command"), e.to_string()))?;
     }
-    if let Some(first) = command.first() {
+    // A program chosen by a parameter ({py}) is checked when the trial starts.
+    if let Some(first) = command.first().filter(|p| !p.contains('{')) {
         let workdir = path.parent().map(Path::to_path_buf);
         let program = caviar_run::substitute(first, &BTreeMap::new()).unwrap_or_default();
         caviar_run::check_program(
@@ -535,6 +546,11 @@ fn parse_timeout(t: &TimeoutValue) -> Result<Duration, String> {
             }
         }
     };
+    if secs > 366.0 * 24.0 * 3600.0 {
+        return Err(format!(
+            "timeout of {secs} s is more than a year; drop timeout for no limit"
+        ));
+    }
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!(
             "timeout must be a positive number of seconds (got {secs})"
@@ -783,6 +799,24 @@ act = { choices = ["relu", "tanh"] }
 
         let bad = GOOD.replace("direction = \"maximize\"", "direction = \"up\"");
         assert!(check(&bad).unwrap_err().contains(":3:"));
+
+        let bad = GOOD.replace("timeout = \"2m\"", "timeout = 1e20");
+        assert!(check(&bad).unwrap_err().contains("more than a year"));
+
+        let builtin = GOOD
+            .replace("command = [\"sh\", \"-c\", \"echo val_acc={lr}\"]", "objective = \"mnist\"")
+            .replace("beta1 = { low = 0.9, high = 0.999, scale = \"reverse_log\" }\nunits = { low = 50, high = 100, type = \"int\" }\nact = { choices = [\"relu\", \"tanh\"] }\n", "");
+        assert!(check(&builtin).is_ok(), "{:?}", check(&builtin).err());
+        let empty_train = format!("{builtin}\n[mnist]\nimages = 10\nvalidation_fraction = 0.96\n");
+        assert!(check(&empty_train)
+            .unwrap_err()
+            .contains("both need at least one"));
+
+        let by_param = GOOD.replace("[\"sh\", \"-c\",", "[\"{act}\", \"-c\",");
+        assert!(
+            check(&by_param).is_ok(),
+            "a program chosen by a parameter is checked at run time"
+        );
 
         let bad = format!("{GOOD}\n[sampler]\nkind = \"gp\"\n");
         assert!(check(&bad).unwrap_err().contains("not available yet"));

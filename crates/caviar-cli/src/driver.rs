@@ -109,6 +109,7 @@ pub fn cancel_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     let flag = cancel.clone();
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            caviar_run::kill_running_commands();
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
         eprintln!("\ninterrupted: stopping running trials (Ctrl-C again to quit at once)");
@@ -198,7 +199,18 @@ where
             .try_for_each(|(name, dist)| trial.suggest(name, dist.clone()).map(|_| ()));
         let outcome = match sampled {
             Err(e) => Outcome::Failed(format!("could not sample parameters: {e}")),
-            Ok(()) => objective(&mut trial, cancel),
+            // A panic must not leave the trial running forever: record it as the failure.
+            Ok(()) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                objective(&mut trial, cancel)
+            }))
+            .unwrap_or_else(|panic| {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Outcome::Failed(format!("the objective panicked: {text}"))
+            }),
         };
         let (number, id) = (trial.number(), trial.id());
         let told = study.tell(trial, outcome.clone());

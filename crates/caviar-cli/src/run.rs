@@ -107,8 +107,11 @@ pub fn run(
                     };
                     let mut on_report = |step: u64, value: f64| match trial.report(step, value) {
                         Ok(()) => Control::Continue,
-                        // Someone else ended this trial (it was presumed dead): stop the command.
-                        Err(_) => Control::Prune,
+                        // Someone else ended this trial (it was presumed dead) or the storage
+                        // failed: stop the command; the reason goes with the trial.
+                        Err(e) => {
+                            Control::Abort(format!("stopped: could not record a report: {e}"))
+                        }
                     };
                     run_command(&spec, &input, cancel, &mut on_report)
                         .map(|r| r.outcome)
@@ -190,7 +193,7 @@ pub fn run(
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     if interrupted {
-        eprintln!("interrupted: running trials were marked failed (\"interrupted\"); run the same command again to continue");
+        eprintln!("interrupted: running trials were marked failed (\"interrupted\"); run the same command again to continue (interrupted trials count toward the total: raise --trials to replace them)");
         return Ok(EXIT_INTERRUPTED);
     }
     if counts.complete == 0 && counts.failed > 0 {

@@ -321,6 +321,11 @@ impl Distribution {
                             scale.as_str()
                         ));
                     }
+                    if (high - low) / step > 1e9 {
+                        return Err(format!(
+                            "step ({step}) makes more than a billion values in {low} .. {high}; use a larger step or no step"
+                        ));
+                    }
                     if *step > (high - low) * (1.0 + 1e-9) {
                         return Err(format!(
                             "step ({step}) is larger than the range {low} .. {high}; use a smaller step"
@@ -342,6 +347,11 @@ impl Distribution {
                 }
                 if *step <= 0 {
                     return Err(format!("step must be a positive integer (got {step})"));
+                }
+                if high.checked_sub(*low).is_none_or(|w| w > i64::MAX / 2) {
+                    return Err(format!(
+                        "the range {low} .. {high} is too wide for integers; keep high - low below 2^62"
+                    ));
                 }
                 match scale {
                     Scale::Linear => {}
@@ -550,9 +560,32 @@ impl Distribution {
         let n = n.max(1);
         if let Some(card) = self.cardinality() {
             if card <= n as u64 {
-                return (0..card)
-                    .map(|i| self.from_unit((i as f64 + 0.5) / card as f64))
-                    .collect();
+                // Every value, listed directly (cell centres would repeat values on a log scale).
+                return match self {
+                    Distribution::Int { low, step, .. } => (0..card as i64)
+                        .map(|i| ParamValue::Int(low + i * step))
+                        .collect(),
+                    Distribution::Float {
+                        low,
+                        step: Some(step),
+                        high,
+                        ..
+                    } => (0..card)
+                        .map(|i| {
+                            let raw = ParamValue::Float((low + i as f64 * step).min(*high));
+                            let tidied = ParamValue::Float(tidy(raw.as_f64().unwrap_or(*low)));
+                            if self.contains(&tidied) {
+                                tidied
+                            } else {
+                                raw
+                            }
+                        })
+                        .collect(),
+                    Distribution::Categorical { choices } => choices.clone(),
+                    Distribution::Float { .. } => {
+                        unreachable!("continuous ranges have no cardinality")
+                    }
+                };
             }
         }
         if let Distribution::Categorical { choices } = self {
@@ -776,6 +809,31 @@ mod tests {
             i.grid_points(5),
             vec![ParamValue::Int(2), ParamValue::Int(3), ParamValue::Int(4)]
         );
+    }
+
+    #[test]
+    fn small_discrete_grids_list_every_value_once() {
+        let d = Distribution::int(1, 5, Scale::Log).unwrap();
+        let want: Vec<ParamValue> = (1..=5).map(ParamValue::Int).collect();
+        assert_eq!(d.grid_points(5), want);
+    }
+
+    #[test]
+    fn absurd_ranges_are_refused_not_overflowed() {
+        assert!(Distribution::int(
+            -5_000_000_000_000_000_000,
+            5_000_000_000_000_000_000,
+            Scale::Linear
+        )
+        .unwrap_err()
+        .contains("too wide"));
+        let tiny_step = Distribution::Float {
+            low: 0.0,
+            high: 1.0,
+            scale: Scale::Linear,
+            step: Some(1e-20),
+        };
+        assert!(tiny_step.validate().unwrap_err().contains("billion"));
     }
 
     #[test]

@@ -169,33 +169,38 @@ impl StudyBuilder {
             None
         };
         let record = match existing {
-            Some(record) => {
-                if record.direction != self.direction {
-                    return Err(StudyError::Mismatch {
-                        name: self.name,
-                        field: "direction",
-                        stored: record.direction.as_str().into(),
-                        requested: self.direction.as_str().into(),
-                    });
-                }
-                if self.metric.is_some() && record.metric != self.metric {
-                    return Err(StudyError::Mismatch {
-                        name: self.name,
-                        field: "metric",
-                        stored: record.metric.unwrap_or_default(),
-                        requested: self.metric.unwrap_or_default(),
-                    });
-                }
-                record
-            }
-            None => storage.create_study(&NewStudy {
-                name: self.name,
+            Some(record) => record,
+            None => match storage.create_study(&NewStudy {
+                name: self.name.clone(),
                 direction: self.direction,
-                metric: self.metric,
-                spec: self.spec,
-                parent: self.parent,
-            })?,
+                metric: self.metric.clone(),
+                spec: self.spec.clone(),
+                parent: self.parent.clone(),
+            }) {
+                Ok(record) => record,
+                // Another worker created it between our look and our insert: join it.
+                Err(StorageError::StudyExists(_)) if self.load_if_exists => storage
+                    .study(&self.name)?
+                    .ok_or_else(|| StorageError::NoSuchStudy(self.name.clone()))?,
+                Err(e) => return Err(e.into()),
+            },
         };
+        if record.direction != self.direction {
+            return Err(StudyError::Mismatch {
+                name: self.name,
+                field: "direction",
+                stored: record.direction.as_str().into(),
+                requested: self.direction.as_str().into(),
+            });
+        }
+        if self.metric.is_some() && record.metric != self.metric {
+            return Err(StudyError::Mismatch {
+                name: self.name,
+                field: "metric",
+                stored: record.metric.unwrap_or_default(),
+                requested: self.metric.unwrap_or_default(),
+            });
+        }
         Ok(Study {
             storage,
             record,
@@ -617,6 +622,28 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("direction"));
+    }
+
+    #[test]
+    fn workers_opening_a_new_study_at_once_all_join_it() {
+        let storage: Arc<dyn Storage> = Arc::new(InMemoryStorage::new());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let storage = storage.clone();
+                std::thread::spawn(move || {
+                    Study::builder("shared")
+                        .storage(storage)
+                        .load_if_exists(true)
+                        .build()
+                        .map(|s| s.record().id)
+                })
+            })
+            .collect();
+        let ids: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        assert!(ids.iter().all(|id| *id == ids[0]));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum TrainError {
         /// The loss.
         loss: f64,
     },
+    /// There is no training data.
+    #[error("no training examples; hold out less for validation or use more data")]
+    NoData,
     /// The caller asked to stop (pruning, Ctrl-C).
     #[error("stopped after epoch {0}")]
     Stopped(usize),
@@ -65,6 +68,9 @@ pub fn train(
     on_epoch: &mut dyn FnMut(&EpochReport) -> bool,
 ) -> Result<EpochReport, TrainError> {
     let n = train.len();
+    if n == 0 {
+        return Err(TrainError::NoData);
+    }
     let dim = train.dim();
     let batch = cfg.batch_size.clamp(1, n.max(1));
     let iters_per_epoch = (n / batch).max(1);

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,23 @@ pub enum Control {
     Continue,
     /// Stop the command and record the trial as pruned.
     Prune,
+    /// Stop the command and record the trial as failed with this reason.
+    Abort(String),
+}
+
+/// Process groups of the commands running now, so a hard exit can take them along.
+static ACTIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Kills (SIGKILL) the process group of every command this process is running. For a hard
+/// exit (a second Ctrl-C): trial commands run in their own groups and would otherwise outlive us.
+pub fn kill_running_commands() {
+    for pgid in ACTIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        kill_group(*pgid, libc::SIGKILL);
+    }
 }
 
 /// How a command ended.
@@ -197,11 +214,12 @@ fn env_name(param: &str) -> String {
 }
 
 /// Why the runner stopped a command.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum StopReason {
     Timeout,
     Interrupted,
     Pruned,
+    Aborted(String),
 }
 
 /// Runs one trial: spawns the command, feeds each metric report to `on_report(step, value)`,
@@ -260,6 +278,10 @@ pub fn run_command(
         }
     };
     let pgid = child.id() as i32;
+    ACTIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(pgid);
 
     let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let stderr_thread = child.stderr.take().map(|err| {
@@ -291,7 +313,6 @@ pub fn run_command(
     let mut reports = 0u64;
     let mut stop: Option<StopReason> = None;
     let mut stdout_open = true;
-    let mut status: Option<ExitStatus> = None;
     let mut log_tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut exited_at: Option<Instant> = None;
 
@@ -316,8 +337,12 @@ pub fn run_command(
                                     reports += 1;
                                     last_metric = Some(v);
                                     let step = report.step().unwrap_or(reports);
-                                    if on_report(step, v) == Control::Prune {
-                                        stop = Some(StopReason::Pruned);
+                                    match on_report(step, v) {
+                                        Control::Continue => {}
+                                        Control::Prune => stop = Some(StopReason::Pruned),
+                                        Control::Abort(why) => {
+                                            stop = Some(StopReason::Aborted(why))
+                                        }
                                     }
                                 }
                             }
@@ -332,11 +357,8 @@ pub fn run_command(
         } else {
             thread::sleep(Duration::from_millis(20));
         }
-        if status.is_none() {
-            if let Some(s) = child.try_wait().ok().flatten() {
-                status = Some(s);
-                exited_at = Some(Instant::now());
-            }
+        if exited_at.is_none() && has_exited(pgid) {
+            exited_at = Some(Instant::now());
         }
         // After the exit, drain what it printed; a child it left behind holding stdout open
         // gets one second.
@@ -347,16 +369,19 @@ pub fn run_command(
         }
     }
 
+    // The leader is not reaped until its group has been signalled, so the group id cannot have
+    // been recycled for someone else's processes.
     if stop.is_some() {
-        stop_group(&mut child, pgid, spec.kill_grace);
-        status = child.wait().ok();
+        stop_group(pgid, spec.kill_grace);
     } else {
-        if status.is_none() {
-            status = child.wait().ok();
-        }
         // Children the command left behind die with the trial.
         kill_group(pgid, libc::SIGKILL);
     }
+    let status = child.wait().ok();
+    ACTIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|g| *g != pgid);
     drop(rx);
     let _ = stdout_thread.join();
     if let Some(t) = stderr_thread {
@@ -380,6 +405,7 @@ pub fn run_command(
     let metric = &spec.metric;
     let outcome = match stop {
         Some(StopReason::Pruned) => Outcome::Pruned,
+        Some(StopReason::Aborted(why)) => Outcome::Failed(why),
         Some(StopReason::Interrupted) => Outcome::Failed("interrupted".into()),
         Some(StopReason::Timeout) => Outcome::Failed(format!(
             "timed out after {:.1} s (timeout = {} s); its process group was stopped{tail}",
@@ -437,16 +463,28 @@ fn kill_group(pgid: i32, signal: i32) {
 }
 
 /// TERM to the group, up to `grace` for the leader to exit, then KILL to the group.
-fn stop_group(child: &mut Child, pgid: i32, grace: Duration) {
+fn stop_group(pgid: i32, grace: Duration) {
     kill_group(pgid, libc::SIGTERM);
     let until = Instant::now() + grace;
-    while Instant::now() < until {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
+    while Instant::now() < until && !has_exited(pgid) {
         thread::sleep(Duration::from_millis(20));
     }
     kill_group(pgid, libc::SIGKILL);
+}
+
+/// Whether process `pid` (our child) has exited, without reaping it.
+fn has_exited(pid: i32) -> bool {
+    // SAFETY: waitid writes into the zeroed siginfo we own; WNOWAIT leaves the child waitable.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() == pid
+    }
 }
 
 fn push_tail(tail: &mut VecDeque<String>, line: String) {

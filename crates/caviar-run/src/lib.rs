@@ -12,7 +12,8 @@ mod report;
 mod worker;
 
 pub use command::{
-    check_program, run_command, substitute, CommandSpec, Control, RunError, RunResult, TrialInput,
+    check_program, kill_running_commands, run_command, substitute, CommandSpec, Control, RunError,
+    RunResult, TrialInput,
 };
 pub use report::{parse_report, Report};
 pub use worker::{orphan_reason, WorkerId};

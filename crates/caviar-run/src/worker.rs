@@ -20,7 +20,7 @@ impl WorkerId {
     pub fn current() -> Self {
         let pid = std::process::id();
         WorkerId {
-            host: hostname(),
+            host: local_host(),
             pid,
             start: process_start(pid).unwrap_or(0),
         }
@@ -39,7 +39,7 @@ impl WorkerId {
 
     /// Whether this worker runs on this host and its process is gone (or replaced).
     pub fn is_dead_here(&self) -> bool {
-        if self.host != hostname() {
+        if self.host != local_host() {
             return false;
         }
         match process_start(self.pid) {
@@ -52,6 +52,21 @@ impl WorkerId {
 impl std::fmt::Display for WorkerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}@{}", self.host, self.pid, self.start)
+    }
+}
+
+/// The host name plus the PID namespace: containers that share a host name but not a process
+/// table never judge each other's workers by pid.
+fn local_host() -> String {
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok().and_then(|p| {
+        let text = p.to_string_lossy().to_string();
+        text.strip_prefix("pid:[")?
+            .strip_suffix(']')
+            .map(str::to_string)
+    });
+    match ns {
+        Some(inode) => format!("{}#{inode}", hostname()),
+        None => hostname(),
     }
 }
 
