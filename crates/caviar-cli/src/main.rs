@@ -1,6 +1,7 @@
 //! `caviar`: tune hyperparameters of any training program from a study file.
 
 mod bench;
+mod bench_samplers;
 mod builtin;
 mod config;
 mod demo;
@@ -109,6 +110,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchKind {
+    /// Ask cost at 100, 1,000 and 10,000 trials, and simple regret on standard test functions.
+    Samplers {
+        /// Seeds per problem and sampler.
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// Largest history for the ask-cost table (100, 1000 or 10000).
+        #[arg(long, default_value_t = 10_000)]
+        max_trials: u64,
+        /// Also print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Trials written per second (create + 4 params + 10 reports + finish) and the time to open
     /// a large study.
     Storage {
@@ -167,6 +180,17 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let storage = open(&cli.storage)?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;
             narrow::narrow(&*storage, &record, &args)?;
+            Ok(0)
+        }
+        Command::Bench {
+            what:
+                BenchKind::Samplers {
+                    seeds,
+                    max_trials,
+                    json,
+                },
+        } => {
+            bench_samplers::samplers(seeds, max_trials, json)?;
             Ok(0)
         }
         Command::Studies { json } => {
