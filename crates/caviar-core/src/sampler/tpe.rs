@@ -107,11 +107,23 @@ fn observations(
 }
 
 /// A mixture of Gaussians truncated to [0, 1], plus a wide prior component.
+///
+/// Components are kept sorted by centre. A density is summed over every wide component but only
+/// over the narrow ones within 7 bandwidths of the point: a narrow component farther away adds
+/// less than 1e-10 of what the prior alone adds, so the sum is exact for choosing candidates and
+/// costs a window instead of all n components.
 struct Parzen {
     mus: Vec<f64>,
     sigmas: Vec<f64>,
-    log_weights: Vec<f64>,
-    log_norms: Vec<f64>,
+    inv_sigmas: Vec<f64>,
+    /// log weight - log(σ√2π) - log(truncation mass), per component.
+    offsets: Vec<f64>,
+    cumulative_weights: Vec<f64>,
+    /// Components with σ <= `narrow_sigma`, in centre order (indices into the vectors above).
+    narrow: Vec<usize>,
+    narrow_mus: Vec<f64>,
+    wide: Vec<usize>,
+    window: f64,
 }
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
@@ -146,8 +158,8 @@ impl Parzen {
     fn new(mut centers: Vec<f64>, prior_weight: f64) -> Self {
         centers.sort_by(f64::total_cmp);
         let n = centers.len();
-        // Bandwidth from the gaps to the neighbours (prior at 0.5 with σ = 1 among them),
-        // clipped to [1 / min(100, n + 1), 1].
+        // Bandwidth from the gaps to the neighbours, clipped to [1 / min(100, n + 1), 1]; the
+        // prior sits at 0.5 with σ = 1.
         let min_sigma = 1.0 / (100.0f64).min(n as f64 + 1.0);
         let mut mus = Vec::with_capacity(n + 1);
         let mut sigmas = Vec::with_capacity(n + 1);
@@ -164,36 +176,50 @@ impl Parzen {
         mus.push(0.5);
         sigmas.push(1.0);
         let total = n as f64 + prior_weight;
-        let mut log_weights = vec![(1.0 / total).ln(); n];
-        log_weights.push((prior_weight / total).ln());
-        let log_norms = mus
-            .iter()
-            .zip(&sigmas)
-            .map(|(&m, &s)| {
-                (normal_cdf((1.0 - m) / s) - normal_cdf(-m / s))
-                    .max(1e-300)
-                    .ln()
+        let weight = |i: usize| {
+            if i < n {
+                1.0 / total
+            } else {
+                prior_weight / total
+            }
+        };
+        let offsets = (0..=n)
+            .map(|i| {
+                let (m, s) = (mus[i], sigmas[i]);
+                let mass = (normal_cdf((1.0 - m) / s) - normal_cdf(-m / s)).max(1e-300);
+                weight(i).ln() - LN_SQRT_2PI - s.ln() - mass.ln()
             })
             .collect();
+        let mut acc = 0.0;
+        let cumulative_weights = (0..=n)
+            .map(|i| {
+                acc += weight(i);
+                acc
+            })
+            .collect();
+        let narrow_sigma = 2.0 * min_sigma;
+        let (narrow, wide): (Vec<usize>, Vec<usize>) =
+            (0..=n).partition(|&i| sigmas[i] <= narrow_sigma);
+        let narrow_mus = narrow.iter().map(|&i| mus[i]).collect();
         Parzen {
+            inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
             mus,
             sigmas,
-            log_weights,
-            log_norms,
+            offsets,
+            cumulative_weights,
+            narrow,
+            narrow_mus,
+            wide,
+            window: 7.0 * narrow_sigma,
         }
     }
 
     fn sample(&self, rng: &mut Rng) -> f64 {
-        let u = rng.next_f64();
-        let mut acc = 0.0;
-        let mut k = self.mus.len() - 1;
-        for (i, lw) in self.log_weights.iter().enumerate() {
-            acc += lw.exp();
-            if u < acc {
-                k = i;
-                break;
-            }
-        }
+        let u = rng.next_f64() * self.cumulative_weights.last().copied().unwrap_or(1.0);
+        let k = self
+            .cumulative_weights
+            .partition_point(|&c| c <= u)
+            .min(self.mus.len() - 1);
         for _ in 0..64 {
             let x = self.mus[k] + self.sigmas[k] * rng.normal();
             if (0.0..=1.0).contains(&x) {
@@ -204,21 +230,43 @@ impl Parzen {
     }
 
     fn log_pdf(&self, x: f64) -> f64 {
-        let mut terms = Vec::with_capacity(self.mus.len());
-        for i in 0..self.mus.len() {
-            let z = (x - self.mus[i]) / self.sigmas[i];
-            terms.push(
-                self.log_weights[i]
-                    - 0.5 * z * z
-                    - LN_SQRT_2PI
-                    - self.sigmas[i].ln()
-                    - self.log_norms[i],
-            );
+        // Streaming log-sum-exp: one exp per component.
+        let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0f64);
+        let mut add = |i: usize| {
+            let z = (x - self.mus[i]) * self.inv_sigmas[i];
+            let t = self.offsets[i] - 0.5 * z * z;
+            if t > max {
+                sum = sum * (max - t).exp() + 1.0;
+                max = t;
+            } else {
+                sum += (t - max).exp();
+            }
+        };
+        for &i in &self.wide {
+            add(i);
         }
+        let from = self.narrow_mus.partition_point(|&m| m < x - self.window);
+        let to = self.narrow_mus.partition_point(|&m| m <= x + self.window);
+        for &i in &self.narrow[from..to] {
+            add(i);
+        }
+        max + sum.ln()
+    }
+
+    /// The density summed over every component (the reference for the windowed one).
+    #[cfg(test)]
+    fn log_pdf_exact(&self, x: f64) -> f64 {
+        let terms: Vec<f64> = (0..self.mus.len())
+            .map(|i| {
+                let z = (x - self.mus[i]) * self.inv_sigmas[i];
+                self.offsets[i] - 0.5 * z * z
+            })
+            .collect();
         log_sum_exp(&terms)
     }
 }
 
+#[cfg(test)]
 fn log_sum_exp(terms: &[f64]) -> f64 {
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
@@ -327,6 +375,22 @@ mod tests {
             (2.0, 0.004_677_735),
         ] {
             assert!((erfc(x) - want).abs() < 2e-7, "erfc({x})");
+        }
+    }
+
+    #[test]
+    fn windowed_density_matches_the_full_sum() {
+        let mut rng = Rng::new(4);
+        let centers: Vec<f64> = (0..2000).map(|_| rng.next_f64().powi(3)).collect();
+        let p = Parzen::new(centers, 1.0);
+        assert!(
+            p.narrow.len() > 1000,
+            "most components are narrow at this size"
+        );
+        for i in 0..=200 {
+            let x = i as f64 / 200.0;
+            let (fast, exact) = (p.log_pdf(x), p.log_pdf_exact(x));
+            assert!((fast - exact).abs() < 1e-9, "x = {x}: {fast} vs {exact}");
         }
     }
 
