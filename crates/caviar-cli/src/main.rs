@@ -6,6 +6,7 @@ mod builtin;
 mod config;
 mod demo;
 mod driver;
+mod kurobako;
 mod narrow;
 mod output;
 mod plot;
@@ -73,6 +74,12 @@ enum Command {
     Demo(demo::DemoArgs),
     /// The ranges the best trials occupy; --write makes the next, finer round's study file.
     Narrow(narrow::NarrowArgs),
+    /// Serve kurobako's external-solver protocol on stdin/stdout with a caviar sampler.
+    KurobakoSolver {
+        /// random, sobol or tpe.
+        #[arg(long, default_value = "tpe")]
+        sampler: String,
+    },
     /// List the stored studies.
     Studies {
         /// Print JSON.
@@ -191,6 +198,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 },
         } => {
             bench_samplers::samplers(seeds, max_trials, json)?;
+            Ok(0)
+        }
+        Command::KurobakoSolver { sampler } => {
+            let stdin = std::io::stdin().lock();
+            kurobako::serve(&sampler, stdin, std::io::stdout().lock())?;
             Ok(0)
         }
         Command::Studies { json } => {

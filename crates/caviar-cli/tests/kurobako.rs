@@ -1,0 +1,94 @@
+//! caviar as a solver inside the real kurobako binary (skipped, with a reason, when kurobako
+//! is not on PATH; `.ci/run` installs it).
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn kurobako(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kurobako")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kurobako runs");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kurobako {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn caviar_samplers_run_inside_kurobako() {
+    if Command::new("kurobako").arg("--version").output().is_err() {
+        println!("skipped: kurobako is not on PATH (cargo install kurobako --version 0.2.10)");
+        return;
+    }
+    let caviar = env!("CARGO_BIN_EXE_caviar");
+    let problems = [
+        kurobako(&["problem", "sigopt", "--dim", "3", "ackley"], None),
+        kurobako(&["problem", "sigopt", "hartmann6"], None),
+    ];
+    let solvers: Vec<String> = ["random", "sobol", "tpe"]
+        .iter()
+        .map(|s| {
+            kurobako(
+                &[
+                    "solver",
+                    "--name",
+                    &format!("caviar-{s}"),
+                    "command",
+                    "--",
+                    caviar,
+                    "kurobako-solver",
+                    "--sampler",
+                    s,
+                ],
+                None,
+            )
+        })
+        .collect();
+    let mut args = vec!["studies", "--solvers"];
+    args.extend(solvers.iter().map(|s| s.trim()));
+    args.push("--problems");
+    args.extend(problems.iter().map(|p| p.trim()));
+    args.extend(["--repeats", "2", "--budget", "30", "--seed", "7"]);
+    let studies = kurobako(&args, None);
+    let results = kurobako(&["run"], Some(&studies));
+    let records: Vec<Value> = results
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        records.len(),
+        3 * 2 * 2,
+        "3 solvers × 2 problems × 2 repeats"
+    );
+    for r in &records {
+        assert_eq!(
+            r["trials"].as_array().unwrap().len(),
+            30,
+            "{}",
+            r["solver"]["spec"]["name"]
+        );
+        let name = r["solver"]["spec"]["name"].as_str().unwrap();
+        assert!(name.starts_with("caviar-"), "{name}");
+    }
+    let report = kurobako(&["report"], Some(&results));
+    assert!(report.contains("caviar-tpe") && report.contains("Hartmann6"));
+}
