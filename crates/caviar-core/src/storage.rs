@@ -191,6 +191,12 @@ pub trait Storage: Send + Sync {
     fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError>;
     /// The study's running trials.
     fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError>;
+    /// The trials that finished after the study's first `after` finishes, in the order they
+    /// finished. Finishes are numbered from 1 without gaps, so a reader that has seen `k` of them
+    /// asks for `finished_since(study, k)` and gets exactly the new ones.
+    fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError>;
+    /// Running trials with their parameters so far (what a constant liar needs).
+    fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
 }
 
 /// In-memory storage: fast, shared between threads, gone with the process.
@@ -217,6 +223,8 @@ struct Memory {
     studies: Vec<StudyRecord>,
     trials: Vec<StoredTrial>,
     by_study: BTreeMap<i64, Vec<usize>>,
+    /// Per study, trial indices in the order they finished.
+    finish_order: BTreeMap<i64, Vec<usize>>,
 }
 
 struct StoredTrial {
@@ -395,11 +403,17 @@ impl Storage for InMemoryStorage {
         error: Option<&str>,
     ) -> Result<(), StorageError> {
         let mut m = self.lock();
-        let t = &mut m.running_mut(trial)?.trial;
+        let stored = m.running_mut(trial)?;
+        let study = stored.study;
+        let t = &mut stored.trial;
         t.state = state;
         t.value = value;
         t.error = error.map(str::to_string);
         t.finished_ms = Some(now_ms());
+        m.finish_order
+            .entry(study.0)
+            .or_default()
+            .push(trial.0 as usize);
         Ok(())
     }
 
@@ -426,6 +440,29 @@ impl Storage for InMemoryStorage {
             counts.add(t.trial.state);
         }
         Ok(counts)
+    }
+
+    fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError> {
+        let m = self.lock();
+        Ok(m.finish_order
+            .get(&study.0)
+            .map(|order| {
+                order
+                    .iter()
+                    .skip(after as usize)
+                    .map(|&i| m.trials[i].trial.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        Ok(self
+            .lock()
+            .study_trials(study)
+            .filter(|s| s.trial.state == TrialState::Running)
+            .map(|s| s.trial.clone())
+            .collect())
     }
 
     fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {

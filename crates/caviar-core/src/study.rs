@@ -96,6 +96,8 @@ pub struct Study {
     record: StudyRecord,
     sampler: Arc<dyn Sampler>,
     worker: String,
+    /// Finished trials read so far, in finish order; each ask reads only the new ones.
+    finished: std::sync::Mutex<Vec<Arc<FrozenTrial>>>,
 }
 
 /// Builds a [`Study`]; see [`Study::builder`].
@@ -206,6 +208,7 @@ impl StudyBuilder {
             record,
             sampler: self.sampler,
             worker: self.worker,
+            finished: Default::default(),
         })
     }
 }
@@ -268,10 +271,25 @@ impl Study {
         else {
             return Ok(None);
         };
-        let history = if self.sampler.needs_history() {
-            Arc::new(self.storage.trials(self.record.id)?)
+        let (finished, running) = if self.sampler.needs_history() {
+            let mut cache = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = cache.len() as u64;
+            cache.extend(
+                self.storage
+                    .finished_since(self.record.id, seen)?
+                    .into_iter()
+                    .map(Arc::new),
+            );
+            let running: Vec<Arc<FrozenTrial>> = self
+                .storage
+                .running_with_params(self.record.id)?
+                .into_iter()
+                .filter(|t| t.id != new.id)
+                .map(Arc::new)
+                .collect();
+            (Arc::new(cache.clone()), Arc::new(running))
         } else {
-            Arc::new(Vec::new())
+            (Arc::default(), Arc::default())
         };
         Ok(Some(Trial {
             id: new.id,
@@ -279,7 +297,8 @@ impl Study {
             direction: self.record.direction,
             storage: self.storage.clone(),
             sampler: self.sampler.clone(),
-            history,
+            finished,
+            running,
             params: BTreeMap::new(),
         }))
     }
@@ -405,7 +424,8 @@ pub struct Trial {
     direction: Direction,
     storage: Arc<dyn Storage>,
     sampler: Arc<dyn Sampler>,
-    history: Arc<Vec<FrozenTrial>>,
+    finished: Arc<Vec<Arc<FrozenTrial>>>,
+    running: Arc<Vec<Arc<FrozenTrial>>>,
     params: BTreeMap<String, (Distribution, ParamValue)>,
 }
 
@@ -453,7 +473,8 @@ impl Trial {
         let ctx = SampleContext {
             trial_number: self.number,
             direction: self.direction,
-            history: &self.history,
+            finished: &self.finished,
+            running: &self.running,
         };
         let value = self.sampler.sample(&ctx, name, &dist)?;
         self.storage.set_param(self.id, name, &dist, &value)?;

@@ -12,10 +12,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE studies (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -62,7 +63,17 @@ CREATE TABLE param_changes (
     who        TEXT,
     at_ms      INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Version 2: finishes are numbered per study, so readers can fetch only what is new.
+ALTER TABLE trials ADD COLUMN finish_seq INTEGER;
+UPDATE trials SET finish_seq = r.seq
+FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY study_id ORDER BY finished_ms, id) AS seq
+      FROM trials WHERE state IN ('complete', 'pruned', 'failed')) AS r
+WHERE trials.id = r.id;
+CREATE INDEX trials_by_finish ON trials (study_id, finish_seq);
+"#,
+];
 
 /// Storage in one SQLite file. Cheap to share between threads; several processes may open the
 /// same file (writers wait for each other up to a busy timeout).
@@ -438,7 +449,9 @@ impl Storage for SqliteStorage {
         let value = value.filter(|v| !v.is_nan());
         let n = conn
             .prepare_cached(
-                "UPDATE trials SET state = ?2, value = ?3, error = ?4, finished_ms = ?5
+                "UPDATE trials SET state = ?2, value = ?3, error = ?4, finished_ms = ?5,
+                     finish_seq = (SELECT COALESCE(MAX(f.finish_seq), 0) + 1 FROM trials f
+                                   WHERE f.study_id = trials.study_id)
                  WHERE id = ?1 AND state = 'running'",
             )
             .and_then(|mut s| s.execute(params![trial.0, state.as_str(), value, error, now_ms()]))
@@ -452,14 +465,14 @@ impl Storage for SqliteStorage {
 
     fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError> {
         let conn = self.conn();
-        load_trials(&conn, "t.id = ?1", trial.0)?
+        load_trials(&conn, "t.id = ?1", &[trial.0])?
             .pop()
             .ok_or(StorageError::NoSuchTrial(trial.0))
     }
 
     fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
         let conn = self.conn();
-        load_trials(&conn, "t.study_id = ?1", study.0)
+        load_trials(&conn, "t.study_id = ?1", &[study.0])
     }
 
     fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError> {
@@ -481,6 +494,34 @@ impl Storage for SqliteStorage {
             }
         }
         Ok(counts)
+    }
+
+    fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError> {
+        let conn = self.conn();
+        let mut trials = load_trials(
+            &conn,
+            "t.study_id = ?1 AND t.finish_seq > ?2",
+            &[study.0, after as i64],
+        )?;
+        // In finish order; numbers order the load, finishes are what readers count.
+        let seqs: HashMap<i64, i64> = {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, finish_seq FROM trials WHERE study_id = ?1 AND finish_seq > ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([study.0, after as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)?
+        };
+        trials.sort_by_key(|t| seqs.get(&t.id.0).copied().unwrap_or(i64::MAX));
+        Ok(trials)
+    }
+
+    fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        let conn = self.conn();
+        load_trials(&conn, "t.study_id = ?1 AND t.state = 'running'", &[study.0])
     }
 
     fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {
@@ -505,12 +546,12 @@ impl Storage for SqliteStorage {
     }
 }
 
-/// Loads trials matching `filter` (on alias `t`, one `?1` parameter) with their params and
-/// intermediate values, in three queries.
+/// Loads trials matching `filter` (on alias `t`, with parameters `?1..` bound to `keys`) with
+/// their params and intermediate values, in three queries.
 fn load_trials(
     conn: &Connection,
     filter: &str,
-    key: i64,
+    keys: &[i64],
 ) -> Result<Vec<FrozenTrial>, StorageError> {
     let sql = format!(
         "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms, t.finished_ms
@@ -519,7 +560,9 @@ fn load_trials(
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let mut trials = Vec::new();
     let mut index: HashMap<i64, usize> = HashMap::new();
-    let mut rows = stmt.query([key]).map_err(backend)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(keys))
+        .map_err(backend)?;
     while let Some(r) = rows.next().map_err(backend)? {
         let id: i64 = r.get(0).map_err(backend)?;
         let state: String = r.get(2).map_err(backend)?;
@@ -546,7 +589,9 @@ fn load_trials(
          FROM trial_params p JOIN trials t ON t.id = p.trial_id WHERE {filter}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-    let mut rows = stmt.query([key]).map_err(backend)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(keys))
+        .map_err(backend)?;
     // Trials of one study share a few distributions; parse each text once.
     let mut dist_cache: HashMap<String, Distribution> = HashMap::new();
     while let Some(r) = rows.next().map_err(backend)? {
@@ -573,7 +618,9 @@ fn load_trials(
          ORDER BY v.trial_id, v.step"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-    let mut rows = stmt.query([key]).map_err(backend)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(keys))
+        .map_err(backend)?;
     while let Some(r) = rows.next().map_err(backend)? {
         let id: i64 = r.get(0).map_err(backend)?;
         let step: i64 = r.get(1).map_err(backend)?;

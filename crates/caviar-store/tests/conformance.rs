@@ -222,3 +222,87 @@ fn foreign_and_future_files_are_refused() {
 fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
+
+#[test]
+fn finished_since_returns_exactly_the_new_finishes_in_order() {
+    for (name, s, _dir) in backends() {
+        let study = s.create_study(&new_study("a")).unwrap();
+        let ids: Vec<_> = (0..5)
+            .map(|_| s.create_trial(study.id, "w", None).unwrap().unwrap())
+            .collect();
+        // Finish out of number order: 3, 0, 4.
+        for i in [3, 0, 4] {
+            s.finish_trial(ids[i].id, TrialState::Complete, Some(i as f64), None)
+                .unwrap();
+        }
+        let all: Vec<u64> = s
+            .finished_since(study.id, 0)
+            .unwrap()
+            .iter()
+            .map(|t| t.number)
+            .collect();
+        assert_eq!(all, vec![3, 0, 4], "{name}");
+        let later: Vec<u64> = s
+            .finished_since(study.id, 2)
+            .unwrap()
+            .iter()
+            .map(|t| t.number)
+            .collect();
+        assert_eq!(later, vec![4], "{name}");
+        let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+        s.set_param(ids[1].id, "lr", &lr, &ParamValue::Float(0.1))
+            .unwrap();
+        let running = s.running_with_params(study.id).unwrap();
+        assert_eq!(
+            running.iter().map(|t| t.number).collect::<Vec<_>>(),
+            vec![1, 2],
+            "{name}"
+        );
+        assert_eq!(running[0].params["lr"], ParamValue::Float(0.1), "{name}");
+        s.finish_trial(ids[1].id, TrialState::Failed, None, Some("x"))
+            .unwrap();
+        assert_eq!(
+            s.finished_since(study.id, 3).unwrap()[0].number,
+            1,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_version_1_file_is_migrated_with_its_finish_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let s = SqliteStorage::open(&path).unwrap();
+        let study = s.create_study(&new_study("old")).unwrap();
+        let a = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        let b = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        s.finish_trial(b.id, TrialState::Complete, Some(1.0), None)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        s.finish_trial(a.id, TrialState::Complete, Some(2.0), None)
+            .unwrap();
+    }
+    {
+        // Turn the file back into what version 1 wrote.
+        let conn = rusqlite_conn(&path);
+        conn.execute_batch(
+            "DROP INDEX trials_by_finish; ALTER TABLE trials DROP COLUMN finish_seq; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStorage::open(&path).unwrap();
+    let study = s.study("old").unwrap().unwrap();
+    let order: Vec<u64> = s
+        .finished_since(study.id, 0)
+        .unwrap()
+        .iter()
+        .map(|t| t.number)
+        .collect();
+    assert_eq!(order, vec![1, 0]);
+    let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+    s.finish_trial(t.id, TrialState::Complete, Some(3.0), None)
+        .unwrap();
+    assert_eq!(s.finished_since(study.id, 2).unwrap()[0].number, 2);
+}

@@ -15,6 +15,8 @@ pub use random::RandomSampler;
 pub use sobol::{SobolSampler, SobolSequence};
 pub use tpe::TpeSampler;
 
+use std::sync::Arc;
+
 use crate::space::{Distribution, ParamValue};
 use crate::trial::{Direction, FrozenTrial};
 
@@ -41,8 +43,12 @@ pub struct SampleContext<'a> {
     pub trial_number: u64,
     /// The study's direction.
     pub direction: Direction,
-    /// Trials of the study so far (empty unless [`Sampler::needs_history`]).
-    pub history: &'a [FrozenTrial],
+    /// Finished trials of the study in the order they finished (empty unless
+    /// [`Sampler::needs_history`]). Between asks of one study this list only grows at the end,
+    /// so a sampler may keep state and read only what is new.
+    pub finished: &'a [Arc<FrozenTrial>],
+    /// The study's other running trials, with the parameters they have so far.
+    pub running: &'a [Arc<FrozenTrial>],
 }
 
 /// Chooses parameter values. See the module docs.

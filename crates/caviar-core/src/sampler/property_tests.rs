@@ -79,7 +79,8 @@ proptest! {
         }
         for sampler in samplers(&space, seed) {
             let number = match sampler.max_trials() { Some(n) => trial % n, None => trial };
-            let ctx = SampleContext { trial_number: number, direction: Direction::Minimize, history: &[] };
+            let ctx = SampleContext { trial_number: number, direction: Direction::Minimize, finished: &[],
+            running: &[] };
             for (name, dist) in space.iter() {
                 let value = sampler.sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&value), "{} drew {value:?} outside {dist:?}", sampler.name());
@@ -112,7 +113,8 @@ fn share(sampler: &dyn Sampler, dist: &Distribution, n: u64, pred: impl Fn(f64) 
             let ctx = SampleContext {
                 trial_number: i,
                 direction: Direction::Minimize,
-                history: &[],
+                finished: &[],
+                running: &[],
             };
             pred(sampler.sample(&ctx, "x", dist).unwrap().as_f64().unwrap())
         })
@@ -178,7 +180,8 @@ fn grid_covers_every_combination_exactly_once() {
         let ctx = SampleContext {
             trial_number: n,
             direction: Direction::Minimize,
-            history: &[],
+            finished: &[],
+            running: &[],
         };
         let point: Vec<String> = space
             .iter()
@@ -190,7 +193,8 @@ fn grid_covers_every_combination_exactly_once() {
     let ctx = SampleContext {
         trial_number: 30,
         direction: Direction::Minimize,
-        history: &[],
+        finished: &[],
+        running: &[],
     };
     assert_eq!(
         grid.sample(&ctx, "lr", space.get("lr").unwrap()),
@@ -204,14 +208,19 @@ fn different_seeds_give_different_trials() {
     let ctx = SampleContext {
         trial_number: 0,
         direction: Direction::Minimize,
-        history: &[],
+        finished: &[],
+        running: &[],
     };
     let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
     let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
     assert_ne!(a, b);
 }
 
-fn history(space: &SearchSpace, n: u64, seed: u64) -> Vec<crate::trial::FrozenTrial> {
+fn history(
+    space: &SearchSpace,
+    n: u64,
+    seed: u64,
+) -> Vec<std::sync::Arc<crate::trial::FrozenTrial>> {
     use crate::trial::{FrozenTrial, TrialId, TrialState};
     let random = RandomSampler::new(seed ^ 0xabc);
     (0..n)
@@ -219,7 +228,8 @@ fn history(space: &SearchSpace, n: u64, seed: u64) -> Vec<crate::trial::FrozenTr
             let ctx = SampleContext {
                 trial_number: i,
                 direction: Direction::Minimize,
-                history: &[],
+                finished: &[],
+                running: &[],
             };
             let params = space
                 .iter()
@@ -244,6 +254,7 @@ fn history(space: &SearchSpace, n: u64, seed: u64) -> Vec<crate::trial::FrozenTr
                 finished_ms: None,
             }
         })
+        .map(std::sync::Arc::new)
         .collect()
 }
 
@@ -262,7 +273,9 @@ proptest! {
         }
         let past = history(&space, n, seed);
         for direction in [Direction::Minimize, Direction::Maximize] {
-            let ctx = SampleContext { trial_number: n, direction, history: &past };
+            let (running, finished): (Vec<_>, Vec<_>) =
+                past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
+            let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running };
             for (name, dist) in space.iter() {
                 let a = TpeSampler::new(seed).sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&a), "tpe drew {a:?} outside {dist:?}");
@@ -307,4 +320,36 @@ fn tpe_beats_random_on_a_log_scale_bowl() {
         tpe_wins >= 8,
         "TPE beat random in only {tpe_wins} of {runs} runs"
     );
+}
+
+#[test]
+fn tpe_reading_history_in_steps_matches_reading_it_at_once() {
+    let mut space = SearchSpace::new();
+    space
+        .add("lr", Distribution::float(1e-5, 1.0, Scale::Log).unwrap())
+        .unwrap();
+    space
+        .add(
+            "act",
+            Distribution::categorical(["relu", "tanh", "gelu"]).unwrap(),
+        )
+        .unwrap();
+    let past: Vec<_> = history(&space, 80, 9)
+        .into_iter()
+        .filter(|t| t.state == crate::trial::TrialState::Complete)
+        .collect();
+    let stepwise = TpeSampler::new(3);
+    for end in [5, 20, 33, past.len()] {
+        let ctx = SampleContext {
+            trial_number: 100,
+            direction: Direction::Maximize,
+            finished: &past[..end],
+            running: &[],
+        };
+        for (name, dist) in space.iter() {
+            let a = stepwise.sample(&ctx, name, dist).unwrap();
+            let b = TpeSampler::new(3).sample(&ctx, name, dist).unwrap();
+            assert_eq!(a, b, "{name} after {end} trials");
+        }
+    }
 }

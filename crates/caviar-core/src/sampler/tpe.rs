@@ -1,8 +1,11 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use super::random::RandomSampler;
 use super::{SampleContext, Sampler, SamplerError};
 use crate::rng::{stable_hash, Rng};
 use crate::space::{Distribution, ParamValue};
-use crate::trial::{Direction, TrialState};
+use crate::trial::{Direction, FrozenTrial, TrialState};
 
 /// Tree-structured Parzen estimator (Bergstra et al., 2011), univariate, in each parameter's
 /// unit space, so log and reverse-log scales are modelled on their own scale.
@@ -23,7 +26,7 @@ use crate::trial::{Direction, TrialState};
 /// }).unwrap();
 /// assert!(study.best_trial().unwrap().unwrap().value.unwrap() < 0.5);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct TpeSampler {
     seed: u64,
     /// Complete trials drawn at random before the model takes over.
@@ -38,6 +41,40 @@ pub struct TpeSampler {
     pub prior_weight: f64,
     /// Treat running trials as bad observations.
     pub constant_liar: bool,
+    /// Per parameter, what has been read from the finished trials so far.
+    cache: Arc<Mutex<HashMap<String, Observed>>>,
+}
+
+impl Clone for TpeSampler {
+    /// A copy with the same settings and a fresh cache (a clone may serve another study).
+    fn clone(&self) -> Self {
+        TpeSampler {
+            cache: Default::default(),
+            ..*self
+        }
+    }
+}
+
+/// The complete observations of one parameter, kept sorted two ways so that an ask costs a
+/// merge, not a sort.
+#[derive(Debug, Default)]
+struct Observed {
+    dist: Option<Distribution>,
+    /// How many finished trials have been read.
+    consumed: usize,
+    /// (loss, x), by loss.
+    by_loss: Vec<(f64, f64)>,
+    /// (x, loss), by x.
+    by_x: Vec<(f64, f64)>,
+}
+
+impl Observed {
+    fn insert(&mut self, x: f64, loss: f64) {
+        let i = self.by_loss.partition_point(|o| o.0 <= loss);
+        self.by_loss.insert(i, (loss, x));
+        let j = self.by_x.partition_point(|o| o.0 <= x);
+        self.by_x.insert(j, (x, loss));
+    }
 }
 
 impl TpeSampler {
@@ -51,67 +88,43 @@ impl TpeSampler {
             gamma_cap: 25,
             prior_weight: 1.0,
             constant_liar: true,
+            cache: Default::default(),
         }
     }
 }
 
-/// One observation of a parameter: its unit coordinate (or category index) and how good the
-/// trial was (lower is better; running trials are +inf).
-#[derive(Clone, Copy, Debug)]
-struct Observation {
-    x: f64,
-    loss: f64,
+/// The coordinate of a trial's value: unit space, or the category index.
+fn coordinate(t: &FrozenTrial, name: &str, dist: &Distribution) -> Option<f64> {
+    if t.distributions.get(name) != Some(dist) {
+        return None;
+    }
+    let value = t.params.get(name)?;
+    match dist {
+        Distribution::Categorical { choices } => {
+            choices.iter().position(|c| c == value).map(|i| i as f64)
+        }
+        _ => dist.to_unit(value),
+    }
 }
 
-fn observations(
-    ctx: &SampleContext<'_>,
-    name: &str,
-    dist: &Distribution,
-    liar: bool,
-) -> (Vec<Observation>, usize) {
-    let mut out = Vec::new();
-    let mut complete = 0;
-    for t in ctx.history {
-        if t.number == ctx.trial_number || t.distributions.get(name) != Some(dist) {
-            continue;
-        }
-        let Some(value) = t.params.get(name) else {
-            continue;
-        };
-        let loss = match (t.state, t.value) {
-            (TrialState::Complete, Some(v)) if v.is_finite() => {
-                complete += 1;
-                match ctx.direction {
-                    Direction::Minimize => v,
-                    Direction::Maximize => -v,
-                }
-            }
-            (TrialState::Running, _) if liar => f64::INFINITY,
-            _ => continue,
-        };
-        let x = match dist {
-            Distribution::Categorical { choices } => {
-                match choices.iter().position(|c| c == value) {
-                    Some(i) => i as f64,
-                    None => continue,
-                }
-            }
-            _ => match dist.to_unit(value) {
-                Some(u) => u,
-                None => continue,
-            },
-        };
-        out.push(Observation { x, loss });
+/// The loss of a complete trial (lower is better whatever the direction).
+fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
+    match (t.state, t.value) {
+        (TrialState::Complete, Some(v)) if v.is_finite() => Some(match direction {
+            Direction::Minimize => v,
+            Direction::Maximize => -v,
+        }),
+        _ => None,
     }
-    (out, complete)
 }
 
 /// A mixture of Gaussians truncated to [0, 1], plus a wide prior component.
 ///
-/// Components are kept sorted by centre. A density is summed over every wide component but only
-/// over the narrow ones within 7 bandwidths of the point: a narrow component farther away adds
-/// less than 1e-10 of what the prior alone adds, so the sum is exact for choosing candidates and
-/// costs a window instead of all n components.
+/// Components are kept sorted by centre and grouped into bands by bandwidth (up to 1, 2 and 4
+/// times the smallest allowed). A density is summed over every wide component but, in each band,
+/// only over components within 7 of the band's largest bandwidths of the point: one farther away
+/// adds less than 1e-10 of what the prior alone adds, so the sum is exact for choosing
+/// candidates and costs a few windows instead of all n components.
 struct Parzen {
     mus: Vec<f64>,
     sigmas: Vec<f64>,
@@ -119,11 +132,9 @@ struct Parzen {
     /// log weight - log(σ√2π) - log(truncation mass), per component.
     offsets: Vec<f64>,
     cumulative_weights: Vec<f64>,
-    /// Components with σ <= `narrow_sigma`, in centre order (indices into the vectors above).
-    narrow: Vec<usize>,
-    narrow_mus: Vec<f64>,
+    /// Bands of narrow components: (indices in centre order, their centres, window half-width).
+    bands: Vec<(Vec<usize>, Vec<f64>, f64)>,
     wide: Vec<usize>,
-    window: f64,
 }
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
@@ -157,6 +168,10 @@ fn erfc(x: f64) -> f64 {
 impl Parzen {
     fn new(mut centers: Vec<f64>, prior_weight: f64) -> Self {
         centers.sort_by(f64::total_cmp);
+        Self::from_sorted(centers, prior_weight)
+    }
+
+    fn from_sorted(centers: Vec<f64>, prior_weight: f64) -> Self {
         let n = centers.len();
         // Bandwidth from the gaps to the neighbours, clipped to [1 / min(100, n + 1), 1]; the
         // prior sits at 0.5 with σ = 1.
@@ -183,11 +198,27 @@ impl Parzen {
                 prior_weight / total
             }
         };
+        let (log_w, log_prior_w, log_min_sigma) = (
+            (1.0 / total).ln(),
+            (prior_weight / total).ln(),
+            min_sigma.ln(),
+        );
         let offsets = (0..=n)
             .map(|i| {
                 let (m, s) = (mus[i], sigmas[i]);
-                let mass = (normal_cdf((1.0 - m) / s) - normal_cdf(-m / s)).max(1e-300);
-                weight(i).ln() - LN_SQRT_2PI - s.ln() - mass.ln()
+                let log_w = if i < n { log_w } else { log_prior_w };
+                let log_s = if s == min_sigma {
+                    log_min_sigma
+                } else {
+                    s.ln()
+                };
+                // Components 9σ inside the box lose nothing to truncation.
+                let mass = if m - 9.0 * s >= 0.0 && m + 9.0 * s <= 1.0 {
+                    1.0
+                } else {
+                    (normal_cdf((1.0 - m) / s) - normal_cdf(-m / s)).max(1e-300)
+                };
+                log_w - LN_SQRT_2PI - log_s - mass.ln()
             })
             .collect();
         let mut acc = 0.0;
@@ -197,20 +228,29 @@ impl Parzen {
                 acc
             })
             .collect();
-        let narrow_sigma = 2.0 * min_sigma;
-        let (narrow, wide): (Vec<usize>, Vec<usize>) =
-            (0..=n).partition(|&i| sigmas[i] <= narrow_sigma);
-        let narrow_mus = narrow.iter().map(|&i| mus[i]).collect();
+        let limits = [min_sigma, 2.0 * min_sigma, 4.0 * min_sigma];
+        let mut bands: Vec<(Vec<usize>, Vec<f64>, f64)> = limits
+            .iter()
+            .map(|l| (Vec::new(), Vec::new(), 7.0 * l))
+            .collect();
+        let mut wide = Vec::new();
+        for i in 0..=n {
+            match limits.iter().position(|&l| sigmas[i] <= l) {
+                Some(b) => {
+                    bands[b].0.push(i);
+                    bands[b].1.push(mus[i]);
+                }
+                None => wide.push(i),
+            }
+        }
         Parzen {
             inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
             mus,
             sigmas,
             offsets,
             cumulative_weights,
-            narrow,
-            narrow_mus,
+            bands,
             wide,
-            window: 7.0 * narrow_sigma,
         }
     }
 
@@ -245,10 +285,12 @@ impl Parzen {
         for &i in &self.wide {
             add(i);
         }
-        let from = self.narrow_mus.partition_point(|&m| m < x - self.window);
-        let to = self.narrow_mus.partition_point(|&m| m <= x + self.window);
-        for &i in &self.narrow[from..to] {
-            add(i);
+        for (members, centres, window) in &self.bands {
+            let from = centres.partition_point(|&m| m < x - window);
+            let to = centres.partition_point(|&m| m <= x + window);
+            for &i in &members[from..to] {
+                add(i);
+            }
         }
         max + sum.ln()
     }
@@ -276,16 +318,6 @@ fn log_sum_exp(terms: &[f64]) -> f64 {
 }
 
 impl TpeSampler {
-    fn split(&self, mut obs: Vec<Observation>, complete: usize) -> (Vec<f64>, Vec<f64>) {
-        obs.sort_by(|a, b| a.loss.total_cmp(&b.loss));
-        let n_below = ((self.gamma_fraction * complete as f64).ceil() as usize)
-            .min(self.gamma_cap)
-            .max(1);
-        let below = obs[..n_below.min(obs.len())].iter().map(|o| o.x).collect();
-        let above = obs[n_below.min(obs.len())..].iter().map(|o| o.x).collect();
-        (below, above)
-    }
-
     fn sample_categorical(&self, rng: &mut Rng, k: usize, below: &[f64], above: &[f64]) -> usize {
         let weights = |xs: &[f64]| {
             let mut w = vec![self.prior_weight / k as f64; k];
@@ -324,22 +356,79 @@ impl Sampler for TpeSampler {
         name: &str,
         dist: &Distribution,
     ) -> Result<ParamValue, SamplerError> {
-        let (obs, complete) = observations(ctx, name, dist, self.constant_liar);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = cache.entry(name.to_string()).or_default();
+        if seen.dist.as_ref() != Some(dist) || seen.consumed > ctx.finished.len() {
+            // A new parameter definition or another study: start over.
+            *seen = Observed {
+                dist: Some(dist.clone()),
+                ..Default::default()
+            };
+        }
+        let fresh: Vec<(f64, f64)> = ctx.finished[seen.consumed..]
+            .iter()
+            .filter_map(|t| Some((coordinate(t, name, dist)?, loss_of(t, ctx.direction)?)))
+            .collect();
+        if fresh.len() > 32 {
+            // A first read (or a big catch-up): sorting once beats inserting one by one.
+            seen.by_loss
+                .extend(fresh.iter().map(|&(x, loss)| (loss, x)));
+            seen.by_x.extend(fresh.iter().copied());
+            seen.by_loss.sort_by(|a, b| a.0.total_cmp(&b.0));
+            seen.by_x.sort_by(|a, b| a.0.total_cmp(&b.0));
+        } else {
+            for (x, loss) in fresh {
+                seen.insert(x, loss);
+            }
+        }
+        seen.consumed = ctx.finished.len();
+        let complete = seen.by_loss.len();
         if complete < self.n_startup.max(1) {
             return Ok(dist.from_unit(RandomSampler::unit(self.seed, ctx.trial_number, name)));
         }
+        let liars: Vec<f64> = if self.constant_liar {
+            ctx.running
+                .iter()
+                .filter(|t| t.number != ctx.trial_number)
+                .filter_map(|t| coordinate(t, name, dist))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let n_below = ((self.gamma_fraction * complete as f64).ceil() as usize)
+            .clamp(1, self.gamma_cap.max(1))
+            .min(complete);
+        let threshold = seen.by_loss[n_below - 1].0;
+        let below_count = seen.by_loss.partition_point(|o| o.0 <= threshold);
+        let below: Vec<f64> = seen.by_loss[..below_count].iter().map(|o| o.1).collect();
         let mut rng = Rng::keyed(
             self.seed,
             &[ctx.trial_number, stable_hash(name), 0x0074_7065],
         );
-        let (below, above) = self.split(obs, complete);
         if let Distribution::Categorical { choices } = dist {
+            let above: Vec<f64> = seen.by_loss[below_count..]
+                .iter()
+                .map(|o| o.1)
+                .chain(liars)
+                .collect();
             let c = self.sample_categorical(&mut rng, choices.len(), &below, &above);
             return Ok(choices[c].clone());
         }
+        // Above: everything worse than the threshold, already in x order, plus the liars.
+        let mut above: Vec<f64> = seen
+            .by_x
+            .iter()
+            .filter(|o| o.1 > threshold)
+            .map(|o| o.0)
+            .collect();
+        for x in liars {
+            let at = above.partition_point(|&a| a <= x);
+            above.insert(at, x);
+        }
+        drop(cache);
         let (l, g) = (
             Parzen::new(below, self.prior_weight),
-            Parzen::new(above, self.prior_weight),
+            Parzen::from_sorted(above, self.prior_weight),
         );
         let mut best = (0.5, f64::NEG_INFINITY);
         for _ in 0..self.n_candidates {
@@ -384,7 +473,7 @@ mod tests {
         let centers: Vec<f64> = (0..2000).map(|_| rng.next_f64().powi(3)).collect();
         let p = Parzen::new(centers, 1.0);
         assert!(
-            p.narrow.len() > 1000,
+            p.bands.iter().map(|b| b.0.len()).sum::<usize>() > 1000,
             "most components are narrow at this size"
         );
         for i in 0..=200 {
