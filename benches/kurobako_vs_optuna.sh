@@ -14,8 +14,8 @@ cargo build --release --quiet
 caviar="$PWD/target/release/caviar"
 
 problems=()
-for p in "--dim 5 ackley" "hartmann6" "--dim 5 rosenbrock-log" "--dim 5 styblinski-tang" \
-         "branin02" "six-hump-camel" "shekel07" "--dim 5 rastrigin" "hartmann3" "--dim 5 michalewicz"; do
+for p in "--dim 5 ackley" "hartmann6" "rosenbrock-log" "--dim 5 styblinski-tang" \
+         "branin02" "six-hump-camel" "shekel07" "rastrigin" "hartmann3" "--dim 5 michalewicz"; do
   # shellcheck disable=SC2086
   problems+=("$(kurobako problem sigopt $p)")
 done
