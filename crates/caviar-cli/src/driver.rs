@@ -203,14 +203,7 @@ where
             Ok(()) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 objective(&mut trial, cancel)
             }))
-            .unwrap_or_else(|panic| {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Outcome::Failed(format!("the objective panicked: {text}"))
-            }),
+            .unwrap_or_else(|panic| Outcome::Failed(caviar_core::study::panic_message(&panic))),
         };
         let (number, id) = (trial.number(), trial.id());
         let told = study.tell(trial, outcome.clone());

@@ -408,7 +408,8 @@ fn trial_last_value(storage: &dyn Storage, id: TrialId) -> Option<f64> {
         .map(|(_, v)| v)
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The failure reason for a caught panic of an objective.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

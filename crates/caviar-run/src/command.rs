@@ -290,22 +290,7 @@ pub fn run_command(
     });
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("stdout is piped");
-    let stdout_thread = thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let stdout_thread = thread::spawn(move || for_each_line(stdout, |line| tx.send(line).is_ok()));
 
     let deadline = spec.timeout.map(|t| started + t);
     let mut last_metric: Option<f64> = None;
@@ -495,6 +480,15 @@ fn push_tail(tail: &mut VecDeque<String>, line: String) {
 }
 
 fn collect_tail(stream: impl Read, tail: &Mutex<VecDeque<String>>) {
+    for_each_line(stream, |line| {
+        push_tail(&mut tail.lock().unwrap_or_else(|p| p.into_inner()), line);
+        true
+    });
+}
+
+/// Feeds each line of `stream` (lossy UTF-8, line end trimmed) to `f` until the stream ends or
+/// `f` returns false.
+fn for_each_line(stream: impl Read, mut f: impl FnMut(String) -> bool) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -502,8 +496,9 @@ fn collect_tail(stream: impl Read, tail: &Mutex<VecDeque<String>>) {
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(_) => {
-                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                push_tail(&mut tail.lock().unwrap_or_else(|p| p.into_inner()), line);
+                if !f(String::from_utf8_lossy(&buf).trim_end().to_string()) {
+                    break;
+                }
             }
         }
     }
