@@ -97,7 +97,8 @@ pub struct Study {
     sampler: Arc<dyn Sampler>,
     worker: String,
     /// Finished trials read so far, in finish order; each ask reads only the new ones.
-    finished: std::sync::Mutex<Vec<Arc<FrozenTrial>>>,
+    /// Shared with the trials that asked; appending copies it only while one of them is alive.
+    finished: std::sync::Mutex<Arc<Vec<Arc<FrozenTrial>>>>,
 }
 
 /// Builds a [`Study`]; see [`Study::builder`].
@@ -274,7 +275,7 @@ impl Study {
         let (finished, running) = if self.sampler.needs_history() {
             let mut cache = self.finished.lock().unwrap_or_else(|p| p.into_inner());
             let seen = cache.len() as u64;
-            cache.extend(
+            Arc::make_mut(&mut cache).extend(
                 self.storage
                     .finished_since(self.record.id, seen)?
                     .into_iter()
@@ -287,7 +288,7 @@ impl Study {
                 .filter(|t| t.id != new.id)
                 .map(Arc::new)
                 .collect();
-            (Arc::new(cache.clone()), Arc::new(running))
+            (Arc::clone(&cache), Arc::new(running))
         } else {
             (Arc::default(), Arc::default())
         };
