@@ -82,6 +82,15 @@ pub struct SamplerSection {
     /// TPE only: share of complete trials that count as good (default 0.1, at most 25 trials).
     #[serde(default)]
     pub gamma: Option<f64>,
+    /// Zoom only: trials per round (default 20).
+    #[serde(default)]
+    pub round_size: Option<u64>,
+    /// Zoom only: share of earlier complete trials whose box the next round searches (default 0.2).
+    #[serde(default)]
+    pub keep: Option<f64>,
+    /// Zoom only: widening of each box on each side, as a share of the range (default 0.05).
+    #[serde(default)]
+    pub margin: Option<f64>,
 }
 
 fn default_sampler() -> String {
@@ -97,6 +106,9 @@ impl Default for SamplerSection {
             startup_trials: None,
             candidates: None,
             gamma: None,
+            round_size: None,
+            keep: None,
+            margin: None,
         }
     }
 }
@@ -250,8 +262,8 @@ fn builtin_settings(table: Option<&toml::Table>) -> Result<BuiltinMnist, String>
     Ok(settings)
 }
 
-pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe"];
-const PLANNED_SAMPLERS: &[&str] = &["zoom", "gp"];
+pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom"];
+const PLANNED_SAMPLERS: &[&str] = &["gp"];
 
 /// Reads and checks a study file.
 pub fn load(path: &Path) -> Result<Study, BadInput> {
@@ -389,6 +401,40 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
                 format!("[sampler] {key} is for kind = \"tpe\" only; remove it"),
             ));
         }
+    }
+    for (key, given) in [
+        ("round_size", file.sampler.round_size.is_some()),
+        ("keep", file.sampler.keep.is_some()),
+        ("margin", file.sampler.margin.is_some()),
+    ] {
+        if given && kind != "zoom" {
+            return Err(fail(
+                key_line(key),
+                format!("[sampler] {key} is for kind = \"zoom\" only; remove it"),
+            ));
+        }
+    }
+    if file.sampler.round_size == Some(0) {
+        return Err(fail(
+            key_line("round_size"),
+            "[sampler] round_size must be at least 1".into(),
+        ));
+    }
+    if file.sampler.keep.is_some_and(|k| !(k > 0.0 && k <= 1.0)) {
+        return Err(fail(
+            key_line("keep"),
+            "[sampler] keep must lie in (0, 1]".into(),
+        ));
+    }
+    if file
+        .sampler
+        .margin
+        .is_some_and(|m| !(0.0..0.5).contains(&m))
+    {
+        return Err(fail(
+            key_line("margin"),
+            "[sampler] margin must lie in [0, 0.5)".into(),
+        ));
     }
     if file.sampler.candidates == Some(0) {
         return Err(fail(

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use caviar_core::sampler::{GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler};
+use caviar_core::sampler::{
+    GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler, ZoomSampler,
+};
 use caviar_core::study::Outcome;
 use caviar_core::trial::{best_trials, TrialState};
 use caviar_run::{run_command, CommandSpec, Control, TrialInput, WorkerId};
@@ -18,35 +20,51 @@ use crate::driver::{self, Progress, StudySetup};
 use crate::output::{best_line, metric_name, trial_json};
 use crate::{BadInput, EXIT_INTERRUPTED};
 
-fn build_sampler(study: &config::Study) -> Result<Arc<dyn Sampler>> {
+/// The study's sampler, and the zoom sampler again when it is one (its rounds are reported).
+type BuiltSampler = (Arc<dyn Sampler>, Option<Arc<ZoomSampler>>);
+
+fn build_sampler(study: &config::Study) -> Result<BuiltSampler> {
     let seed = study.file.sampler.seed;
-    Ok(match study.file.sampler.kind.as_str() {
-        "random" => Arc::new(RandomSampler::new(seed)),
-        "sobol" => Arc::new(SobolSampler::new(&study.space, seed)),
-        "tpe" => {
-            let mut tpe = TpeSampler::new(seed);
-            let s = &study.file.sampler;
-            if let Some(n) = s.startup_trials {
-                tpe.n_startup = n as usize;
+    if study.file.sampler.kind == "zoom" {
+        let s = &study.file.sampler;
+        let mut zoom = ZoomSampler::new(&study.space, seed);
+        zoom.round_size = s.round_size.unwrap_or(zoom.round_size);
+        zoom.keep = s.keep.unwrap_or(zoom.keep);
+        zoom.margin = s.margin.unwrap_or(zoom.margin);
+        let zoom = Arc::new(zoom);
+        return Ok((zoom.clone(), Some(zoom)));
+    }
+    Ok((
+        match study.file.sampler.kind.as_str() {
+            "random" => Arc::new(RandomSampler::new(seed)),
+            "sobol" => Arc::new(SobolSampler::new(&study.space, seed)),
+            "tpe" => {
+                let mut tpe = TpeSampler::new(seed);
+                let s = &study.file.sampler;
+                if let Some(n) = s.startup_trials {
+                    tpe.n_startup = n as usize;
+                }
+                if let Some(n) = s.candidates {
+                    tpe.n_candidates = n as usize;
+                }
+                if let Some(g) = s.gamma {
+                    tpe.gamma_fraction = g;
+                }
+                Arc::new(tpe)
             }
-            if let Some(n) = s.candidates {
-                tpe.n_candidates = n as usize;
+            "grid" => {
+                let points = study.file.sampler.points.unwrap_or(5) as usize;
+                Arc::new(
+                    GridSampler::from_space(&study.space, points, &study.grid_values, seed)
+                        .map_err(|e| {
+                            BadInput(format!("{}: [sampler] grid: {e}", study.path.display()))
+                        })?,
+                )
             }
-            if let Some(g) = s.gamma {
-                tpe.gamma_fraction = g;
-            }
-            Arc::new(tpe)
-        }
-        "grid" => {
-            let points = study.file.sampler.points.unwrap_or(5) as usize;
-            Arc::new(
-                GridSampler::from_space(&study.space, points, &study.grid_values, seed).map_err(
-                    |e| BadInput(format!("{}: [sampler] grid: {e}", study.path.display())),
-                )?,
-            )
-        }
-        other => return Err(BadInput(format!("sampler `{other}` is not available")).into()),
-    })
+            other => return Err(BadInput(format!("sampler `{other}` is not available")).into()),
+        },
+        None,
+    ))
 }
 
 pub fn run(
@@ -65,6 +83,7 @@ pub fn run(
     let storage = crate::open(url)?;
     let me = WorkerId::current();
     let origin = path.display().to_string();
+    let (sampler, zoom) = build_sampler(&cfg)?;
     let study = driver::open_study(
         &storage,
         StudySetup {
@@ -73,7 +92,7 @@ pub fn run(
             metric: &cfg.file.metric,
             space: &cfg.space,
             spec: cfg.spec_json(),
-            sampler: build_sampler(&cfg)?,
+            sampler: sampler.clone(),
             origin: &origin,
             url,
             parent: cfg.file.parent.clone(),
@@ -167,6 +186,24 @@ pub fn run(
     );
     for (i, t) in top.iter().enumerate() {
         eprintln!("{}", best_line(i + 1, metric, t));
+    }
+    if let Some(zoom) = &zoom {
+        eprintln!("zoom rounds (the box each round searched, on each parameter's scale):");
+        for b in zoom.boxes() {
+            let ranges: Vec<String> = b
+                .bounds
+                .iter()
+                .filter_map(|(name, lo, hi)| {
+                    let dist = cfg.space.get(name)?;
+                    Some(format!(
+                        "{name}: {} .. {}",
+                        dist.from_unit(*lo).short(),
+                        dist.from_unit(*hi).short()
+                    ))
+                })
+                .collect();
+            eprintln!("  round {}: {}", b.round, ranges.join(", "));
+        }
     }
     let mut test_accuracy = None;
     if let (config::Objective::Mnist(settings), Some(split), Some(best)) =

@@ -132,13 +132,17 @@ activation = { choices = ["relu", "tanh"] }
 
 #[test]
 fn same_seed_same_trials_for_each_sampler_and_the_best_table_has_the_seed_format() {
-    for kind in ["random", "sobol", "grid", "tpe"] {
+    for kind in ["random", "sobol", "grid", "tpe", "zoom"] {
         let body = TOY.replace("KIND", kind);
         let params_of = |dir: &Path| {
             let study = write_study(dir, "toy", &body);
             // A model-based sampler sees which trials have finished, which depends on timing
             // when several run at once: it reproduces exactly with one worker.
-            let workers = if kind == "tpe" { "1" } else { "2" };
+            let workers = if kind == "tpe" || kind == "zoom" {
+                "1"
+            } else {
+                "2"
+            };
             let out = caviar(dir, &["run", study.to_str().unwrap(), "--workers", workers]);
             assert!(
                 out.status.success(),

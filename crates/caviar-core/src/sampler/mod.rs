@@ -9,11 +9,13 @@ mod grid;
 mod random;
 mod sobol;
 mod tpe;
+mod zoom;
 
 pub use grid::GridSampler;
 pub use random::RandomSampler;
 pub use sobol::{SobolSampler, SobolSequence};
 pub use tpe::TpeSampler;
+pub use zoom::{ZoomBox, ZoomSampler};
 
 use std::sync::Arc;
 

@@ -60,6 +60,7 @@ fn samplers(space: &SearchSpace, seed: u64) -> Vec<Box<dyn Sampler>> {
         Box::new(SobolSampler::new(space, seed)),
         Box::new(GridSampler::from_space(space, 4, &Default::default(), seed).unwrap()),
         Box::new(TpeSampler::new(seed)),
+        Box::new(ZoomSampler::new(space, seed)),
     ]
 }
 
@@ -280,6 +281,9 @@ proptest! {
                 let a = TpeSampler::new(seed).sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&a), "tpe drew {a:?} outside {dist:?}");
                 prop_assert_eq!(&a, &TpeSampler::new(seed).sample(&ctx, name, dist).unwrap());
+                let z = ZoomSampler::new(&space, seed).sample(&ctx, name, dist).unwrap();
+                prop_assert!(dist.contains(&z), "zoom drew {z:?} outside {dist:?}");
+                prop_assert_eq!(&z, &ZoomSampler::new(&space, seed).sample(&ctx, name, dist).unwrap());
             }
         }
     }
@@ -352,4 +356,59 @@ fn tpe_reading_history_in_steps_matches_reading_it_at_once() {
             assert_eq!(a, b, "{name} after {end} trials");
         }
     }
+}
+
+#[test]
+fn zoom_rounds_shrink_around_the_best_and_beat_random() {
+    use crate::prelude::*;
+    let mut space = SearchSpace::new();
+    space
+        .add("lr", Distribution::float(1e-6, 1.0, Scale::Log).unwrap())
+        .unwrap();
+    space
+        .add("wd", Distribution::float(1e-8, 1e-2, Scale::Log).unwrap())
+        .unwrap();
+    let objective = |t: &mut Trial| -> Result<f64, TrialError> {
+        let lr = t.suggest_float("lr", 1e-6, 1.0, Scale::Log)?;
+        let wd = t.suggest_float("wd", 1e-8, 1e-2, Scale::Log)?;
+        Ok((lr.log10() + 2.5).powi(2) + 0.3 * (wd.log10() + 5.0).powi(2))
+    };
+    let mut wins = 0;
+    for seed in 0..10 {
+        let zoom = std::sync::Arc::new(ZoomSampler::new(&space, seed));
+        let z = Study::builder("z")
+            .shared_sampler(zoom.clone())
+            .build()
+            .unwrap();
+        z.optimize(80, objective).unwrap();
+        let r = Study::builder("r")
+            .sampler(RandomSampler::new(seed))
+            .build()
+            .unwrap();
+        r.optimize(80, objective).unwrap();
+        let boxes = zoom.boxes();
+        assert_eq!(boxes.len(), 4, "80 trials are 4 rounds of 20");
+        let width = |b: &ZoomBox| b.bounds.iter().map(|(_, lo, hi)| hi - lo).product::<f64>();
+        assert_eq!(width(&boxes[0]), 1.0);
+        assert!(
+            width(&boxes[3]) < 0.5 * width(&boxes[0]),
+            "seed {seed}: {boxes:?}"
+        );
+        // Every trial of a round lies in its box.
+        for t in z.trials().unwrap() {
+            let b = &boxes[(t.number / 20) as usize];
+            for (name, lo, hi) in &b.bounds {
+                let u = t.distributions[name].to_unit(&t.params[name]).unwrap();
+                assert!(
+                    u >= lo - 1e-9 && u <= hi + 1e-9,
+                    "trial {} {name} = {u} outside {lo}..{hi}",
+                    t.number
+                );
+            }
+        }
+        if z.best_trial().unwrap().unwrap().value < r.best_trial().unwrap().unwrap().value {
+            wins += 1;
+        }
+    }
+    assert!(wins >= 8, "zoom beat random in only {wins} of 10");
 }
