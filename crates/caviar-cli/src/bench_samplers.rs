@@ -147,11 +147,12 @@ fn sampler(kind: &str, space: &SearchSpace, seed: u64) -> Arc<dyn Sampler> {
     match kind {
         "random" => Arc::new(RandomSampler::new(seed)),
         "sobol" => Arc::new(SobolSampler::new(space, seed)),
+        "zoom" => Arc::new(caviar_core::sampler::ZoomSampler::new(space, seed)),
         _ => Arc::new(TpeSampler::new(seed)),
     }
 }
 
-const KINDS: [&str; 3] = ["random", "sobol", "tpe"];
+const KINDS: [&str; 4] = ["random", "sobol", "zoom", "tpe"];
 
 /// Best value after 50 and after 100 trials.
 fn optimise(problem: &Problem, kind: &str, seed: u64) -> Result<(f64, f64)> {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::BadInput;
 
 /// Samplers the adapter offers.
-pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "tpe"];
+pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe"];
 
 struct Solver {
     study: Study,
@@ -109,6 +109,7 @@ fn create(sampler: &str, msg: &Value) -> Result<Solver, Failure> {
     let sampler: Arc<dyn Sampler> = match sampler {
         "sobol" => Arc::new(SobolSampler::new(&space, seed)),
         "tpe" => Arc::new(TpeSampler::new(seed)),
+        "zoom" => Arc::new(caviar_core::sampler::ZoomSampler::new(&space, seed)),
         _ => Arc::new(RandomSampler::new(seed)),
     };
     let study = Study::builder("kurobako")

@@ -76,7 +76,7 @@ enum Command {
     Narrow(narrow::NarrowArgs),
     /// Serve kurobako's external-solver protocol on stdin/stdout with a caviar sampler.
     KurobakoSolver {
-        /// random, sobol or tpe.
+        /// random, sobol, zoom or tpe.
         #[arg(long, default_value = "tpe")]
         sampler: String,
     },
