@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use caviar_core::prelude::*;
-use caviar_core::sampler::TpeSampler;
 use caviar_core::space::SearchSpace;
 use caviar_core::storage::NewStudy;
 use serde_json::json;
@@ -144,12 +143,7 @@ fn problems() -> Vec<Problem> {
 }
 
 fn sampler(kind: &str, space: &SearchSpace, seed: u64) -> Arc<dyn Sampler> {
-    match kind {
-        "random" => Arc::new(RandomSampler::new(seed)),
-        "sobol" => Arc::new(SobolSampler::new(space, seed)),
-        "zoom" => Arc::new(caviar_core::sampler::ZoomSampler::new(space, seed)),
-        _ => Arc::new(TpeSampler::new(seed)),
-    }
+    crate::run::default_sampler(kind, space, seed).expect("KINDS names known samplers")
 }
 
 const KINDS: [&str; 4] = ["random", "sobol", "zoom", "tpe"];

@@ -1,7 +1,10 @@
 //! The built-in MNIST trainer as a trial objective, shared by `caviar demo` and study files
 //! with `objective = "mnist"`.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use caviar_core::trial::FrozenTrial;
 
 use caviar_core::study::{Outcome, Trial};
 use caviar_nn::data::Split;
@@ -84,21 +87,43 @@ pub fn trial_setup(
 pub fn test_once(
     settings: &crate::config::BuiltinMnist,
     split: &Split,
-    best: &caviar_core::trial::FrozenTrial,
+    best: &FrozenTrial,
 ) -> anyhow::Result<f64> {
     let (net, net_seed, cfg) = trial_setup(settings, &best.params, best.number, split.train.dim())
         .map_err(|e| anyhow::anyhow!("retraining trial {}: {e}", best.number))?;
-    let (mut network, result) = fit(split, net, net_seed, &cfg, &mut |_| true);
-    result.map_err(|e| anyhow::anyhow!("retraining trial {}: {e}", best.number))?;
     let dir = caviar_nn::mnist::find_data_dir()
         .ok_or_else(|| anyhow::anyhow!("the MNIST files disappeared during the study"))?;
+    Ok(retrain_and_test(&dir, split, best, net, net_seed, &cfg)?.0)
+}
+
+/// Retrains `best` from the network and settings its trial used (same seeds, so the same
+/// network; a different validation accuracy is reported), then evaluates it on the sealed test
+/// set in `dir`, once. Returns the test accuracy and the number of test images.
+pub fn retrain_and_test(
+    dir: &Path,
+    split: &Split,
+    best: &FrozenTrial,
+    net: NetConfig,
+    net_seed: u64,
+    cfg: &TrainConfig,
+) -> anyhow::Result<(f64, usize)> {
+    let (mut network, result) = fit(split, net, net_seed, cfg, &mut |_| true);
+    let retrained = result.map_err(|e| anyhow::anyhow!("retraining trial {}: {e}", best.number))?;
+    if let Some(stored) = best.value.filter(|v| (retrained.val_acc - v).abs() > 1e-9) {
+        eprintln!(
+            "warning: retraining trial {} gave validation accuracy {:.4}, not {stored:.4}",
+            best.number, retrained.val_acc
+        );
+    }
     let test =
-        caviar_nn::mnist::load_test(&dir, None).map_err(|e| crate::BadInput(e.to_string()))?;
-    Ok(test.evaluate_once(
+        caviar_nn::mnist::load_test(dir, None).map_err(|e| crate::BadInput(e.to_string()))?;
+    let images = test.len();
+    let accuracy = test.evaluate_once(
         &format!(
             "final check of the best configuration (trial {})",
             best.number
         ),
         |data| network.accuracy(data.features(), data.labels()),
-    ))
+    );
+    Ok((accuracy, images))
 }

@@ -188,10 +188,6 @@ pub struct BuiltinMnist {
     pub fixed: BTreeMap<String, ParamValue>,
 }
 
-fn direction_of(text: &str) -> Option<Direction> {
-    Direction::parse(text)
-}
-
 fn builtin_settings(table: Option<&toml::Table>) -> Result<BuiltinMnist, String> {
     let mut settings = BuiltinMnist {
         images: 10_000,
@@ -343,7 +339,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
                     format!("the built-in trainer reports val_acc; set metric = \"val_acc\" (not \"{}\")", file.metric),
                 ));
             }
-            if direction_of(&file.direction) != Some(Direction::Maximize) {
+            if Direction::parse(&file.direction) != Some(Direction::Maximize) {
                 return Err(fail(key_line("direction"), "val_acc is maximised; set direction = \"maximize\"".into()));
             }
             Objective::Mnist(builtin_settings(file.mnist.as_ref()).map_err(|m| fail(section_line(text, "mnist"), m))?)

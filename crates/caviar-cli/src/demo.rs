@@ -276,26 +276,8 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
     // The one and only look at the test set: retrain the winner with its own seeds.
     let (lr, wd) = (param(best, "lr")?, param(best, "weight_decay")?);
     let (net_cfg, net_seed, cfg) = trial_setup(&settings, &split, lr, wd, best.number);
-    let (mut net, result) = builtin::fit(&split, net_cfg, net_seed, &cfg, &mut |_| true);
-    let retrained =
-        result.map_err(|e| anyhow::anyhow!("retraining the best configuration: {e}"))?;
-    if (retrained.val_acc - best.value.unwrap_or(f64::NAN)).abs() > 1e-9 {
-        eprintln!(
-            "warning: retraining trial {} gave validation accuracy {:.4}, not {:.4}",
-            best.number,
-            retrained.val_acc,
-            best.value.unwrap_or(f64::NAN)
-        );
-    }
-    let test = mnist::load_test(&dir, None).map_err(|e| BadInput(e.to_string()))?;
-    let n_test = test.len();
-    let test_acc = test.evaluate_once(
-        &format!(
-            "final check of the best configuration (trial {})",
-            best.number
-        ),
-        |data| net.accuracy(data.features(), data.labels()),
-    );
+    let (test_acc, n_test) =
+        builtin::retrain_and_test(&dir, &split, best, net_cfg, net_seed, &cfg)?;
     out.push_str(&format!(
         "\nfinal test accuracy: {test_acc:.4} (best configuration, trial {}, lr {:.3e}, weight_decay {:.3e}; {n_test} test images, evaluated once)\n",
         best.number, lr, wd

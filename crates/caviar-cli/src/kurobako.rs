@@ -4,11 +4,9 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use caviar_core::prelude::*;
-use caviar_core::sampler::TpeSampler;
 use serde_json::{json, Value};
 
 use crate::BadInput;
@@ -106,12 +104,8 @@ fn create(sampler: &str, msg: &Value) -> Result<Solver, Failure> {
         Value::Array(steps) => steps.last().and_then(Value::as_u64).unwrap_or(1),
         _ => 1,
     };
-    let sampler: Arc<dyn Sampler> = match sampler {
-        "sobol" => Arc::new(SobolSampler::new(&space, seed)),
-        "tpe" => Arc::new(TpeSampler::new(seed)),
-        "zoom" => Arc::new(caviar_core::sampler::ZoomSampler::new(&space, seed)),
-        _ => Arc::new(RandomSampler::new(seed)),
-    };
+    let sampler = crate::run::default_sampler(sampler, &space, seed)
+        .ok_or_else(|| fail("INVALID_INPUT", format!("unknown sampler {sampler}")))?;
     let study = Study::builder("kurobako")
         .shared_sampler(sampler)
         .build()

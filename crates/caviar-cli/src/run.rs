@@ -9,6 +9,7 @@ use anyhow::Result;
 use caviar_core::sampler::{
     GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler, ZoomSampler,
 };
+use caviar_core::space::SearchSpace;
 use caviar_core::study::Outcome;
 use caviar_core::trial::{best_trials, TrialState};
 use caviar_run::{run_command, CommandSpec, Control, TrialInput, WorkerId};
@@ -19,6 +20,18 @@ use crate::config;
 use crate::driver::{self, Progress, StudySetup};
 use crate::output::{best_line, metric_name, trial_json};
 use crate::{BadInput, EXIT_INTERRUPTED};
+
+/// A sampler with its default settings, by the name study files use (not grid, which needs
+/// grid settings).
+pub fn default_sampler(kind: &str, space: &SearchSpace, seed: u64) -> Option<Arc<dyn Sampler>> {
+    Some(match kind {
+        "random" => Arc::new(RandomSampler::new(seed)),
+        "sobol" => Arc::new(SobolSampler::new(space, seed)),
+        "tpe" => Arc::new(TpeSampler::new(seed)),
+        "zoom" => Arc::new(ZoomSampler::new(space, seed)),
+        _ => return None,
+    })
+}
 
 /// The study's sampler, and the zoom sampler again when it is one (its rounds are reported).
 type BuiltSampler = (Arc<dyn Sampler>, Option<Arc<ZoomSampler>>);
