@@ -73,10 +73,10 @@ pub struct SamplerSection {
     /// Grid only: points per parameter when the parameter lists no `values`.
     #[serde(default)]
     pub points: Option<u64>,
-    /// TPE only: complete trials drawn at random before the model takes over (default 10).
+    /// TPE and GP: complete trials drawn before the model takes over (default 10).
     #[serde(default)]
     pub startup_trials: Option<u64>,
-    /// TPE only: candidates drawn per suggestion (default 24).
+    /// TPE and GP: candidates scored per suggestion (default 24 for TPE, 1,024 for GP).
     #[serde(default)]
     pub candidates: Option<u64>,
     /// TPE only: share of complete trials that count as good (default 0.1, at most 25 trials).
@@ -258,8 +258,7 @@ fn builtin_settings(table: Option<&toml::Table>) -> Result<BuiltinMnist, String>
     Ok(settings)
 }
 
-pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom"];
-const PLANNED_SAMPLERS: &[&str] = &["gp"];
+pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom", "gp"];
 
 /// Reads and checks a study file.
 pub fn load(path: &Path) -> Result<Study, BadInput> {
@@ -361,15 +360,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         return Err(fail(None, "[params] is empty; define at least one parameter, e.g. lr = { low = 1e-5, high = 1e-1, scale = \"log\" }".into()));
     }
     let kind = file.sampler.kind.as_str();
-    if PLANNED_SAMPLERS.contains(&kind) {
-        return Err(fail(
-            key_line("kind"),
-            format!(
-                "[sampler] kind = \"{kind}\" is not available yet; use one of {}",
-                SAMPLERS.join(", ")
-            ),
-        ));
-    }
     if !SAMPLERS.contains(&kind) {
         return Err(fail(
             key_line("kind"),
@@ -385,18 +375,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             "[sampler] points is for kind = \"grid\" only; remove it".into(),
         ));
     }
-    let tpe_keys = [
+    for (key, given) in [
         ("startup_trials", file.sampler.startup_trials.is_some()),
         ("candidates", file.sampler.candidates.is_some()),
-        ("gamma", file.sampler.gamma.is_some()),
-    ];
-    for (key, given) in tpe_keys {
-        if given && kind != "tpe" {
+    ] {
+        if given && kind != "tpe" && kind != "gp" {
             return Err(fail(
                 key_line(key),
-                format!("[sampler] {key} is for kind = \"tpe\" only; remove it"),
+                format!("[sampler] {key} is for kind = \"tpe\" or \"gp\" only; remove it"),
             ));
         }
+    }
+    if file.sampler.gamma.is_some() && kind != "tpe" {
+        return Err(fail(
+            key_line("gamma"),
+            "[sampler] gamma is for kind = \"tpe\" only; remove it".into(),
+        ));
     }
     for (key, given) in [
         ("round_size", file.sampler.round_size.is_some()),
@@ -860,7 +854,15 @@ act = { choices = ["relu", "tanh"] }
             "a program chosen by a parameter is checked at run time"
         );
 
-        let bad = format!("{GOOD}\n[sampler]\nkind = \"gp\"\n");
-        assert!(check(&bad).unwrap_err().contains("not available yet"));
+        let gp = format!("{GOOD}\n[sampler]\nkind = \"gp\"\nstartup_trials = 5\n");
+        assert!(check(&gp).is_ok());
+        let bad = format!("{GOOD}\n[sampler]\nkind = \"cmaes\"\n");
+        assert!(check(&bad)
+            .unwrap_err()
+            .contains("is not known; use one of"));
+        let misplaced = format!("{GOOD}\n[sampler]\nkind = \"gp\"\ngamma = 0.2\n");
+        assert!(check(&misplaced)
+            .unwrap_err()
+            .contains("gamma is for kind = \"tpe\" only"));
     }
 }

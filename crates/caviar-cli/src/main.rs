@@ -10,6 +10,7 @@ mod kurobako;
 mod narrow;
 mod output;
 mod plot;
+mod rounds;
 mod run;
 
 use std::path::PathBuf;
@@ -74,9 +75,17 @@ enum Command {
     Demo(demo::DemoArgs),
     /// The ranges the best trials occupy; --write makes the next, finer round's study file.
     Narrow(narrow::NarrowArgs),
+    /// Show a zoom study's rounds: the box each searched and the best trial it found.
+    Rounds {
+        /// Study name.
+        study: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve kurobako's external-solver protocol on stdin/stdout with a caviar sampler.
     KurobakoSolver {
-        /// random, sobol, zoom or tpe.
+        /// random, sobol, zoom, tpe or gp.
         #[arg(long, default_value = "tpe")]
         sampler: String,
     },
@@ -125,6 +134,9 @@ enum BenchKind {
         /// Largest history for the ask-cost table (100, 1000 or 10000).
         #[arg(long, default_value_t = 10_000)]
         max_trials: u64,
+        /// Samplers to compare, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        samplers: Vec<String>,
         /// Also print JSON.
         #[arg(long)]
         json: bool,
@@ -189,15 +201,22 @@ fn dispatch(cli: Cli) -> Result<u8> {
             narrow::narrow(&*storage, &record, &args)?;
             Ok(0)
         }
+        Command::Rounds { study, json } => {
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &study, &cli.storage)?;
+            rounds::print(&*storage, &record, json)?;
+            Ok(0)
+        }
         Command::Bench {
             what:
                 BenchKind::Samplers {
                     seeds,
                     max_trials,
+                    samplers,
                     json,
                 },
         } => {
-            bench_samplers::samplers(seeds, max_trials, json)?;
+            bench_samplers::samplers(seeds, max_trials, &samplers, json)?;
             Ok(0)
         }
         Command::KurobakoSolver { sampler } => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use caviar_core::sampler::{
-    GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler, ZoomSampler,
+    GpSampler, GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler, ZoomSampler,
 };
 use caviar_core::space::SearchSpace;
 use caviar_core::study::Outcome;
@@ -29,55 +29,59 @@ pub fn default_sampler(kind: &str, space: &SearchSpace, seed: u64) -> Option<Arc
         "sobol" => Arc::new(SobolSampler::new(space, seed)),
         "tpe" => Arc::new(TpeSampler::new(seed)),
         "zoom" => Arc::new(ZoomSampler::new(space, seed)),
+        "gp" => Arc::new(GpSampler::new(space, seed)),
         _ => return None,
     })
 }
 
-/// The study's sampler, and the zoom sampler again when it is one (its rounds are reported).
-type BuiltSampler = (Arc<dyn Sampler>, Option<Arc<ZoomSampler>>);
-
-fn build_sampler(study: &config::Study) -> Result<BuiltSampler> {
+fn build_sampler(study: &config::Study) -> Result<Arc<dyn Sampler>> {
     let seed = study.file.sampler.seed;
-    if study.file.sampler.kind == "zoom" {
-        let s = &study.file.sampler;
-        let mut zoom = ZoomSampler::new(&study.space, seed);
-        zoom.round_size = s.round_size.unwrap_or(zoom.round_size);
-        zoom.keep = s.keep.unwrap_or(zoom.keep);
-        zoom.margin = s.margin.unwrap_or(zoom.margin);
-        let zoom = Arc::new(zoom);
-        return Ok((zoom.clone(), Some(zoom)));
-    }
-    Ok((
-        match study.file.sampler.kind.as_str() {
-            "random" => Arc::new(RandomSampler::new(seed)),
-            "sobol" => Arc::new(SobolSampler::new(&study.space, seed)),
-            "tpe" => {
-                let mut tpe = TpeSampler::new(seed);
-                let s = &study.file.sampler;
-                if let Some(n) = s.startup_trials {
-                    tpe.n_startup = n as usize;
-                }
-                if let Some(n) = s.candidates {
-                    tpe.n_candidates = n as usize;
-                }
-                if let Some(g) = s.gamma {
-                    tpe.gamma_fraction = g;
-                }
-                Arc::new(tpe)
+    Ok(match study.file.sampler.kind.as_str() {
+        "zoom" => {
+            let s = &study.file.sampler;
+            let mut zoom = ZoomSampler::new(&study.space, seed);
+            zoom.round_size = s.round_size.unwrap_or(zoom.round_size);
+            zoom.keep = s.keep.unwrap_or(zoom.keep);
+            zoom.margin = s.margin.unwrap_or(zoom.margin);
+            Arc::new(zoom)
+        }
+        "random" => Arc::new(RandomSampler::new(seed)),
+        "sobol" => Arc::new(SobolSampler::new(&study.space, seed)),
+        "tpe" => {
+            let mut tpe = TpeSampler::new(seed);
+            let s = &study.file.sampler;
+            if let Some(n) = s.startup_trials {
+                tpe.n_startup = n as usize;
             }
-            "grid" => {
-                let points = study.file.sampler.points.unwrap_or(5) as usize;
-                Arc::new(
-                    GridSampler::from_space(&study.space, points, &study.grid_values, seed)
-                        .map_err(|e| {
-                            BadInput(format!("{}: [sampler] grid: {e}", study.path.display()))
-                        })?,
-                )
+            if let Some(n) = s.candidates {
+                tpe.n_candidates = n as usize;
             }
-            other => return Err(BadInput(format!("sampler `{other}` is not available")).into()),
-        },
-        None,
-    ))
+            if let Some(g) = s.gamma {
+                tpe.gamma_fraction = g;
+            }
+            Arc::new(tpe)
+        }
+        "gp" => {
+            let mut gp = GpSampler::new(&study.space, seed);
+            let s = &study.file.sampler;
+            if let Some(n) = s.startup_trials {
+                gp.n_startup = n as usize;
+            }
+            if let Some(n) = s.candidates {
+                gp.n_candidates = n as usize;
+            }
+            Arc::new(gp)
+        }
+        "grid" => {
+            let points = study.file.sampler.points.unwrap_or(5) as usize;
+            Arc::new(
+                GridSampler::from_space(&study.space, points, &study.grid_values, seed).map_err(
+                    |e| BadInput(format!("{}: [sampler] grid: {e}", study.path.display())),
+                )?,
+            )
+        }
+        other => return Err(BadInput(format!("sampler `{other}` is not available")).into()),
+    })
 }
 
 pub fn run(
@@ -96,7 +100,7 @@ pub fn run(
     let storage = crate::open(url)?;
     let me = WorkerId::current();
     let origin = path.display().to_string();
-    let (sampler, zoom) = build_sampler(&cfg)?;
+    let sampler = build_sampler(&cfg)?;
     let study = driver::open_study(
         &storage,
         StudySetup {
@@ -200,22 +204,11 @@ pub fn run(
     for (i, t) in top.iter().enumerate() {
         eprintln!("{}", best_line(i + 1, metric, t));
     }
-    if let Some(zoom) = &zoom {
+    let rounds = crate::rounds::load(&*storage, study.record())?;
+    if !rounds.is_empty() {
         eprintln!("zoom rounds (the box each round searched, on each parameter's scale):");
-        for b in zoom.boxes() {
-            let ranges: Vec<String> = b
-                .bounds
-                .iter()
-                .filter_map(|(name, lo, hi)| {
-                    let dist = cfg.space.get(name)?;
-                    Some(format!(
-                        "{name}: {} .. {}",
-                        dist.from_unit(*lo).short(),
-                        dist.from_unit(*hi).short()
-                    ))
-                })
-                .collect();
-            eprintln!("  round {}: {}", b.round, ranges.join(", "));
+        for line in crate::rounds::lines(&rounds, metric) {
+            eprintln!("  {line}");
         }
     }
     let mut test_accuracy = None;

@@ -479,3 +479,90 @@ fn narrow_prints_ranges_and_writes_the_next_round_as_a_child_study() {
     let out = caviar(dir.path(), &["narrow", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn zoom_rounds_are_stored_shown_and_kept_when_the_study_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = TOY
+        .replace("KIND", "zoom")
+        .replace("seed = 7", "seed = 7\nround_size = 6\nkeep = 0.5");
+    let study = write_study(dir.path(), "toy", &body);
+    let run = |trials: &str| {
+        let out = caviar(
+            dir.path(),
+            &[
+                "run",
+                study.to_str().unwrap(),
+                "--trials",
+                trials,
+                "--workers",
+                "2",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let rounds_json = || {
+        let out = caviar(dir.path(), &["rounds", "toy", "--json"]);
+        assert!(out.status.success());
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let stderr = run("12");
+    assert!(stderr.contains("round 1 (trials 6-11): "), "{stderr}");
+    let first = rounds_json();
+    assert_eq!(first.len(), 2);
+    // A resumed run keeps the stored boxes and adds new rounds.
+    run("18");
+    let second = rounds_json();
+    assert_eq!(second.len(), 3);
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a["unit"], b["unit"], "a stored box never changes");
+    }
+    let trials = trials_json(dir.path(), "toy");
+    assert_eq!(trials.len(), 18);
+    for round in &second {
+        let first_trial = round["first_trial"].as_u64().unwrap();
+        assert!(round["best"]["value"].is_number(), "{round}");
+        for t in trials.iter().filter(|t| {
+            let n = t["number"].as_u64().unwrap();
+            n >= first_trial && n < first_trial + 6
+        }) {
+            for name in ["lr", "beta1", "units"] {
+                let (v, lo, hi) = (
+                    t["params"][name].as_f64().unwrap(),
+                    round["range"][name][0].as_f64().unwrap(),
+                    round["range"][name][1].as_f64().unwrap(),
+                );
+                assert!(
+                    lo <= v && v <= hi,
+                    "trial {} {name}={v} outside {lo}..{hi}",
+                    t["number"]
+                );
+            }
+        }
+    }
+    // Round 1's box is narrower than the whole space in at least one parameter.
+    let unit = second[1]["unit"].as_object().unwrap();
+    assert!(unit
+        .values()
+        .any(|p| p[1].as_f64().unwrap() - p[0].as_f64().unwrap() < 0.9));
+    let text = caviar(dir.path(), &["rounds", "toy"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("round 2 (trials 12-17): "),
+        "{text}"
+    );
+    assert!(text.contains("| best val_acc "), "{text}");
+}

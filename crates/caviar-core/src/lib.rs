@@ -16,6 +16,8 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+mod linalg;
+mod optimize;
 pub mod rng;
 pub mod sampler;
 pub mod space;

@@ -197,6 +197,20 @@ pub trait Storage: Send + Sync {
     fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError>;
     /// Running trials with their parameters so far (what a constant liar needs).
     fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
+    /// Stores `value` under `key` for the study unless the key already holds a value, and
+    /// returns what the key holds afterwards. Atomic: when workers race, all get the first
+    /// value written. Samplers keep shared decisions here (a zoom round's box).
+    fn study_attr_insert(
+        &self,
+        study: StudyId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, StorageError>;
+    /// Every attribute of the study, by key.
+    fn study_attrs(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError>;
 }
 
 /// In-memory storage: fast, shared between threads, gone with the process.
@@ -225,6 +239,7 @@ struct Memory {
     by_study: BTreeMap<i64, Vec<usize>>,
     /// Per study, trial indices in the order they finished.
     finish_order: BTreeMap<i64, Vec<usize>>,
+    attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
 }
 
 struct StoredTrial {
@@ -463,6 +478,31 @@ impl Storage for InMemoryStorage {
             .filter(|s| s.trial.state == TrialState::Running)
             .map(|s| s.trial.clone())
             .collect())
+    }
+
+    fn study_attr_insert(
+        &self,
+        study: StudyId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, StorageError> {
+        let mut m = self.lock();
+        if !m.studies.iter().any(|s| s.id == study) {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        }
+        Ok(m.attrs
+            .entry(study.0)
+            .or_default()
+            .entry(key.to_string())
+            .or_insert_with(|| value.clone())
+            .clone())
+    }
+
+    fn study_attrs(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError> {
+        Ok(self.lock().attrs.get(&study.0).cloned().unwrap_or_default())
     }
 
     fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {

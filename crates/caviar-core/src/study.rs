@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::sampler::{RandomSampler, SampleContext, Sampler, SamplerError};
+use crate::sampler::{
+    JointSample, RandomSampler, SampleContext, Sampler, SamplerError, StudyAttrs,
+};
 use crate::space::{Distribution, ParamValue, Scale, SpaceError};
 use crate::storage::{InMemoryStorage, NewStudy, RunningTrial, Storage, StorageError, StudyRecord};
-use crate::trial::{best_trials, Direction, FrozenTrial, TrialId, TrialState};
+use crate::trial::{best_trials, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 
 /// Errors that stop a study.
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +296,7 @@ impl Study {
         };
         Ok(Some(Trial {
             id: new.id,
+            study: self.record.id,
             number: new.number,
             direction: self.record.direction,
             storage: self.storage.clone(),
@@ -301,6 +304,7 @@ impl Study {
             finished,
             running,
             params: BTreeMap::new(),
+            joint: None,
         }))
     }
 
@@ -422,6 +426,7 @@ pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// A running trial: suggest parameters define-by-run, report intermediate values.
 pub struct Trial {
     id: TrialId,
+    study: StudyId,
     number: u64,
     direction: Direction,
     storage: Arc<dyn Storage>,
@@ -429,6 +434,8 @@ pub struct Trial {
     finished: Arc<Vec<Arc<FrozenTrial>>>,
     running: Arc<Vec<Arc<FrozenTrial>>>,
     params: BTreeMap<String, (Distribution, ParamValue)>,
+    /// What the sampler drew jointly, filled at the first suggestion.
+    joint: Option<JointSample>,
 }
 
 impl Trial {
@@ -477,8 +484,18 @@ impl Trial {
             direction: self.direction,
             finished: &self.finished,
             running: &self.running,
+            attrs: Some(StudyAttrs {
+                storage: &*self.storage,
+                study: self.study,
+            }),
         };
-        let value = self.sampler.sample(&ctx, name, &dist)?;
+        if self.joint.is_none() {
+            self.joint = Some(self.sampler.sample_joint(&ctx)?);
+        }
+        let value = match self.joint.as_ref().and_then(|j| j.get(name)) {
+            Some((drawn_from, value)) if *drawn_from == dist => value.clone(),
+            _ => self.sampler.sample(&ctx, name, &dist)?,
+        };
         self.storage.set_param(self.id, name, &dist, &value)?;
         self.params.insert(name.to_string(), (dist, value.clone()));
         Ok(value)

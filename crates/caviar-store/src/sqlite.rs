@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -72,6 +72,15 @@ FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY study_id ORDER BY finished_ms, 
       FROM trials WHERE state IN ('complete', 'pruned', 'failed')) AS r
 WHERE trials.id = r.id;
 CREATE INDEX trials_by_finish ON trials (study_id, finish_seq);
+"#,
+    r#"
+-- Version 3: study attributes that samplers share across workers (zoom rounds' boxes).
+CREATE TABLE study_attrs (
+    study_id  INTEGER NOT NULL REFERENCES studies(id),
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (study_id, key)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -522,6 +531,61 @@ impl Storage for SqliteStorage {
     fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
         let conn = self.conn();
         load_trials(&conn, "t.study_id = ?1 AND t.state = 'running'", &[study.0])
+    }
+
+    fn study_attr_insert(
+        &self,
+        study: StudyId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM studies WHERE id = ?1", [study.0], |_| Ok(()))
+            .optional()
+            .map_err(backend)?
+            .is_some();
+        if !exists {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO study_attrs (study_id, key, value) VALUES (?1, ?2, ?3)",
+            params![study.0, key, value.to_string()],
+        )
+        .map_err(backend)?;
+        let stored: String = tx
+            .query_row(
+                "SELECT value FROM study_attrs WHERE study_id = ?1 AND key = ?2",
+                params![study.0, key],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        serde_json::from_str(&stored).map_err(json_err)
+    }
+
+    fn study_attrs(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT key, value FROM study_attrs WHERE study_id = ?1")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([study.0], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (key, text) = row.map_err(backend)?;
+            out.insert(key, serde_json::from_str(&text).map_err(json_err)?);
+        }
+        Ok(out)
     }
 
     fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {

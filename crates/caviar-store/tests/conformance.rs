@@ -288,7 +288,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP INDEX trials_by_finish; ALTER TABLE trials DROP COLUMN finish_seq; PRAGMA user_version = 1;",
+            "DROP TABLE study_attrs; DROP INDEX trials_by_finish; ALTER TABLE trials DROP COLUMN finish_seq; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -305,4 +305,69 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
     s.finish_trial(t.id, TrialState::Complete, Some(3.0), None)
         .unwrap();
     assert_eq!(s.finished_since(study.id, 2).unwrap()[0].number, 2);
+}
+
+#[test]
+fn study_attributes_keep_the_first_value_written() {
+    for (name, s, _dir) in backends() {
+        let study = s.create_study(&new_study("attrs")).unwrap();
+        let other = s.create_study(&new_study("other")).unwrap();
+        let first = serde_json::json!({"round": 1, "box": [0.2, 0.4]});
+        let second = serde_json::json!({"round": 1, "box": [0.0, 1.0]});
+        assert_eq!(
+            s.study_attr_insert(study.id, "zoom.round.1", &first)
+                .unwrap(),
+            first,
+            "{name}"
+        );
+        assert_eq!(
+            s.study_attr_insert(study.id, "zoom.round.1", &second)
+                .unwrap(),
+            first,
+            "{name}"
+        );
+        s.study_attr_insert(other.id, "zoom.round.1", &second)
+            .unwrap();
+        let all = s.study_attrs(study.id).unwrap();
+        assert_eq!(all.len(), 1, "{name}");
+        assert_eq!(all["zoom.round.1"], first, "{name}");
+        assert_eq!(
+            s.study_attrs(other.id).unwrap()["zoom.round.1"],
+            second,
+            "{name}"
+        );
+        let missing = caviar_core::trial::StudyId(other.id.0 + 100);
+        assert!(
+            matches!(
+                s.study_attr_insert(missing, "k", &first),
+                Err(StorageError::NoSuchStudy(_))
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn racing_processes_agree_on_one_attribute_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let study = SqliteStorage::open(&path)
+        .unwrap()
+        .create_study(&new_study("s"))
+        .unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let s = SqliteStorage::open(&path).unwrap();
+                s.study_attr_insert(study.id, "k", &serde_json::json!(i))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let seen: HashSet<String> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().to_string())
+        .collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
 }

@@ -5,22 +5,26 @@
 //! randomness from (seed, trial number, parameter name), never from call order: the same seed
 //! gives exactly the same trials, with one worker or many.
 
+mod gp;
 mod grid;
 mod random;
 mod sobol;
 mod tpe;
 mod zoom;
 
+pub use gp::GpSampler;
 pub use grid::GridSampler;
 pub use random::RandomSampler;
 pub use sobol::{SobolSampler, SobolSequence};
 pub use tpe::TpeSampler;
 pub use zoom::{ZoomBox, ZoomSampler};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::space::{Distribution, ParamValue};
-use crate::trial::{Direction, FrozenTrial};
+use crate::storage::Storage;
+use crate::trial::{Direction, FrozenTrial, StudyId};
 
 /// Errors a sampler can raise.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -28,6 +32,9 @@ pub enum SamplerError {
     /// Every point of a finite sampler (grid) has been handed out.
     #[error("the grid is exhausted: all {0} points have been tried")]
     Exhausted(u64),
+    /// The storage failed while the sampler shared a decision.
+    #[error("storage: {0}")]
+    Storage(String),
     /// The sampler cannot draw this parameter.
     #[error("parameter `{name}`: {reason}")]
     Unsupported {
@@ -37,6 +44,10 @@ pub enum SamplerError {
         reason: String,
     },
 }
+
+/// Values a sampler chose for several parameters at once, with the distribution each was drawn
+/// from.
+pub type JointSample = BTreeMap<String, (Distribution, ParamValue)>;
 
 /// What a sampler knows when it draws one parameter of one trial.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +62,37 @@ pub struct SampleContext<'a> {
     pub finished: &'a [Arc<FrozenTrial>],
     /// The study's other running trials, with the parameters they have so far.
     pub running: &'a [Arc<FrozenTrial>],
+    /// The study's shared attributes, where a sampler records decisions every worker must
+    /// share (absent outside a study, e.g. in tests).
+    pub attrs: Option<StudyAttrs<'a>>,
+}
+
+/// A study's attributes in its storage, as a sampler sees them.
+#[derive(Clone, Copy)]
+pub struct StudyAttrs<'a> {
+    /// The study's storage.
+    pub storage: &'a dyn Storage,
+    /// The study.
+    pub study: StudyId,
+}
+
+impl std::fmt::Debug for StudyAttrs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StudyAttrs(study {})", self.study.0)
+    }
+}
+
+impl StudyAttrs<'_> {
+    /// Stores `value` under `key` unless a worker already did; returns the stored value.
+    pub fn insert(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, SamplerError> {
+        self.storage
+            .study_attr_insert(self.study, key, value)
+            .map_err(|e| SamplerError::Storage(e.to_string()))
+    }
 }
 
 /// Chooses parameter values. See the module docs.
@@ -62,6 +104,15 @@ pub trait Sampler: Send + Sync {
         name: &str,
         dist: &Distribution,
     ) -> Result<ParamValue, SamplerError>;
+
+    /// Draws the parameters a sampler models jointly (GP, multivariate TPE) all at once. Called
+    /// once per trial, before its first suggestion; a value it returns is used when the trial
+    /// suggests that parameter with the same distribution, and every other parameter goes to
+    /// [`Sampler::sample`]. The default draws nothing jointly.
+    fn sample_joint(&self, ctx: &SampleContext<'_>) -> Result<JointSample, SamplerError> {
+        let _ = ctx;
+        Ok(JointSample::new())
+    }
 
     /// The most trials this sampler can propose (a grid's size), if bounded.
     fn max_trials(&self) -> Option<u64> {

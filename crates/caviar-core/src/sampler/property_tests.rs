@@ -81,7 +81,8 @@ proptest! {
         for sampler in samplers(&space, seed) {
             let number = match sampler.max_trials() { Some(n) => trial % n, None => trial };
             let ctx = SampleContext { trial_number: number, direction: Direction::Minimize, finished: &[],
-            running: &[] };
+            running: &[],
+            attrs: None, };
             for (name, dist) in space.iter() {
                 let value = sampler.sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&value), "{} drew {value:?} outside {dist:?}", sampler.name());
@@ -116,6 +117,7 @@ fn share(sampler: &dyn Sampler, dist: &Distribution, n: u64, pred: impl Fn(f64) 
                 direction: Direction::Minimize,
                 finished: &[],
                 running: &[],
+                attrs: None,
             };
             pred(sampler.sample(&ctx, "x", dist).unwrap().as_f64().unwrap())
         })
@@ -183,6 +185,7 @@ fn grid_covers_every_combination_exactly_once() {
             direction: Direction::Minimize,
             finished: &[],
             running: &[],
+            attrs: None,
         };
         let point: Vec<String> = space
             .iter()
@@ -196,6 +199,7 @@ fn grid_covers_every_combination_exactly_once() {
         direction: Direction::Minimize,
         finished: &[],
         running: &[],
+        attrs: None,
     };
     assert_eq!(
         grid.sample(&ctx, "lr", space.get("lr").unwrap()),
@@ -211,6 +215,7 @@ fn different_seeds_give_different_trials() {
         direction: Direction::Minimize,
         finished: &[],
         running: &[],
+        attrs: None,
     };
     let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
     let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
@@ -231,6 +236,7 @@ fn history(
                 direction: Direction::Minimize,
                 finished: &[],
                 running: &[],
+                attrs: None,
             };
             let params = space
                 .iter()
@@ -276,7 +282,7 @@ proptest! {
         for direction in [Direction::Minimize, Direction::Maximize] {
             let (running, finished): (Vec<_>, Vec<_>) =
                 past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
-            let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running };
+            let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running, attrs: None };
             for (name, dist) in space.iter() {
                 let a = TpeSampler::new(seed).sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&a), "tpe drew {a:?} outside {dist:?}");
@@ -287,6 +293,95 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn gp_draws_with_history_stay_inside_and_reproduce(
+        dists in proptest::collection::vec(arb_distribution(), 1..4),
+        seed in any::<u64>(),
+        n in 0u64..40,
+    ) {
+        let mut space = SearchSpace::new();
+        for (i, d) in dists.iter().enumerate() {
+            space.add(&format!("p{i}"), d.clone()).unwrap();
+        }
+        let past = history(&space, n, seed);
+        let (running, finished): (Vec<_>, Vec<_>) =
+            past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
+        let ctx = SampleContext { trial_number: n, direction: Direction::Maximize, finished: &finished, running: &running, attrs: None };
+        let joint = GpSampler::new(&space, seed).sample_joint(&ctx).unwrap();
+        let complete = finished.len();
+        // After the start-up trials the model chooses every parameter.
+        prop_assert_eq!(joint.len(), if complete >= 10 { space.len() } else { 0 });
+        for (name, (dist, value)) in &joint {
+            prop_assert_eq!(space.get(name), Some(dist));
+            prop_assert!(dist.contains(value), "gp drew {value:?} outside {dist:?}");
+        }
+        prop_assert_eq!(&joint, &GpSampler::new(&space, seed).sample_joint(&ctx).unwrap());
+        for (name, dist) in space.iter() {
+            let v = GpSampler::new(&space, seed).sample(&ctx, name, dist).unwrap();
+            prop_assert!(dist.contains(&v));
+        }
+    }
+}
+
+#[test]
+fn gp_beats_random_on_a_log_scale_bowl_and_spreads_parallel_asks() {
+    use crate::prelude::*;
+    let mut space = SearchSpace::new();
+    space
+        .add("lr", Distribution::float(1e-6, 1.0, Scale::Log).unwrap())
+        .unwrap();
+    space
+        .add("wd", Distribution::float(1e-8, 1e-2, Scale::Log).unwrap())
+        .unwrap();
+    space
+        .add("act", Distribution::categorical(["relu", "tanh"]).unwrap())
+        .unwrap();
+    let objective = |t: &mut Trial| -> Result<f64, TrialError> {
+        let lr = t.suggest_float("lr", 1e-6, 1.0, Scale::Log)?;
+        let wd = t.suggest_float("wd", 1e-8, 1e-2, Scale::Log)?;
+        let act = t.suggest_categorical("act", &["relu", "tanh"])?;
+        let penalty = if act == "tanh" { 1.0 } else { 0.0 };
+        Ok((lr.log10() + 2.5).powi(2) + 0.3 * (wd.log10() + 5.0).powi(2) + penalty)
+    };
+    let mut wins = 0;
+    for seed in 0..6 {
+        let g = Study::builder("g")
+            .sampler(GpSampler::new(&space, seed))
+            .build()
+            .unwrap();
+        g.optimize(30, objective).unwrap();
+        let r = Study::builder("r")
+            .sampler(RandomSampler::new(seed))
+            .build()
+            .unwrap();
+        r.optimize(30, objective).unwrap();
+        let (gb, rb) = (
+            g.best_trial().unwrap().unwrap(),
+            r.best_trial().unwrap().unwrap(),
+        );
+        assert_eq!(gb.params["act"], ParamValue::from("relu"));
+        if gb.value < rb.value {
+            wins += 1;
+        }
+        // Two trials asked before either finishes get different points (the constant liar).
+        let (mut a, mut b) = (g.ask().unwrap(), g.ask().unwrap());
+        let pa = a.suggest_float("lr", 1e-6, 1.0, Scale::Log).unwrap();
+        let pb = b.suggest_float("lr", 1e-6, 1.0, Scale::Log).unwrap();
+        let (wa, wb) = (
+            a.suggest_float("wd", 1e-8, 1e-2, Scale::Log).unwrap(),
+            b.suggest_float("wd", 1e-8, 1e-2, Scale::Log).unwrap(),
+        );
+        assert!(
+            pa != pb || wa != wb,
+            "seed {seed}: both asks got lr={pa} wd={wa}"
+        );
+    }
+    assert!(wins >= 5, "GP beat random in only {wins} of 6 runs");
 }
 
 #[test]
@@ -349,6 +444,7 @@ fn tpe_reading_history_in_steps_matches_reading_it_at_once() {
             direction: Direction::Maximize,
             finished: &past[..end],
             running: &[],
+            attrs: None,
         };
         for (name, dist) in space.iter() {
             let a = stepwise.sample(&ctx, name, dist).unwrap();

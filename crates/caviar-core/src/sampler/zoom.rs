@@ -17,10 +17,57 @@ pub struct ZoomBox {
     pub bounds: Vec<(String, f64, f64)>,
 }
 
+impl ZoomBox {
+    /// The attribute key a study stores this round's box under.
+    pub fn key(round: u64) -> String {
+        format!("zoom.round.{round:06}")
+    }
+
+    /// The box as stored: its unit intervals, which the sampler reads back, and the same
+    /// intervals as parameter values, for people.
+    pub fn to_json(&self, space: &SearchSpace, round_size: u64) -> serde_json::Value {
+        let mut unit = serde_json::Map::new();
+        let mut range = serde_json::Map::new();
+        for (name, lo, hi) in &self.bounds {
+            unit.insert(name.clone(), serde_json::json!([lo, hi]));
+            if let Some(dist) = space.get(name) {
+                range.insert(
+                    name.clone(),
+                    serde_json::json!([dist.from_unit(*lo), dist.from_unit(*hi)]),
+                );
+            }
+        }
+        serde_json::json!({
+            "round": self.round,
+            "first_trial": self.round * round_size,
+            "trials": round_size,
+            "unit": unit,
+            "range": range,
+        })
+    }
+
+    /// Reads a stored box back; `None` if it is not one.
+    pub fn from_json(value: &serde_json::Value) -> Option<ZoomBox> {
+        let round = value["round"].as_u64()?;
+        let bounds = value["unit"]
+            .as_object()?
+            .iter()
+            .map(|(name, pair)| {
+                let lo = pair.get(0)?.as_f64()?;
+                let hi = pair.get(1)?.as_f64()?;
+                (0.0 <= lo && lo <= hi && hi <= 1.0).then(|| (name.clone(), lo, hi))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ZoomBox { round, bounds })
+    }
+}
+
 /// Coarse to fine, automated: rounds of `round_size` trials. Round 0 fills the whole space with
 /// a scrambled Sobol sequence; each later round draws Sobol points from the box that the best
 /// `keep` share of all earlier complete trials occupy in each parameter's unit space, widened
-/// by `margin` on each side. A round's box is fixed by its first ask.
+/// by `margin` on each side. A round's box is fixed by its first ask and stored in the study
+/// (attribute `zoom.round.NNNNNN`), so every worker and every resume uses the same box and the
+/// user can see the lineage (`caviar rounds`).
 ///
 /// ```
 /// use caviar_core::prelude::*;
@@ -135,14 +182,39 @@ impl Sampler for ZoomSampler {
             return Ok(dist.from_unit(RandomSampler::unit(self.seed, ctx.trial_number, name)));
         };
         let round = ctx.trial_number / self.round_size.max(1);
-        let zoom = {
-            let mut boxes = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
-            boxes
-                .entry(round)
-                .or_insert_with(|| self.box_for(round, ctx))
-                .clone()
+        let known = self
+            .boxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&round)
+            .cloned();
+        let zoom = match known {
+            Some(b) => b,
+            None => {
+                let mut fresh = self.box_for(round, ctx);
+                if let Some(attrs) = ctx.attrs {
+                    let stored = attrs.insert(
+                        &ZoomBox::key(round),
+                        &fresh.to_json(&self.space, self.round_size),
+                    )?;
+                    // Another worker (or an earlier run) fixed this round first: use its box.
+                    if let Some(b) =
+                        ZoomBox::from_json(&stored).filter(|b| b.bounds.len() == fresh.bounds.len())
+                    {
+                        fresh = b;
+                    }
+                }
+                self.boxes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(round)
+                    .or_insert(fresh)
+                    .clone()
+            }
         };
-        let (_, lo, hi) = zoom.bounds[dim];
+        let Some(&(_, lo, hi)) = zoom.bounds.iter().find(|(n, _, _)| n == name) else {
+            return Ok(dist.from_unit(RandomSampler::unit(self.seed, ctx.trial_number, name)));
+        };
         let u = self.sequence.coordinate(ctx.trial_number, dim);
         Ok(dist.from_unit(lo + u * (hi - lo)))
     }

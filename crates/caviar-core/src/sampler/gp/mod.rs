@@ -1,0 +1,447 @@
+mod log_ei;
+mod model;
+mod warp;
+
+use std::sync::Mutex;
+
+use super::random::RandomSampler;
+use super::sobol::SobolSampler;
+use super::{JointSample, SampleContext, Sampler, SamplerError};
+use crate::rng::{derive_seed, stable_hash, Rng};
+use crate::space::{Distribution, ParamValue, SearchSpace};
+use crate::trial::{Direction, FrozenTrial, TrialState};
+use model::Gp;
+
+/// Gaussian-process Bayesian optimisation.
+///
+/// The objective is modelled in the unit cube of the search space (each parameter on its own
+/// scale, categorical parameters one-hot) by a Gaussian process with a Matérn-5/2 kernel and one
+/// lengthscale per dimension, fitted by maximising the marginal likelihood under weak priors.
+/// The next point maximises the logarithm of expected improvement: many random candidates,
+/// then quasi-Newton climbs from the best few, then a neighbour search over discrete and
+/// categorical values. The first `n_startup` trials come from a scrambled Sobol sequence.
+/// Running trials enter the model with the worst value seen (a constant liar), so parallel
+/// workers spread out.
+///
+/// With more than `max_fit_points` complete trials the hyperparameters are fitted on a random
+/// subset of that size, but the prediction uses every trial.
+///
+/// ```
+/// use caviar_core::prelude::*;
+/// use caviar_core::sampler::GpSampler;
+/// let mut space = SearchSpace::new();
+/// space.add("x", Distribution::float(-5.0, 5.0, Scale::Linear).unwrap()).unwrap();
+/// space.add("lr", Distribution::float(1e-5, 1.0, Scale::Log).unwrap()).unwrap();
+/// let study = Study::builder("gp").sampler(GpSampler::new(&space, 0)).build().unwrap();
+/// study.optimize(25, |t| {
+///     let x = t.suggest_float("x", -5.0, 5.0, Scale::Linear)?;
+///     let lr = t.suggest_float("lr", 1e-5, 1.0, Scale::Log)?;
+///     Ok((x - 1.0).powi(2) + (lr.log10() + 3.0).powi(2))
+/// }).unwrap();
+/// assert!(study.best_trial().unwrap().unwrap().value.unwrap() < 0.05);
+/// ```
+#[derive(Debug)]
+pub struct GpSampler {
+    encoding: Encoding,
+    startup: SobolSampler,
+    seed: u64,
+    /// Complete trials drawn from the Sobol sequence before the model takes over.
+    pub n_startup: usize,
+    /// Random candidates scored per suggestion.
+    pub n_candidates: usize,
+    /// Best candidates refined by local search.
+    pub n_local: usize,
+    /// Most trials used to fit the hyperparameters.
+    pub max_fit_points: usize,
+    /// Treat running trials as bad observations.
+    pub constant_liar: bool,
+    /// The last fitted hyperparameters, a second starting point for the next fit.
+    warm: Mutex<Option<Vec<f64>>>,
+}
+
+impl Clone for GpSampler {
+    fn clone(&self) -> Self {
+        GpSampler {
+            encoding: self.encoding.clone(),
+            startup: self.startup.clone(),
+            warm: Mutex::default(),
+            ..*self
+        }
+    }
+}
+
+impl GpSampler {
+    /// A GP sampler over `space`: 10 start-up trials, 1,024 candidates, 4 local searches,
+    /// hyperparameters fitted on at most 256 trials.
+    pub fn new(space: &SearchSpace, seed: u64) -> Self {
+        GpSampler {
+            encoding: Encoding::new(space),
+            startup: SobolSampler::new(space, seed),
+            seed,
+            n_startup: 10,
+            n_candidates: 1024,
+            n_local: 4,
+            max_fit_points: 256,
+            constant_liar: true,
+            warm: Mutex::default(),
+        }
+    }
+
+    fn propose(&self, ctx: &SampleContext<'_>) -> Option<Vec<f64>> {
+        let enc = &self.encoding;
+        let d = enc.dim;
+        let mut xs: Vec<f64> = Vec::new();
+        let mut losses: Vec<f64> = Vec::new();
+        for t in ctx.finished {
+            if let (Some(x), Some(loss)) = (enc.encode(t), loss_of(t, ctx.direction)) {
+                xs.extend(x);
+                losses.push(loss);
+            }
+        }
+        let n = losses.len();
+        if n < self.n_startup.max(1) || d == 0 {
+            return None;
+        }
+        let ys = warp::compress_bad_tail(&losses);
+        let mut rng = Rng::new(derive_seed(
+            self.seed,
+            &[ctx.trial_number, stable_hash("gp")],
+        ));
+
+        // Hyperparameters, on a random subset when there are many trials.
+        let (fit_x, fit_y) = if n > self.max_fit_points {
+            let mut idx: Vec<usize> = (0..n).collect();
+            rng.shuffle(&mut idx);
+            idx.truncate(self.max_fit_points);
+            idx.sort_unstable();
+            let fx: Vec<f64> = idx
+                .iter()
+                .flat_map(|&i| xs[i * d..i * d + d].iter().copied())
+                .collect();
+            let fy: Vec<f64> = idx.iter().map(|&i| ys[i]).collect();
+            (fx, fy)
+        } else {
+            (xs.clone(), ys.clone())
+        };
+        let mut starts = vec![model::default_theta(d)];
+        if let Some(w) = self.warm.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if w.len() == d + 2 {
+                starts.push(w);
+            }
+        }
+        let theta = model::fit_hyperparameters(&fit_x, &fit_y, d, &starts)?;
+        *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(theta.clone());
+
+        let best = ys.iter().copied().fold(f64::INFINITY, f64::min);
+        let worst = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // The incumbents seed local candidates.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| ys[a].total_cmp(&ys[b]));
+        let top: Vec<Vec<f64>> = order
+            .iter()
+            .take(5)
+            .map(|&i| xs[i * d..i * d + d].to_vec())
+            .collect();
+        let mut all_x = xs;
+        let mut all_y = ys;
+        if self.constant_liar {
+            for t in ctx.running {
+                if let Some(x) = enc.encode_running(t) {
+                    all_x.extend(x);
+                    all_y.push(worst);
+                }
+            }
+        }
+        let gp = Gp::new(all_x, &all_y, d, &theta)?;
+        Some(self.maximise_acquisition(&gp, best, &top, &mut rng))
+    }
+
+    fn maximise_acquisition(
+        &self,
+        gp: &Gp,
+        best: f64,
+        top: &[Vec<f64>],
+        rng: &mut Rng,
+    ) -> Vec<f64> {
+        let enc = &self.encoding;
+        let score = |x: &[f64]| {
+            let p = gp.predict(x, false);
+            log_ei::log_ei(p.mean, p.var.sqrt(), best).0
+        };
+        let mut candidates: Vec<Vec<f64>> = (0..self.n_candidates)
+            .map(|_| {
+                let mut x = enc.random(rng);
+                enc.snap(&mut x);
+                x
+            })
+            .collect();
+        for x0 in top {
+            for _ in 0..16 {
+                let mut x = x0.clone();
+                enc.perturb(&mut x, rng);
+                enc.snap(&mut x);
+                candidates.push(x);
+            }
+        }
+        let mut scored: Vec<(f64, Vec<f64>)> = candidates
+            .into_iter()
+            .map(|x| (score(&x), x))
+            .filter(|(s, _)| s.is_finite())
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let Some(mut champion) = scored.first().cloned() else {
+            return enc.random(rng);
+        };
+        for (_, start) in scored.iter().take(self.n_local) {
+            let (lo, hi) = enc.local_bounds(start);
+            let (x, _) = crate::optimize::minimize_box(
+                |x, g| {
+                    let p = gp.predict(x, true);
+                    let sd = p.var.sqrt();
+                    let (value, d_mean, d_sd) = log_ei::log_ei(p.mean, sd, best);
+                    let (dm, dv) = p.grad.expect("asked for");
+                    for k in 0..g.len() {
+                        g[k] = -(d_mean * dm[k] + d_sd * dv[k] / (2.0 * sd));
+                    }
+                    -value
+                },
+                start,
+                &lo,
+                &hi,
+                100,
+                1e-6,
+            );
+            let mut x = x;
+            enc.snap(&mut x);
+            let mut value = score(&x);
+            enc.neighbour_search(&mut x, &mut value, &score);
+            if value > champion.0 {
+                champion = (value, x);
+            }
+        }
+        champion.1
+    }
+}
+
+impl Sampler for GpSampler {
+    fn sample(
+        &self,
+        ctx: &SampleContext<'_>,
+        name: &str,
+        dist: &Distribution,
+    ) -> Result<ParamValue, SamplerError> {
+        if self.encoding.covers(name, dist) {
+            self.startup.sample(ctx, name, dist)
+        } else {
+            Ok(dist.from_unit(RandomSampler::unit(self.seed, ctx.trial_number, name)))
+        }
+    }
+
+    fn sample_joint(&self, ctx: &SampleContext<'_>) -> Result<JointSample, SamplerError> {
+        Ok(match self.propose(ctx) {
+            Some(x) => self.encoding.decode(&x),
+            None => JointSample::new(),
+        })
+    }
+
+    fn needs_history(&self) -> bool {
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        "gp"
+    }
+}
+
+/// The loss of a complete trial (lower is better whatever the direction).
+fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
+    match (t.state, t.value) {
+        (TrialState::Complete, Some(v)) if v.is_finite() => Some(match direction {
+            Direction::Minimize => v,
+            Direction::Maximize => -v,
+        }),
+        _ => None,
+    }
+}
+
+/// Where each parameter lives in the model's input vector: one unit coordinate for a number,
+/// one column per choice for a categorical parameter.
+#[derive(Clone, Debug)]
+struct Encoding {
+    params: Vec<(String, Distribution, usize, usize)>,
+    dim: usize,
+}
+
+impl Encoding {
+    fn new(space: &SearchSpace) -> Self {
+        let mut params = Vec::new();
+        let mut dim = 0;
+        for (name, dist) in space.iter() {
+            let width = match dist {
+                Distribution::Categorical { choices } => choices.len(),
+                _ => 1,
+            };
+            params.push((name.clone(), dist.clone(), dim, width));
+            dim += width;
+        }
+        Encoding { params, dim }
+    }
+
+    fn covers(&self, name: &str, dist: &Distribution) -> bool {
+        self.params
+            .iter()
+            .any(|(n, d, _, _)| n == name && d == dist)
+    }
+
+    fn encode(&self, t: &FrozenTrial) -> Option<Vec<f64>> {
+        let mut x = vec![0.0; self.dim];
+        for (name, dist, at, _) in &self.params {
+            if t.distributions.get(name) != Some(dist) {
+                return None;
+            }
+            let value = t.params.get(name)?;
+            match dist {
+                Distribution::Categorical { choices } => {
+                    x[at + choices.iter().position(|c| c == value)?] = 1.0;
+                }
+                _ => x[*at] = dist.to_unit(value)?,
+            }
+        }
+        Some(x)
+    }
+
+    /// A running trial's point, if it already has every parameter.
+    fn encode_running(&self, t: &FrozenTrial) -> Option<Vec<f64>> {
+        self.encode(t)
+    }
+
+    fn decode(&self, x: &[f64]) -> JointSample {
+        self.params
+            .iter()
+            .map(|(name, dist, at, width)| {
+                let value = match dist {
+                    Distribution::Categorical { choices } => {
+                        choices[argmax(&x[*at..at + width])].clone()
+                    }
+                    _ => dist.from_unit(x[*at]),
+                };
+                (name.clone(), (dist.clone(), value))
+            })
+            .collect()
+    }
+
+    /// Moves discrete numbers to the centre of their cell and makes categories exactly one-hot,
+    /// so the model scores the point that would really be tried.
+    fn snap(&self, x: &mut [f64]) {
+        for (_, dist, at, width) in &self.params {
+            match dist {
+                Distribution::Categorical { .. } => {
+                    let k = argmax(&x[*at..at + width]);
+                    for (j, v) in x[*at..at + width].iter_mut().enumerate() {
+                        *v = if j == k { 1.0 } else { 0.0 };
+                    }
+                }
+                _ if dist.cardinality().is_some() => {
+                    x[*at] = dist.to_unit(&dist.from_unit(x[*at])).unwrap_or(x[*at]);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn random(&self, rng: &mut Rng) -> Vec<f64> {
+        let mut x = vec![0.0; self.dim];
+        for (_, dist, at, width) in &self.params {
+            match dist {
+                Distribution::Categorical { .. } => x[at + rng.below(*width as u64) as usize] = 1.0,
+                _ => x[*at] = rng.next_f64(),
+            }
+        }
+        x
+    }
+
+    /// A small random move: numbers by N(0, 0.05²), categories re-drawn one time in five.
+    fn perturb(&self, x: &mut [f64], rng: &mut Rng) {
+        for (_, dist, at, width) in &self.params {
+            match dist {
+                Distribution::Categorical { .. } => {
+                    if rng.next_f64() < 0.2 {
+                        x[*at..at + width].iter_mut().for_each(|v| *v = 0.0);
+                        x[at + rng.below(*width as u64) as usize] = 1.0;
+                    }
+                }
+                _ => x[*at] = (x[*at] + 0.05 * rng.normal()).clamp(0.0, 1.0),
+            }
+        }
+    }
+
+    /// Box for the gradient climb: numbers free in [0, 1], categories held where they are.
+    fn local_bounds(&self, x: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let mut lo = vec![0.0; self.dim];
+        let mut hi = vec![1.0; self.dim];
+        for (_, dist, at, width) in &self.params {
+            if matches!(dist, Distribution::Categorical { .. }) {
+                lo[*at..at + width].copy_from_slice(&x[*at..at + width]);
+                hi[*at..at + width].copy_from_slice(&x[*at..at + width]);
+            }
+        }
+        (lo, hi)
+    }
+
+    /// Greedy moves to the neighbouring cell of each discrete number and to every other choice
+    /// of each categorical parameter, while any improves the score.
+    fn neighbour_search(&self, x: &mut Vec<f64>, value: &mut f64, score: &dyn Fn(&[f64]) -> f64) {
+        for _ in 0..3 {
+            let mut improved = false;
+            for (_, dist, at, width) in &self.params {
+                let mut tries: Vec<Vec<f64>> = Vec::new();
+                match dist {
+                    Distribution::Categorical { .. } => {
+                        for j in 0..*width {
+                            if x[at + j] != 1.0 {
+                                let mut y = x.clone();
+                                y[*at..at + width].iter_mut().for_each(|v| *v = 0.0);
+                                y[at + j] = 1.0;
+                                tries.push(y);
+                            }
+                        }
+                    }
+                    _ => {
+                        if let Some(cells) = dist.cardinality() {
+                            let step = 1.0 / cells as f64;
+                            for u in [x[*at] - step, x[*at] + step] {
+                                if (0.0..=1.0).contains(&u) {
+                                    let mut y = x.clone();
+                                    y[*at] = u;
+                                    self.snap(&mut y);
+                                    tries.push(y);
+                                }
+                            }
+                        }
+                    }
+                }
+                for y in tries {
+                    let s = score(&y);
+                    if s > *value {
+                        *value = s;
+                        *x = y;
+                        improved = true;
+                    }
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+    }
+}
+
+fn argmax(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
