@@ -22,6 +22,9 @@ done
 solvers=(
   "$(kurobako solver --name optuna-tpe optuna --sampler TPESampler)"
   "$(kurobako solver --name caviar-tpe command -- "$caviar" kurobako-solver --sampler tpe)"
+  "$(kurobako solver --name caviar-tpe-mv command -- "$caviar" kurobako-solver --sampler tpe-mv)"
+  "$(kurobako solver --name caviar-gp command -- "$caviar" kurobako-solver --sampler gp)"
+  "$(kurobako solver --name caviar-zoom command -- "$caviar" kurobako-solver --sampler zoom)"
   "$(kurobako solver --name caviar-random command -- "$caviar" kurobako-solver --sampler random)"
 )
 kurobako studies --solvers "${solvers[@]}" --problems "${problems[@]}" \
@@ -29,3 +32,8 @@ kurobako studies --solvers "${solvers[@]}" --problems "${problems[@]}" \
 kurobako run --parallelism 2 < "$out/studies.json" > "$out/results.json"
 kurobako report < "$out/results.json" > "$out/report.md"
 echo "report: $out/report.md"
+# One report per caviar sampler against Optuna's TPE alone (see kurobako_pairs.py for why).
+for pair in $(python3 benches/kurobako_pairs.py "$out/results.json" "$out"); do
+  kurobako report < "$pair" > "${pair%.json}.md"
+  echo "pair report: ${pair%.json}.md"
+done

@@ -148,7 +148,7 @@ fn sampler(kind: &str, space: &SearchSpace, seed: u64) -> Arc<dyn Sampler> {
     crate::run::default_sampler(kind, space, seed).expect("KINDS names known samplers")
 }
 
-const KINDS: [&str; 5] = ["random", "sobol", "zoom", "tpe", "gp"];
+const KINDS: [&str; 6] = ["random", "sobol", "zoom", "tpe", "tpe-mv", "gp"];
 
 /// Best value after 50 and after 100 trials.
 fn optimise(problem: &Problem, kind: &str, seed: u64) -> Result<(f64, f64)> {

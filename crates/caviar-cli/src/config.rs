@@ -91,6 +91,9 @@ pub struct SamplerSection {
     /// Zoom only: widening of each box on each side, as a share of the range (default 0.05).
     #[serde(default)]
     pub margin: Option<f64>,
+    /// TPE only: model all parameters jointly (default false).
+    #[serde(default)]
+    pub multivariate: Option<bool>,
 }
 
 fn default_sampler() -> String {
@@ -109,6 +112,7 @@ impl Default for SamplerSection {
             round_size: None,
             keep: None,
             margin: None,
+            multivariate: None,
         }
     }
 }
@@ -386,11 +390,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             ));
         }
     }
-    if file.sampler.gamma.is_some() && kind != "tpe" {
-        return Err(fail(
-            key_line("gamma"),
-            "[sampler] gamma is for kind = \"tpe\" only; remove it".into(),
-        ));
+    for (key, given) in [
+        ("gamma", file.sampler.gamma.is_some()),
+        ("multivariate", file.sampler.multivariate.is_some()),
+    ] {
+        if given && kind != "tpe" {
+            return Err(fail(
+                key_line(key),
+                format!("[sampler] {key} is for kind = \"tpe\" only; remove it"),
+            ));
+        }
     }
     for (key, given) in [
         ("round_size", file.sampler.round_size.is_some()),
@@ -860,6 +869,12 @@ act = { choices = ["relu", "tanh"] }
         assert!(check(&bad)
             .unwrap_err()
             .contains("is not known; use one of"));
+        let mv = format!("{GOOD}\n[sampler]\nkind = \"tpe\"\nmultivariate = true\n");
+        assert_eq!(check(&mv).unwrap().file.sampler.multivariate, Some(true));
+        let mv_gp = format!("{GOOD}\n[sampler]\nkind = \"gp\"\nmultivariate = true\n");
+        assert!(check(&mv_gp)
+            .unwrap_err()
+            .contains("multivariate is for kind = \"tpe\" only"));
         let misplaced = format!("{GOOD}\n[sampler]\nkind = \"gp\"\ngamma = 0.2\n");
         assert!(check(&misplaced)
             .unwrap_err()

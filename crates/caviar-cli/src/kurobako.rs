@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::BadInput;
 
 /// Samplers the adapter offers.
-pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe", "gp"];
+pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe", "tpe-mv", "gp"];
 
 struct Solver {
     study: Study,

@@ -85,7 +85,7 @@ enum Command {
     },
     /// Serve kurobako's external-solver protocol on stdin/stdout with a caviar sampler.
     KurobakoSolver {
-        /// random, sobol, zoom, tpe or gp.
+        /// random, sobol, zoom, tpe, tpe-mv (multivariate TPE) or gp.
         #[arg(long, default_value = "tpe")]
         sampler: String,
     },

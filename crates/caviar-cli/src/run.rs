@@ -28,6 +28,7 @@ pub fn default_sampler(kind: &str, space: &SearchSpace, seed: u64) -> Option<Arc
         "random" => Arc::new(RandomSampler::new(seed)),
         "sobol" => Arc::new(SobolSampler::new(space, seed)),
         "tpe" => Arc::new(TpeSampler::new(seed)),
+        "tpe-mv" => Arc::new(TpeSampler::multivariate(seed)),
         "zoom" => Arc::new(ZoomSampler::new(space, seed)),
         "gp" => Arc::new(GpSampler::new(space, seed)),
         _ => return None,

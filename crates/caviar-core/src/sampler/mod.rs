@@ -10,6 +10,7 @@ mod grid;
 mod random;
 mod sobol;
 mod tpe;
+mod tpe_multi;
 mod zoom;
 
 pub use gp::GpSampler;

@@ -60,7 +60,9 @@ fn samplers(space: &SearchSpace, seed: u64) -> Vec<Box<dyn Sampler>> {
         Box::new(SobolSampler::new(space, seed)),
         Box::new(GridSampler::from_space(space, 4, &Default::default(), seed).unwrap()),
         Box::new(TpeSampler::new(seed)),
+        Box::new(TpeSampler::multivariate(seed)),
         Box::new(ZoomSampler::new(space, seed)),
+        Box::new(GpSampler::new(space, seed)),
     ]
 }
 
@@ -287,6 +289,12 @@ proptest! {
                 let a = TpeSampler::new(seed).sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&a), "tpe drew {a:?} outside {dist:?}");
                 prop_assert_eq!(&a, &TpeSampler::new(seed).sample(&ctx, name, dist).unwrap());
+                let mv = TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap();
+                if let Some((d, v)) = mv.get(name) {
+                    prop_assert_eq!(d, dist);
+                    prop_assert!(dist.contains(v), "tpe-mv drew {v:?} outside {dist:?}");
+                }
+                prop_assert_eq!(&mv, &TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap());
                 let z = ZoomSampler::new(&space, seed).sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&z), "zoom drew {z:?} outside {dist:?}");
                 prop_assert_eq!(&z, &ZoomSampler::new(&space, seed).sample(&ctx, name, dist).unwrap());
@@ -418,6 +426,39 @@ fn tpe_beats_random_on_a_log_scale_bowl() {
     assert!(
         tpe_wins >= 8,
         "TPE beat random in only {tpe_wins} of {runs} runs"
+    );
+}
+
+#[test]
+fn multivariate_tpe_beats_random_on_a_coupled_valley() {
+    use crate::prelude::*;
+    // The good learning rate depends on the batch size: a diagonal valley in log space.
+    let objective = |t: &mut Trial| -> Result<f64, TrialError> {
+        let lr = t.suggest_float("lr", 1e-6, 1.0, Scale::Log)?;
+        let batch = t.suggest_int("batch", 16, 1024, Scale::Log)?;
+        let act = t.suggest_categorical("act", &["relu", "tanh"])?;
+        let valley = lr.log10() - (batch as f64).log2() / 2.0 + 6.0;
+        Ok(valley.powi(2) + if act == "relu" { 0.0 } else { 0.5 })
+    };
+    let mut wins = 0;
+    for seed in 0..10 {
+        let best = |sampler: Box<dyn Sampler>| {
+            let s = Study::builder("s")
+                .shared_sampler(sampler.into())
+                .build()
+                .unwrap();
+            s.optimize(80, objective).unwrap();
+            s.best_trial().unwrap().unwrap().value.unwrap()
+        };
+        let mv = best(Box::new(TpeSampler::multivariate(seed)));
+        let r = best(Box::new(RandomSampler::new(seed)));
+        if mv < r {
+            wins += 1;
+        }
+    }
+    assert!(
+        wins >= 8,
+        "multivariate TPE beat random in only {wins} of 10"
     );
 }
 

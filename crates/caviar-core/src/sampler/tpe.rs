@@ -2,13 +2,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::random::RandomSampler;
-use super::{SampleContext, Sampler, SamplerError};
+use super::tpe_multi::{Intersection, Settings};
+use super::{JointSample, SampleContext, Sampler, SamplerError};
 use crate::rng::{stable_hash, Rng};
 use crate::space::{Distribution, ParamValue};
 use crate::trial::{Direction, FrozenTrial, TrialState};
 
-/// Tree-structured Parzen estimator (Bergstra et al., 2011), univariate, in each parameter's
-/// unit space, so log and reverse-log scales are modelled on their own scale.
+/// Tree-structured Parzen estimator (Bergstra et al., 2011) in each parameter's unit space, so
+/// log and reverse-log scales are modelled on their own scale. Univariate by default;
+/// [`TpeSampler::multivariate`] models the parameters that all complete trials share jointly,
+/// with product kernels (Scott's-rule bandwidth), and the rest one at a time.
 ///
 /// After `n_startup` complete trials it splits them by objective into the best `γ(n)` ("below",
 /// γ(n) = min(⌈fraction·n⌉, cap)) and the rest ("above"), fits a Parzen estimator l(x) to the
@@ -41,8 +44,13 @@ pub struct TpeSampler {
     pub prior_weight: f64,
     /// Treat running trials as bad observations.
     pub constant_liar: bool,
+    /// Model all parameters jointly (product kernels over the parameters every complete trial
+    /// has) instead of one at a time.
+    pub multivariate: bool,
     /// Per parameter, what has been read from the finished trials so far.
     cache: Arc<Mutex<HashMap<String, Observed>>>,
+    /// The parameters common to all complete trials (multivariate only).
+    intersection: Arc<Mutex<Intersection>>,
 }
 
 impl Clone for TpeSampler {
@@ -50,6 +58,7 @@ impl Clone for TpeSampler {
     fn clone(&self) -> Self {
         TpeSampler {
             cache: Default::default(),
+            intersection: Default::default(),
             ..*self
         }
     }
@@ -88,7 +97,17 @@ impl TpeSampler {
             gamma_cap: 25,
             prior_weight: 1.0,
             constant_liar: true,
+            multivariate: false,
             cache: Default::default(),
+            intersection: Default::default(),
+        }
+    }
+
+    /// Multivariate TPE with Optuna's defaults otherwise.
+    pub fn multivariate(seed: u64) -> Self {
+        TpeSampler {
+            multivariate: true,
+            ..Self::new(seed)
         }
     }
 }
@@ -441,12 +460,37 @@ impl Sampler for TpeSampler {
         Ok(dist.from_unit(best.0))
     }
 
+    fn sample_joint(&self, ctx: &SampleContext<'_>) -> Result<JointSample, SamplerError> {
+        if !self.multivariate {
+            return Ok(JointSample::new());
+        }
+        let space = self
+            .intersection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(ctx.finished);
+        let settings = Settings {
+            seed: self.seed,
+            n_startup: self.n_startup,
+            n_candidates: self.n_candidates,
+            gamma_fraction: self.gamma_fraction,
+            gamma_cap: self.gamma_cap,
+            prior_weight: self.prior_weight,
+            constant_liar: self.constant_liar,
+        };
+        Ok(super::tpe_multi::sample_joint(&settings, ctx, &space))
+    }
+
     fn needs_history(&self) -> bool {
         true
     }
 
     fn name(&self) -> &'static str {
-        "tpe"
+        if self.multivariate {
+            "tpe-mv"
+        } else {
+            "tpe"
+        }
     }
 }
 
