@@ -73,16 +73,17 @@ struct Observed {
     consumed: usize,
     /// (loss, x), by loss.
     by_loss: Vec<(f64, f64)>,
-    /// (x, loss), by x.
-    by_x: Vec<(f64, f64)>,
+    /// (x, loss, age), by x; age counts complete observations in the order they were read.
+    by_x: Vec<(f64, f64, u32)>,
 }
 
 impl Observed {
     fn insert(&mut self, x: f64, loss: f64) {
+        let age = self.by_loss.len() as u32;
         let i = self.by_loss.partition_point(|o| o.0 <= loss);
         self.by_loss.insert(i, (loss, x));
         let j = self.by_x.partition_point(|o| o.0 <= x);
-        self.by_x.insert(j, (x, loss));
+        self.by_x.insert(j, (x, loss, age));
     }
 }
 
@@ -148,8 +149,17 @@ struct Parzen {
     mus: Vec<f64>,
     sigmas: Vec<f64>,
     inv_sigmas: Vec<f64>,
-    /// log weight - log(σ√2π) - log(truncation mass), per component.
+    /// log weight - log(σ√2π) - log(truncation mass), per component; computed when a density
+    /// first needs it (NaN until then), since most components never fall in a window.
     offsets: Vec<f64>,
+    /// Raw weights of the data components (all 1 when absent) and of the prior.
+    weights: Option<Vec<f64>>,
+    prior_weight: f64,
+    log_total: f64,
+    /// The smallest bandwidth and its ln, which most components have once trials are many.
+    min_sigma: (f64, f64),
+    scratch_indices: Vec<usize>,
+    scratch_terms: Vec<f64>,
     cumulative_weights: Vec<f64>,
     /// Bands of narrow components: (indices in centre order, their centres, window half-width).
     bands: Vec<(Vec<usize>, Vec<f64>, f64)>,
@@ -157,6 +167,45 @@ struct Parzen {
 }
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// e^x for x ≤ 0, to about 1e-15 relative error, inlined: the density sums call it thousands of
+/// times per ask and libm's general `exp` is a function call with special cases they never need.
+/// Range reduction x = k·ln2 + r (ln2 split in two parts), a degree-12 Taylor polynomial for
+/// e^r with |r| ≤ ln2/2, and 2^k put straight into the exponent bits.
+#[inline]
+fn exp_nonpositive(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    if x < -708.0 {
+        return 0.0;
+    }
+    // Round to nearest for y ≤ 0 by truncating y - 0.5 (f64::round is a libm call on baseline
+    // x86-64).
+    let k = (x * std::f64::consts::LOG2_E - 0.5) as i64;
+    let kf = k as f64;
+    let r = (x - kf * LN2_HI) - kf * LN2_LO;
+    // 1/12!, 1/11!, ..., 1/1!, 1/0!.
+    const COEFFS: [f64; 13] = [
+        2.087_675_698_786_81e-9,
+        2.505_210_838_544_172e-8,
+        2.755_731_922_398_589e-7,
+        2.755_731_922_398_589_3e-6,
+        2.480_158_730_158_73e-5,
+        1.984_126_984_126_984e-4,
+        1.388_888_888_888_889e-3,
+        8.333_333_333_333_333e-3,
+        4.166_666_666_666_666_4e-2,
+        1.666_666_666_666_666_6e-1,
+        0.5,
+        1.0,
+        1.0,
+    ];
+    let mut p = COEFFS[0];
+    for c in &COEFFS[1..] {
+        p = p * r + c;
+    }
+    p * f64::from_bits(((k + 1023) as u64) << 52)
+}
 
 fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
@@ -187,59 +236,59 @@ fn erfc(x: f64) -> f64 {
 impl Parzen {
     fn new(mut centers: Vec<f64>, prior_weight: f64) -> Self {
         centers.sort_by(f64::total_cmp);
-        Self::from_sorted(centers, prior_weight)
+        Self::from_sorted(centers, None, prior_weight)
     }
 
-    fn from_sorted(centers: Vec<f64>, prior_weight: f64) -> Self {
+    /// An estimator over `centers` (sorted), each weighted by `weights` (1 when absent), plus
+    /// the prior. Bandwidths follow Optuna's univariate rule: the larger gap to a neighbour,
+    /// counting the prior's centre 0.5 as a neighbour and, at either end, only the inner gap;
+    /// clipped to [1 / min(100, n + 2), 1].
+    fn from_sorted(centers: Vec<f64>, weights: Option<&[f64]>, prior_weight: f64) -> Self {
         let n = centers.len();
-        // Bandwidth from the gaps to the neighbours, clipped to [1 / min(100, n + 1), 1]; the
-        // prior sits at 0.5 with σ = 1.
-        let min_sigma = 1.0 / (100.0f64).min(n as f64 + 1.0);
+        let min_sigma = 1.0 / (100.0f64).min(n as f64 + 2.0);
+        // Neighbours of centre i in the merged order of centres and the prior's 0.5.
+        let prior_at = centers.partition_point(|&c| c < 0.5);
+        let merged = |k: usize| -> f64 {
+            // Position k in the merged sequence (centres with 0.5 inserted at prior_at).
+            match k.cmp(&prior_at) {
+                std::cmp::Ordering::Less => centers[k],
+                std::cmp::Ordering::Equal => 0.5,
+                std::cmp::Ordering::Greater => centers[k - 1],
+            }
+        };
+        let len = n + 1;
         let mut mus = Vec::with_capacity(n + 1);
         let mut sigmas = Vec::with_capacity(n + 1);
         for (i, &mu) in centers.iter().enumerate() {
-            let left = if i == 0 { mu } else { mu - centers[i - 1] };
-            let right = if i + 1 == n {
+            let k = if i < prior_at { i } else { i + 1 };
+            let left = if k == 0 { mu } else { mu - merged(k - 1) };
+            let right = if k + 1 == len {
                 1.0 - mu
             } else {
-                centers[i + 1] - mu
+                merged(k + 1) - mu
+            };
+            let sigma = if len >= 2 && k == 0 {
+                right
+            } else if len >= 2 && k + 1 == len {
+                left
+            } else {
+                left.max(right)
             };
             mus.push(mu);
-            sigmas.push(left.max(right).clamp(min_sigma, 1.0));
+            sigmas.push(sigma.clamp(min_sigma, 1.0));
         }
         mus.push(0.5);
         sigmas.push(1.0);
-        let total = n as f64 + prior_weight;
-        let weight = |i: usize| {
-            if i < n {
-                1.0 / total
+        let raw = |i: usize| -> f64 {
+            if i == n {
+                prior_weight
             } else {
-                prior_weight / total
+                weights.map_or(1.0, |w| w[i])
             }
         };
-        let (log_w, log_prior_w, log_min_sigma) = (
-            (1.0 / total).ln(),
-            (prior_weight / total).ln(),
-            min_sigma.ln(),
-        );
-        let offsets = (0..=n)
-            .map(|i| {
-                let (m, s) = (mus[i], sigmas[i]);
-                let log_w = if i < n { log_w } else { log_prior_w };
-                let log_s = if s == min_sigma {
-                    log_min_sigma
-                } else {
-                    s.ln()
-                };
-                // Components 9σ inside the box lose nothing to truncation.
-                let mass = if m - 9.0 * s >= 0.0 && m + 9.0 * s <= 1.0 {
-                    1.0
-                } else {
-                    (normal_cdf((1.0 - m) / s) - normal_cdf(-m / s)).max(1e-300)
-                };
-                log_w - LN_SQRT_2PI - log_s - mass.ln()
-            })
-            .collect();
+        let total: f64 = (0..=n).map(raw).sum();
+        let weight = |i: usize| raw(i) / total;
+        let log_total = total.ln();
         let mut acc = 0.0;
         let cumulative_weights = (0..=n)
             .map(|i| {
@@ -264,9 +313,15 @@ impl Parzen {
         }
         Parzen {
             inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
+            offsets: vec![f64::NAN; mus.len()],
             mus,
             sigmas,
-            offsets,
+            weights: weights.map(<[f64]>::to_vec),
+            prior_weight,
+            log_total,
+            min_sigma: (min_sigma, min_sigma.ln()),
+            scratch_indices: Vec::new(),
+            scratch_terms: Vec::new(),
             cumulative_weights,
             bands,
             wide,
@@ -288,41 +343,74 @@ impl Parzen {
         self.mus[k].clamp(0.0, 1.0)
     }
 
-    fn log_pdf(&self, x: f64) -> f64 {
-        // Streaming log-sum-exp: one exp per component.
-        let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0f64);
-        let mut add = |i: usize| {
-            let z = (x - self.mus[i]) * self.inv_sigmas[i];
-            let t = self.offsets[i] - 0.5 * z * z;
-            if t > max {
-                sum = sum * (max - t).exp() + 1.0;
-                max = t;
-            } else {
-                sum += (t - max).exp();
-            }
-        };
-        for &i in &self.wide {
-            add(i);
+    fn offset(&mut self, i: usize) -> f64 {
+        let cached = self.offsets[i];
+        if !cached.is_nan() {
+            return cached;
         }
+        let (m, s) = (self.mus[i], self.sigmas[i]);
+        let n = self.mus.len() - 1;
+        let raw_w = if i == n {
+            self.prior_weight
+        } else {
+            self.weights.as_ref().map_or(1.0, |w| w[i])
+        };
+        let log_w = if raw_w == 1.0 { 0.0 } else { raw_w.ln() } - self.log_total;
+        // Components 9σ inside the box lose nothing to truncation.
+        let mass = if m - 9.0 * s >= 0.0 && m + 9.0 * s <= 1.0 {
+            1.0
+        } else {
+            (normal_cdf((1.0 - m) / s) - normal_cdf(-m / s)).max(1e-300)
+        };
+        let log_s = if s == self.min_sigma.0 {
+            self.min_sigma.1
+        } else {
+            s.ln()
+        };
+        let v = log_w - LN_SQRT_2PI - log_s - mass.ln();
+        self.offsets[i] = v;
+        v
+    }
+
+    #[cfg(test)]
+    fn term(&mut self, i: usize, x: f64) -> f64 {
+        let z = (x - self.mus[i]) * self.inv_sigmas[i];
+        self.offset(i) - 0.5 * z * z
+    }
+
+    fn log_pdf(&mut self, x: f64) -> f64 {
+        // The components that matter at x: the wide ones and each band's window.
+        let mut picked = std::mem::take(&mut self.scratch_indices);
+        picked.clear();
+        picked.extend_from_slice(&self.wide);
         for (members, centres, window) in &self.bands {
             let from = centres.partition_point(|&m| m < x - window);
             let to = centres.partition_point(|&m| m <= x + window);
-            for &i in &members[from..to] {
-                add(i);
+            picked.extend_from_slice(&members[from..to]);
+        }
+        for &i in &picked {
+            if self.offsets[i].is_nan() {
+                self.offset(i);
             }
         }
+        // Two passes (maximum, then the sum of exponentials) keep the loops branch-free.
+        let mut terms = std::mem::take(&mut self.scratch_terms);
+        terms.clear();
+        terms.extend(picked.iter().map(|&i| {
+            let z = (x - self.mus[i]) * self.inv_sigmas[i];
+            self.offsets[i] - 0.5 * z * z
+        }));
+        let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = terms.iter().map(|&t| exp_nonpositive(t - max)).sum();
+        self.scratch_indices = picked;
+        self.scratch_terms = terms;
         max + sum.ln()
     }
 
     /// The density summed over every component (the reference for the windowed one).
     #[cfg(test)]
-    fn log_pdf_exact(&self, x: f64) -> f64 {
-        let terms: Vec<f64> = (0..self.mus.len())
-            .map(|i| {
-                let z = (x - self.mus[i]) * self.inv_sigmas[i];
-                self.offsets[i] - 0.5 * z * z
-            })
-            .collect();
+    fn log_pdf_exact(&mut self, x: f64) -> f64 {
+        let terms: Vec<f64> = (0..self.mus.len()).map(|i| self.term(i, x)).collect();
         log_sum_exp(&terms)
     }
 }
@@ -390,9 +478,15 @@ impl Sampler for TpeSampler {
             .collect();
         if fresh.len() > 32 {
             // A first read (or a big catch-up): sorting once beats inserting one by one.
+            let first_age = seen.by_loss.len() as u32;
             seen.by_loss
                 .extend(fresh.iter().map(|&(x, loss)| (loss, x)));
-            seen.by_x.extend(fresh.iter().copied());
+            seen.by_x.extend(
+                fresh
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(x, loss))| (x, loss, first_age + k as u32)),
+            );
             seen.by_loss.sort_by(|a, b| a.0.total_cmp(&b.0));
             seen.by_x.sort_by(|a, b| a.0.total_cmp(&b.0));
         } else {
@@ -434,20 +528,63 @@ impl Sampler for TpeSampler {
             return Ok(choices[c].clone());
         }
         // Above: everything worse than the threshold, already in x order, plus the liars.
-        let mut above: Vec<f64> = seen
-            .by_x
-            .iter()
-            .filter(|o| o.1 > threshold)
-            .map(|o| o.0)
-            .collect();
-        for x in liars {
-            let at = above.partition_point(|&a| a <= x);
-            above.insert(at, x);
+        // Older observations weigh less (Optuna's ramp: the newest 25 weigh 1, older ones
+        // linearly less, down to 1/n for the oldest), so the model follows the search.
+        let mut above: Vec<f64> = Vec::with_capacity(complete - below_count + liars.len());
+        let mut ages: Vec<u32> = Vec::with_capacity(complete - below_count);
+        for &(x, loss, age) in &seen.by_x {
+            if loss > threshold {
+                above.push(x);
+                ages.push(age);
+            }
         }
+        let n_above = above.len() + liars.len();
+        let weights = if n_above >= 25 {
+            // Rank of each age among the above ages, oldest first.
+            let mut is_above = vec![false; complete];
+            for &a in &ages {
+                if let Some(slot) = is_above.get_mut(a as usize) {
+                    *slot = true;
+                }
+            }
+            let mut rank_of = vec![0u32; complete];
+            let mut r = 0;
+            for (a, &flag) in is_above.iter().enumerate() {
+                rank_of[a] = r;
+                r += u32::from(flag);
+            }
+            let ramped = n_above - 25;
+            let ramp = |rank: usize| {
+                if rank >= ramped {
+                    1.0
+                } else if ramped == 1 {
+                    1.0 / n_above as f64
+                } else {
+                    let lo = 1.0 / n_above as f64;
+                    lo + (1.0 - lo) * rank as f64 / (ramped - 1) as f64
+                }
+            };
+            let mut w: Vec<f64> = ages
+                .iter()
+                .map(|&a| ramp(rank_of.get(a as usize).copied().unwrap_or(0) as usize))
+                .collect();
+            for x in &liars {
+                let at = above.partition_point(|&a| a <= *x);
+                above.insert(at, *x);
+                w.insert(at, 1.0);
+            }
+            Some(w)
+        } else {
+            for x in liars {
+                let at = above.partition_point(|&a| a <= x);
+                above.insert(at, x);
+            }
+            None
+        };
         drop(cache);
-        let (l, g) = (
+        let (mut l, mut g) = (
             Parzen::new(below, self.prior_weight),
-            Parzen::from_sorted(above, self.prior_weight),
+            Parzen::from_sorted(above, weights.as_deref(), self.prior_weight),
         );
         let mut best = (0.5, f64::NEG_INFINITY);
         for _ in 0..self.n_candidates {
@@ -499,6 +636,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fast_exp_matches_libm() {
+        let mut x = 0.0;
+        while x > -750.0 {
+            let (fast, exact) = (exp_nonpositive(x), x.exp());
+            assert!(
+                (fast - exact).abs() <= 4e-15 * exact || (exact < 1e-300 && fast < 1e-300),
+                "exp({x}): {fast} vs {exact}"
+            );
+            x -= 0.0137;
+        }
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(f64::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
     fn erfc_matches_known_values() {
         for (x, want) in [
             (0.0, 1.0),
@@ -515,7 +667,7 @@ mod tests {
     fn windowed_density_matches_the_full_sum() {
         let mut rng = Rng::new(4);
         let centers: Vec<f64> = (0..2000).map(|_| rng.next_f64().powi(3)).collect();
-        let p = Parzen::new(centers, 1.0);
+        let mut p = Parzen::new(centers, 1.0);
         assert!(
             p.bands.iter().map(|b| b.0.len()).sum::<usize>() > 1000,
             "most components are narrow at this size"
@@ -529,7 +681,7 @@ mod tests {
 
     #[test]
     fn parzen_density_integrates_to_one() {
-        let p = Parzen::new(vec![0.1, 0.15, 0.8, 0.95], 1.0);
+        let mut p = Parzen::new(vec![0.1, 0.15, 0.8, 0.95], 1.0);
         let n = 20_000;
         let integral: f64 = (0..n)
             .map(|i| p.log_pdf((i as f64 + 0.5) / n as f64).exp())
