@@ -243,7 +243,11 @@ fn wait_for_complete(dir: &Path, study: &str, at_least: usize) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "trials did not complete in time");
+        assert!(
+            Instant::now() < deadline,
+            "trials did not complete in time; run log: {}",
+            std::fs::read_to_string(dir.join("run.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -294,11 +298,13 @@ fn a_study_killed_with_sigkill_resumes_to_its_total_without_duplicates() {
 fn ctrl_c_marks_running_trials_interrupted_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let study = write_study(dir.path(), "slow", SLOW);
+    // stderr goes to a file: a pipe nobody reads until the end could fill and block the run.
+    let log_path = dir.path().join("run.log");
     let child = Command::new(env!("CARGO_BIN_EXE_caviar"))
         .current_dir(dir.path())
         .args(["run", study.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     wait_for_complete(dir.path(), "slow", 1);
@@ -307,12 +313,8 @@ fn ctrl_c_marks_running_trials_interrupted_and_exits_130() {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(130), "{log}");
     let trials = trials_json(dir.path(), "slow");
     assert!(trials.iter().all(|t| t["state"] != "running"));
     let interrupted = trials

@@ -121,6 +121,28 @@ impl SqliteStorage {
     }
 
     fn setup(mut conn: Connection) -> Result<Self, StorageError> {
+        // Two processes opening a new file at once can find it locked while the other switches
+        // it to WAL or creates the schema, before the busy timeout applies: retry for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match Self::prepare(&mut conn) {
+                Err(StorageError::Backend(msg))
+                    if (msg.contains("locked") || msg.contains("busy"))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    return Ok(SqliteStorage {
+                        conn: Mutex::new(conn),
+                    })
+                }
+            }
+        }
+    }
+
+    fn prepare(conn: &mut Connection) -> Result<(), StorageError> {
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(backend)?;
         // WAL lets readers (dashboards, `caviar trials`) run while a study writes; NORMAL sync
@@ -138,10 +160,7 @@ impl SqliteStorage {
         let _ = mode; // "memory" for in-memory databases
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(backend)?;
-        migrate(&mut conn)?;
-        Ok(SqliteStorage {
-            conn: Mutex::new(conn),
-        })
+        migrate(conn)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

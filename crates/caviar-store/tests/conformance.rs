@@ -371,3 +371,26 @@ fn racing_processes_agree_on_one_attribute_value() {
         .collect();
     assert_eq!(seen.len(), 1, "{seen:?}");
 }
+
+#[test]
+fn many_processes_creating_one_new_file_at_once_all_open_it() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("new-{round}.db"));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteStorage::open(&path)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().expect("every opener succeeds");
+        }
+    }
+}
