@@ -148,22 +148,28 @@ fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
 struct Parzen {
     mus: Vec<f64>,
     sigmas: Vec<f64>,
-    inv_sigmas: Vec<f64>,
-    /// log weight - log(σ√2π) - log(truncation mass), per component; computed when a density
-    /// first needs it (NaN until then), since most components never fall in a window.
-    offsets: Vec<f64>,
     /// Raw weights of the data components (all 1 when absent) and of the prior.
     weights: Option<Vec<f64>>,
     prior_weight: f64,
     log_total: f64,
     /// The smallest bandwidth and its ln, which most components have once trials are many.
     min_sigma: (f64, f64),
-    scratch_indices: Vec<usize>,
     scratch_terms: Vec<f64>,
     cumulative_weights: Vec<f64>,
-    /// Bands of narrow components: (indices in centre order, their centres, window half-width).
-    bands: Vec<(Vec<usize>, Vec<f64>, f64)>,
-    wide: Vec<usize>,
+    /// Components grouped by bandwidth, each group in centre order; the last group holds the
+    /// wide components and has an infinite window.
+    bands: Vec<Band>,
+}
+
+/// Components with similar bandwidths, stored contiguously so a window is a slice.
+struct Band {
+    members: Vec<usize>,
+    centres: Vec<f64>,
+    inv_sigmas: Vec<f64>,
+    /// log weight - log(σ√2π) - log(truncation mass); computed when a density first needs it
+    /// (NaN until then), since most components never fall in a window.
+    offsets: Vec<f64>,
+    half_width: f64,
 }
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
@@ -236,14 +242,21 @@ fn erfc(x: f64) -> f64 {
 impl Parzen {
     fn new(mut centers: Vec<f64>, prior_weight: f64) -> Self {
         centers.sort_by(f64::total_cmp);
-        Self::from_sorted(centers, None, prior_weight)
+        Self::from_sorted(centers, None, prior_weight, true)
     }
 
     /// An estimator over `centers` (sorted), each weighted by `weights` (1 when absent), plus
     /// the prior. Bandwidths follow Optuna's univariate rule: the larger gap to a neighbour,
     /// counting the prior's centre 0.5 as a neighbour and, at either end, only the inner gap;
     /// clipped to [1 / min(100, n + 2), 1].
-    fn from_sorted(centers: Vec<f64>, weights: Option<&[f64]>, prior_weight: f64) -> Self {
+    /// `sampled`: whether candidates will be drawn from it (only then are cumulative weights
+    /// needed).
+    fn from_sorted(
+        centers: Vec<f64>,
+        weights: Option<Vec<f64>>,
+        prior_weight: f64,
+        sampled: bool,
+    ) -> Self {
         let n = centers.len();
         let min_sigma = 1.0 / (100.0f64).min(n as f64 + 2.0);
         // Neighbours of centre i in the merged order of centres and the prior's 0.5.
@@ -283,48 +296,57 @@ impl Parzen {
             if i == n {
                 prior_weight
             } else {
-                weights.map_or(1.0, |w| w[i])
+                weights.as_ref().map_or(1.0, |w| w[i])
             }
         };
         let total: f64 = (0..=n).map(raw).sum();
         let weight = |i: usize| raw(i) / total;
         let log_total = total.ln();
         let mut acc = 0.0;
-        let cumulative_weights = (0..=n)
-            .map(|i| {
-                acc += weight(i);
-                acc
+        let cumulative_weights = if sampled {
+            (0..=n)
+                .map(|i| {
+                    acc += weight(i);
+                    acc
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let limits = [min_sigma, 2.0 * min_sigma, 4.0 * min_sigma];
+        let mut bands: Vec<Band> = limits
+            .iter()
+            .map(|l| 7.0 * l)
+            .chain([f64::INFINITY])
+            .map(|half_width| Band {
+                members: Vec::new(),
+                centres: Vec::new(),
+                inv_sigmas: Vec::new(),
+                offsets: Vec::new(),
+                half_width,
             })
             .collect();
-        let limits = [min_sigma, 2.0 * min_sigma, 4.0 * min_sigma];
-        let mut bands: Vec<(Vec<usize>, Vec<f64>, f64)> = limits
-            .iter()
-            .map(|l| (Vec::new(), Vec::new(), 7.0 * l))
-            .collect();
-        let mut wide = Vec::new();
         for i in 0..=n {
-            match limits.iter().position(|&l| sigmas[i] <= l) {
-                Some(b) => {
-                    bands[b].0.push(i);
-                    bands[b].1.push(mus[i]);
-                }
-                None => wide.push(i),
-            }
+            let b = limits
+                .iter()
+                .position(|&l| sigmas[i] <= l)
+                .unwrap_or(limits.len());
+            let band = &mut bands[b];
+            band.members.push(i);
+            band.centres.push(mus[i]);
+            band.inv_sigmas.push(1.0 / sigmas[i]);
+            band.offsets.push(f64::NAN);
         }
         Parzen {
-            inv_sigmas: sigmas.iter().map(|s| 1.0 / s).collect(),
-            offsets: vec![f64::NAN; mus.len()],
             mus,
             sigmas,
-            weights: weights.map(<[f64]>::to_vec),
+            weights,
             prior_weight,
             log_total,
             min_sigma: (min_sigma, min_sigma.ln()),
-            scratch_indices: Vec::new(),
             scratch_terms: Vec::new(),
             cumulative_weights,
             bands,
-            wide,
         }
     }
 
@@ -343,11 +365,7 @@ impl Parzen {
         self.mus[k].clamp(0.0, 1.0)
     }
 
-    fn offset(&mut self, i: usize) -> f64 {
-        let cached = self.offsets[i];
-        if !cached.is_nan() {
-            return cached;
-        }
+    fn offset(&self, i: usize) -> f64 {
         let (m, s) = (self.mus[i], self.sigmas[i]);
         let n = self.mus.len() - 1;
         let raw_w = if i == n {
@@ -367,49 +385,55 @@ impl Parzen {
         } else {
             s.ln()
         };
-        let v = log_w - LN_SQRT_2PI - log_s - mass.ln();
-        self.offsets[i] = v;
-        v
+        log_w - LN_SQRT_2PI - log_s - mass.ln()
     }
 
     #[cfg(test)]
-    fn term(&mut self, i: usize, x: f64) -> f64 {
-        let z = (x - self.mus[i]) * self.inv_sigmas[i];
+    fn term(&self, i: usize, x: f64) -> f64 {
+        let z = (x - self.mus[i]) / self.sigmas[i];
         self.offset(i) - 0.5 * z * z
     }
 
     fn log_pdf(&mut self, x: f64) -> f64 {
-        // The components that matter at x: the wide ones and each band's window.
-        let mut picked = std::mem::take(&mut self.scratch_indices);
-        picked.clear();
-        picked.extend_from_slice(&self.wide);
-        for (members, centres, window) in &self.bands {
-            let from = centres.partition_point(|&m| m < x - window);
-            let to = centres.partition_point(|&m| m <= x + window);
-            picked.extend_from_slice(&members[from..to]);
-        }
-        for &i in &picked {
-            if self.offsets[i].is_nan() {
-                self.offset(i);
-            }
-        }
-        // Two passes (maximum, then the sum of exponentials) keep the loops branch-free.
         let mut terms = std::mem::take(&mut self.scratch_terms);
         terms.clear();
-        terms.extend(picked.iter().map(|&i| {
-            let z = (x - self.mus[i]) * self.inv_sigmas[i];
-            self.offsets[i] - 0.5 * z * z
-        }));
+        for b in 0..self.bands.len() {
+            let (from, to) = {
+                let band = &self.bands[b];
+                let w = band.half_width;
+                (
+                    band.centres.partition_point(|&m| m < x - w),
+                    band.centres.partition_point(|&m| m <= x + w),
+                )
+            };
+            for k in from..to {
+                if self.bands[b].offsets[k].is_nan() {
+                    let v = self.offset(self.bands[b].members[k]);
+                    self.bands[b].offsets[k] = v;
+                }
+            }
+            let band = &self.bands[b];
+            terms.extend(
+                band.centres[from..to]
+                    .iter()
+                    .zip(&band.inv_sigmas[from..to])
+                    .zip(&band.offsets[from..to])
+                    .map(|((m, inv), off)| {
+                        let z = (x - m) * inv;
+                        off - 0.5 * z * z
+                    }),
+            );
+        }
+        // Two passes (maximum, then the sum of exponentials) keep the loops branch-free.
         let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = terms.iter().map(|&t| exp_nonpositive(t - max)).sum();
-        self.scratch_indices = picked;
         self.scratch_terms = terms;
         max + sum.ln()
     }
 
     /// The density summed over every component (the reference for the windowed one).
     #[cfg(test)]
-    fn log_pdf_exact(&mut self, x: f64) -> f64 {
+    fn log_pdf_exact(&self, x: f64) -> f64 {
         let terms: Vec<f64> = (0..self.mus.len()).map(|i| self.term(i, x)).collect();
         log_sum_exp(&terms)
     }
@@ -584,7 +608,7 @@ impl Sampler for TpeSampler {
         drop(cache);
         let (mut l, mut g) = (
             Parzen::new(below, self.prior_weight),
-            Parzen::from_sorted(above, weights.as_deref(), self.prior_weight),
+            Parzen::from_sorted(above, weights, self.prior_weight, false),
         );
         let mut best = (0.5, f64::NEG_INFINITY);
         for _ in 0..self.n_candidates {
@@ -669,7 +693,7 @@ mod tests {
         let centers: Vec<f64> = (0..2000).map(|_| rng.next_f64().powi(3)).collect();
         let mut p = Parzen::new(centers, 1.0);
         assert!(
-            p.bands.iter().map(|b| b.0.len()).sum::<usize>() > 1000,
+            p.bands[..3].iter().map(|b| b.members.len()).sum::<usize>() > 1000,
             "most components are narrow at this size"
         );
         for i in 0..=200 {
