@@ -129,5 +129,17 @@ pub trait Sampler: Send + Sync {
     fn name(&self) -> &'static str;
 }
 
+/// The loss of a complete trial (lower is better whatever the direction); `None` for trials
+/// that did not complete with a finite value.
+pub(crate) fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
+    match (t.state, t.value) {
+        (crate::trial::TrialState::Complete, Some(v)) if v.is_finite() => Some(match direction {
+            Direction::Minimize => v,
+            Direction::Maximize => -v,
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod property_tests;

@@ -3,10 +3,10 @@ use std::sync::{Arc, Mutex};
 
 use super::random::RandomSampler;
 use super::tpe_multi::{Intersection, Settings};
-use super::{JointSample, SampleContext, Sampler, SamplerError};
+use super::{loss_of, JointSample, SampleContext, Sampler, SamplerError};
 use crate::rng::{stable_hash, Rng};
 use crate::space::{Distribution, ParamValue};
-use crate::trial::{Direction, FrozenTrial, TrialState};
+use crate::trial::FrozenTrial;
 
 /// Tree-structured Parzen estimator (Bergstra et al., 2011) in each parameter's unit space, so
 /// log and reverse-log scales are modelled on their own scale. Univariate by default;
@@ -124,17 +124,6 @@ fn coordinate(t: &FrozenTrial, name: &str, dist: &Distribution) -> Option<f64> {
             choices.iter().position(|c| c == value).map(|i| i as f64)
         }
         _ => dist.to_unit(value),
-    }
-}
-
-/// The loss of a complete trial (lower is better whatever the direction).
-fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
-    match (t.state, t.value) {
-        (TrialState::Complete, Some(v)) if v.is_finite() => Some(match direction {
-            Direction::Minimize => v,
-            Direction::Maximize => -v,
-        }),
-        _ => None,
     }
 }
 

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{JointSample, SampleContext};
+use super::{loss_of, JointSample, SampleContext};
 use crate::rng::{stable_hash, Rng};
 use crate::space::Distribution;
-use crate::trial::{Direction, FrozenTrial, TrialState};
+use crate::trial::{FrozenTrial, TrialState};
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 /// A categorical kernel keeps this share on its own category and spreads the rest evenly.
@@ -72,16 +72,6 @@ fn encode(t: &FrozenTrial, dims: &[(String, Distribution, Kind)]) -> Option<Vec<
             }
         })
         .collect()
-}
-
-fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
-    match (t.state, t.value) {
-        (TrialState::Complete, Some(v)) if v.is_finite() => Some(match direction {
-            Direction::Minimize => v,
-            Direction::Maximize => -v,
-        }),
-        _ => None,
-    }
 }
 
 /// A mixture of product kernels: one component per observation plus a broad prior.

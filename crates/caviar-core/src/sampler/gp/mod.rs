@@ -6,10 +6,10 @@ use std::sync::Mutex;
 
 use super::random::RandomSampler;
 use super::sobol::SobolSampler;
-use super::{JointSample, SampleContext, Sampler, SamplerError};
+use super::{loss_of, JointSample, SampleContext, Sampler, SamplerError};
 use crate::rng::{derive_seed, stable_hash, Rng};
 use crate::space::{Distribution, ParamValue, SearchSpace};
-use crate::trial::{Direction, FrozenTrial, TrialState};
+use crate::trial::FrozenTrial;
 use model::Gp;
 
 /// Gaussian-process Bayesian optimisation.
@@ -250,17 +250,6 @@ impl Sampler for GpSampler {
 
     fn name(&self) -> &'static str {
         "gp"
-    }
-}
-
-/// The loss of a complete trial (lower is better whatever the direction).
-fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
-    match (t.state, t.value) {
-        (TrialState::Complete, Some(v)) if v.is_finite() => Some(match direction {
-            Direction::Minimize => v,
-            Direction::Maximize => -v,
-        }),
-        _ => None,
     }
 }
 
