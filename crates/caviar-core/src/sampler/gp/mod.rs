@@ -146,7 +146,7 @@ impl GpSampler {
         let mut all_y = ys;
         if self.constant_liar {
             for t in ctx.running {
-                if let Some(x) = enc.encode_running(t) {
+                if let Some(x) = enc.encode(t) {
                     all_x.extend(x);
                     all_y.push(worst);
                 }
@@ -297,11 +297,6 @@ impl Encoding {
             }
         }
         Some(x)
-    }
-
-    /// A running trial's point, if it already has every parameter.
-    fn encode_running(&self, t: &FrozenTrial) -> Option<Vec<f64>> {
-        self.encode(t)
     }
 
     fn decode(&self, x: &[f64]) -> JointSample {
