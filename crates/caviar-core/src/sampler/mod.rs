@@ -129,6 +129,9 @@ pub trait Sampler: Send + Sync {
     fn name(&self) -> &'static str;
 }
 
+/// ln √(2π), the normal density's constant.
+pub(crate) const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
 /// The loss of a complete trial (lower is better whatever the direction); `None` for trials
 /// that did not complete with a finite value.
 pub(crate) fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {

@@ -267,6 +267,15 @@ fn history(
         .collect()
 }
 
+/// Parameters p0, p1, ... with the given distributions.
+fn space_of(dists: &[Distribution]) -> SearchSpace {
+    let mut space = SearchSpace::new();
+    for (i, d) in dists.iter().enumerate() {
+        space.add(&format!("p{i}"), d.clone()).unwrap();
+    }
+    space
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
@@ -276,25 +285,22 @@ proptest! {
         seed in any::<u64>(),
         n in 0u64..60,
     ) {
-        let mut space = SearchSpace::new();
-        for (i, d) in dists.iter().enumerate() {
-            space.add(&format!("p{i}"), d.clone()).unwrap();
-        }
+        let space = space_of(&dists);
         let past = history(&space, n, seed);
         for direction in [Direction::Minimize, Direction::Maximize] {
             let (running, finished): (Vec<_>, Vec<_>) =
                 past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
             let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running, attrs: None };
+            let mv = TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap();
+            prop_assert_eq!(&mv, &TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap());
             for (name, dist) in space.iter() {
                 let a = TpeSampler::new(seed).sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&a), "tpe drew {a:?} outside {dist:?}");
                 prop_assert_eq!(&a, &TpeSampler::new(seed).sample(&ctx, name, dist).unwrap());
-                let mv = TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap();
                 if let Some((d, v)) = mv.get(name) {
                     prop_assert_eq!(d, dist);
                     prop_assert!(dist.contains(v), "tpe-mv drew {v:?} outside {dist:?}");
                 }
-                prop_assert_eq!(&mv, &TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap());
                 let z = ZoomSampler::new(&space, seed).sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&z), "zoom drew {z:?} outside {dist:?}");
                 prop_assert_eq!(&z, &ZoomSampler::new(&space, seed).sample(&ctx, name, dist).unwrap());
@@ -312,10 +318,7 @@ proptest! {
         seed in any::<u64>(),
         n in 0u64..40,
     ) {
-        let mut space = SearchSpace::new();
-        for (i, d) in dists.iter().enumerate() {
-            space.add(&format!("p{i}"), d.clone()).unwrap();
-        }
+        let space = space_of(&dists);
         let past = history(&space, n, seed);
         let (running, finished): (Vec<_>, Vec<_>) =
             past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);

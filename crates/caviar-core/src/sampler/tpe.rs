@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use super::random::RandomSampler;
 use super::tpe_multi::{Intersection, Settings};
-use super::{loss_of, JointSample, SampleContext, Sampler, SamplerError};
+use super::{loss_of, JointSample, SampleContext, Sampler, SamplerError, LN_SQRT_2PI};
 use crate::rng::{stable_hash, Rng};
 use crate::space::{Distribution, ParamValue};
 use crate::trial::FrozenTrial;
@@ -160,8 +160,6 @@ struct Band {
     offsets: Vec<f64>,
     half_width: f64,
 }
-
-const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// e^x for x ≤ 0, to about 1e-15 relative error, inlined: the density sums call it thousands of
 /// times per ask and libm's general `exp` is a function call with special cases they never need.

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{loss_of, JointSample, SampleContext};
+use super::{loss_of, JointSample, SampleContext, LN_SQRT_2PI};
 use crate::rng::{stable_hash, Rng};
 use crate::space::Distribution;
 use crate::trial::{FrozenTrial, TrialState};
 
-const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 /// A categorical kernel keeps this share on its own category and spreads the rest evenly.
 const OWN_CATEGORY: f64 = 0.8;
 

@@ -1,7 +1,7 @@
 //! Logarithm of expected improvement, accurate far into the tail where EI itself underflows
 //! (Ament et al., "Unexpected improvements to expected improvement", 2023).
 
-const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+use crate::sampler::LN_SQRT_2PI;
 
 /// For the standardised improvement `z`, returns `ln h(z)` with `h(z) = φ(z) + zΦ(z)`, and the
 /// ratios `Φ(z)/h(z)` and `φ(z)/h(z)` that its derivatives need. EI = σ·h(z).
