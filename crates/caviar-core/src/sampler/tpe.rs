@@ -132,32 +132,43 @@ fn coordinate(t: &FrozenTrial, name: &str, dist: &Distribution) -> Option<f64> {
 /// Components are kept sorted by centre and grouped into bands by bandwidth (up to 1, 2 and 4
 /// times the smallest allowed). A density is summed over every wide component but, in each band,
 /// only over components within 7 of the band's largest bandwidths of the point: one farther away
-/// adds less than 1e-10 of what the prior alone adds, so the sum is exact for choosing
-/// candidates and costs a few windows instead of all n components.
+/// adds under 1e-8 of what the prior alone adds (at the default prior weight), so the sum is
+/// exact for choosing candidates and costs a few windows instead of all n components. Each
+/// window is summed in two parts, the near one first: it bounds the density from below, which
+/// lets a candidate that cannot win be dropped early.
 struct Parzen {
+    /// Centres and bandwidths in component order, the prior last (kept only when sampled from).
     mus: Vec<f64>,
     sigmas: Vec<f64>,
-    /// Raw weights of the data components (all 1 when absent) and of the prior.
-    weights: Option<Vec<f64>>,
-    prior_weight: f64,
     log_total: f64,
     /// The smallest bandwidth and its ln, which most components have once trials are many.
     min_sigma: (f64, f64),
-    scratch_terms: Vec<f64>,
+    /// An upper bound on every component's offset: -ln(σ√2π) is largest at the smallest σ and a
+    /// centre inside [0, 1] keeps at least Φ(1) - Φ(0) > e^-1.1 of its mass. Densities are summed
+    /// relative to it; the prior's term alone keeps the sum far from underflow.
+    ceiling: f64,
     cumulative_weights: Vec<f64>,
     /// Components grouped by bandwidth, each group in centre order; the last group holds the
     /// wide components and has an infinite window.
     bands: Vec<Band>,
 }
 
+/// Offsets are filled in blocks this long: checking one flag per block is cheaper than one per
+/// component, and the few extra offsets computed at a window's ends cost less than the checks.
+const OFFSET_BLOCK: usize = 16;
+
 /// Components with similar bandwidths, stored contiguously so a window is a slice.
 struct Band {
-    members: Vec<usize>,
     centres: Vec<f64>,
+    sigmas: Vec<f64>,
     inv_sigmas: Vec<f64>,
-    /// log weight - log(σ√2π) - log(truncation mass); computed when a density first needs it
-    /// (NaN until then), since most components never fall in a window.
+    /// Raw weights (the estimator divides by their total once per density).
+    weights: Vec<f64>,
+    /// -log(σ√2π) - log(truncation mass); computed a block of [`OFFSET_BLOCK`] at a
+    /// time when a density first needs one of them, since most components never fall in a window.
     offsets: Vec<f64>,
+    /// Which blocks of `offsets` hold values.
+    filled: Vec<bool>,
     half_width: f64,
 }
 
@@ -169,35 +180,139 @@ struct Band {
 fn exp_nonpositive(x: f64) -> f64 {
     const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    if x < -708.0 {
-        return 0.0;
-    }
-    // Round to nearest for y ≤ 0 by truncating y - 0.5 (f64::round is a libm call on baseline
-    // x86-64).
-    let k = (x * std::f64::consts::LOG2_E - 0.5) as i64;
-    let kf = k as f64;
+    // Clamped rather than branched on, so the caller's loop stays branch-free; e^-708 is below
+    // anything a sum that contains e^0 can notice.
+    let x = x.max(-708.0);
+    // Round to nearest by adding 1.5·2^52: the sum's low mantissa bits then hold k, and the
+    // whole computation stays in f64/u64 lanes that the compiler can vectorise.
+    const SHIFTER: f64 = 6_755_399_441_055_744.0;
+    let shifted = x * std::f64::consts::LOG2_E + SHIFTER;
+    let kf = shifted - SHIFTER;
     let r = (x - kf * LN2_HI) - kf * LN2_LO;
-    // 1/12!, 1/11!, ..., 1/1!, 1/0!.
-    const COEFFS: [f64; 13] = [
-        2.087_675_698_786_81e-9,
-        2.505_210_838_544_172e-8,
-        2.755_731_922_398_589e-7,
-        2.755_731_922_398_589_3e-6,
-        2.480_158_730_158_73e-5,
-        1.984_126_984_126_984e-4,
-        1.388_888_888_888_889e-3,
-        8.333_333_333_333_333e-3,
-        4.166_666_666_666_666_4e-2,
-        1.666_666_666_666_666_6e-1,
+    // Taylor coefficients 1/n! evaluated by Estrin's scheme: pairs, then pairs of pairs, so the
+    // multiplications overlap instead of waiting on one another as in Horner's chain.
+    const C: [f64; 13] = [
+        1.0,
+        1.0,
         0.5,
-        1.0,
-        1.0,
+        1.666_666_666_666_666_6e-1,
+        4.166_666_666_666_666_4e-2,
+        8.333_333_333_333_333e-3,
+        1.388_888_888_888_889e-3,
+        1.984_126_984_126_984e-4,
+        2.480_158_730_158_73e-5,
+        2.755_731_922_398_589_3e-6,
+        2.755_731_922_398_589e-7,
+        2.505_210_838_544_172e-8,
+        2.087_675_698_786_81e-9,
     ];
-    let mut p = COEFFS[0];
-    for c in &COEFFS[1..] {
-        p = p * r + c;
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let p01 = C[0] + C[1] * r;
+    let p23 = C[2] + C[3] * r;
+    let p45 = C[4] + C[5] * r;
+    let p67 = C[6] + C[7] * r;
+    let p89 = C[8] + C[9] * r;
+    let p1011 = C[10] + C[11] * r;
+    let p0_3 = p01 + p23 * r2;
+    let p4_7 = p45 + p67 * r2;
+    let p8_11 = p89 + p1011 * r2;
+    let p8_12 = p8_11 + C[12] * r4;
+    let p = (p0_3 + p4_7 * r4) + p8_12 * r8;
+    // k + 1023 lands in the exponent field; the shifter's own bits shift out.
+    p * f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52)
+}
+
+/// Where a band's components near a point lie: `near` within [`NEAR_SIGMAS`] of its widest
+/// bandwidth, `far` within 7 (the whole window), `near` inside `far`.
+#[derive(Clone, Default)]
+struct Reach {
+    near: std::ops::Range<usize>,
+    far: std::ops::Range<usize>,
+}
+
+/// Half-width of the near window in bandwidths: it holds ~99% of a locally even density, so its
+/// sum is a tight lower bound that rules most candidates out before the rest is summed.
+const NEAR_SIGMAS: f64 = 2.5;
+
+impl Band {
+    fn with_capacity(size: usize, half_width: f64) -> Self {
+        Band {
+            centres: Vec::with_capacity(size),
+            sigmas: Vec::with_capacity(size),
+            inv_sigmas: Vec::with_capacity(size),
+            weights: Vec::with_capacity(size),
+            offsets: Vec::new(),
+            filled: Vec::new(),
+            half_width,
+        }
     }
-    p * f64::from_bits(((k + 1023) as u64) << 52)
+
+    fn push(&mut self, centre: f64, sigma: f64, inv_sigma: f64, weight: f64) {
+        self.centres.push(centre);
+        self.sigmas.push(sigma);
+        self.inv_sigmas.push(inv_sigma);
+        self.weights.push(weight);
+    }
+
+    fn reach(&self, x: f64) -> Reach {
+        if self.half_width.is_infinite() {
+            return Reach {
+                near: 0..self.centres.len(),
+                far: 0..self.centres.len(),
+            };
+        }
+        let far_width = self.half_width;
+        let near_width = far_width * (NEAR_SIGMAS / 7.0);
+        let c = &self.centres;
+        let near_start = c.partition_point(|&m| m < x - near_width);
+        let near_end = near_start + c[near_start..].partition_point(|&m| m <= x + near_width);
+        let far_start = c[..near_start].partition_point(|&m| m < x - far_width);
+        let far_end = near_end + c[near_end..].partition_point(|&m| m <= x + far_width);
+        Reach {
+            near: near_start..near_end,
+            far: far_start..far_end,
+        }
+    }
+
+    /// Σ weight·e^(offset - z²/2 - ceiling) over the components in `window`, four lanes at a
+    /// time so the exponentials vectorise. `ceiling` bounds every offset, so no term overflows,
+    /// and one pass suffices (no maximum to find first).
+    fn window_sum(&self, window: std::ops::Range<usize>, x: f64, ceiling: f64) -> f64 {
+        let term = |m: f64, inv: f64, off: f64, w: f64| {
+            let z = (x - m) * inv;
+            w * exp_nonpositive(off - 0.5 * z * z - ceiling)
+        };
+        let (centres, inv_sigmas, offsets, weights) = (
+            &self.centres[window.clone()],
+            &self.inv_sigmas[window.clone()],
+            &self.offsets[window.clone()],
+            &self.weights[window],
+        );
+        let mut lanes = [0.0f64; 4];
+        let chunks = centres
+            .chunks_exact(4)
+            .zip(inv_sigmas.chunks_exact(4))
+            .zip(offsets.chunks_exact(4))
+            .zip(weights.chunks_exact(4));
+        for (((m, inv), off), w) in chunks {
+            let (m, inv, off, w): (&[f64; 4], &[f64; 4], &[f64; 4], &[f64; 4]) = (
+                m.try_into().expect("chunk of 4"),
+                inv.try_into().expect("chunk of 4"),
+                off.try_into().expect("chunk of 4"),
+                w.try_into().expect("chunk of 4"),
+            );
+            for k in 0..4 {
+                lanes[k] += term(m[k], inv[k], off[k], w[k]);
+            }
+        }
+        let whole = centres.len() / 4 * 4;
+        let tail: f64 = (whole..centres.len())
+            .map(|k| term(centres[k], inv_sigmas[k], offsets[k], weights[k]))
+            .sum();
+        (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+    }
 }
 
 fn normal_cdf(z: f64) -> f64 {
@@ -226,6 +341,60 @@ fn erfc(x: f64) -> f64 {
     }
 }
 
+/// Optuna's univariate bandwidths for sorted `centers`: the larger gap to a neighbour, counting
+/// the prior's centre 0.5 as one and, at either end, only the inner gap; clipped to
+/// [`min_sigma`, 1].
+fn bandwidths(centers: &[f64], min_sigma: f64) -> Vec<f64> {
+    let n = centers.len();
+    let prior_at = centers.partition_point(|&c| c < 0.5);
+    // The gap to the right of each centre, the prior counted as a neighbour.
+    let right_gap = |i: usize| -> Option<f64> {
+        if i + 1 == prior_at {
+            Some(0.5 - centers[i])
+        } else {
+            centers.get(i + 1).map(|r| r - centers[i])
+        }
+    };
+    let left_gap = |i: usize| -> Option<f64> {
+        if i == prior_at {
+            Some(centers[i] - 0.5)
+        } else if i > 0 {
+            Some(centers[i] - centers[i - 1])
+        } else {
+            None
+        }
+    };
+    let pick = |left: Option<f64>, right: Option<f64>| {
+        match (left, right) {
+            (Some(l), Some(r)) => l.max(r),
+            (Some(g), None) | (None, Some(g)) => g,
+            (None, None) => 1.0,
+        }
+        .clamp(min_sigma, 1.0)
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut sigmas = Vec::with_capacity(n + 1);
+    // Interior centres away from the prior use plain neighbour gaps (a loop without branches);
+    // the ends and the two centres beside the prior are fixed up after.
+    sigmas.push(0.0);
+    sigmas.extend(
+        centers
+            .windows(3)
+            .map(|w| (w[1] - w[0]).max(w[2] - w[1]).clamp(min_sigma, 1.0)),
+    );
+    if n >= 2 {
+        sigmas.push(0.0);
+    }
+    for i in [0, n.saturating_sub(1), prior_at.saturating_sub(1), prior_at] {
+        if i < n {
+            sigmas[i] = pick(left_gap(i), right_gap(i));
+        }
+    }
+    sigmas
+}
+
 impl Parzen {
     fn new(mut centers: Vec<f64>, prior_weight: f64) -> Self {
         centers.sort_by(f64::total_cmp);
@@ -246,92 +415,73 @@ impl Parzen {
     ) -> Self {
         let n = centers.len();
         let min_sigma = 1.0 / (100.0f64).min(n as f64 + 2.0);
-        // Neighbours of centre i in the merged order of centres and the prior's 0.5.
-        let prior_at = centers.partition_point(|&c| c < 0.5);
-        let merged = |k: usize| -> f64 {
-            // Position k in the merged sequence (centres with 0.5 inserted at prior_at).
-            match k.cmp(&prior_at) {
-                std::cmp::Ordering::Less => centers[k],
-                std::cmp::Ordering::Equal => 0.5,
-                std::cmp::Ordering::Greater => centers[k - 1],
-            }
-        };
-        let len = n + 1;
-        let mut mus = Vec::with_capacity(n + 1);
-        let mut sigmas = Vec::with_capacity(n + 1);
-        for (i, &mu) in centers.iter().enumerate() {
-            let k = if i < prior_at { i } else { i + 1 };
-            let left = if k == 0 { mu } else { mu - merged(k - 1) };
-            let right = if k + 1 == len {
-                1.0 - mu
-            } else {
-                merged(k + 1) - mu
-            };
-            let sigma = if len >= 2 && k == 0 {
-                right
-            } else if len >= 2 && k + 1 == len {
-                left
-            } else {
-                left.max(right)
-            };
-            mus.push(mu);
-            sigmas.push(sigma.clamp(min_sigma, 1.0));
-        }
-        mus.push(0.5);
-        sigmas.push(1.0);
-        let raw = |i: usize| -> f64 {
-            if i == n {
-                prior_weight
-            } else {
-                weights.as_ref().map_or(1.0, |w| w[i])
-            }
-        };
-        let total: f64 = (0..=n).map(raw).sum();
-        let weight = |i: usize| raw(i) / total;
-        let log_total = total.ln();
-        let mut acc = 0.0;
-        let cumulative_weights = if sampled {
-            (0..=n)
-                .map(|i| {
-                    acc += weight(i);
-                    acc
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let inv_min_sigma = 1.0 / min_sigma;
         let limits = [min_sigma, 2.0 * min_sigma, 4.0 * min_sigma];
+        let total = weights.as_ref().map_or(n as f64, |w| w.iter().sum()) + prior_weight;
+        let sigmas = bandwidths(&centers, min_sigma);
+        let band_of = |s: f64| -> usize {
+            usize::from(s > limits[0]) + usize::from(s > limits[1]) + usize::from(s > limits[2])
+        };
+        let mut sizes = [0usize; 4];
+        for &s in &sigmas {
+            sizes[band_of(s)] += 1;
+        }
         let mut bands: Vec<Band> = limits
             .iter()
             .map(|l| 7.0 * l)
             .chain([f64::INFINITY])
-            .map(|half_width| Band {
-                members: Vec::new(),
-                centres: Vec::new(),
-                inv_sigmas: Vec::new(),
-                offsets: Vec::new(),
-                half_width,
-            })
+            .zip(sizes)
+            .map(|(half_width, size)| Band::with_capacity(size, half_width))
             .collect();
-        for i in 0..=n {
-            let b = limits
-                .iter()
-                .position(|&l| sigmas[i] <= l)
-                .unwrap_or(limits.len());
-            let band = &mut bands[b];
-            band.members.push(i);
-            band.centres.push(mus[i]);
-            band.inv_sigmas.push(1.0 / sigmas[i]);
-            band.offsets.push(f64::NAN);
+        if sizes[0] == n {
+            // Common once trials are many: every component has the smallest bandwidth, so the
+            // arrays move in whole.
+            let band = &mut bands[0];
+            band.centres.extend_from_slice(&centers);
+            band.sigmas.extend_from_slice(&sigmas);
+            band.inv_sigmas.resize(n, inv_min_sigma);
+            match &weights {
+                Some(w) => band.weights.extend_from_slice(w),
+                None => band.weights.resize(n, 1.0),
+            }
+        } else {
+            for (i, (&mu, &sigma)) in centers.iter().zip(&sigmas).enumerate() {
+                let b = band_of(sigma);
+                let inv = if b == 0 { inv_min_sigma } else { 1.0 / sigma };
+                let w = weights.as_ref().map_or(1.0, |w| w[i]);
+                bands[b].push(mu, sigma, inv, w);
+            }
+        }
+        bands[3].push(0.5, 1.0, 1.0, prior_weight);
+        let (mus, sigmas, cumulative_weights) = if sampled {
+            let mut acc = 0.0;
+            let cumulative = (0..=n)
+                .map(|i| {
+                    acc += if i == n {
+                        prior_weight
+                    } else {
+                        weights.as_ref().map_or(1.0, |w| w[i])
+                    } / total;
+                    acc
+                })
+                .collect();
+            let (mut mus, mut sigmas) = (centers, sigmas);
+            mus.push(0.5);
+            sigmas.push(1.0);
+            (mus, sigmas, cumulative)
+        } else {
+            Default::default()
+        };
+        for band in &mut bands {
+            band.offsets = vec![0.0; band.centres.len()];
+            band.filled = vec![false; band.centres.len().div_ceil(OFFSET_BLOCK)];
         }
         Parzen {
             mus,
             sigmas,
-            weights,
-            prior_weight,
-            log_total,
+            log_total: total.ln(),
             min_sigma: (min_sigma, min_sigma.ln()),
-            scratch_terms: Vec::new(),
+            ceiling: -LN_SQRT_2PI - min_sigma.ln() + 1.1,
             cumulative_weights,
             bands,
         }
@@ -352,76 +502,105 @@ impl Parzen {
         self.mus[k].clamp(0.0, 1.0)
     }
 
-    fn offset(&self, i: usize) -> f64 {
-        let (m, s) = (self.mus[i], self.sigmas[i]);
-        let n = self.mus.len() - 1;
-        let raw_w = if i == n {
-            self.prior_weight
-        } else {
-            self.weights.as_ref().map_or(1.0, |w| w[i])
+    /// ln of the normalising factor 1 / (σ√2π · truncation mass) of a component at `m` with
+    /// bandwidth `s`; its weight multiplies the exponential instead, which spares a logarithm.
+    fn offset(&self, m: f64, s: f64) -> f64 {
+        // Only a tail within 9σ of the box loses mass worth counting (and a farther one would
+        // underflow inside erfc's exponential, a slow path in libm).
+        let tail = |distance: f64| {
+            if distance < 9.0 * s {
+                normal_cdf(-distance / s)
+            } else {
+                0.0
+            }
         };
-        let log_w = if raw_w == 1.0 { 0.0 } else { raw_w.ln() } - self.log_total;
-        // Components 9σ inside the box lose nothing to truncation.
-        let mass = if m - 9.0 * s >= 0.0 && m + 9.0 * s <= 1.0 {
-            1.0
+        let (low, high) = (tail(m), tail(1.0 - m));
+        let log_mass = if low == 0.0 && high == 0.0 {
+            0.0
         } else {
-            (normal_cdf((1.0 - m) / s) - normal_cdf(-m / s)).max(1e-300)
+            (1.0 - low - high).max(1e-300).ln()
         };
         let log_s = if s == self.min_sigma.0 {
             self.min_sigma.1
         } else {
             s.ln()
         };
-        log_w - LN_SQRT_2PI - log_s - mass.ln()
+        -LN_SQRT_2PI - log_s - log_mass
     }
 
-    #[cfg(test)]
-    fn term(&self, i: usize, x: f64) -> f64 {
-        let z = (x - self.mus[i]) / self.sigmas[i];
-        self.offset(i) - 0.5 * z * z
+    fn fill_offsets(&mut self, band: usize, block: usize) {
+        let start = block * OFFSET_BLOCK;
+        let end = (start + OFFSET_BLOCK).min(self.bands[band].centres.len());
+        for k in start..end {
+            let v = self.offset(self.bands[band].centres[k], self.bands[band].sigmas[k]);
+            self.bands[band].offsets[k] = v;
+        }
+        self.bands[band].filled[block] = true;
     }
 
     fn log_pdf(&mut self, x: f64) -> f64 {
-        let mut terms = std::mem::take(&mut self.scratch_terms);
-        terms.clear();
-        for b in 0..self.bands.len() {
-            let (from, to) = {
-                let band = &self.bands[b];
-                let w = band.half_width;
-                (
-                    band.centres.partition_point(|&m| m < x - w),
-                    band.centres.partition_point(|&m| m <= x + w),
-                )
-            };
-            for k in from..to {
-                if self.bands[b].offsets[k].is_nan() {
-                    let v = self.offset(self.bands[b].members[k]);
-                    self.bands[b].offsets[k] = v;
+        let (near, reach) = self.near_sum(x);
+        let far = self.far_sum(x, &reach);
+        self.to_log(near + far)
+    }
+
+    /// ln of the density whose `sum` the window sums gave.
+    fn to_log(&self, sum: f64) -> f64 {
+        self.ceiling + sum.ln() - self.log_total
+    }
+
+    /// The sum over the components within [`NEAR_SIGMAS`] bandwidths of `x` (all of the wide
+    /// band): a lower bound on the density, and what each band's windows are.
+    fn near_sum(&mut self, x: f64) -> (f64, [Reach; 4]) {
+        let mut reach: [Reach; 4] = Default::default();
+        let mut sum = 0.0;
+        for (b, r) in reach.iter_mut().enumerate() {
+            *r = self.bands[b].reach(x);
+            if r.near.is_empty() {
+                continue;
+            }
+            self.fill_offsets_in(b, r.near.clone());
+            sum += self.bands[b].window_sum(r.near.clone(), x, self.ceiling);
+        }
+        (sum, reach)
+    }
+
+    /// The sum over the rest of each band's window (between the near and the far edge).
+    fn far_sum(&mut self, x: f64, reach: &[Reach; 4]) -> f64 {
+        let mut sum = 0.0;
+        for (b, r) in reach.iter().enumerate() {
+            for part in [r.far.start..r.near.start, r.near.end..r.far.end] {
+                if part.is_empty() {
+                    continue;
+                }
+                self.fill_offsets_in(b, part.clone());
+                sum += self.bands[b].window_sum(part, x, self.ceiling);
+            }
+        }
+        sum
+    }
+
+    fn fill_offsets_in(&mut self, band: usize, window: std::ops::Range<usize>) {
+        if !window.is_empty() {
+            for block in window.start / OFFSET_BLOCK..=(window.end - 1) / OFFSET_BLOCK {
+                if !self.bands[band].filled[block] {
+                    self.fill_offsets(band, block);
                 }
             }
-            let band = &self.bands[b];
-            terms.extend(
-                band.centres[from..to]
-                    .iter()
-                    .zip(&band.inv_sigmas[from..to])
-                    .zip(&band.offsets[from..to])
-                    .map(|((m, inv), off)| {
-                        let z = (x - m) * inv;
-                        off - 0.5 * z * z
-                    }),
-            );
         }
-        // Two passes (maximum, then the sum of exponentials) keep the loops branch-free.
-        let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = terms.iter().map(|&t| exp_nonpositive(t - max)).sum();
-        self.scratch_terms = terms;
-        max + sum.ln()
     }
 
     /// The density summed over every component (the reference for the windowed one).
     #[cfg(test)]
     fn log_pdf_exact(&self, x: f64) -> f64 {
-        let terms: Vec<f64> = (0..self.mus.len()).map(|i| self.term(i, x)).collect();
+        let mut terms = Vec::new();
+        for band in &self.bands {
+            for k in 0..band.centres.len() {
+                let (m, s, w) = (band.centres[k], band.sigmas[k], band.weights[k]);
+                let z = (x - m) / s;
+                terms.push(w.ln() - self.log_total + self.offset(m, s) - 0.5 * z * z);
+            }
+        }
         log_sum_exp(&terms)
     }
 }
@@ -565,14 +744,17 @@ impl Sampler for TpeSampler {
                 r += u32::from(flag);
             }
             let ramped = n_above - 25;
+            let lo = 1.0 / n_above as f64;
+            let slope = if ramped > 1 {
+                (1.0 - lo) / (ramped - 1) as f64
+            } else {
+                0.0
+            };
             let ramp = |rank: usize| {
                 if rank >= ramped {
                     1.0
-                } else if ramped == 1 {
-                    1.0 / n_above as f64
                 } else {
-                    let lo = 1.0 / n_above as f64;
-                    lo + (1.0 - lo) * rank as f64 / (ramped - 1) as f64
+                    lo + slope * rank as f64
                 }
             };
             let mut w: Vec<f64> = ages
@@ -600,7 +782,15 @@ impl Sampler for TpeSampler {
         let mut best = (0.5, f64::NEG_INFINITY);
         for _ in 0..self.n_candidates {
             let x = l.sample(&mut rng);
-            let score = l.log_pdf(x) - g.log_pdf(x);
+            let log_l = l.log_pdf(x);
+            // The near components alone bound g from below, so the score from above: a
+            // candidate that cannot beat the best so far is dropped before the rest is summed.
+            let (near, reach) = g.near_sum(x);
+            if log_l - g.to_log(near) <= best.1 {
+                continue;
+            }
+            let far = g.far_sum(x, &reach);
+            let score = log_l - g.to_log(near + far);
             if score > best.1 {
                 best = (x, score);
             }
@@ -658,7 +848,7 @@ mod tests {
             x -= 0.0137;
         }
         assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert_eq!(exp_nonpositive(f64::NEG_INFINITY), 0.0);
+        assert!(exp_nonpositive(f64::NEG_INFINITY) < 1e-300);
     }
 
     #[test]
@@ -680,13 +870,54 @@ mod tests {
         let centers: Vec<f64> = (0..2000).map(|_| rng.next_f64().powi(3)).collect();
         let mut p = Parzen::new(centers, 1.0);
         assert!(
-            p.bands[..3].iter().map(|b| b.members.len()).sum::<usize>() > 1000,
+            p.bands[..3].iter().map(|b| b.centres.len()).sum::<usize>() > 1000,
             "most components are narrow at this size"
         );
         for i in 0..=200 {
             let x = i as f64 / 200.0;
             let (fast, exact) = (p.log_pdf(x), p.log_pdf_exact(x));
             assert!((fast - exact).abs() < 1e-9, "x = {x}: {fast} vs {exact}");
+        }
+    }
+
+    /// The bandwidth rule spelled out on the merged sequence (centres plus the prior's 0.5).
+    fn bandwidths_by_definition(centers: &[f64], min_sigma: f64) -> Vec<f64> {
+        let mut merged: Vec<(f64, bool)> = centers.iter().map(|&c| (c, false)).collect();
+        let at = centers.partition_point(|&c| c < 0.5);
+        merged.insert(at, (0.5, true));
+        let last = merged.len() - 1;
+        (0..merged.len())
+            .filter(|&k| !merged[k].1)
+            .map(|k| {
+                let left = (k > 0).then(|| merged[k].0 - merged[k - 1].0);
+                let right = (k < last).then(|| merged[k + 1].0 - merged[k].0);
+                let gap = match (left, right) {
+                    (Some(l), Some(r)) => l.max(r),
+                    (Some(g), None) | (None, Some(g)) => g,
+                    (None, None) => unreachable!("the prior is always there"),
+                };
+                gap.clamp(min_sigma, 1.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bandwidths_follow_the_rule_with_the_prior_as_a_neighbour() {
+        let mut rng = Rng::new(11);
+        for n in 0..40 {
+            for _ in 0..20 {
+                let mut centers: Vec<f64> = (0..n).map(|_| rng.next_f64()).collect();
+                if n > 3 && rng.next_f64() < 0.3 {
+                    centers[1] = 0.5;
+                }
+                centers.sort_by(f64::total_cmp);
+                let min_sigma = 1.0 / (100.0f64).min(n as f64 + 2.0);
+                assert_eq!(
+                    bandwidths(&centers, min_sigma),
+                    bandwidths_by_definition(&centers, min_sigma),
+                    "{centers:?}"
+                );
+            }
         }
     }
 
