@@ -289,7 +289,11 @@ pub fn samplers(seeds: u64, max_trials: u64, only: &[String], as_json: bool) -> 
         {
             // Enough asks to average over machine noise, few enough that the history grows by
             // at most a tenth while timing (which only makes the figure more conservative).
-            let asks = if n >= 10_000 { 5 } else { (n / 10).clamp(10, 100) };
+            let asks = if n >= 10_000 {
+                5
+            } else {
+                (n / 10).clamp(10, 100)
+            };
             row.push((n, ask_cost(kind, n, asks)?));
         }
         let cells: Vec<String> = row

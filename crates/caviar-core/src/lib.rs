@@ -18,6 +18,7 @@
 pub mod analysis;
 mod linalg;
 mod optimize;
+pub mod pruner;
 pub mod rng;
 pub mod sampler;
 pub mod space;
@@ -27,6 +28,9 @@ pub mod trial;
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::pruner::{
+        HyperbandPruner, MedianPruner, PercentilePruner, Pruner, SuccessiveHalvingPruner,
+    };
     pub use crate::sampler::{GridSampler, RandomSampler, Sampler, SobolSampler};
     pub use crate::space::{Distribution, ParamValue, Scale, SearchSpace};
     pub use crate::storage::{InMemoryStorage, Storage};

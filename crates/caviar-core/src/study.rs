@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use crate::pruner::{NopPruner, PruneContext, Pruner};
 use crate::sampler::{
     JointSample, RandomSampler, SampleContext, Sampler, SamplerError, StudyAttrs,
 };
@@ -97,10 +98,31 @@ pub struct Study {
     storage: Arc<dyn Storage>,
     record: StudyRecord,
     sampler: Arc<dyn Sampler>,
+    pruner: Arc<dyn Pruner>,
     worker: String,
-    /// Finished trials read so far, in finish order; each ask reads only the new ones.
-    /// Shared with the trials that asked; appending copies it only while one of them is alive.
-    finished: std::sync::Mutex<Arc<Vec<Arc<FrozenTrial>>>>,
+    finished: Arc<FinishedCache>,
+}
+
+/// Finished trials read so far, in finish order; each read fetches only the new ones. Shared by
+/// a study's handle and its trials (samplers read it at ask time, pruners at every check).
+struct FinishedCache {
+    storage: Arc<dyn Storage>,
+    study: StudyId,
+    /// Appending copies the list only while a trial still holds an older snapshot.
+    trials: std::sync::Mutex<Arc<Vec<Arc<FrozenTrial>>>>,
+}
+
+impl FinishedCache {
+    /// The finished trials, brought up to date.
+    fn refresh(&self) -> Result<Arc<Vec<Arc<FrozenTrial>>>, StorageError> {
+        let mut cache = self.trials.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = cache.len() as u64;
+        let new = self.storage.finished_since(self.study, seen)?;
+        if !new.is_empty() {
+            Arc::make_mut(&mut cache).extend(new.into_iter().map(Arc::new));
+        }
+        Ok(Arc::clone(&cache))
+    }
 }
 
 /// Builds a [`Study`]; see [`Study::builder`].
@@ -110,6 +132,7 @@ pub struct StudyBuilder {
     metric: Option<String>,
     spec: Option<serde_json::Value>,
     sampler: Arc<dyn Sampler>,
+    pruner: Arc<dyn Pruner>,
     storage: Option<Arc<dyn Storage>>,
     worker: String,
     load_if_exists: bool,
@@ -140,6 +163,16 @@ impl StudyBuilder {
     /// A shared sampler.
     pub fn shared_sampler(mut self, sampler: Arc<dyn Sampler>) -> Self {
         self.sampler = sampler;
+        self
+    }
+    /// The pruner that [`Trial::should_prune`] consults (default: never prune).
+    pub fn pruner(mut self, pruner: impl Pruner + 'static) -> Self {
+        self.pruner = Arc::new(pruner);
+        self
+    }
+    /// A shared pruner.
+    pub fn shared_pruner(mut self, pruner: Arc<dyn Pruner>) -> Self {
+        self.pruner = pruner;
         self
     }
     /// The storage (default: in memory).
@@ -206,12 +239,18 @@ impl StudyBuilder {
                 requested: self.metric.unwrap_or_default(),
             });
         }
+        let finished = Arc::new(FinishedCache {
+            storage: storage.clone(),
+            study: record.id,
+            trials: Default::default(),
+        });
         Ok(Study {
             storage,
             record,
             sampler: self.sampler,
+            pruner: self.pruner,
             worker: self.worker,
-            finished: Default::default(),
+            finished,
         })
     }
 }
@@ -225,6 +264,7 @@ impl Study {
             metric: None,
             spec: None,
             sampler: Arc::new(RandomSampler::new(0)),
+            pruner: Arc::new(NopPruner),
             storage: None,
             worker: "local".into(),
             load_if_exists: false,
@@ -275,14 +315,7 @@ impl Study {
             return Ok(None);
         };
         let (finished, running) = if self.sampler.needs_history() {
-            let mut cache = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-            let seen = cache.len() as u64;
-            Arc::make_mut(&mut cache).extend(
-                self.storage
-                    .finished_since(self.record.id, seen)?
-                    .into_iter()
-                    .map(Arc::new),
-            );
+            let finished = self.finished.refresh()?;
             let running: Vec<Arc<FrozenTrial>> = self
                 .storage
                 .running_with_params(self.record.id)?
@@ -290,7 +323,7 @@ impl Study {
                 .filter(|t| t.id != new.id)
                 .map(Arc::new)
                 .collect();
-            (Arc::clone(&cache), Arc::new(running))
+            (finished, Arc::new(running))
         } else {
             (Arc::default(), Arc::default())
         };
@@ -301,10 +334,13 @@ impl Study {
             direction: self.record.direction,
             storage: self.storage.clone(),
             sampler: self.sampler.clone(),
+            pruner: self.pruner.clone(),
+            history: self.finished.clone(),
             finished,
             running,
             params: BTreeMap::new(),
             joint: None,
+            reported: Vec::new(),
         }))
     }
 
@@ -431,11 +467,15 @@ pub struct Trial {
     direction: Direction,
     storage: Arc<dyn Storage>,
     sampler: Arc<dyn Sampler>,
+    pruner: Arc<dyn Pruner>,
+    history: Arc<FinishedCache>,
     finished: Arc<Vec<Arc<FrozenTrial>>>,
     running: Arc<Vec<Arc<FrozenTrial>>>,
     params: BTreeMap<String, (Distribution, ParamValue)>,
     /// What the sampler drew jointly, filled at the first suggestion.
     joint: Option<JointSample>,
+    /// What this trial reported, by step (a repeated step overwrites).
+    reported: Vec<(u64, f64)>,
 }
 
 impl Trial {
@@ -563,7 +603,57 @@ impl Trial {
     /// Records the objective's value at `step` (an epoch, say); a repeated step overwrites.
     pub fn report(&mut self, step: u64, value: f64) -> Result<(), TrialError> {
         self.storage.report(self.id, step, value)?;
+        match self.reported.binary_search_by_key(&step, |&(s, _)| s) {
+            Ok(i) => self.reported[i].1 = value,
+            Err(i) => self.reported.insert(i, (step, value)),
+        }
         Ok(())
+    }
+
+    /// What this trial has reported so far, by step.
+    pub fn reported(&self) -> &[(u64, f64)] {
+        &self.reported
+    }
+
+    /// Whether the study's pruner says this trial should stop now, judged on what it has
+    /// reported so far against the study's other trials. Call it after each
+    /// [`report`](Self::report); when it says yes, return [`TrialError::Pruned`] (the trial is
+    /// recorded as pruned with the last value it reported).
+    pub fn should_prune(&self) -> Result<bool, TrialError> {
+        if self.reported.is_empty() || !self.pruner.is_active() {
+            return Ok(false);
+        }
+        let finished = self.history.refresh()?;
+        let running: Vec<Arc<FrozenTrial>> = self
+            .storage
+            .running_with_params(self.study)?
+            .into_iter()
+            .filter(|t| t.id != self.id)
+            .map(Arc::new)
+            .collect();
+        let me = FrozenTrial {
+            id: self.id,
+            number: self.number,
+            state: TrialState::Running,
+            params: self.params(),
+            distributions: self
+                .params
+                .iter()
+                .map(|(k, (d, _))| (k.clone(), d.clone()))
+                .collect(),
+            value: None,
+            intermediate: self.reported.clone(),
+            error: None,
+            worker: None,
+            started_ms: None,
+            finished_ms: None,
+        };
+        Ok(self.pruner.prune(&PruneContext {
+            direction: self.direction,
+            trial: &me,
+            finished: &finished,
+            running: &running,
+        }))
     }
 }
 
@@ -684,6 +774,45 @@ mod tests {
             .map(|h| h.join().unwrap().unwrap())
             .collect();
         assert!(ids.iter().all(|id| *id == ids[0]));
+    }
+
+    #[test]
+    fn pruned_trials_keep_their_last_value_and_are_not_best() {
+        let s = Study::builder("p")
+            .sampler(RandomSampler::new(3))
+            .pruner(crate::pruner::MedianPruner::new().startup_trials(2))
+            .build()
+            .unwrap();
+        // Trials 0 and 1 complete with good curves; trial 2 is worse at step 1 and stops there.
+        s.optimize(3, |t| {
+            let level = [1.0, 2.0, 10.0][t.number() as usize];
+            for step in 1..=5 {
+                t.report(step, level - step as f64 * 0.01)?;
+                if t.should_prune()? {
+                    return Err(TrialError::Pruned);
+                }
+            }
+            Ok(level - 0.05)
+        })
+        .unwrap();
+        let trials = s.trials().unwrap();
+        assert_eq!(trials[2].state, TrialState::Pruned);
+        assert_eq!(
+            trials[2].intermediate.len(),
+            1,
+            "stopped at its first report"
+        );
+        assert_eq!(
+            trials[2].value,
+            Some(10.0 - 0.01),
+            "the last value it reported"
+        );
+        assert_eq!(s.best_trial().unwrap().unwrap().number, 0);
+        // Without a pruner nothing is ever pruned.
+        let plain = study("q");
+        let mut t = plain.ask().unwrap();
+        t.report(1, f64::NAN).unwrap();
+        assert!(!t.should_prune().unwrap());
     }
 
     #[test]
