@@ -25,8 +25,9 @@ pub fn fit(
     (network, result)
 }
 
-/// Runs `fit` as the objective of `trial`: every epoch's validation accuracy is stored, a set
-/// `cancel` stops it as interrupted, divergence fails it.
+/// Runs `fit` as the objective of `trial`: every epoch's validation accuracy is stored and shown
+/// to the study's pruner, which may stop it (pruned); a set `cancel` stops it as interrupted,
+/// divergence fails it.
 pub fn fit_trial(
     trial: &mut Trial,
     cancel: &AtomicBool,
@@ -36,8 +37,15 @@ pub fn fit_trial(
     cfg: &TrainConfig,
 ) -> Outcome {
     let mut storage_error = None;
-    let mut report = |r: &EpochReport| match trial.report(r.epoch as u64, r.val_acc) {
-        Ok(()) => !cancel.load(Ordering::Relaxed),
+    let mut pruned = false;
+    let mut report = |r: &EpochReport| match trial
+        .report(r.epoch as u64, r.val_acc)
+        .and_then(|()| trial.should_prune())
+    {
+        Ok(prune) => {
+            pruned = prune;
+            !prune && !cancel.load(Ordering::Relaxed)
+        }
         Err(e) => {
             storage_error = Some(e.to_string());
             false
@@ -50,6 +58,7 @@ pub fn fit_trial(
             Some(e) => Outcome::Failed(format!(
                 "stopped after epoch {epoch}: could not record a report: {e}"
             )),
+            None if pruned => Outcome::Pruned,
             None => Outcome::Failed("interrupted".into()),
         },
         Err(e) => Outcome::Failed(e.to_string()),

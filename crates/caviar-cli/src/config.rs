@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use caviar_core::pruner::{
+    HyperbandPruner, NopPruner, PercentilePruner, Pruner, SuccessiveHalvingPruner,
+};
 use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
 use caviar_core::trial::Direction;
 use serde::{Deserialize, Serialize};
@@ -120,8 +125,36 @@ impl Default for SamplerSection {
 #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PrunerSection {
+    /// none, median, percentile, asha or hyperband.
     #[serde(default = "default_pruner")]
     pub kind: String,
+    /// median, percentile: complete trials before anything is pruned (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_trials: Option<u64>,
+    /// median, percentile: steps before which nothing is pruned (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u64>,
+    /// median, percentile: decide once per this many steps (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_steps: Option<u64>,
+    /// median, percentile: complete trials that must have reported a step (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_trials: Option<u64>,
+    /// percentile: the percentile a trial must beat (default 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
+    /// asha, hyperband: step of the first rung (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_resource: Option<u64>,
+    /// hyperband (required), asha: the full number of steps of a trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_resource: Option<u64>,
+    /// asha, hyperband: keep the best 1/η at each rung (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduction_factor: Option<u64>,
+    /// asha: skip this many first rungs (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_early_stopping_rate: Option<u32>,
 }
 
 fn default_pruner() -> String {
@@ -132,7 +165,168 @@ impl Default for PrunerSection {
     fn default() -> Self {
         PrunerSection {
             kind: default_pruner(),
+            startup_trials: None,
+            warmup_steps: None,
+            interval_steps: None,
+            min_trials: None,
+            percentile: None,
+            min_resource: None,
+            max_resource: None,
+            reduction_factor: None,
+            min_early_stopping_rate: None,
         }
+    }
+}
+
+impl PrunerSection {
+    /// The defaults of `kind`.
+    pub fn of_kind(kind: &str) -> Self {
+        PrunerSection {
+            kind: kind.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The keys given, with their names.
+    fn given(&self) -> [(&'static str, bool); 9] {
+        [
+            ("startup_trials", self.startup_trials.is_some()),
+            ("warmup_steps", self.warmup_steps.is_some()),
+            ("interval_steps", self.interval_steps.is_some()),
+            ("min_trials", self.min_trials.is_some()),
+            ("percentile", self.percentile.is_some()),
+            ("min_resource", self.min_resource.is_some()),
+            ("max_resource", self.max_resource.is_some()),
+            ("reduction_factor", self.reduction_factor.is_some()),
+            ("min_early_stopping_rate", self.min_early_stopping_rate.is_some()),
+        ]
+    }
+
+    /// Builds the pruner. On bad settings: the key at fault (if one) and the message.
+    pub fn build(&self) -> Result<Arc<dyn Pruner>, (Option<&'static str>, String)> {
+        let keys: &[&str] = match self.kind.as_str() {
+            "none" => &[],
+            "median" => &["startup_trials", "warmup_steps", "interval_steps", "min_trials"],
+            "percentile" => &[
+                "startup_trials",
+                "warmup_steps",
+                "interval_steps",
+                "min_trials",
+                "percentile",
+            ],
+            "asha" => &[
+                "min_resource",
+                "max_resource",
+                "reduction_factor",
+                "min_early_stopping_rate",
+            ],
+            "hyperband" => &["min_resource", "max_resource", "reduction_factor"],
+            other => {
+                return Err((
+                    Some("kind"),
+                    format!(
+                        "[pruner] kind = \"{other}\" is not known; use \"none\", \"median\", \"percentile\", \"asha\" or \"hyperband\""
+                    ),
+                ))
+            }
+        };
+        for (key, given) in self.given() {
+            if given && !keys.contains(&key) {
+                let users: Vec<&str> = ["median", "percentile", "asha", "hyperband"]
+                    .into_iter()
+                    .filter(|k| PrunerSection::of_kind(k).accepts(key))
+                    .collect();
+                return Err((
+                    Some(key),
+                    format!(
+                        "[pruner] {key} is for kind = {}; remove it",
+                        users
+                            .iter()
+                            .map(|k| format!("\"{k}\""))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                ));
+            }
+        }
+        let bad = |key: &'static str, e: caviar_core::pruner::PrunerError| {
+            (Some(key), format!("[pruner] {e}"))
+        };
+        let percentile_like = |percentile: f64| -> Result<Arc<dyn Pruner>, _> {
+            let mut p = PercentilePruner::new(percentile).map_err(|e| bad("percentile", e))?;
+            p.n_startup_trials = self.startup_trials.unwrap_or(5) as usize;
+            p.n_warmup_steps = self.warmup_steps.unwrap_or(0);
+            if self.interval_steps == Some(0) {
+                return Err((
+                    Some("interval_steps"),
+                    "[pruner] interval_steps must be at least 1".into(),
+                ));
+            }
+            p = p.interval_steps(self.interval_steps.unwrap_or(1));
+            if self.min_trials == Some(0) {
+                return Err((
+                    Some("min_trials"),
+                    "[pruner] min_trials must be at least 1".into(),
+                ));
+            }
+            p = p.min_trials(self.min_trials.unwrap_or(1) as usize);
+            Ok(Arc::new(p))
+        };
+        let (min, eta) = (
+            self.min_resource.unwrap_or(1),
+            self.reduction_factor.unwrap_or(3),
+        );
+        Ok(match self.kind.as_str() {
+            "none" => Arc::new(NopPruner),
+            "median" => percentile_like(50.0)?,
+            "percentile" => percentile_like(self.percentile.unwrap_or(25.0))?,
+            "asha" => {
+                let mut asha = SuccessiveHalvingPruner::checked(min, eta).map_err(|e| {
+                    bad(if e.field == "min_resource" { "min_resource" } else { "reduction_factor" }, e)
+                })?;
+                asha = asha.min_early_stopping_rate(self.min_early_stopping_rate.unwrap_or(0));
+                if let Some(max) = self.max_resource {
+                    asha = asha.max_resource(max);
+                }
+                Arc::new(asha)
+            }
+            _ => {
+                let Some(max) = self.max_resource else {
+                    return Err((
+                        None,
+                        "[pruner] kind = \"hyperband\" needs max_resource, the full number of steps (epochs) of a trial".into(),
+                    ));
+                };
+                Arc::new(HyperbandPruner::new(min, max, eta).map_err(|e| {
+                    let key = match e.field {
+                        "min_resource" => "min_resource",
+                        "max_resource" => "max_resource",
+                        _ => "reduction_factor",
+                    };
+                    bad(key, e)
+                })?)
+            }
+        })
+    }
+
+    fn accepts(&self, key: &str) -> bool {
+        let mut probe = self.clone();
+        match key {
+            "startup_trials" => probe.startup_trials = Some(1),
+            "warmup_steps" => probe.warmup_steps = Some(0),
+            "interval_steps" => probe.interval_steps = Some(1),
+            "min_trials" => probe.min_trials = Some(1),
+            "percentile" => probe.percentile = Some(50.0),
+            "min_resource" => probe.min_resource = Some(1),
+            "max_resource" => probe.max_resource = Some(27),
+            "reduction_factor" => probe.reduction_factor = Some(3),
+            "min_early_stopping_rate" => probe.min_early_stopping_rate = Some(0),
+            _ => return false,
+        }
+        if probe.kind == "hyperband" {
+            probe.max_resource.get_or_insert(27);
+        }
+        probe.build().is_ok()
     }
 }
 
@@ -455,24 +649,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             "[sampler] points must be at least 1".into(),
         ));
     }
-    match file.pruner.kind.as_str() {
-        "none" => {}
-        "median" | "percentile" | "asha" | "hyperband" => {
-            return Err(fail(
-                None,
-                format!(
-                    "[pruner] kind = \"{}\" is not available yet; use kind = \"none\"",
-                    file.pruner.kind
-                ),
-            ))
-        }
-        other => {
-            return Err(fail(
-                None,
-                format!("[pruner] kind = \"{other}\" is not known; use \"none\""),
-            ));
-        }
-    }
+    // Checked here so a bad section fails before anything runs; `caviar run` builds it again.
+    file.pruner
+        .build()
+        .map_err(|(key, msg)| fail(key.and_then(|k| find_section_key_line(text, "pruner", k)), msg))?;
     let timeout = match &file.timeout {
         None => None,
         Some(t) => Some(parse_timeout(t).map_err(|msg| fail(key_line("timeout"), msg))?),
@@ -732,6 +912,24 @@ fn section_line(text: &str, name: &str) -> Option<usize> {
 }
 
 /// Line of the first `key =` assignment, for errors found after parsing.
+/// The line of `key = ...` inside `[section]`.
+fn find_section_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let header = format!("[{section}]");
+    let mut inside = false;
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            if l.starts_with('[') {
+                inside = l.trim_end().starts_with(&header);
+                return false;
+            }
+            inside
+                && l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
@@ -757,6 +955,7 @@ impl Study {
             "file": self.path.canonicalize().unwrap_or_else(|_| self.path.clone()).display().to_string(),
             "space": self.space,
             "sampler": self.file.sampler,
+            "pruner": self.file.pruner,
             "command": self.file.command,
             "objective": self.file.objective,
             "mnist": match &self.objective {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::builtin;
+use crate::config::PrunerSection;
 use crate::driver::{self, Progress, StudySetup};
 use crate::output::{best_line, trial_json};
 use crate::{BadInput, EXIT_INTERRUPTED};
@@ -63,6 +64,10 @@ pub struct DemoArgs {
     /// Epochs per trial (textbook: 50).
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
+    /// Stop bad trials early: none, median, asha (keep the best third at rungs from
+    /// epochs/16: 3, 9, 27 of 50) or hyperband (brackets from 1 epoch up to --epochs).
+    #[arg(long, default_value = "none")]
+    pub pruner: String,
 }
 
 /// The settings a demo study is stored with; a resumed study must match them.
@@ -171,6 +176,18 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             .into());
         }
     }
+    let mut pruner_settings = PrunerSection::of_kind(&args.pruner);
+    if matches!(args.pruner.as_str(), "asha" | "hyperband") {
+        pruner_settings.max_resource = Some(args.epochs as u64);
+    }
+    if args.pruner == "asha" {
+        // After one epoch on 400 images the curves still cross; a first rung at 1/16 of the
+        // budget (3 of 50 epochs) keeps the slow starters that end best (BENCHMARKS.md).
+        pruner_settings.min_resource = Some((args.epochs as u64 / 16).max(1));
+    }
+    let pruner = pruner_settings
+        .build()
+        .map_err(|(_, msg)| BadInput(format!("--pruner: {}", msg.replace("[pruner] kind", "kind"))))?;
     let space = space();
     let me = WorkerId::current();
     let study = driver::open_study(
@@ -182,6 +199,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             space: &space,
             spec: json!({ "demo": settings, "space": space }),
             sampler: Arc::new(RandomSampler::new(args.seed)),
+            pruner,
             origin: "caviar demo",
             url,
             parent: None,
@@ -236,11 +254,16 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
     let Some(best) = top.first().copied() else {
         anyhow::bail!("no trial completed; see `caviar trials {}`", args.study);
     };
+    let epochs_trained: usize = trials.iter().map(|t| t.intermediate.len()).sum();
     eprintln!(
-        "\n{} trials ({} complete, {} failed) in {elapsed:.1} s\n",
+        "\n{} trials ({} complete, {} pruned, {} failed) in {elapsed:.1} s; {epochs_trained} epochs trained ({:.0}% of {} × {})\n",
         counts.total(),
         counts.complete,
-        counts.failed
+        counts.pruned,
+        counts.failed,
+        100.0 * epochs_trained as f64 / (counts.total().max(1) as f64 * settings.epochs as f64),
+        counts.total(),
+        settings.epochs,
     );
     let mut out = String::new();
     for (i, t) in top.iter().take(5).enumerate() {
@@ -290,6 +313,8 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             "n_trials": counts.total(),
             "counts": counts,
             "elapsed_s": elapsed,
+            "pruner": args.pruner,
+            "epochs_trained": epochs_trained,
             "best": top.iter().take(5).enumerate().map(|(i, t)| {
                 let mut v = trial_json(t);
                 v["rank"] = json!(i + 1);

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use caviar_core::pruner::Pruner;
 use caviar_core::sampler::Sampler;
 use caviar_core::space::SearchSpace;
 use caviar_core::storage::{Storage, StorageError, TrialCounts};
@@ -29,6 +30,8 @@ pub struct StudySetup<'a> {
     pub space: &'a SearchSpace,
     pub spec: serde_json::Value,
     pub sampler: Arc<dyn Sampler>,
+    /// Decides when a trial stops early.
+    pub pruner: Arc<dyn Pruner>,
     /// Names the study's source in errors (a file path, `caviar demo`).
     pub origin: &'a str,
     pub url: &'a str,
@@ -59,6 +62,7 @@ pub fn open_study(
         .metric(setup.metric)
         .spec(setup.spec)
         .shared_sampler(setup.sampler)
+        .shared_pruner(setup.pruner)
         .storage(storage.clone())
         .worker(me.to_string())
         .parent(setup.parent)

@@ -102,6 +102,11 @@ pub fn run(
     let me = WorkerId::current();
     let origin = path.display().to_string();
     let sampler = build_sampler(&cfg)?;
+    let pruner = cfg
+        .file
+        .pruner
+        .build()
+        .map_err(|(_, msg)| BadInput(format!("{origin}: {msg}")))?;
     let study = driver::open_study(
         &storage,
         StudySetup {
@@ -111,6 +116,7 @@ pub fn run(
             space: &cfg.space,
             spec: cfg.spec_json(),
             sampler: sampler.clone(),
+            pruner,
             origin: &origin,
             url,
             parent: cfg.file.parent.clone(),
@@ -142,8 +148,12 @@ pub fn run(
                         number: trial.number(),
                         params: &params,
                     };
-                    let mut on_report = |step: u64, value: f64| match trial.report(step, value) {
-                        Ok(()) => Control::Continue,
+                    let mut on_report = |step: u64, value: f64| match trial
+                        .report(step, value)
+                        .and_then(|()| trial.should_prune())
+                    {
+                        Ok(false) => Control::Continue,
+                        Ok(true) => Control::Prune,
                         // Someone else ended this trial (it was presumed dead) or the storage
                         // failed: stop the command; the reason goes with the trial.
                         Err(e) => {
