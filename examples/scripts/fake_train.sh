@@ -53,6 +53,18 @@ case "$mode" in
     echo "epoch=1 val_acc=0.5"
     wait
     ;;
+  stubborn)
+    # Ignores TERM, as does the child it starts: only KILL after the grace period stops them.
+    trap '' TERM
+    sh -c 'trap "" TERM; while :; do sleep 0.05; done' &
+    echo "$!" > "${CHILD_PID_FILE:-/dev/null}"
+    i=1
+    while :; do
+      echo "epoch=$i val_acc=0.$i"
+      i=$((i + 1))
+      sleep 0.05
+    done
+    ;;
   nan)
     echo "epoch=1 val_acc=0.4"
     echo "epoch=2 val_acc=nan"

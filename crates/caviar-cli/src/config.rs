@@ -198,43 +198,29 @@ impl PrunerSection {
             ("min_resource", self.min_resource.is_some()),
             ("max_resource", self.max_resource.is_some()),
             ("reduction_factor", self.reduction_factor.is_some()),
-            ("min_early_stopping_rate", self.min_early_stopping_rate.is_some()),
+            (
+                "min_early_stopping_rate",
+                self.min_early_stopping_rate.is_some(),
+            ),
         ]
     }
 
     /// Builds the pruner. On bad settings: the key at fault (if one) and the message.
     pub fn build(&self) -> Result<Arc<dyn Pruner>, (Option<&'static str>, String)> {
-        let keys: &[&str] = match self.kind.as_str() {
-            "none" => &[],
-            "median" => &["startup_trials", "warmup_steps", "interval_steps", "min_trials"],
-            "percentile" => &[
-                "startup_trials",
-                "warmup_steps",
-                "interval_steps",
-                "min_trials",
-                "percentile",
-            ],
-            "asha" => &[
-                "min_resource",
-                "max_resource",
-                "reduction_factor",
-                "min_early_stopping_rate",
-            ],
-            "hyperband" => &["min_resource", "max_resource", "reduction_factor"],
-            other => {
-                return Err((
-                    Some("kind"),
-                    format!(
-                        "[pruner] kind = \"{other}\" is not known; use \"none\", \"median\", \"percentile\", \"asha\" or \"hyperband\""
-                    ),
-                ))
-            }
+        let Some(keys) = pruner_keys(&self.kind) else {
+            return Err((
+                Some("kind"),
+                format!(
+                    "[pruner] kind = \"{}\" is not known; use \"none\", \"median\", \"percentile\", \"asha\" or \"hyperband\"",
+                    self.kind
+                ),
+            ));
         };
         for (key, given) in self.given() {
             if given && !keys.contains(&key) {
                 let users: Vec<&str> = ["median", "percentile", "asha", "hyperband"]
                     .into_iter()
-                    .filter(|k| PrunerSection::of_kind(k).accepts(key))
+                    .filter(|k| pruner_keys(k).is_some_and(|keys| keys.contains(&key)))
                     .collect();
                 return Err((
                     Some(key),
@@ -282,7 +268,14 @@ impl PrunerSection {
             "percentile" => percentile_like(self.percentile.unwrap_or(25.0))?,
             "asha" => {
                 let mut asha = SuccessiveHalvingPruner::checked(min, eta).map_err(|e| {
-                    bad(if e.field == "min_resource" { "min_resource" } else { "reduction_factor" }, e)
+                    bad(
+                        if e.field == "min_resource" {
+                            "min_resource"
+                        } else {
+                            "reduction_factor"
+                        },
+                        e,
+                    )
                 })?;
                 asha = asha.min_early_stopping_rate(self.min_early_stopping_rate.unwrap_or(0));
                 if let Some(max) = self.max_resource {
@@ -308,26 +301,35 @@ impl PrunerSection {
             }
         })
     }
+}
 
-    fn accepts(&self, key: &str) -> bool {
-        let mut probe = self.clone();
-        match key {
-            "startup_trials" => probe.startup_trials = Some(1),
-            "warmup_steps" => probe.warmup_steps = Some(0),
-            "interval_steps" => probe.interval_steps = Some(1),
-            "min_trials" => probe.min_trials = Some(1),
-            "percentile" => probe.percentile = Some(50.0),
-            "min_resource" => probe.min_resource = Some(1),
-            "max_resource" => probe.max_resource = Some(27),
-            "reduction_factor" => probe.reduction_factor = Some(3),
-            "min_early_stopping_rate" => probe.min_early_stopping_rate = Some(0),
-            _ => return false,
-        }
-        if probe.kind == "hyperband" {
-            probe.max_resource.get_or_insert(27);
-        }
-        probe.build().is_ok()
-    }
+/// The keys of `[pruner]` each kind takes (`None`: no such kind).
+fn pruner_keys(kind: &str) -> Option<&'static [&'static str]> {
+    const PERCENTILE_KEYS: [&str; 4] = [
+        "startup_trials",
+        "warmup_steps",
+        "interval_steps",
+        "min_trials",
+    ];
+    Some(match kind {
+        "none" => &[],
+        "median" => &PERCENTILE_KEYS,
+        "percentile" => &[
+            "startup_trials",
+            "warmup_steps",
+            "interval_steps",
+            "min_trials",
+            "percentile",
+        ],
+        "asha" => &[
+            "min_resource",
+            "max_resource",
+            "reduction_factor",
+            "min_early_stopping_rate",
+        ],
+        "hyperband" => &["min_resource", "max_resource", "reduction_factor"],
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
@@ -650,9 +652,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         ));
     }
     // Checked here so a bad section fails before anything runs; `caviar run` builds it again.
-    file.pruner
-        .build()
-        .map_err(|(key, msg)| fail(key.and_then(|k| find_section_key_line(text, "pruner", k)), msg))?;
+    file.pruner.build().map_err(|(key, msg)| {
+        fail(
+            key.and_then(|k| find_section_key_line(text, "pruner", k)),
+            msg,
+        )
+    })?;
     let timeout = match &file.timeout {
         None => None,
         Some(t) => Some(parse_timeout(t).map_err(|msg| fail(key_line("timeout"), msg))?),
@@ -1078,5 +1083,62 @@ act = { choices = ["relu", "tanh"] }
         assert!(check(&misplaced)
             .unwrap_err()
             .contains("gamma is for kind = \"tpe\" only"));
+    }
+
+    #[test]
+    fn pruner_sections_are_checked_with_line_and_fix() {
+        let with = |section: &str| {
+            format!("{GOOD}\n[sampler]\nstartup_trials = 3\nkind = \"tpe\"\n\n[pruner]\n{section}")
+        };
+        for ok in [
+            "kind = \"none\"\n",
+            "kind = \"median\"\nstartup_trials = 3\nwarmup_steps = 2\ninterval_steps = 2\n",
+            "kind = \"percentile\"\npercentile = 10.0\n",
+            "kind = \"asha\"\nmin_resource = 2\nreduction_factor = 4\nmax_resource = 50\n",
+            "kind = \"hyperband\"\nmin_resource = 1\nmax_resource = 81\n",
+        ] {
+            assert!(
+                check(&with(ok)).is_ok(),
+                "{ok}: {:?}",
+                check(&with(ok)).err()
+            );
+        }
+        let text = with("kind = \"median\"\nmin_resource = 2\n");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("min_resource"))
+            .unwrap()
+            + 1;
+        let err = check(&text).unwrap_err();
+        assert!(
+            err.contains(&format!("study.toml:{line}:"))
+                && err.contains("min_resource is for kind = \"asha\" or \"hyperband\"; remove it"),
+            "{err}"
+        );
+        // The pruner's startup_trials is found in [pruner], not in [sampler] above it.
+        let text = with("kind = \"asha\"\nstartup_trials = 2\n");
+        let line = text
+            .rfind("startup_trials")
+            .map(|at| text[..at].lines().count() + 1);
+        let err = check(&text).unwrap_err();
+        assert!(
+            err.contains(&format!("study.toml:{}:", line.unwrap())),
+            "{err}"
+        );
+        assert!(err.contains("\"median\" or \"percentile\""), "{err}");
+        let err = check(&with("kind = \"hyperband\"\n")).unwrap_err();
+        assert!(err.contains("needs max_resource"), "{err}");
+        let err = check(&with("kind = \"asha\"\nreduction_factor = 1\n")).unwrap_err();
+        assert!(
+            err.contains("reduction_factor") && err.contains("use 2 or more"),
+            "{err}"
+        );
+        let err = check(&with("kind = \"percentile\"\npercentile = 150.0\n")).unwrap_err();
+        assert!(err.contains("outside 0..=100"), "{err}");
+        let err = check(&with("kind = \"early\"\n")).unwrap_err();
+        assert!(
+            err.contains("is not known") && err.contains("\"asha\""),
+            "{err}"
+        );
     }
 }

@@ -568,3 +568,59 @@ fn zoom_rounds_are_stored_shown_and_kept_when_the_study_resumes() {
     );
     assert!(text.contains("| best val_acc "), "{text}");
 }
+
+const ASHA: &str = r#"
+name = "asha"
+direction = "maximize"
+metric = "val_acc"
+trials = 24
+workers = 2
+command = ["SCRIPTS/fake_train.sh", "ok", "{lr}", "9"]
+
+[pruner]
+kind = "asha"
+min_resource = 1
+reduction_factor = 3
+max_resource = 9
+
+[params]
+lr = { low = 1e-4, high = 1.0, scale = "log" }
+"#;
+
+#[test]
+fn asha_stops_external_commands_at_rungs_and_pruned_trials_show_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "asha", ASHA);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("pruned"), "{err}");
+    let trials = trials_json(dir.path(), "asha");
+    assert_eq!(trials.len(), 24);
+    let pruned: Vec<&Value> = trials.iter().filter(|t| t["state"] == "pruned").collect();
+    assert!(pruned.len() >= 8, "{} pruned of 24", pruned.len());
+    for t in &pruned {
+        let curve = t["intermediate"].as_array().unwrap();
+        let (step, value) = {
+            let last = curve.last().unwrap().as_array().unwrap();
+            (last[0].as_u64().unwrap(), last[1].as_f64().unwrap())
+        };
+        assert!(
+            [1, 3].contains(&step),
+            "pruned at a rung before the end, not {step}"
+        );
+        assert_eq!(curve.len() as u64, step, "no report after the prune");
+        assert_eq!(
+            t["value"].as_f64(),
+            Some(value),
+            "recorded with its last value"
+        );
+    }
+    // The best table lists complete trials only, unless asked.
+    let best = caviar(dir.path(), &["best", "asha", "-k", "30", "--json"]);
+    let best: Vec<Value> = serde_json::from_slice(&best.stdout).unwrap();
+    assert!(best.iter().all(|t| t["state"] == "complete"));
+    assert_eq!(best.len(), 24 - pruned.len());
+    let csv = caviar(dir.path(), &["trials", "asha", "--csv"]);
+    assert!(String::from_utf8_lossy(&csv.stdout).contains(",pruned,"));
+}

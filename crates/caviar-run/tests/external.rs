@@ -149,6 +149,61 @@ fn pruning_stops_the_command() {
     assert_eq!(result.outcome, Outcome::Pruned);
 }
 
+/// Whether process `pid` is gone (or a zombie about to be reaped).
+fn is_gone(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.trim().chars().next().unwrap_or('X'));
+    stat.is_empty() || state == Some('Z')
+}
+
+#[test]
+fn a_pruned_command_that_ignores_term_is_killed_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("child.pid");
+    let mut spec = CommandSpec::new(vec![script(), "stubborn".into(), "{lr}".into()], "val_acc");
+    spec.kill_grace = Duration::from_millis(300);
+    spec.env = vec![("CHILD_PID_FILE".into(), pid_file.display().to_string())];
+    let mut params = BTreeMap::new();
+    params.insert("lr".to_string(), ParamValue::Float(0.01));
+    let input = TrialInput {
+        study: "s",
+        number: 0,
+        params: &params,
+    };
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    let mut stopped_at = None;
+    let result = run_command(&spec, &input, &AtomicBool::new(false), &mut |step, v| {
+        seen.push((step, v));
+        if step == 3 {
+            stopped_at = Some(std::time::Instant::now());
+            Control::Prune
+        } else {
+            Control::Continue
+        }
+    })
+    .unwrap();
+    assert_eq!(result.outcome, Outcome::Pruned);
+    assert_eq!(
+        seen.last().map(|s| s.0),
+        Some(3),
+        "no report after the prune"
+    );
+    let waited = stopped_at.unwrap().elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && started.elapsed() < Duration::from_secs(5),
+        "TERM ignored, so KILL comes after the grace period: {waited:?}"
+    );
+    let child: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(is_gone(child), "the child that ignores TERM survived");
+}
+
 #[test]
 fn cancel_interrupts() {
     let spec = CommandSpec::new(vec![script(), "hang".into(), "{lr}".into()], "val_acc");

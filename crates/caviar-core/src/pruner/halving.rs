@@ -11,8 +11,8 @@ use crate::trial::{Direction, FrozenTrial};
 ///
 /// ```
 /// use caviar_core::pruner::{Pruner, SuccessiveHalvingPruner};
-/// let asha = SuccessiveHalvingPruner::new(1, 3).max_resource(27);
-/// assert_eq!(asha.budgets(), Some(vec![1, 3, 9, 27]));
+/// let asha = SuccessiveHalvingPruner::new(1, 3).max_resource(50);
+/// assert_eq!(asha.budgets(), Some(vec![1, 3, 9, 27, 50]));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct SuccessiveHalvingPruner {
@@ -58,14 +58,15 @@ impl SuccessiveHalvingPruner {
         self
     }
 
-    /// The full budget of a trial; only bounds [`Pruner::budgets`] (rungs past the last
-    /// report are simply never reached).
+    /// The full budget of a trial: rungs stop below it (a trial that reached it has finished
+    /// and is not judged again), and [`Pruner::budgets`] ends with it. Without it, rungs go on
+    /// for as long as trials report.
     pub fn max_resource(mut self, max: u64) -> Self {
         self.max_resource = Some(max);
         self
     }
 
-    /// The steps of the rungs, first to last (at most 64, or up to `max_resource`).
+    /// The steps of the rungs, first to last (at most 64, or below `max_resource`).
     fn rungs(&self) -> impl Iterator<Item = u64> + '_ {
         let first = self
             .reduction_factor
@@ -73,7 +74,7 @@ impl SuccessiveHalvingPruner {
             .and_then(|f| f.checked_mul(self.min_resource));
         std::iter::successors(first, |&r| r.checked_mul(self.reduction_factor))
             .take(64)
-            .take_while(|&r| self.max_resource.is_none_or(|max| r <= max))
+            .take_while(|&r| self.max_resource.is_none_or(|max| r < max))
     }
 
     /// The decision for the trial in `ctx`, comparing it only with trials `peer` accepts.
@@ -127,7 +128,7 @@ impl Pruner for SuccessiveHalvingPruner {
     }
 
     fn budgets(&self) -> Option<Vec<u64>> {
-        Some(self.rungs().collect())
+        Some(self.rungs().chain(self.max_resource).collect())
     }
 
     fn name(&self) -> &'static str {

@@ -248,7 +248,21 @@ fn asha_rungs_and_checked_settings() {
     let asha = SuccessiveHalvingPruner::new(2, 2)
         .min_early_stopping_rate(1)
         .max_resource(40);
-    assert_eq!(asha.budgets(), Some(vec![4, 8, 16, 32]));
+    assert_eq!(asha.budgets(), Some(vec![4, 8, 16, 32, 40]));
+    // A trial at the full budget has finished: it is not judged there.
+    let at_the_end = SuccessiveHalvingPruner::new(1, 3).max_resource(9);
+    let others: Vec<Arc<FrozenTrial>> = (1..=9)
+        .map(|i| trial(i, TrialState::Complete, &flat(9, 1.0)))
+        .collect();
+    let me = trial(0, TrialState::Running, &[(1, 1.0), (3, 1.0), (9, 0.0)]);
+    assert!(!decide(&at_the_end, Direction::Maximize, &me, &others, &[]));
+    assert!(decide(
+        &SuccessiveHalvingPruner::new(1, 3),
+        Direction::Maximize,
+        &me,
+        &others,
+        &[]
+    ));
     assert!(SuccessiveHalvingPruner::checked(0, 3).is_err());
     let err = SuccessiveHalvingPruner::checked(1, 1).unwrap_err();
     assert_eq!(err.field, "reduction_factor");
