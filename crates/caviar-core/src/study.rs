@@ -341,6 +341,7 @@ impl Study {
             params: BTreeMap::new(),
             joint: None,
             reported: Vec::new(),
+            rungs: self.pruner.budgets(),
         }))
     }
 
@@ -476,6 +477,8 @@ pub struct Trial {
     joint: Option<JointSample>,
     /// What this trial reported, by step (a repeated step overwrites).
     reported: Vec<(u64, f64)>,
+    /// The study pruner's rungs, from which model-based samplers learn (multi-fidelity).
+    rungs: Option<Vec<u64>>,
 }
 
 impl Trial {
@@ -528,6 +531,7 @@ impl Trial {
                 storage: &*self.storage,
                 study: self.study,
             }),
+            rungs: self.rungs.as_deref(),
         };
         if self.joint.is_none() {
             self.joint = Some(self.sampler.sample_joint(&ctx)?);

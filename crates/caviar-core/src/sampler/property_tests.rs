@@ -82,9 +82,14 @@ proptest! {
         }
         for sampler in samplers(&space, seed) {
             let number = match sampler.max_trials() { Some(n) => trial % n, None => trial };
-            let ctx = SampleContext { trial_number: number, direction: Direction::Minimize, finished: &[],
-            running: &[],
-            attrs: None, };
+            let ctx = SampleContext {
+                trial_number: number,
+                direction: Direction::Minimize,
+                finished: &[],
+                running: &[],
+                attrs: None,
+                rungs: None,
+            };
             for (name, dist) in space.iter() {
                 let value = sampler.sample(&ctx, name, dist).unwrap();
                 prop_assert!(dist.contains(&value), "{} drew {value:?} outside {dist:?}", sampler.name());
@@ -120,6 +125,7 @@ fn share(sampler: &dyn Sampler, dist: &Distribution, n: u64, pred: impl Fn(f64) 
                 finished: &[],
                 running: &[],
                 attrs: None,
+                rungs: None,
             };
             pred(sampler.sample(&ctx, "x", dist).unwrap().as_f64().unwrap())
         })
@@ -188,6 +194,7 @@ fn grid_covers_every_combination_exactly_once() {
             finished: &[],
             running: &[],
             attrs: None,
+            rungs: None,
         };
         let point: Vec<String> = space
             .iter()
@@ -202,6 +209,7 @@ fn grid_covers_every_combination_exactly_once() {
         finished: &[],
         running: &[],
         attrs: None,
+        rungs: None,
     };
     assert_eq!(
         grid.sample(&ctx, "lr", space.get("lr").unwrap()),
@@ -218,6 +226,7 @@ fn different_seeds_give_different_trials() {
         finished: &[],
         running: &[],
         attrs: None,
+        rungs: None,
     };
     let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
     let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
@@ -239,6 +248,7 @@ fn history(
                 finished: &[],
                 running: &[],
                 attrs: None,
+                rungs: None,
             };
             let params = space
                 .iter()
@@ -290,7 +300,8 @@ proptest! {
         for direction in [Direction::Minimize, Direction::Maximize] {
             let (running, finished): (Vec<_>, Vec<_>) =
                 past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
-            let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running, attrs: None };
+            let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running, attrs: None,
+            rungs: None, };
             let mv = TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap();
             prop_assert_eq!(&mv, &TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap());
             for (name, dist) in space.iter() {
@@ -322,7 +333,8 @@ proptest! {
         let past = history(&space, n, seed);
         let (running, finished): (Vec<_>, Vec<_>) =
             past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
-        let ctx = SampleContext { trial_number: n, direction: Direction::Maximize, finished: &finished, running: &running, attrs: None };
+        let ctx = SampleContext { trial_number: n, direction: Direction::Maximize, finished: &finished, running: &running, attrs: None,
+            rungs: None, };
         let joint = GpSampler::new(&space, seed).sample_joint(&ctx).unwrap();
         let complete = finished.len();
         // After the start-up trials the model chooses every parameter.
@@ -489,6 +501,7 @@ fn tpe_reading_history_in_steps_matches_reading_it_at_once() {
             finished: &past[..end],
             running: &[],
             attrs: None,
+            rungs: None,
         };
         for (name, dist) in space.iter() {
             let a = stepwise.sample(&ctx, name, dist).unwrap();

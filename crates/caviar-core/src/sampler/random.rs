@@ -12,7 +12,14 @@ use crate::space::{Distribution, ParamValue};
 /// use caviar_core::space::{Distribution, Scale};
 /// use caviar_core::trial::Direction;
 /// let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
-/// let ctx = SampleContext { trial_number: 3, direction: Direction::Minimize, finished: &[], running: &[], attrs: None };
+/// let ctx = SampleContext {
+///     trial_number: 3,
+///     direction: Direction::Minimize,
+///     finished: &[],
+///     running: &[],
+///     attrs: None,
+///     rungs: None,
+/// };
 /// let a = RandomSampler::new(42).sample(&ctx, "lr", &lr).unwrap();
 /// let b = RandomSampler::new(42).sample(&ctx, "lr", &lr).unwrap();
 /// assert_eq!(a, b);

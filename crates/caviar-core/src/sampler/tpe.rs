@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use super::random::RandomSampler;
 use super::tpe_multi::{Intersection, Settings};
-use super::{loss_of, JointSample, SampleContext, Sampler, SamplerError, LN_SQRT_2PI};
+use super::{JointSample, SampleContext, Sampler, SamplerError, LN_SQRT_2PI};
 use crate::rng::{stable_hash, Rng};
 use crate::space::{Distribution, ParamValue};
 use crate::trial::FrozenTrial;
@@ -47,8 +47,9 @@ pub struct TpeSampler {
     /// Model all parameters jointly (product kernels over the parameters every complete trial
     /// has) instead of one at a time.
     pub multivariate: bool,
-    /// Per parameter, what has been read from the finished trials so far.
-    cache: Arc<Mutex<HashMap<String, Observed>>>,
+    /// Per parameter, what has been read from the finished trials so far, and the rungs the
+    /// losses were read with.
+    cache: Arc<Mutex<TpeCache>>,
     /// The parameters common to all complete trials (multivariate only).
     intersection: Arc<Mutex<Intersection>>,
 }
@@ -63,6 +64,9 @@ impl Clone for TpeSampler {
         }
     }
 }
+
+/// The rungs losses were read with, and each parameter's observations.
+type TpeCache = (Option<Vec<u64>>, HashMap<String, Observed>);
 
 /// The complete observations of one parameter, kept sorted two ways so that an ask costs a
 /// merge, not a sort.
@@ -653,7 +657,13 @@ impl Sampler for TpeSampler {
         name: &str,
         dist: &Distribution,
     ) -> Result<ParamValue, SamplerError> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (rungs, cache) = &mut *guard;
+        if rungs.as_deref() != ctx.rungs {
+            // Losses read with other rungs (another study): read everything again.
+            cache.clear();
+            *rungs = ctx.rungs.map(<[u64]>::to_vec);
+        }
         let seen = cache.entry(name.to_string()).or_default();
         if seen.dist.as_ref() != Some(dist) || seen.consumed > ctx.finished.len() {
             // A new parameter definition or another study: start over.
@@ -664,7 +674,7 @@ impl Sampler for TpeSampler {
         }
         let fresh: Vec<(f64, f64)> = ctx.finished[seen.consumed..]
             .iter()
-            .filter_map(|t| Some((coordinate(t, name, dist)?, loss_of(t, ctx.direction)?)))
+            .filter_map(|t| Some((coordinate(t, name, dist)?, ctx.loss(t)?)))
             .collect();
         if fresh.len() > 32 {
             // A first read (or a big catch-up): sorting once beats inserting one by one.
@@ -774,7 +784,7 @@ impl Sampler for TpeSampler {
             }
             None
         };
-        drop(cache);
+        drop(guard);
         let (mut l, mut g) = (
             Parzen::new(below, self.prior_weight),
             Parzen::from_sorted(above, weights, self.prior_weight, false),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{loss_of, JointSample, SampleContext, LN_SQRT_2PI};
+use super::{JointSample, SampleContext, LN_SQRT_2PI};
 use crate::rng::{stable_hash, Rng};
 use crate::space::Distribution;
 use crate::trial::{FrozenTrial, TrialState};
@@ -237,7 +237,7 @@ pub(super) fn sample_joint(
     let mut observed: Vec<(f64, Vec<f64>)> = ctx
         .finished
         .iter()
-        .filter_map(|t| Some((loss_of(t, ctx.direction)?, encode(t, &dims)?)))
+        .filter_map(|t| Some((ctx.loss(t)?, encode(t, &dims)?)))
         .collect();
     let complete = observed.len();
     if complete < s.n_startup.max(1) {
