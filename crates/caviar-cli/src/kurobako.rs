@@ -2,7 +2,7 @@
 //! harness (JSON lines over stdin/stdout; see shared/kurobako.md). kurobako minimises; problems
 //! arrive as CREATE_SOLVER_CAST, trials as ASK_CALL / TELL_CALL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result};
@@ -13,12 +13,22 @@ use crate::BadInput;
 
 /// Samplers the adapter offers.
 pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe", "tpe-mv", "gp"];
+/// Pruners the adapter offers (with their defaults; ASHA and Hyperband span the problem's steps).
+pub const SOLVER_PRUNERS: &[&str] = &["none", "median", "asha", "hyperband"];
 
 struct Solver {
     study: Study,
     params: Vec<(String, Distribution, bool)>,
-    last_step: u64,
-    running: HashMap<u64, Trial>,
+    /// The problem's evaluable steps, ascending.
+    steps: Vec<u64>,
+    /// Evaluate step by step (a pruner judges between steps) rather than straight to the end.
+    stepwise: bool,
+    /// Trials between steps or evaluating, by kurobako trial id, with their params as sent.
+    running: HashMap<u64, (Trial, Vec<f64>)>,
+    /// Paused trials the pruner let go on, to resume before starting new ones.
+    waiting: VecDeque<u64>,
+    /// Trials the pruner stopped, to abandon (`next_step: null`) at the next asks.
+    abandoned: VecDeque<(u64, Vec<f64>)>,
 }
 
 /// Why a message could not be served: becomes an ERROR_REPLY.
@@ -69,7 +79,7 @@ fn distribution(var: &Value) -> Result<(Distribution, bool), Failure> {
     }
 }
 
-fn create(sampler: &str, msg: &Value) -> Result<Solver, Failure> {
+fn create(sampler: &str, pruner: &str, msg: &Value) -> Result<Solver, Failure> {
     let problem = &msg["problem"];
     if problem["values_domain"].as_array().map_or(0, Vec::len) != 1 {
         return Err(fail(
@@ -99,26 +109,73 @@ fn create(sampler: &str, msg: &Value) -> Result<Solver, Failure> {
             .map_err(|e| fail("INVALID_INPUT", e.to_string()))?;
         params.push((name, dist, categorical));
     }
-    let last_step = match &problem["steps"] {
-        Value::Number(n) => n.as_u64().unwrap_or(1),
-        Value::Array(steps) => steps.last().and_then(Value::as_u64).unwrap_or(1),
-        _ => 1,
+    let steps: Vec<u64> = match &problem["steps"] {
+        Value::Number(n) => (1..=n.as_u64().unwrap_or(1).max(1)).collect(),
+        Value::Array(steps) => steps.iter().filter_map(Value::as_u64).collect(),
+        _ => vec![1],
     };
+    let last_step = steps.last().copied().unwrap_or(1);
     let sampler = crate::run::default_sampler(sampler, &space, seed)
         .ok_or_else(|| fail("INVALID_INPUT", format!("unknown sampler {sampler}")))?;
+    let mut settings = crate::config::PrunerSection::of_kind(pruner);
+    if matches!(pruner, "asha" | "hyperband") {
+        settings.min_resource = Some(steps.first().copied().unwrap_or(1));
+        settings.max_resource = Some(last_step);
+    }
+    let pruner = settings
+        .build()
+        .map_err(|(_, msg)| fail("INVALID_INPUT", msg))?;
     let study = Study::builder("kurobako")
         .shared_sampler(sampler)
+        .shared_pruner(pruner.clone())
         .build()
         .map_err(|e| fail("BUG", e.to_string()))?;
     Ok(Solver {
         study,
         params,
-        last_step,
+        stepwise: pruner.is_active() && steps.len() > 1,
+        steps,
         running: HashMap::new(),
+        waiting: VecDeque::new(),
+        abandoned: VecDeque::new(),
     })
 }
 
+impl Solver {
+    fn last_step(&self) -> u64 {
+        self.steps.last().copied().unwrap_or(1)
+    }
+
+    /// The step after `current` (the last step when evaluating straight through).
+    fn next_step(&self, current: Option<u64>) -> u64 {
+        if !self.stepwise {
+            return self.last_step();
+        }
+        let after = current.map_or(0, |c| self.steps.partition_point(|&s| s <= c));
+        self.steps.get(after).copied().unwrap_or(self.last_step())
+    }
+}
+
 fn ask(solver: &mut Solver, next_id: u64) -> Result<Value, Failure> {
+    // A trial the pruner stopped is abandoned first, then a paused one resumed; only then does
+    // a new one start (kurobako keeps its trial counter when an existing id comes back).
+    if let Some((id, params)) = solver.abandoned.pop_front() {
+        return Ok(json!({
+            "type": "ASK_REPLY",
+            "trial": {"id": id, "params": params, "next_step": null},
+            "next_trial_id": next_id,
+        }));
+    }
+    if let Some(id) = solver.waiting.pop_front() {
+        let (trial, params) = &solver.running[&id];
+        let current = trial.reported().last().map(|&(step, _)| step);
+        let next_step = solver.next_step(current);
+        return Ok(json!({
+            "type": "ASK_REPLY",
+            "trial": {"id": id, "params": params.clone(), "next_step": next_step},
+            "next_trial_id": next_id,
+        }));
+    }
     let mut trial = solver
         .study
         .ask()
@@ -130,10 +187,11 @@ fn ask(solver: &mut Solver, next_id: u64) -> Result<Value, Failure> {
             .map_err(|e| fail("BUG", e.to_string()))?;
         values.push(v.as_f64().unwrap_or(f64::NAN));
     }
-    solver.running.insert(next_id, trial);
+    let next_step = solver.next_step(None);
+    solver.running.insert(next_id, (trial, values.clone()));
     Ok(json!({
         "type": "ASK_REPLY",
-        "trial": {"id": next_id, "params": values, "next_step": solver.last_step},
+        "trial": {"id": next_id, "params": values, "next_step": next_step},
         "next_trial_id": next_id + 1,
     }))
 }
@@ -142,16 +200,42 @@ fn tell(solver: &mut Solver, msg: &Value) -> Result<Value, Failure> {
     let id = msg["trial"]["id"]
         .as_u64()
         .ok_or_else(|| fail("INVALID_INPUT", "TELL_CALL without trial.id"))?;
-    let trial = solver
+    let (mut trial, params) = solver
         .running
         .remove(&id)
         .ok_or_else(|| fail("INVALID_INPUT", format!("TELL_CALL for unknown trial {id}")))?;
-    let outcome = match msg["trial"]["values"]
+    let value = msg["trial"]["values"]
         .as_array()
         .and_then(|v| v.first())
-        .and_then(Value::as_f64)
-    {
-        Some(v) => Outcome::Complete(v),
+        .and_then(Value::as_f64);
+    let step = msg["trial"]["current_step"]
+        .as_u64()
+        .unwrap_or(solver.last_step());
+    let outcome = match value {
+        Some(v) if step < solver.last_step() => {
+            trial
+                .report(step, v)
+                .map_err(|e| fail("BUG", e.to_string()))?;
+            let prune = trial
+                .should_prune()
+                .map_err(|e| fail("BUG", e.to_string()))?;
+            if !prune {
+                solver.running.insert(id, (trial, params));
+                solver.waiting.push_back(id);
+                return Ok(json!({"type": "TELL_REPLY"}));
+            }
+            solver.abandoned.push_back((id, params));
+            Outcome::Pruned
+        }
+        Some(v) => {
+            if solver.stepwise {
+                // The curve's last point, for pruners judging other trials.
+                trial
+                    .report(step, v)
+                    .map_err(|e| fail("BUG", e.to_string()))?;
+            }
+            Outcome::Complete(v)
+        }
         None => Outcome::Failed("the problem could not evaluate these parameters".into()),
     };
     solver
@@ -162,7 +246,12 @@ fn tell(solver: &mut Solver, msg: &Value) -> Result<Value, Failure> {
 }
 
 /// Serves the protocol on `input`/`output` until end of input.
-pub fn serve(sampler: &str, input: impl BufRead, mut output: impl Write) -> Result<()> {
+pub fn serve(
+    sampler: &str,
+    pruner: &str,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> Result<()> {
     if !SOLVER_SAMPLERS.contains(&sampler) {
         return Err(BadInput(format!(
             "--sampler {sampler} is not available to kurobako; use one of {}",
@@ -170,10 +259,17 @@ pub fn serve(sampler: &str, input: impl BufRead, mut output: impl Write) -> Resu
         ))
         .into());
     }
+    if !SOLVER_PRUNERS.contains(&pruner) {
+        return Err(BadInput(format!(
+            "--pruner {pruner} is not available to kurobako; use one of {}",
+            SOLVER_PRUNERS.join(", ")
+        ))
+        .into());
+    }
     let spec = json!({
         "type": "SOLVER_SPEC_CAST",
         "spec": {
-            "name": format!("caviar-{sampler}"),
+            "name": if pruner == "none" { format!("caviar-{sampler}") } else { format!("caviar-{sampler}-{pruner}") },
             "attrs": {"version": env!("CARGO_PKG_VERSION"), "github": "caviar"},
             "capabilities": ["UNIFORM_CONTINUOUS", "UNIFORM_DISCRETE", "LOG_UNIFORM_CONTINUOUS",
                              "LOG_UNIFORM_DISCRETE", "CATEGORICAL", "CONCURRENT"],
@@ -199,7 +295,7 @@ pub fn serve(sampler: &str, input: impl BufRead, mut output: impl Write) -> Resu
         let solver_id = msg["solver_id"].as_u64().unwrap_or(0);
         let reply: Option<Result<Value, Failure>> = match msg["type"].as_str() {
             Some("CREATE_SOLVER_CAST") => {
-                match create(sampler, &msg) {
+                match create(sampler, pruner, &msg) {
                     Ok(s) => {
                         solvers.insert(solver_id, s);
                         None
@@ -251,7 +347,7 @@ mod tests {
 
     fn run(sampler: &str, input: &str) -> Vec<Value> {
         let mut out = Vec::new();
-        serve(sampler, input.as_bytes(), &mut out).unwrap();
+        serve(sampler, "none", input.as_bytes(), &mut out).unwrap();
         String::from_utf8(out)
             .unwrap()
             .lines()
@@ -307,6 +403,82 @@ mod tests {
         assert_eq!(out.len(), 6);
         // Seeds reproduce.
         assert_eq!(run("tpe", TRANSCRIPT)[1], out[1]);
+    }
+
+    /// Plays kurobako on a 27-step problem, value f(p0) + 1/step with f = (p0 - 0.3)², until
+    /// `budget` steps are consumed. Returns (trials started, abandoned, completed, best value).
+    fn simulate(sampler: &str, pruner: &str, budget: u64) -> (u64, u64, u64, f64) {
+        let create_msg: Value = serde_json::from_str(r#"{"type":"CREATE_SOLVER_CAST","solver_id":0,"random_seed":7,"problem":{"name":"curve","attrs":{},"params_domain":[{"name":"p0","range":{"type":"CONTINUOUS","low":0.0,"high":1.0},"distribution":"UNIFORM"}],"values_domain":[{"name":"v","range":{"type":"CONTINUOUS"},"distribution":"UNIFORM"}],"steps":27}}"#).unwrap();
+        let mut solver = create(sampler, pruner, &create_msg).ok().unwrap();
+        let (mut next_id, mut consumed) = (0u64, 0u64);
+        let mut at: HashMap<u64, (f64, u64)> = HashMap::new();
+        let (mut abandoned, mut completed, mut best) = (0, 0, f64::INFINITY);
+        while consumed < budget {
+            let reply = ask(&mut solver, next_id).ok().unwrap();
+            assert!(reply["next_trial_id"].as_u64().unwrap() >= next_id);
+            next_id = reply["next_trial_id"].as_u64().unwrap();
+            let id = reply["trial"]["id"].as_u64().unwrap();
+            assert!(id < next_id);
+            let p0 = reply["trial"]["params"][0].as_f64().unwrap();
+            let Some(step) = reply["trial"]["next_step"].as_u64() else {
+                let (sent, current) = at[&id];
+                assert_eq!(sent, p0, "an abandoned trial keeps its params");
+                assert!(current < 27, "only paused trials are abandoned");
+                abandoned += 1;
+                at.remove(&id);
+                continue;
+            };
+            let start = match at.get(&id) {
+                Some(&(sent, current)) => {
+                    assert_eq!(sent, p0, "a resumed trial keeps its params");
+                    current
+                }
+                None => 0,
+            };
+            assert!(step > start && step <= 27);
+            consumed += step - start;
+            let value = (p0 - 0.3).powi(2) + 1.0 / step as f64;
+            at.insert(id, (p0, step));
+            if step == 27 {
+                completed += 1;
+                best = best.min(value);
+            }
+            let tell_msg = json!({"type": "TELL_CALL", "solver_id": 0, "trial": {"id": id, "values": [value], "current_step": step}});
+            assert_eq!(
+                tell(&mut solver, &tell_msg).ok().unwrap()["type"],
+                "TELL_REPLY"
+            );
+        }
+        (next_id, abandoned, completed, best)
+    }
+
+    #[test]
+    fn multi_step_problems_run_step_by_step_and_pruned_trials_are_abandoned() {
+        let budget = 27 * 20;
+        let (started, abandoned, completed, _) = simulate("random", "none", budget);
+        assert_eq!(
+            (started, abandoned, completed),
+            (20, 0, 20),
+            "no pruner: straight to the end"
+        );
+        let (started, abandoned, completed, best) = simulate("tpe", "asha", budget);
+        assert!(
+            started > 60,
+            "ASHA frees budget for many more trials: {started}"
+        );
+        assert!(
+            abandoned > started / 2,
+            "{abandoned} of {started} abandoned"
+        );
+        assert!(
+            completed >= 1 && best < 0.06,
+            "{completed} complete, best {best}"
+        );
+        let (started_m, abandoned_m, ..) = simulate("tpe", "median", budget);
+        assert!(
+            started_m > 20 && abandoned_m > 0,
+            "{started_m} {abandoned_m}"
+        );
     }
 
     #[test]

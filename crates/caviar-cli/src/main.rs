@@ -88,6 +88,10 @@ enum Command {
         /// random, sobol, zoom, tpe, tpe-mv (multivariate TPE) or gp.
         #[arg(long, default_value = "tpe")]
         sampler: String,
+        /// none, median, asha or hyperband: on multi-step problems, evaluate one step at a time
+        /// and abandon trials the pruner stops.
+        #[arg(long, default_value = "none")]
+        pruner: String,
     },
     /// List the stored studies.
     Studies {
@@ -219,9 +223,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             bench_samplers::samplers(seeds, max_trials, &samplers, json)?;
             Ok(0)
         }
-        Command::KurobakoSolver { sampler } => {
+        Command::KurobakoSolver { sampler, pruner } => {
             let stdin = std::io::stdin().lock();
-            kurobako::serve(&sampler, stdin, std::io::stdout().lock())?;
+            kurobako::serve(&sampler, &pruner, stdin, std::io::stdout().lock())?;
             Ok(0)
         }
         Command::Studies { json } => {
