@@ -210,7 +210,7 @@ fn ask_cost(kind: &str, n: u64, asks: u64) -> Result<(f64, f64)> {
             finished: &[],
             running: &[],
             attrs: None,
-            rungs: None,
+            learn_from_pruned: false,
         };
         let mut sum = 0.0;
         for (name, dist) in space.iter() {

@@ -752,6 +752,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
     })
 }
 
+/// A duration written as seconds or with a unit ("90s", "10m", "2h").
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_timeout(&TimeoutValue::Text(text.to_string())).map_err(|e| {
+        e.replace("timeout = ", "")
+            .replace("drop timeout for no limit", "use less")
+    })
+}
+
 fn parse_timeout(t: &TimeoutValue) -> Result<Duration, String> {
     let secs = match t {
         TimeoutValue::Seconds(s) => *s,

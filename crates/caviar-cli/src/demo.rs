@@ -229,6 +229,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
         &space,
         args.trials,
         workers,
+        None,
         &cancel,
         &progress,
         |trial, cancel: &AtomicBool| {

@@ -123,13 +123,14 @@ pub fn cancel_on_ctrl_c() -> Result<Arc<AtomicBool>> {
 }
 
 /// Runs trials on `workers` threads until the study holds `total` trials, the sampler is
-/// exhausted or `cancel` is set. `objective` gets a trial whose parameters from `space` are
+/// exhausted, `deadline` passes (no new trial starts; running ones finish) or `cancel` is set. `objective` gets a trial whose parameters from `space` are
 /// already suggested, and says how it ended.
 pub fn drive<F>(
     study: &Study,
     space: &SearchSpace,
     total: u64,
     workers: usize,
+    deadline: Option<Instant>,
     cancel: &AtomicBool,
     progress: &Progress,
     objective: F,
@@ -145,9 +146,9 @@ where
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    if let Err(e) =
-                        worker_loop(study, space, total, cancel, &active, progress, &objective)
-                    {
+                    if let Err(e) = worker_loop(
+                        study, space, total, deadline, cancel, &active, progress, &objective,
+                    ) {
                         cancel.store(true, Ordering::SeqCst);
                         fatal.lock().unwrap().get_or_insert(e);
                     }
@@ -185,6 +186,7 @@ fn worker_loop<F>(
     study: &Study,
     space: &SearchSpace,
     total: u64,
+    deadline: Option<Instant>,
     cancel: &AtomicBool,
     active: &Mutex<HashSet<TrialId>>,
     progress: &Progress,
@@ -194,6 +196,9 @@ where
     F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
 {
     while !cancel.load(Ordering::SeqCst) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
         let Some(mut trial) = study.ask_within(Some(total)).context("starting a trial")? else {
             return Ok(());
         };

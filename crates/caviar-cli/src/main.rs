@@ -70,6 +70,9 @@ enum Command {
         /// Print a JSON summary on stdout at the end.
         #[arg(long)]
         json: bool,
+        /// Start no new trial after this long ("90s", "10m", "2h"); running trials finish.
+        #[arg(long, value_name = "DURATION")]
+        time_budget: Option<String>,
     },
     /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
     Demo(demo::DemoArgs),
@@ -186,7 +189,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
             trials,
             workers,
             json,
-        } => run::run(&cli.storage, &study, trials, workers, json),
+            time_budget,
+        } => {
+            let time_budget = time_budget
+                .map(|t| config::parse_duration(&t))
+                .transpose()
+                .map_err(|e| BadInput(format!("--time-budget: {e}")))?;
+            run::run(&cli.storage, &study, trials, workers, json, time_budget)
+        }
         Command::Bench {
             what:
                 BenchKind::Storage {

@@ -91,6 +91,7 @@ pub fn run(
     trials: Option<u64>,
     workers: Option<u64>,
     as_json: bool,
+    time_budget: Option<std::time::Duration>,
 ) -> Result<u8> {
     let cfg = config::load(path)?;
     if workers == Some(0) {
@@ -128,6 +129,7 @@ pub fn run(
 
     let progress = Progress::new(before.total(), total, metric_name(study.record()), false);
     let started = Instant::now();
+    let deadline = time_budget.map(|t| started + t);
     let mut mnist_split = None;
     match &cfg.objective {
         config::Objective::Command(command) => {
@@ -139,6 +141,7 @@ pub fn run(
                 &cfg.space,
                 total,
                 workers,
+                deadline,
                 &cancel,
                 &progress,
                 |trial, cancel| {
@@ -180,6 +183,7 @@ pub fn run(
                 &cfg.space,
                 total,
                 workers,
+                deadline,
                 &cancel,
                 &progress,
                 |trial, cancel| match builtin::trial_setup(

@@ -624,3 +624,36 @@ fn asha_stops_external_commands_at_rungs_and_pruned_trials_show_as_such() {
     let csv = caviar(dir.path(), &["trials", "asha", "--csv"]);
     assert!(String::from_utf8_lossy(&csv.stdout).contains(",pruned,"));
 }
+
+#[test]
+fn a_time_budget_stops_starting_trials_and_running_ones_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "slow", SLOW);
+    let started = Instant::now();
+    let out = caviar(
+        dir.path(),
+        &["run", study.to_str().unwrap(), "--time-budget", "1s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let trials = trials_json(dir.path(), "slow");
+    assert!(
+        (2..16).contains(&trials.len()),
+        "{} trials in a 1 s budget of 0.6 s trials",
+        trials.len()
+    );
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "running trials finish"
+    );
+    let out = caviar(
+        dir.path(),
+        &["run", study.to_str().unwrap(), "--time-budget", "soon"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--time-budget"));
+}

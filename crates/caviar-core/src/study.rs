@@ -341,7 +341,7 @@ impl Study {
             params: BTreeMap::new(),
             joint: None,
             reported: Vec::new(),
-            rungs: self.pruner.budgets(),
+            learn_from_pruned: self.pruner.is_active(),
         }))
     }
 
@@ -477,8 +477,8 @@ pub struct Trial {
     joint: Option<JointSample>,
     /// What this trial reported, by step (a repeated step overwrites).
     reported: Vec<(u64, f64)>,
-    /// The study pruner's rungs, from which model-based samplers learn (multi-fidelity).
-    rungs: Option<Vec<u64>>,
+    /// Whether the study prunes (model-based samplers then learn from pruned trials too).
+    learn_from_pruned: bool,
 }
 
 impl Trial {
@@ -531,7 +531,7 @@ impl Trial {
                 storage: &*self.storage,
                 study: self.study,
             }),
-            rungs: self.rungs.as_deref(),
+            learn_from_pruned: self.learn_from_pruned,
         };
         if self.joint.is_none() {
             self.joint = Some(self.sampler.sample_joint(&ctx)?);

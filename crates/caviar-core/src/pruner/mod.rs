@@ -88,8 +88,8 @@ pub trait Pruner: Send + Sync {
         true
     }
 
-    /// The steps at which this pruner compares trials (its rungs), when it works in rungs; a
-    /// multi-fidelity sampler models the results at these budgets.
+    /// The steps at which this pruner compares trials (its rungs, then the full budget when
+    /// known), when it works in rungs.
     fn budgets(&self) -> Option<Vec<u64>> {
         None
     }

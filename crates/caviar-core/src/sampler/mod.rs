@@ -66,45 +66,42 @@ pub struct SampleContext<'a> {
     /// The study's shared attributes, where a sampler records decisions every worker must
     /// share (absent outside a study, e.g. in tests).
     pub attrs: Option<StudyAttrs<'a>>,
-    /// Multi-fidelity: the steps (rungs) at which the study's pruner compares trials, when it
-    /// works in rungs; model-based samplers then learn from pruned trials too (see
-    /// [`SampleContext::loss`]). `None`: from the final values of complete trials only.
-    pub rungs: Option<&'a [u64]>,
+    /// Multi-fidelity: whether the study prunes, so that model-based samplers learn from
+    /// pruned trials too (see [`SampleContext::loss`]); otherwise from complete trials only.
+    pub learn_from_pruned: bool,
 }
+
+/// Steps beyond any real curve: complete trials rank as if they had got this far.
+const COMPLETE_STEP: f64 = (1u64 << 40) as f64;
 
 impl SampleContext<'_> {
     /// The loss (lower is better) a model-based sampler learns from for trial `t`; only its
     /// order matters to TPE.
     ///
-    /// Without rungs: the final value of a complete trial. With rungs (as BOHB learns from
-    /// every budget and Optuna's TPE from pruned trials): a trial that got further ranks before
-    /// any trial that stopped earlier, and trials that stopped at the same rung rank by their
-    /// value there. A trial promoted past the last rung and complete ranks by its final value
-    /// among the complete ones. Failed trials and trials short of the first rung never count.
-    /// The order is packed into one number: 4 per rung not reached, plus the value squashed
-    /// into (-1, 1).
+    /// By default, the final value of a complete trial. When the study prunes (as Optuna's TPE
+    /// does, and BOHB learns from every budget): a complete trial ranks before every pruned
+    /// one, a pruned trial that got further before one stopped earlier, and trials stopped at
+    /// the same step by the value they had there. Failed trials and trials that never reported
+    /// do not count. The order is packed into one number: -4 per step reached, plus the value
+    /// squashed into (-1, 1).
     pub fn loss(&self, t: &FrozenTrial) -> Option<f64> {
-        let Some(rungs) = self.rungs else {
+        if !self.learn_from_pruned {
             return loss_of(t, self.direction);
-        };
-        let directional = |v: f64| match self.direction {
-            Direction::Minimize => v,
-            Direction::Maximize => -v,
-        };
-        let levels = rungs.len() + 1;
-        let (level, value) = match t.state {
-            crate::trial::TrialState::Failed => return None,
-            crate::trial::TrialState::Complete => (levels, t.value?),
-            _ => {
-                let last = t.intermediate.last()?.0;
-                let reached = rungs.iter().take_while(|&&r| r <= last).count();
-                let rung = *rungs.get(reached.checked_sub(1)?)?;
-                (reached, crate::pruner::value_at_or_after(t, rung)?.1)
+        }
+        let (reached, value) = match t.state {
+            crate::trial::TrialState::Complete => (COMPLETE_STEP, t.value?),
+            crate::trial::TrialState::Pruned => {
+                let (step, value) = t.intermediate.last()?;
+                (*step as f64, *value)
             }
+            _ => return None,
         };
-        let v = directional(value);
+        let v = match self.direction {
+            Direction::Minimize => value,
+            Direction::Maximize => -value,
+        };
         v.is_finite()
-            .then(|| (levels - level) as f64 * 4.0 + v / (1.0 + v.abs()))
+            .then(|| -4.0 * reached.min(COMPLETE_STEP) + v / (1.0 + v.abs()))
     }
 }
 

@@ -88,7 +88,7 @@ proptest! {
                 finished: &[],
                 running: &[],
                 attrs: None,
-                rungs: None,
+                learn_from_pruned: false,
             };
             for (name, dist) in space.iter() {
                 let value = sampler.sample(&ctx, name, dist).unwrap();
@@ -125,7 +125,7 @@ fn share(sampler: &dyn Sampler, dist: &Distribution, n: u64, pred: impl Fn(f64) 
                 finished: &[],
                 running: &[],
                 attrs: None,
-                rungs: None,
+                learn_from_pruned: false,
             };
             pred(sampler.sample(&ctx, "x", dist).unwrap().as_f64().unwrap())
         })
@@ -194,7 +194,7 @@ fn grid_covers_every_combination_exactly_once() {
             finished: &[],
             running: &[],
             attrs: None,
-            rungs: None,
+            learn_from_pruned: false,
         };
         let point: Vec<String> = space
             .iter()
@@ -209,7 +209,7 @@ fn grid_covers_every_combination_exactly_once() {
         finished: &[],
         running: &[],
         attrs: None,
-        rungs: None,
+        learn_from_pruned: false,
     };
     assert_eq!(
         grid.sample(&ctx, "lr", space.get("lr").unwrap()),
@@ -226,7 +226,7 @@ fn different_seeds_give_different_trials() {
         finished: &[],
         running: &[],
         attrs: None,
-        rungs: None,
+        learn_from_pruned: false,
     };
     let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
     let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
@@ -248,7 +248,7 @@ fn history(
                 finished: &[],
                 running: &[],
                 attrs: None,
-                rungs: None,
+                learn_from_pruned: false,
             };
             let params = space
                 .iter()
@@ -301,7 +301,7 @@ proptest! {
             let (running, finished): (Vec<_>, Vec<_>) =
                 past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
             let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running, attrs: None,
-            rungs: None, };
+            learn_from_pruned: false, };
             let mv = TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap();
             prop_assert_eq!(&mv, &TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap());
             for (name, dist) in space.iter() {
@@ -334,7 +334,7 @@ proptest! {
         let (running, finished): (Vec<_>, Vec<_>) =
             past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
         let ctx = SampleContext { trial_number: n, direction: Direction::Maximize, finished: &finished, running: &running, attrs: None,
-            rungs: None, };
+            learn_from_pruned: false, };
         let joint = GpSampler::new(&space, seed).sample_joint(&ctx).unwrap();
         let complete = finished.len();
         // After the start-up trials the model chooses every parameter.
@@ -501,7 +501,7 @@ fn tpe_reading_history_in_steps_matches_reading_it_at_once() {
             finished: &past[..end],
             running: &[],
             attrs: None,
-            rungs: None,
+            learn_from_pruned: false,
         };
         for (name, dist) in space.iter() {
             let a = stepwise.sample(&ctx, name, dist).unwrap();

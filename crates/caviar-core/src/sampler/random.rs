@@ -18,7 +18,7 @@ use crate::space::{Distribution, ParamValue};
 ///     finished: &[],
 ///     running: &[],
 ///     attrs: None,
-///     rungs: None,
+///     learn_from_pruned: false,
 /// };
 /// let a = RandomSampler::new(42).sample(&ctx, "lr", &lr).unwrap();
 /// let b = RandomSampler::new(42).sample(&ctx, "lr", &lr).unwrap();

@@ -47,8 +47,8 @@ pub struct TpeSampler {
     /// Model all parameters jointly (product kernels over the parameters every complete trial
     /// has) instead of one at a time.
     pub multivariate: bool,
-    /// Per parameter, what has been read from the finished trials so far, and the rungs the
-    /// losses were read with.
+    /// Per parameter, what has been read from the finished trials so far, and whether pruned
+    /// trials counted.
     cache: Arc<Mutex<TpeCache>>,
     /// The parameters common to all complete trials (multivariate only).
     intersection: Arc<Mutex<Intersection>>,
@@ -65,8 +65,8 @@ impl Clone for TpeSampler {
     }
 }
 
-/// The rungs losses were read with, and each parameter's observations.
-type TpeCache = (Option<Vec<u64>>, HashMap<String, Observed>);
+/// Whether pruned trials counted, and each parameter's observations.
+type TpeCache = (bool, HashMap<String, Observed>);
 
 /// The complete observations of one parameter, kept sorted two ways so that an ask costs a
 /// merge, not a sort.
@@ -658,11 +658,11 @@ impl Sampler for TpeSampler {
         dist: &Distribution,
     ) -> Result<ParamValue, SamplerError> {
         let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (rungs, cache) = &mut *guard;
-        if rungs.as_deref() != ctx.rungs {
-            // Losses read with other rungs (another study): read everything again.
+        let (learn_from_pruned, cache) = &mut *guard;
+        if *learn_from_pruned != ctx.learn_from_pruned {
+            // Losses read another way (another study): read everything again.
             cache.clear();
-            *rungs = ctx.rungs.map(<[u64]>::to_vec);
+            *learn_from_pruned = ctx.learn_from_pruned;
         }
         let seen = cache.entry(name.to_string()).or_default();
         if seen.dist.as_ref() != Some(dist) || seen.consumed > ctx.finished.len() {
