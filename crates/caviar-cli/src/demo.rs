@@ -227,9 +227,11 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
     driver::drive(
         &study,
         &space,
-        args.trials,
+        driver::Limits {
+            total: args.trials,
+            deadline: None,
+        },
         workers,
-        None,
         &cancel,
         &progress,
         |trial, cancel: &AtomicBool| {

@@ -122,15 +122,23 @@ pub fn cancel_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     Ok(cancel)
 }
 
-/// Runs trials on `workers` threads until the study holds `total` trials, the sampler is
-/// exhausted, `deadline` passes (no new trial starts; running ones finish) or `cancel` is set. `objective` gets a trial whose parameters from `space` are
+/// When a study run stops starting trials.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Trials the study should hold.
+    pub total: u64,
+    /// No trial starts after this (running ones finish).
+    pub deadline: Option<Instant>,
+}
+
+/// Runs trials on `workers` threads until the study holds `limits.total` trials, the sampler
+/// is exhausted, the deadline passes or `cancel` is set. `objective` gets a trial whose parameters from `space` are
 /// already suggested, and says how it ended.
 pub fn drive<F>(
     study: &Study,
     space: &SearchSpace,
-    total: u64,
+    limits: Limits,
     workers: usize,
-    deadline: Option<Instant>,
     cancel: &AtomicBool,
     progress: &Progress,
     objective: F,
@@ -146,9 +154,9 @@ where
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    if let Err(e) = worker_loop(
-                        study, space, total, deadline, cancel, &active, progress, &objective,
-                    ) {
+                    if let Err(e) =
+                        worker_loop(study, space, limits, cancel, &active, progress, &objective)
+                    {
                         cancel.store(true, Ordering::SeqCst);
                         fatal.lock().unwrap().get_or_insert(e);
                     }
@@ -185,8 +193,7 @@ fn heartbeat_loop(storage: &dyn Storage, active: &Mutex<HashSet<TrialId>>, done:
 fn worker_loop<F>(
     study: &Study,
     space: &SearchSpace,
-    total: u64,
-    deadline: Option<Instant>,
+    limits: Limits,
     cancel: &AtomicBool,
     active: &Mutex<HashSet<TrialId>>,
     progress: &Progress,
@@ -196,10 +203,13 @@ where
     F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
 {
     while !cancel.load(Ordering::SeqCst) {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if limits.deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());
         }
-        let Some(mut trial) = study.ask_within(Some(total)).context("starting a trial")? else {
+        let Some(mut trial) = study
+            .ask_within(Some(limits.total))
+            .context("starting a trial")?
+        else {
             return Ok(());
         };
         active.lock().unwrap().insert(trial.id());

@@ -139,9 +139,8 @@ pub fn run(
             driver::drive(
                 &study,
                 &cfg.space,
-                total,
+                driver::Limits { total, deadline },
                 workers,
-                deadline,
                 &cancel,
                 &progress,
                 |trial, cancel| {
@@ -181,9 +180,8 @@ pub fn run(
             driver::drive(
                 &study,
                 &cfg.space,
-                total,
+                driver::Limits { total, deadline },
                 workers,
-                deadline,
                 &cancel,
                 &progress,
                 |trial, cancel| match builtin::trial_setup(
