@@ -128,6 +128,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Rank pruned trials too, by the last value they reported.
+        #[arg(long)]
+        pruned: bool,
     },
 }
 
@@ -249,10 +252,15 @@ fn dispatch(cli: Cli) -> Result<u8> {
             output::trials(&*storage, &record, json, csv)?;
             Ok(0)
         }
-        Command::Best { study, k, json } => {
+        Command::Best {
+            study,
+            k,
+            json,
+            pruned,
+        } => {
             let storage = open(&cli.storage)?;
             let record = find_study(&*storage, &study, &cli.storage)?;
-            output::best(&*storage, &record, k, json)?;
+            output::best(&*storage, &record, k, json, pruned)?;
             Ok(0)
         }
     }

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use caviar_core::space::format_g;
 use caviar_core::storage::{Storage, StudyRecord};
-use caviar_core::trial::{best_trials, FrozenTrial};
+use caviar_core::trial::{best_trials, FrozenTrial, TrialState};
 use serde_json::{json, Value};
 
 /// A trial as the `--json` contract shapes it.
@@ -193,9 +193,33 @@ fn csv_field(f: &str) -> String {
     }
 }
 
-pub fn best(storage: &dyn Storage, record: &StudyRecord, k: usize, as_json: bool) -> Result<()> {
+/// The best-k table: complete trials, or with `include_pruned` pruned ones too (ranked by the
+/// last value they reported, and marked).
+pub fn best(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    k: usize,
+    as_json: bool,
+    include_pruned: bool,
+) -> Result<()> {
     let trials = storage.trials(record.id).context("reading trials")?;
-    let top = best_trials(&trials, record.direction, k);
+    let top: Vec<&FrozenTrial> = if include_pruned {
+        let mut ranked: Vec<&FrozenTrial> = trials
+            .iter()
+            .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
+            .filter(|t| t.value.is_some_and(f64::is_finite))
+            .collect();
+        ranked.sort_by(|a, b| {
+            record
+                .direction
+                .cmp_best_first(a.value.unwrap(), b.value.unwrap())
+                .then(a.number.cmp(&b.number))
+        });
+        ranked.truncate(k);
+        ranked
+    } else {
+        best_trials(&trials, record.direction, k)
+    };
     let mut out = std::io::stdout().lock();
     if as_json {
         let rows: Vec<Value> = top
@@ -216,7 +240,12 @@ pub fn best(storage: &dyn Storage, record: &StudyRecord, k: usize, as_json: bool
     }
     let metric = metric_name(record);
     for (i, t) in top.iter().enumerate() {
-        writeln!(out, "{}", best_line(i + 1, metric, t))?;
+        let mark = match (t.state, t.last_intermediate()) {
+            (TrialState::Pruned, Some((step, _))) => format!(" [pruned at step {step}]"),
+            (TrialState::Pruned, None) => " [pruned]".into(),
+            _ => String::new(),
+        };
+        writeln!(out, "{}{mark}", best_line(i + 1, metric, t))?;
     }
     Ok(())
 }

@@ -623,6 +623,16 @@ fn asha_stops_external_commands_at_rungs_and_pruned_trials_show_as_such() {
     assert_eq!(best.len(), 24 - pruned.len());
     let csv = caviar(dir.path(), &["trials", "asha", "--csv"]);
     assert!(String::from_utf8_lossy(&csv.stdout).contains(",pruned,"));
+    // Asked for, pruned trials join the table, marked.
+    let all = caviar(
+        dir.path(),
+        &["best", "asha", "-k", "30", "--pruned", "--json"],
+    );
+    let all: Vec<Value> = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(all.len(), 24);
+    let text = caviar(dir.path(), &["best", "asha", "-k", "30", "--pruned"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("[pruned at step 1]"), "{text}");
 }
 
 #[test]

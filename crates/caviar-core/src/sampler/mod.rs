@@ -75,8 +75,9 @@ pub struct SampleContext<'a> {
 const COMPLETE_STEP: f64 = (1u64 << 40) as f64;
 
 impl SampleContext<'_> {
-    /// The loss (lower is better) a model-based sampler learns from for trial `t`; only its
-    /// order matters to TPE.
+    /// The loss (lower is better) a model-based sampler learns from for trial `t`. Only its
+    /// order is meaningful when pruned trials count, which suits TPE; the GP, which models
+    /// values, reads complete trials only.
     ///
     /// By default, the final value of a complete trial. When the study prunes (as Optuna's TPE
     /// does, and BOHB learns from every budget): a complete trial ranks before every pruned

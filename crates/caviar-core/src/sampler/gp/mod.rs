@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::random::RandomSampler;
 use super::sobol::SobolSampler;
-use super::{JointSample, SampleContext, Sampler, SamplerError};
+use super::{loss_of, JointSample, SampleContext, Sampler, SamplerError};
 use crate::rng::{derive_seed, stable_hash, Rng};
 use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::FrozenTrial;
@@ -93,7 +93,7 @@ impl GpSampler {
         let mut xs: Vec<f64> = Vec::new();
         let mut losses: Vec<f64> = Vec::new();
         for t in ctx.finished {
-            if let (Some(x), Some(loss)) = (enc.encode(t), ctx.loss(t)) {
+            if let (Some(x), Some(loss)) = (enc.encode(t), loss_of(t, ctx.direction)) {
                 xs.extend(x);
                 losses.push(loss);
             }
