@@ -92,3 +92,92 @@ fn caviar_samplers_run_inside_kurobako() {
     let report = kurobako(&["report"], Some(&results));
     assert!(report.contains("caviar-tpe") && report.contains("Hartmann6"));
 }
+
+#[test]
+fn caviar_pruners_abandon_trials_of_a_multi_step_problem_inside_kurobako() {
+    if Command::new("kurobako").arg("--version").output().is_err() {
+        println!("skipped: kurobako is not on PATH (cargo install kurobako --version 0.2.10)");
+        return;
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: python3 (for the multi-step problem) is not on PATH");
+        return;
+    }
+    let caviar = env!("CARGO_BIN_EXE_caviar");
+    let problem_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/kurobako_curve_problem.py")
+        .canonicalize()
+        .unwrap();
+    let problem = kurobako(
+        &[
+            "problem",
+            "command",
+            "--",
+            "python3",
+            problem_script.to_str().unwrap(),
+        ],
+        None,
+    );
+    let solver = kurobako(
+        &[
+            "solver",
+            "--name",
+            "caviar-tpe-asha",
+            "command",
+            "--",
+            caviar,
+            "kurobako-solver",
+            "--sampler",
+            "tpe",
+            "--pruner",
+            "asha",
+        ],
+        None,
+    );
+    let studies = kurobako(
+        &[
+            "studies",
+            "--solvers",
+            solver.trim(),
+            "--problems",
+            problem.trim(),
+            "--repeats",
+            "1",
+            "--budget",
+            "10",
+            "--seed",
+            "3",
+        ],
+        None,
+    );
+    let results = kurobako(&["run"], Some(&studies));
+    let record: Value = serde_json::from_str(results.lines().next().unwrap()).unwrap();
+    let trials = record["trials"].as_array().unwrap();
+    // Evaluations carry the study's step counter; a trial's steps are what its evaluations span.
+    let reached: Vec<u64> = trials
+        .iter()
+        .map(|t| {
+            t["evaluations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["end_step"].as_u64().unwrap() - e["start_step"].as_u64().unwrap())
+                .sum()
+        })
+        .collect();
+    let steps: u64 = trials
+        .iter()
+        .flat_map(|t| t["evaluations"].as_array().unwrap().iter())
+        .map(|e| e["end_step"].as_u64().unwrap() - e["start_step"].as_u64().unwrap())
+        .sum();
+    assert!(steps >= 10 * 27, "the budget is counted in steps: {steps}");
+    assert!(
+        trials.len() > 10,
+        "stopping trials early freed budget for more of them: {}",
+        trials.len()
+    );
+    assert!(
+        reached.iter().any(|&s| s < 27) && reached.contains(&27),
+        "some abandoned, some run to the end: {reached:?}"
+    );
+}
