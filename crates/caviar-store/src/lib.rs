@@ -1,5 +1,7 @@
-//! SQLite storage for caviar: one file, write-ahead logging, a versioned schema with
+//! Storage backends for caviar. SQLite: one file, write-ahead logging, a versioned schema with
 //! migrations, and trial numbers that stay unique when several processes share the file.
+//! PostgreSQL: the same schema in a server that workers on many machines share
+//! (`postgres://user@host/db`, optionally `?schema=NAME`).
 //!
 //! ```
 //! use caviar_core::storage::{NewStudy, Storage};
@@ -18,8 +20,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod postgres;
 mod sqlite;
 mod url;
 
+pub use postgres::{PostgresStorage, PG_SCHEMA_VERSION};
 pub use sqlite::{SqliteStorage, SCHEMA_VERSION};
 pub use url::{open_storage, StorageUrl, UrlError};

@@ -12,7 +12,7 @@ pub enum StorageUrl {
     Sqlite(PathBuf),
     /// `memory:` — nothing kept after the process ends.
     Memory,
-    /// `postgres://...` (not built yet).
+    /// `postgres://user@host:port/db[?schema=NAME]`.
     Postgres(String),
 }
 
@@ -21,12 +21,9 @@ pub enum StorageUrl {
 pub enum UrlError {
     /// The text is not a storage URL.
     #[error(
-        "storage URL `{0}` is not understood; use sqlite:PATH (e.g. sqlite:caviar.db) or memory:"
+        "storage URL `{0}` is not understood; use sqlite:PATH (e.g. sqlite:caviar.db), postgres://USER@HOST:PORT/DB or memory:"
     )]
     Malformed(String),
-    /// The backend is not available in this build.
-    #[error("storage URL `{0}`: PostgreSQL storage is not available yet; use sqlite:PATH")]
-    Unsupported(String),
     /// The backend failed to open.
     #[error("cannot open storage `{url}`: {source}")]
     Open {
@@ -76,6 +73,11 @@ pub fn open_storage(text: &str) -> Result<Arc<dyn Storage>, UrlError> {
                 source,
             }),
         StorageUrl::Memory => Ok(Arc::new(caviar_core::storage::InMemoryStorage::new())),
-        StorageUrl::Postgres(url) => Err(UrlError::Unsupported(url)),
+        StorageUrl::Postgres(url) => crate::PostgresStorage::open(&url)
+            .map(|s| Arc::new(s) as Arc<dyn Storage>)
+            .map_err(|source| UrlError::Open {
+                url: text.into(),
+                source,
+            }),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use caviar_core::space::{Distribution, ParamValue, Scale};
 use caviar_core::storage::{InMemoryStorage, NewStudy, Storage, StorageError};
 use caviar_core::trial::{Direction, TrialState};
-use caviar_store::SqliteStorage;
+use caviar_store::{PostgresStorage, SqliteStorage};
 
 fn new_study(name: &str) -> NewStudy {
     NewStudy {
@@ -18,13 +18,53 @@ fn new_study(name: &str) -> NewStudy {
     }
 }
 
-fn backends() -> Vec<(&'static str, Arc<dyn Storage>, Option<tempfile::TempDir>)> {
+/// What keeps a backend's data alive during a test (a temporary folder, a database schema).
+type Keep = Box<dyn std::any::Any>;
+
+/// A PostgreSQL schema of its own for one test, dropped afterwards.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+        }
+    }
+}
+
+/// A PostgreSQL storage in a fresh schema, when `CAVIAR_TEST_POSTGRES_URL` names a server.
+fn postgres() -> Option<(Arc<dyn Storage>, PgSchema, String)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let Ok(url) = std::env::var("CAVIAR_TEST_POSTGRES_URL") else {
+        println!("PostgreSQL backend skipped: CAVIAR_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let name = format!(
+        "caviar_test_{}_{}_{}",
+        std::process::id(),
+        caviar_core::trial::now_ms(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let with_schema = format!("{url}?schema={name}");
+    let storage = PostgresStorage::open(&with_schema).unwrap();
+    Some((Arc::new(storage), PgSchema { url, name }, with_schema))
+}
+
+fn backends() -> Vec<(&'static str, Arc<dyn Storage>, Keep)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStorage::open(dir.path().join("c.db")).unwrap();
-    vec![
-        ("memory", Arc::new(InMemoryStorage::new()), None),
-        ("sqlite", Arc::new(sqlite), Some(dir)),
-    ]
+    let mut all: Vec<(&'static str, Arc<dyn Storage>, Keep)> = vec![
+        ("memory", Arc::new(InMemoryStorage::new()), Box::new(())),
+        ("sqlite", Arc::new(sqlite), Box::new(dir)),
+    ];
+    if let Some((pg, schema, _)) = postgres() {
+        all.push(("postgres", pg, Box::new(schema)));
+    }
+    all
 }
 
 #[test]
@@ -393,4 +433,47 @@ fn many_processes_creating_one_new_file_at_once_all_open_it() {
             h.join().unwrap().expect("every opener succeeds");
         }
     }
+}
+
+#[test]
+fn postgres_handles_and_processes_share_numbers_and_data() {
+    let Some((a, _schema, url)) = postgres() else {
+        return;
+    };
+    // A second handle is another pool of connections, like another worker machine.
+    let b: Arc<dyn Storage> = Arc::new(PostgresStorage::open(&url).unwrap());
+    let study = a.create_study(&new_study("s")).unwrap();
+    let run = |s: Arc<dyn Storage>| {
+        std::thread::spawn(move || {
+            let mut n = Vec::new();
+            while let Some(t) = s.create_trial(study.id, "x", Some(100)).unwrap() {
+                s.report(t.id, 1, 0.5).unwrap();
+                s.finish_trial(t.id, TrialState::Complete, Some(0.5), None)
+                    .unwrap();
+                n.push(t.number);
+            }
+            n
+        })
+    };
+    let (ha, hb, hc) = (run(a.clone()), run(b.clone()), run(b.clone()));
+    let mut all = ha.join().unwrap();
+    all.extend(hb.join().unwrap());
+    all.extend(hc.join().unwrap());
+    all.sort();
+    assert_eq!(all, (0..100).collect::<Vec<_>>());
+    // Finish numbers are gap-free, so a reader resuming at any point misses nothing.
+    let finished = a.finished_since(study.id, 40).unwrap();
+    assert_eq!(finished.len(), 60);
+    assert!(finished.iter().all(|t| t.intermediate == vec![(1, 0.5)]));
+    // Reopening finds everything; an unknown schema version is refused.
+    let again = PostgresStorage::open(&url).unwrap();
+    assert_eq!(again.counts(study.id).unwrap().complete, 100);
+    let mut c = postgres::Client::connect(url.split('?').next().unwrap(), postgres::NoTls).unwrap();
+    c.batch_execute(&format!(
+        "UPDATE \"{}\".caviar_meta SET value = '99' WHERE key = 'schema_version'",
+        _schema.name
+    ))
+    .unwrap();
+    let err = PostgresStorage::open(&url).err().unwrap();
+    assert!(err.to_string().contains("newer than this caviar"), "{err}");
 }

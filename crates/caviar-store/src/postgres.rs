@@ -1,0 +1,781 @@
+//! PostgreSQL storage: the SQLite schema's twin, for studies that workers on many machines share.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
+use caviar_core::space::{Distribution, ParamValue};
+use caviar_core::storage::{
+    NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
+};
+use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
+use postgres::error::SqlState;
+use postgres::{Client, GenericClient, NoTls, Row};
+
+/// The schema version this build writes; a newer database is refused rather than damaged.
+pub const PG_SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE caviar_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE studies (
+    id           BIGSERIAL PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    direction    TEXT NOT NULL,
+    metric       TEXT,
+    spec         TEXT,
+    parent_id    BIGINT REFERENCES studies(id),
+    created_ms   BIGINT NOT NULL,
+    -- Counters whose row lock serialises trial numbers and finish order per study.
+    next_number  BIGINT NOT NULL DEFAULT 0,
+    next_finish  BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE trials (
+    id            BIGSERIAL PRIMARY KEY,
+    study_id      BIGINT NOT NULL REFERENCES studies(id),
+    number        BIGINT NOT NULL,
+    state         TEXT NOT NULL,
+    value         DOUBLE PRECISION,
+    error         TEXT,
+    worker        TEXT,
+    heartbeat_ms  BIGINT,
+    started_ms    BIGINT,
+    finished_ms   BIGINT,
+    finish_seq    BIGINT,
+    UNIQUE (study_id, number)
+);
+CREATE INDEX trials_by_state ON trials (study_id, state);
+CREATE INDEX trials_by_finish ON trials (study_id, finish_seq);
+CREATE TABLE trial_params (
+    trial_id      BIGINT NOT NULL REFERENCES trials(id),
+    name          TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    distribution  TEXT NOT NULL,
+    PRIMARY KEY (trial_id, name)
+);
+CREATE TABLE trial_values (
+    trial_id  BIGINT NOT NULL REFERENCES trials(id),
+    step      BIGINT NOT NULL,
+    value     DOUBLE PRECISION,
+    PRIMARY KEY (trial_id, step)
+);
+CREATE TABLE param_changes (
+    id         BIGSERIAL PRIMARY KEY,
+    trial_id   BIGINT NOT NULL REFERENCES trials(id),
+    step       BIGINT,
+    name       TEXT NOT NULL,
+    old_value  TEXT,
+    new_value  TEXT NOT NULL,
+    who        TEXT,
+    at_ms      BIGINT NOT NULL
+);
+CREATE TABLE study_attrs (
+    study_id  BIGINT NOT NULL REFERENCES studies(id),
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (study_id, key)
+);
+"#;
+
+/// Idle connections kept for reuse.
+const POOL_SIZE: usize = 8;
+
+/// Storage in a PostgreSQL database (optionally in one schema of it), shared by any number of
+/// threads and processes. Connections are pooled; trial numbers and finish order are serialised
+/// per study by a row lock, so they stay unique and gap-free under any concurrency.
+pub struct PostgresStorage {
+    config: String,
+    schema: Option<String>,
+    idle: Mutex<Vec<Client>>,
+}
+
+fn backend(e: postgres::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+fn json_err(e: serde_json::Error) -> StorageError {
+    StorageError::Backend(format!("corrupt JSON in the database: {e}"))
+}
+
+/// A pooled connection, given back when dropped (unless it broke).
+struct Conn<'a> {
+    client: Option<Client>,
+    storage: &'a PostgresStorage,
+}
+
+impl Deref for Conn<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("present until drop")
+    }
+}
+
+impl DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                let mut idle = self.storage.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < POOL_SIZE {
+                    idle.push(client);
+                }
+            }
+        }
+    }
+}
+
+/// Splits caviar's own `schema=NAME` query parameter off a PostgreSQL URL.
+fn split_schema(url: &str) -> Result<(String, Option<String>), StorageError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut schema = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(StorageError::Backend(format!(
+                        "schema `{name}`: use letters, digits and underscores"
+                    )));
+                }
+                schema = Some(name.to_string());
+            }
+            None => rest.push(pair),
+        }
+    }
+    let config = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((config, schema))
+}
+
+impl PostgresStorage {
+    /// Connects to `url` (`postgres://user@host:port/db`, with an optional `?schema=NAME` to keep
+    /// caviar's tables in their own schema) and creates or checks the tables.
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        let (config, schema) = split_schema(url)?;
+        let storage = PostgresStorage {
+            config,
+            schema,
+            idle: Mutex::new(Vec::new()),
+        };
+        storage.migrate()?;
+        Ok(storage)
+    }
+
+    fn connect(&self) -> Result<Client, StorageError> {
+        let mut client = Client::connect(&self.config, NoTls).map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            StorageError::Backend(format!(
+                "cannot connect: {e}{cause}; check that the server runs and the URL's user, host, port and database"
+            ))
+        })?;
+        if let Some(schema) = &self.schema {
+            client
+                .batch_execute(&format!("SET search_path TO \"{schema}\""))
+                .map_err(backend)?;
+        }
+        Ok(client)
+    }
+
+    fn conn(&self) -> Result<Conn<'_>, StorageError> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let client = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        Ok(Conn {
+            client: Some(client),
+            storage: self,
+        })
+    }
+
+    fn migrate(&self) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        // Workers starting together: one creates the tables, the others wait and find them.
+        tx.execute("SELECT pg_advisory_xact_lock(7306742209)", &[])
+            .map_err(backend)?;
+        if let Some(schema) = &self.schema {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .map_err(backend)?;
+        }
+        let has_meta: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'caviar_meta')",
+                &[],
+            )
+            .map_err(backend)?
+            .get(0);
+        if !has_meta {
+            let others: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM information_schema.tables
+                     WHERE table_schema = current_schema() AND table_name IN
+                       ('studies', 'trials', 'trial_params', 'trial_values')",
+                    &[],
+                )
+                .map_err(backend)?
+                .get(0);
+            if others > 0 {
+                return Err(StorageError::Incompatible(
+                    "the schema holds tables named like caviar's but is not a caviar store; add ?schema=NAME to the URL".into(),
+                ));
+            }
+            tx.batch_execute(SCHEMA).map_err(backend)?;
+            tx.execute(
+                "INSERT INTO caviar_meta (key, value) VALUES ('schema_version', $1)",
+                &[&PG_SCHEMA_VERSION.to_string()],
+            )
+            .map_err(backend)?;
+        } else {
+            let version: String = tx
+                .query_one(
+                    "SELECT value FROM caviar_meta WHERE key = 'schema_version'",
+                    &[],
+                )
+                .map_err(backend)?
+                .get(0);
+            let version: i64 = version.parse().unwrap_or(i64::MAX);
+            if version > PG_SCHEMA_VERSION {
+                return Err(StorageError::Incompatible(format!(
+                    "the database has schema version {version}, newer than this caviar understands ({PG_SCHEMA_VERSION}); upgrade caviar"
+                )));
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+}
+
+fn parse_state(s: &str) -> Result<TrialState, StorageError> {
+    TrialState::parse(s).ok_or_else(|| StorageError::Backend(format!("unknown trial state `{s}`")))
+}
+
+fn parse_direction(s: &str) -> Result<Direction, StorageError> {
+    Direction::parse(s).ok_or_else(|| StorageError::Backend(format!("unknown direction `{s}`")))
+}
+
+const STUDY_SELECT: &str =
+    "SELECT s.id, s.name, s.direction, s.metric, s.spec, s.created_ms, p.name
+     FROM studies s LEFT JOIN studies p ON p.id = s.parent_id";
+
+fn study_from_row(r: &Row) -> Result<StudyRecord, StorageError> {
+    let spec: Option<String> = r.get(4);
+    Ok(StudyRecord {
+        id: StudyId(r.get(0)),
+        name: r.get(1),
+        direction: parse_direction(&r.get::<_, String>(2))?,
+        metric: r.get(3),
+        spec: spec
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(json_err)?,
+        parent: r.get(6),
+        created_ms: r.get(5),
+    })
+}
+
+/// Explains why a change to a running trial touched no row.
+fn not_running(conn: &mut impl GenericClient, trial: TrialId) -> StorageError {
+    match conn.query_opt(
+        "SELECT number, state FROM trials WHERE id = $1",
+        &[&trial.0],
+    ) {
+        Ok(Some(row)) => match parse_state(&row.get::<_, String>(1)) {
+            Ok(state) => StorageError::NotRunning {
+                number: row.get::<_, i64>(0) as u64,
+                state,
+            },
+            Err(e) => e,
+        },
+        Ok(None) => StorageError::NoSuchTrial(trial.0),
+        Err(e) => backend(e),
+    }
+}
+
+impl Storage for PostgresStorage {
+    fn create_study(&self, new: &NewStudy) -> Result<StudyRecord, StorageError> {
+        let mut conn = self.conn()?;
+        let spec = new
+            .spec
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_err)?;
+        let parent_id: Option<i64> = match &new.parent {
+            None => None,
+            Some(p) => Some(
+                conn.query_opt("SELECT id FROM studies WHERE name = $1", &[p])
+                    .map_err(backend)?
+                    .ok_or_else(|| StorageError::NoSuchStudy(p.clone()))?
+                    .get(0),
+            ),
+        };
+        let created = now_ms();
+        let inserted = conn.query_one(
+            "INSERT INTO studies (name, direction, metric, spec, parent_id, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[
+                &new.name,
+                &new.direction.as_str(),
+                &new.metric,
+                &spec,
+                &parent_id,
+                &created,
+            ],
+        );
+        match inserted {
+            Ok(row) => Ok(StudyRecord {
+                id: StudyId(row.get(0)),
+                name: new.name.clone(),
+                direction: new.direction,
+                metric: new.metric.clone(),
+                spec: new.spec.clone(),
+                parent: new.parent.clone(),
+                created_ms: created,
+            }),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(StorageError::StudyExists(new.name.clone()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError> {
+        let mut conn = self.conn()?;
+        conn.query_opt(&format!("{STUDY_SELECT} WHERE s.name = $1"), &[&name])
+            .map_err(backend)?
+            .map(|r| study_from_row(&r))
+            .transpose()
+    }
+
+    fn studies(&self) -> Result<Vec<StudySummary>, StorageError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(&format!("{STUDY_SELECT} ORDER BY s.created_ms, s.id"), &[])
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let study = study_from_row(&row)?;
+            let stats = conn
+                .query(
+                    "SELECT state, count(*), min(value), max(value) FROM trials
+                     WHERE study_id = $1 GROUP BY state",
+                    &[&study.id.0],
+                )
+                .map_err(backend)?;
+            let mut counts = TrialCounts::default();
+            let mut best_value = None;
+            for s in stats {
+                let state = parse_state(&s.get::<_, String>(0))?;
+                for _ in 0..s.get::<_, i64>(1) {
+                    counts.add(state);
+                }
+                if state == TrialState::Complete {
+                    best_value = match study.direction {
+                        Direction::Minimize => s.get(2),
+                        Direction::Maximize => s.get(3),
+                    };
+                }
+            }
+            out.push(StudySummary {
+                study,
+                counts,
+                best_value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn create_trial(
+        &self,
+        study: StudyId,
+        worker: &str,
+        limit: Option<u64>,
+    ) -> Result<Option<NewTrial>, StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        // The study row stays locked until commit: numbers are handed out one at a time.
+        let number: i64 = tx
+            .query_opt(
+                "UPDATE studies SET next_number = next_number + 1 WHERE id = $1
+                 RETURNING next_number - 1",
+                &[&study.0],
+            )
+            .map_err(backend)?
+            .ok_or_else(|| StorageError::NoSuchStudy(format!("id {}", study.0)))?
+            .get(0);
+        if limit.is_some_and(|l| number as u64 >= l) {
+            // Rolled back: the counter stays at the limit.
+            return Ok(None);
+        }
+        let now = now_ms();
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms)
+                 VALUES ($1, $2, 'running', $3, $4, $4) RETURNING id",
+                &[&study.0, &number, &worker, &now],
+            )
+            .map_err(backend)?
+            .get(0);
+        tx.commit().map_err(backend)?;
+        Ok(Some(NewTrial {
+            id: TrialId(id),
+            number: number as u64,
+        }))
+    }
+
+    fn set_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError> {
+        let value_json = serde_json::to_string(value).map_err(json_err)?;
+        let dist_json = serde_json::to_string(dist).map_err(json_err)?;
+        let mut conn = self.conn()?;
+        let inserted = conn.execute(
+            "INSERT INTO trial_params (trial_id, name, value, distribution)
+             SELECT $1, $2, $3, $4 WHERE EXISTS
+               (SELECT 1 FROM trials WHERE id = $1 AND state = 'running')",
+            &[&trial.0, &name, &value_json, &dist_json],
+        );
+        match inserted {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(not_running(&mut *conn, trial)),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(StorageError::ParamExists(name.into()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let alive = tx
+            .execute(
+                "UPDATE trials SET heartbeat_ms = $2 WHERE id = $1 AND state = 'running'",
+                &[&trial.0, &now_ms()],
+            )
+            .map_err(backend)?;
+        if alive != 1 {
+            return Err(not_running(&mut tx, trial));
+        }
+        // NaN is stored as NULL (as in SQLite) and reads back as NaN.
+        let stored = if value.is_nan() { None } else { Some(value) };
+        tx.execute(
+            "INSERT INTO trial_values (trial_id, step, value) VALUES ($1, $2, $3)
+             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
+            &[&trial.0, &(step as i64), &stored],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let n = conn
+            .execute(
+                "UPDATE trials SET heartbeat_ms = $2 WHERE id = $1 AND state = 'running'",
+                &[&trial.0, &now_ms()],
+            )
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(not_running(&mut *conn, trial))
+        }
+    }
+
+    fn finish_trial(
+        &self,
+        trial: TrialId,
+        state: TrialState,
+        value: Option<f64>,
+        error: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let value = value.filter(|v| !v.is_nan());
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT study_id FROM trials WHERE id = $1 AND state = 'running' FOR UPDATE",
+                &[&trial.0],
+            )
+            .map_err(backend)?
+        else {
+            return Err(not_running(&mut tx, trial));
+        };
+        let study: i64 = row.get(0);
+        // Holding the study row until commit makes finish numbers follow commit order, so a
+        // reader asking for "finished after N" never skips one that commits late.
+        let seq: i64 = tx
+            .query_one(
+                "UPDATE studies SET next_finish = next_finish + 1 WHERE id = $1
+                 RETURNING next_finish",
+                &[&study],
+            )
+            .map_err(backend)?
+            .get(0);
+        tx.execute(
+            "UPDATE trials SET state = $2, value = $3, error = $4, finished_ms = $5, finish_seq = $6
+             WHERE id = $1",
+            &[&trial.0, &state.as_str(), &value, &error, &now_ms(), &seq],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError> {
+        let mut conn = self.conn()?;
+        load_trials(&mut *conn, "t.id = $1", &[trial.0])?
+            .pop()
+            .ok_or(StorageError::NoSuchTrial(trial.0))
+    }
+
+    fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        let mut conn = self.conn()?;
+        load_trials(&mut *conn, "t.study_id = $1", &[study.0])
+    }
+
+    fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT state, count(*) FROM trials WHERE study_id = $1 GROUP BY state",
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        let mut counts = TrialCounts::default();
+        for row in rows {
+            let state = parse_state(&row.get::<_, String>(0))?;
+            for _ in 0..row.get::<_, i64>(1) {
+                counts.add(state);
+            }
+        }
+        Ok(counts)
+    }
+
+    fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError> {
+        let mut conn = self.conn()?;
+        let mut trials = load_trials(
+            &mut *conn,
+            "t.study_id = $1 AND t.finish_seq > $2",
+            &[study.0, after as i64],
+        )?;
+        let seqs: HashMap<i64, i64> = conn
+            .query(
+                "SELECT id, finish_seq FROM trials WHERE study_id = $1 AND finish_seq > $2",
+                &[&study.0, &(after as i64)],
+            )
+            .map_err(backend)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        trials.sort_by_key(|t| seqs.get(&t.id.0).copied().unwrap_or(i64::MAX));
+        Ok(trials)
+    }
+
+    fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        let mut conn = self.conn()?;
+        load_trials(
+            &mut *conn,
+            "t.study_id = $1 AND t.state = 'running'",
+            &[study.0],
+        )
+    }
+
+    fn study_attr_insert(
+        &self,
+        study: StudyId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, StorageError> {
+        let mut conn = self.conn()?;
+        let exists = conn
+            .query_opt("SELECT 1 FROM studies WHERE id = $1", &[&study.0])
+            .map_err(backend)?
+            .is_some();
+        if !exists {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        }
+        conn.execute(
+            "INSERT INTO study_attrs (study_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (study_id, key) DO NOTHING",
+            &[&study.0, &key, &value.to_string()],
+        )
+        .map_err(backend)?;
+        let stored: String = conn
+            .query_one(
+                "SELECT value FROM study_attrs WHERE study_id = $1 AND key = $2",
+                &[&study.0, &key],
+            )
+            .map_err(backend)?
+            .get(0);
+        serde_json::from_str(&stored).map_err(json_err)
+    }
+
+    fn study_attrs(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT key, value FROM study_attrs WHERE study_id = $1",
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(1);
+                Ok((r.get(0), serde_json::from_str(&text).map_err(json_err)?))
+            })
+            .collect()
+    }
+
+    fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT id, number, worker, heartbeat_ms FROM trials
+                 WHERE study_id = $1 AND state = 'running' ORDER BY number",
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| RunningTrial {
+                id: TrialId(r.get(0)),
+                number: r.get::<_, i64>(1) as u64,
+                worker: r.get(2),
+                heartbeat_ms: r.get::<_, Option<i64>>(3).unwrap_or(0),
+            })
+            .collect())
+    }
+}
+
+/// Loads trials matching `filter` (on alias `t`, parameters `$1..` bound to `keys`) with their
+/// params and intermediate values, in three queries.
+fn load_trials(
+    conn: &mut impl GenericClient,
+    filter: &str,
+    keys: &[i64],
+) -> Result<Vec<FrozenTrial>, StorageError> {
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = keys
+        .iter()
+        .map(|k| k as &(dyn postgres::types::ToSql + Sync))
+        .collect();
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms,
+                        t.finished_ms
+                 FROM trials t WHERE {filter} ORDER BY t.number"
+            ),
+            &params,
+        )
+        .map_err(backend)?;
+    let mut trials = Vec::with_capacity(rows.len());
+    let mut index: HashMap<i64, usize> = HashMap::new();
+    for r in &rows {
+        let id: i64 = r.get(0);
+        index.insert(id, trials.len());
+        trials.push(FrozenTrial {
+            id: TrialId(id),
+            number: r.get::<_, i64>(1) as u64,
+            state: parse_state(&r.get::<_, String>(2))?,
+            params: Default::default(),
+            distributions: Default::default(),
+            value: r.get(3),
+            intermediate: Vec::new(),
+            error: r.get(4),
+            worker: r.get(5),
+            started_ms: r.get(6),
+            finished_ms: r.get(7),
+        });
+    }
+    if trials.is_empty() {
+        return Ok(trials);
+    }
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT p.trial_id, p.name, p.value, p.distribution
+                 FROM trial_params p JOIN trials t ON t.id = p.trial_id WHERE {filter}"
+            ),
+            &params,
+        )
+        .map_err(backend)?;
+    let mut dist_cache: HashMap<String, Distribution> = HashMap::new();
+    for r in &rows {
+        let Some(&i) = index.get(&r.get::<_, i64>(0)) else {
+            continue;
+        };
+        let name: String = r.get(1);
+        let value: ParamValue = serde_json::from_str(r.get::<_, &str>(2)).map_err(json_err)?;
+        let dist_text: String = r.get(3);
+        let dist = match dist_cache.get(&dist_text) {
+            Some(d) => d.clone(),
+            None => {
+                let d: Distribution = serde_json::from_str(&dist_text).map_err(json_err)?;
+                dist_cache.insert(dist_text, d.clone());
+                d
+            }
+        };
+        trials[i].params.insert(name.clone(), value);
+        trials[i].distributions.insert(name, dist);
+    }
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT v.trial_id, v.step, v.value
+                 FROM trial_values v JOIN trials t ON t.id = v.trial_id WHERE {filter}
+                 ORDER BY v.trial_id, v.step"
+            ),
+            &params,
+        )
+        .map_err(backend)?;
+    for r in &rows {
+        if let Some(&i) = index.get(&r.get::<_, i64>(0)) {
+            let value: Option<f64> = r.get(2);
+            trials[i]
+                .intermediate
+                .push((r.get::<_, i64>(1) as u64, value.unwrap_or(f64::NAN)));
+        }
+    }
+    Ok(trials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_parameter_is_ours_and_checked() {
+        assert_eq!(
+            split_schema("postgres://u@h/db").unwrap(),
+            ("postgres://u@h/db".into(), None)
+        );
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=run_1&sslmode=disable").unwrap(),
+            (
+                "postgres://u@h/db?sslmode=disable".into(),
+                Some("run_1".into())
+            )
+        );
+        assert!(split_schema("postgres://u@h/db?schema=a;drop").is_err());
+    }
+}
