@@ -355,6 +355,8 @@ pub struct ParamSection {
 /// A checked study, ready to run.
 #[derive(Debug, Clone)]
 pub struct Study {
+    /// The study file as written (stored with the study, so `caviar worker` can rebuild it).
+    pub text: String,
     pub file: StudyFile,
     pub objective: Objective,
     pub path: PathBuf,
@@ -742,6 +744,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
     }
 
     Ok(Study {
+        text: text.to_string(),
         file,
         objective,
         path: path.to_path_buf(),
@@ -966,6 +969,7 @@ impl Study {
     pub fn spec_json(&self) -> serde_json::Value {
         serde_json::json!({
             "file": self.path.canonicalize().unwrap_or_else(|_| self.path.clone()).display().to_string(),
+            "text": self.text,
             "space": self.space,
             "sampler": self.file.sampler,
             "pruner": self.file.pruner,

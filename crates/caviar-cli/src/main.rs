@@ -74,6 +74,24 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         time_budget: Option<String>,
     },
+    /// Join a stored study (from this or any machine sharing its storage) and run trials until
+    /// it holds its total; start as many workers as you like.
+    Worker {
+        /// Study name.
+        study: String,
+        /// Total number of trials (default: the study file's `trials`).
+        #[arg(long)]
+        trials: Option<u64>,
+        /// Trials this worker runs at once (default: the study file's `workers`).
+        #[arg(long)]
+        workers: Option<u64>,
+        /// Print a JSON summary on stdout at the end.
+        #[arg(long)]
+        json: bool,
+        /// Start no new trial after this long ("90s", "10m", "2h"); running trials finish.
+        #[arg(long, value_name = "DURATION")]
+        time_budget: Option<String>,
+    },
     /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
     Demo(demo::DemoArgs),
     /// The ranges the best trials occupy; --write makes the next, finer round's study file.
@@ -179,7 +197,10 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
-    if !matches!(cli.command, Command::Run { .. } | Command::Demo(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Worker { .. } | Command::Demo(_)
+    ) {
         // Listing verbs die quietly when piped into `head`, like other Unix tools.
         // SAFETY: restoring the default disposition of a signal has no memory effects.
         unsafe {
@@ -199,6 +220,19 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 .transpose()
                 .map_err(|e| BadInput(format!("--time-budget: {e}")))?;
             run::run(&cli.storage, &study, trials, workers, json, time_budget)
+        }
+        Command::Worker {
+            study,
+            trials,
+            workers,
+            json,
+            time_budget,
+        } => {
+            let time_budget = time_budget
+                .map(|t| config::parse_duration(&t))
+                .transpose()
+                .map_err(|e| BadInput(format!("--time-budget: {e}")))?;
+            run::worker(&cli.storage, &study, trials, workers, json, time_budget)
         }
         Command::Bench {
             what:

@@ -94,6 +94,55 @@ pub fn run(
     time_budget: Option<std::time::Duration>,
 ) -> Result<u8> {
     let cfg = config::load(path)?;
+    let origin = path.display().to_string();
+    run_config(url, cfg, &origin, trials, workers, as_json, time_budget)
+}
+
+/// `caviar worker`: joins a stored study from any machine, rebuilding it from the study file
+/// stored with it, and runs trials until the study holds its total.
+pub fn worker(
+    url: &str,
+    name: &str,
+    trials: Option<u64>,
+    workers: Option<u64>,
+    as_json: bool,
+    time_budget: Option<std::time::Duration>,
+) -> Result<u8> {
+    let storage = crate::open(url)?;
+    let record = crate::find_study(&*storage, name, url)?;
+    let spec = record.spec.clone().unwrap_or_default();
+    let path = std::path::PathBuf::from(spec["file"].as_str().unwrap_or("study.toml"));
+    let text = match spec["text"].as_str() {
+        Some(text) => text.to_string(),
+        None if spec.get("demo").is_some() => {
+            return Err(BadInput(format!(
+                "study `{name}` is a demo study; join it with `caviar demo --study {name}`"
+            ))
+            .into())
+        }
+        // Studies stored before the file text was: read the file where it was.
+        None => std::fs::read_to_string(&path).map_err(|e| {
+            BadInput(format!(
+                "study `{name}` does not hold its study file and {} cannot be read ({e}); run `caviar run FILE` instead",
+                path.display()
+            ))
+        })?,
+    };
+    let cfg = config::parse(&text, &path)?;
+    drop(storage);
+    let origin = format!("study `{name}` (file {} as stored)", path.display());
+    run_config(url, cfg, &origin, trials, workers, as_json, time_budget)
+}
+
+fn run_config(
+    url: &str,
+    cfg: config::Study,
+    origin: &str,
+    trials: Option<u64>,
+    workers: Option<u64>,
+    as_json: bool,
+    time_budget: Option<std::time::Duration>,
+) -> Result<u8> {
     if workers == Some(0) {
         return Err(BadInput("--workers must be at least 1".into()).into());
     }
@@ -101,7 +150,6 @@ pub fn run(
     let workers = workers.unwrap_or(cfg.file.workers) as usize;
     let storage = crate::open(url)?;
     let me = WorkerId::current();
-    let origin = path.display().to_string();
     let sampler = build_sampler(&cfg)?;
     let pruner = cfg
         .file
@@ -118,7 +166,7 @@ pub fn run(
             spec: cfg.spec_json(),
             sampler: sampler.clone(),
             pruner,
-            origin: &origin,
+            origin,
             url,
             parent: cfg.file.parent.clone(),
         },

@@ -667,3 +667,63 @@ fn a_time_budget_stops_starting_trials_and_running_ones_finish() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--time-budget"));
 }
+
+#[test]
+fn workers_join_a_stored_study_from_elsewhere_and_fill_it_exactly() {
+    let home = tempfile::tempdir().unwrap();
+    let study = write_study(home.path(), "toy", &TOY.replace("KIND", "tpe"));
+    let db = home.path().join("caviar.db");
+    let storage = format!("sqlite:{}", db.display());
+    let out = caviar(
+        home.path(),
+        &[
+            "--storage",
+            &storage,
+            "run",
+            study.to_str().unwrap(),
+            "--trials",
+            "4",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another folder, where the study file is not: the workers rebuild it from the storage.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_caviar"))
+                .current_dir(elsewhere.path())
+                .args(["--storage", &storage, "worker", "toy", "--trials", "14"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The default storage, sqlite:caviar.db in `home`, is the workers' file.
+    let trials = trials_json(home.path(), "toy");
+    assert_eq!(trials.len(), 14);
+    let numbers: std::collections::BTreeSet<u64> = trials
+        .iter()
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..14).collect(),
+        "exactly the total, no duplicates"
+    );
+    assert!(trials.iter().all(|t| t["state"] == "complete"));
+    let out = caviar(elsewhere.path(), &["--storage", &storage, "worker", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
