@@ -150,7 +150,7 @@ where
     let done = AtomicBool::new(false);
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
-        scope.spawn(|| heartbeat_loop(&**study.storage(), &active, &done));
+        scope.spawn(|| heartbeat_loop(study, &active, &done, progress));
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -175,7 +175,16 @@ where
     }
 }
 
-fn heartbeat_loop(storage: &dyn Storage, active: &Mutex<HashSet<TrialId>>, done: &AtomicBool) {
+/// Every heartbeat period: the heartbeats of this worker's trials, then a look for trials of
+/// workers that died (on this host: their process is gone; elsewhere: silent for
+/// [`STALE_AFTER`]), which are marked failed so the study's count stays true.
+fn heartbeat_loop(
+    study: &Study,
+    active: &Mutex<HashSet<TrialId>>,
+    done: &AtomicBool,
+    progress: &Progress,
+) {
+    let me = WorkerId::current();
     let mut last = Instant::now();
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -185,7 +194,14 @@ fn heartbeat_loop(storage: &dyn Storage, active: &Mutex<HashSet<TrialId>>, done:
         last = Instant::now();
         let ids: Vec<TrialId> = active.lock().unwrap().iter().copied().collect();
         for id in ids {
-            let _ = storage.heartbeat(id);
+            let _ = study.storage().heartbeat(id);
+        }
+        if let Ok(failed) = study.fail_orphans(|t| orphan_reason(t, &me, STALE_AFTER)) {
+            if !failed.is_empty() {
+                progress.note(&format!(
+                    "trials {failed:?} of workers that died were marked failed"
+                ));
+            }
         }
     }
 }

@@ -727,3 +727,70 @@ fn workers_join_a_stored_study_from_elsewhere_and_fill_it_exactly() {
     let out = caviar(elsewhere.path(), &["--storage", &storage, "worker", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+const LONG: &str = r#"
+name = "long"
+direction = "maximize"
+metric = "val_acc"
+trials = 8
+workers = 1
+command = ["SCRIPTS/fake_train.sh", "slow", "{lr}", "8"]
+
+[params]
+lr = { low = 1e-4, high = 1.0, scale = "log" }
+"#;
+
+#[test]
+fn a_live_worker_marks_the_trial_of_a_killed_worker_failed_while_the_study_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "long", LONG);
+    let spawn = |log: &str| {
+        Command::new(env!("CARGO_BIN_EXE_caviar"))
+            .current_dir(dir.path())
+            .args(["run", study.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut doomed = spawn("doomed.log");
+    // Let it start a trial (each takes 1.6 s), then start the survivor and kill the first.
+    std::thread::sleep(Duration::from_millis(700));
+    let survivor = spawn("survivor.log");
+    std::thread::sleep(Duration::from_millis(300));
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let killed_at = Instant::now();
+    let out = survivor.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(dir.path().join("survivor.log")).unwrap();
+    assert!(
+        log.contains("of workers that died were marked failed"),
+        "{log}"
+    );
+    let trials = trials_json(dir.path(), "long");
+    assert_eq!(
+        trials.len(),
+        8,
+        "the total holds, the lost trial counted once"
+    );
+    let failed: Vec<&Value> = trials.iter().filter(|t| t["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{trials:?}");
+    let reason = failed[0]["error"].as_str().unwrap();
+    assert!(
+        reason.contains("ended while the trial was running"),
+        "{reason}"
+    );
+    // Found by the survivor's scan (every 5 s), not at a later start.
+    let found_ms = failed[0]["finished_ms"].as_i64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let found_after_kill = now_ms - found_ms;
+    assert!(
+        (found_after_kill as u128) < killed_at.elapsed().as_millis() + 100,
+        "marked after the kill"
+    );
+    assert!(trials.iter().all(|t| t["state"] != "running"));
+}
