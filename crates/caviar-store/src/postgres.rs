@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
@@ -86,7 +88,14 @@ pub struct PostgresStorage {
     config: String,
     schema: Option<String>,
     idle: Mutex<Vec<Client>>,
+    /// Once open, how long to keep trying to reconnect before an operation gives up.
+    reconnect_for: Duration,
+    opened: AtomicBool,
 }
+
+/// How long an open storage waits for a lost database to come back (then the operation fails
+/// with a clear error and the worker stops).
+pub const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 fn backend(e: postgres::Error) -> StorageError {
     StorageError::Backend(e.to_string())
@@ -165,20 +174,45 @@ impl PostgresStorage {
             config,
             schema,
             idle: Mutex::new(Vec::new()),
+            reconnect_for: RECONNECT_FOR,
+            opened: AtomicBool::new(false),
         };
         storage.migrate()?;
+        storage.opened.store(true, Ordering::SeqCst);
         Ok(storage)
     }
 
+    /// A new connection. Before the storage is open a failure is reported at once (a wrong
+    /// URL should not make anyone wait); after, the database may be restarting or the network
+    /// down, so it retries with backoff for [`RECONNECT_FOR`].
     fn connect(&self) -> Result<Client, StorageError> {
-        let mut client = Client::connect(&self.config, NoTls).map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            StorageError::Backend(format!(
-                "cannot connect: {e}{cause}; check that the server runs and the URL's user, host, port and database"
-            ))
-        })?;
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        let mut attempts = 0u32;
+        let mut client = loop {
+            attempts += 1;
+            match Client::connect(&self.config, NoTls) {
+                Ok(client) => break client,
+                Err(e) => {
+                    let cause = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    if !self.opened.load(Ordering::SeqCst) {
+                        return Err(StorageError::Backend(format!(
+                            "cannot connect: {e}{cause}; check that the server runs and the URL's user, host, port and database"
+                        )));
+                    }
+                    if started.elapsed() + wait > self.reconnect_for {
+                        return Err(StorageError::Backend(format!(
+                            "lost the database: {attempts} attempts to reconnect over {:.0} s failed, the last with: {e}{cause}",
+                            started.elapsed().as_secs_f64()
+                        )));
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
         if let Some(schema) = &self.schema {
             client
                 .batch_execute(&format!("SET search_path TO \"{schema}\""))
@@ -777,5 +811,32 @@ mod tests {
             )
         );
         assert!(split_schema("postgres://u@h/db?schema=a;drop").is_err());
+    }
+
+    #[test]
+    fn a_lost_database_is_retried_then_reported() {
+        let Ok(url) = std::env::var("CAVIAR_TEST_POSTGRES_URL") else {
+            println!("skipped: CAVIAR_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let schema = format!("caviar_lost_{}", std::process::id());
+        let mut storage = PostgresStorage::open(&format!("{url}?schema={schema}")).unwrap();
+        // The server goes away: nothing listens on port 1.
+        storage.idle.lock().unwrap().clear();
+        storage.config = "postgres://postgres@127.0.0.1:1/test".into();
+        storage.reconnect_for = Duration::from_millis(700);
+        let started = Instant::now();
+        let err = storage.studies().err().unwrap().to_string();
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "it kept trying"
+        );
+        assert!(
+            err.contains("lost the database") && err.contains("attempts"),
+            "{err}"
+        );
+        let mut c = Client::connect(&url, NoTls).unwrap();
+        c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .unwrap();
     }
 }
