@@ -28,6 +28,10 @@ pub struct StudyFile {
     pub trials: u64,
     #[serde(default = "default_workers")]
     pub workers: u64,
+    /// Times the parameters of a trial lost with its worker (killed, machine gone) are queued
+    /// again (default 0).
+    #[serde(default)]
+    pub retries: u32,
     /// The trial program; or use `objective` for the built-in trainer.
     #[serde(default)]
     pub command: Option<Vec<String>>,

@@ -220,7 +220,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
         split.train.len(),
         split.validation.len(),
     );
-    let before = driver::recover(&study, &me, args.trials)?;
+    let before = driver::recover(&study, &me, args.trials, 0)?;
     let cancel = driver::cancel_on_ctrl_c()?;
     let progress = Progress::new(before.total(), args.trials, "val_acc", true);
     let started = Instant::now();
@@ -230,6 +230,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
         driver::Limits {
             total: args.trials,
             deadline: None,
+            retries: 0,
         },
         workers,
         &cancel,

@@ -75,9 +75,9 @@ pub fn open_study(
 }
 
 /// Marks trials of dead workers failed and says where the study stands. Returns the counts.
-pub fn recover(study: &Study, me: &WorkerId, total: u64) -> Result<TrialCounts> {
+pub fn recover(study: &Study, me: &WorkerId, total: u64, retries: u32) -> Result<TrialCounts> {
     let orphans = study
-        .fail_orphans(|t| orphan_reason(t, me, STALE_AFTER))
+        .fail_orphans(|t| orphan_reason(t, me, STALE_AFTER), retries)
         .context("recovering trials of dead workers")?;
     let counts = study.storage().counts(study.record().id)?;
     if counts.total() > 0 {
@@ -129,6 +129,8 @@ pub struct Limits {
     pub total: u64,
     /// No trial starts after this (running ones finish).
     pub deadline: Option<Instant>,
+    /// How many times the parameters of a trial lost with its worker are queued again.
+    pub retries: u32,
 }
 
 /// Runs trials on `workers` threads until the study holds `limits.total` trials, the sampler
@@ -150,7 +152,7 @@ where
     let done = AtomicBool::new(false);
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
-        scope.spawn(|| heartbeat_loop(study, &active, &done, progress));
+        scope.spawn(|| heartbeat_loop(study, &active, &done, progress, limits.retries));
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -183,6 +185,7 @@ fn heartbeat_loop(
     active: &Mutex<HashSet<TrialId>>,
     done: &AtomicBool,
     progress: &Progress,
+    retries: u32,
 ) {
     let me = WorkerId::current();
     let mut last = Instant::now();
@@ -196,7 +199,7 @@ fn heartbeat_loop(
         for id in ids {
             let _ = study.storage().heartbeat(id);
         }
-        if let Ok(failed) = study.fail_orphans(|t| orphan_reason(t, &me, STALE_AFTER)) {
+        if let Ok(failed) = study.fail_orphans(|t| orphan_reason(t, &me, STALE_AFTER), retries) {
             if !failed.is_empty() {
                 progress.note(&format!(
                     "trials {failed:?} of workers that died were marked failed"

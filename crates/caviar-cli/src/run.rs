@@ -172,7 +172,8 @@ fn run_config(
         },
         &me,
     )?;
-    let before = driver::recover(&study, &me, total)?;
+    let retries = cfg.file.retries;
+    let before = driver::recover(&study, &me, total, retries)?;
     let cancel = driver::cancel_on_ctrl_c()?;
 
     let progress = Progress::new(before.total(), total, metric_name(study.record()), false);
@@ -187,7 +188,11 @@ fn run_config(
             driver::drive(
                 &study,
                 &cfg.space,
-                driver::Limits { total, deadline },
+                driver::Limits {
+                    total,
+                    deadline,
+                    retries,
+                },
                 workers,
                 &cancel,
                 &progress,
@@ -228,7 +233,11 @@ fn run_config(
             driver::drive(
                 &study,
                 &cfg.space,
-                driver::Limits { total, deadline },
+                driver::Limits {
+                    total,
+                    deadline,
+                    retries,
+                },
                 workers,
                 &cancel,
                 &progress,

@@ -734,6 +734,7 @@ direction = "maximize"
 metric = "val_acc"
 trials = 8
 workers = 1
+retries = 1
 command = ["SCRIPTS/fake_train.sh", "slow", "{lr}", "8"]
 
 [params]
@@ -741,7 +742,7 @@ lr = { low = 1e-4, high = 1.0, scale = "log" }
 "#;
 
 #[test]
-fn a_live_worker_marks_the_trial_of_a_killed_worker_failed_while_the_study_runs() {
+fn a_live_worker_fails_and_retries_the_trial_of_a_killed_worker_while_the_study_runs() {
     let dir = tempfile::tempdir().unwrap();
     let study = write_study(dir.path(), "long", LONG);
     let spawn = |log: &str| {
@@ -772,7 +773,7 @@ fn a_live_worker_marks_the_trial_of_a_killed_worker_failed_while_the_study_runs(
     assert_eq!(
         trials.len(),
         8,
-        "the total holds, the lost trial counted once"
+        "the total holds; the retry is one of its trials"
     );
     let failed: Vec<&Value> = trials.iter().filter(|t| t["state"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{trials:?}");
@@ -781,6 +782,12 @@ fn a_live_worker_marks_the_trial_of_a_killed_worker_failed_while_the_study_runs(
         reason.contains("ended while the trial was running"),
         "{reason}"
     );
+    assert!(reason.contains("queued again (retry 1 of 1)"), "{reason}");
+    let retried = trials
+        .iter()
+        .filter(|t| t["params"] == failed[0]["params"] && t["state"] == "complete")
+        .count();
+    assert_eq!(retried, 1, "the lost parameters ran again and completed");
     // Found by the survivor's scan (every 5 s), not at a later start.
     let found_ms = failed[0]["finished_ms"].as_i64().unwrap();
     let now_ms = std::time::SystemTime::now()

@@ -131,7 +131,12 @@ pub struct NewTrial {
     pub id: TrialId,
     /// Number within the study.
     pub number: u64,
+    /// Claimed from the waiting queue: its parameters are already set.
+    pub from_queue: bool,
 }
+
+/// A parameter of a queued trial: name, distribution, value.
+pub type QueuedParam = (String, Distribution, ParamValue);
 
 /// A running trial, as seen by orphan recovery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +149,8 @@ pub struct RunningTrial {
     pub worker: Option<String>,
     /// Last sign of life, milliseconds since the Unix epoch.
     pub heartbeat_ms: i64,
+    /// 0 for a first try; n for the n-th retry of lost parameters.
+    pub attempt: u32,
 }
 
 /// The storage contract. See the module docs for the guarantees.
@@ -154,14 +161,24 @@ pub trait Storage: Send + Sync {
     fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError>;
     /// All studies with their counts, oldest first.
     fn studies(&self) -> Result<Vec<StudySummary>, StorageError>;
-    /// Creates a running trial with the next number, unless the study already holds `limit`
-    /// trials (of any state); then returns `None`. Check and insert are one atomic step.
+    /// Starts a trial: claims the oldest waiting one (enqueued parameters, a retry) if any,
+    /// whatever the limit, since it is counted already; otherwise creates a running trial with
+    /// the next number, unless the study already holds `limit` trials (of any state), and then
+    /// returns `None`. Atomic: each waiting trial goes to one worker, numbers stay unique.
     fn create_trial(
         &self,
         study: StudyId,
         worker: &str,
         limit: Option<u64>,
     ) -> Result<Option<NewTrial>, StorageError>;
+    /// Adds a waiting trial with these parameters (a retry, or a point to try first), with the
+    /// next number; `attempt` counts retries.
+    fn enqueue_trial(
+        &self,
+        study: StudyId,
+        params: &[QueuedParam],
+        attempt: u32,
+    ) -> Result<NewTrial, StorageError>;
     /// Records a suggested parameter of a running trial.
     fn set_param(
         &self,
@@ -245,6 +262,7 @@ struct Memory {
 struct StoredTrial {
     study: StudyId,
     heartbeat_ms: i64,
+    attempt: u32,
     trial: FrozenTrial,
 }
 
@@ -348,15 +366,34 @@ impl Storage for InMemoryStorage {
         if study.0 < 0 || study.0 as usize >= m.studies.len() {
             return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
         }
+        let now = now_ms();
+        let waiting = m.by_study.get(&study.0).and_then(|order| {
+            order
+                .iter()
+                .copied()
+                .find(|&i| m.trials[i].trial.state == TrialState::Waiting)
+        });
+        if let Some(i) = waiting {
+            let stored = &mut m.trials[i];
+            stored.heartbeat_ms = now;
+            stored.trial.state = TrialState::Running;
+            stored.trial.worker = Some(worker.to_string());
+            stored.trial.started_ms = Some(now);
+            return Ok(Some(NewTrial {
+                id: stored.trial.id,
+                number: stored.trial.number,
+                from_queue: true,
+            }));
+        }
         let number = m.by_study.get(&study.0).map_or(0, |v| v.len() as u64);
         if limit.is_some_and(|l| number >= l) {
             return Ok(None);
         }
         let id = TrialId(m.trials.len() as i64);
-        let now = now_ms();
         m.trials.push(StoredTrial {
             study,
             heartbeat_ms: now,
+            attempt: 0,
             trial: FrozenTrial {
                 id,
                 number,
@@ -372,7 +409,55 @@ impl Storage for InMemoryStorage {
             },
         });
         m.by_study.entry(study.0).or_default().push(id.0 as usize);
-        Ok(Some(NewTrial { id, number }))
+        Ok(Some(NewTrial {
+            id,
+            number,
+            from_queue: false,
+        }))
+    }
+
+    fn enqueue_trial(
+        &self,
+        study: StudyId,
+        params: &[QueuedParam],
+        attempt: u32,
+    ) -> Result<NewTrial, StorageError> {
+        let mut m = self.lock();
+        if study.0 < 0 || study.0 as usize >= m.studies.len() {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        }
+        let number = m.by_study.get(&study.0).map_or(0, |v| v.len() as u64);
+        let id = TrialId(m.trials.len() as i64);
+        m.trials.push(StoredTrial {
+            study,
+            heartbeat_ms: 0,
+            attempt,
+            trial: FrozenTrial {
+                id,
+                number,
+                state: TrialState::Waiting,
+                params: params
+                    .iter()
+                    .map(|(n, _, v)| (n.clone(), v.clone()))
+                    .collect(),
+                distributions: params
+                    .iter()
+                    .map(|(n, d, _)| (n.clone(), d.clone()))
+                    .collect(),
+                value: None,
+                intermediate: Vec::new(),
+                error: None,
+                worker: None,
+                started_ms: None,
+                finished_ms: None,
+            },
+        });
+        m.by_study.entry(study.0).or_default().push(id.0 as usize);
+        Ok(NewTrial {
+            id,
+            number,
+            from_queue: false,
+        })
     }
 
     fn set_param(
@@ -514,6 +599,7 @@ impl Storage for InMemoryStorage {
                 number: s.trial.number,
                 worker: s.trial.worker.clone(),
                 heartbeat_ms: s.heartbeat_ms,
+                attempt: s.attempt,
             })
             .collect())
     }

@@ -327,6 +327,20 @@ impl Study {
         } else {
             (Arc::default(), Arc::default())
         };
+        // A trial from the waiting queue (a retry) keeps the parameters it was queued with.
+        let params = if new.from_queue {
+            let stored = self.storage.trial(new.id)?;
+            stored
+                .params
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    let dist = stored.distributions.get(&name)?.clone();
+                    Some((name, (dist, value)))
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         Ok(Some(Trial {
             id: new.id,
             study: self.record.id,
@@ -338,7 +352,7 @@ impl Study {
             history: self.finished.clone(),
             finished,
             running,
-            params: BTreeMap::new(),
+            params,
             joint: None,
             reported: Vec::new(),
             learn_from_pruned: self.pruner.is_active(),
@@ -419,20 +433,49 @@ impl Study {
     }
 
     /// Marks failed every running trial for which `is_orphan` gives a reason (its worker died,
-    /// its heartbeat is stale). Safe against races: a trial that ends meanwhile is left alone.
+    /// its heartbeat is stale), and queues its parameters again while it has had fewer than
+    /// `retries` retries. Safe against races: a trial that ends meanwhile is left alone.
     /// Returns the numbers of the trials marked failed.
     pub fn fail_orphans(
         &self,
         is_orphan: impl Fn(&RunningTrial) -> Option<String>,
+        retries: u32,
     ) -> Result<Vec<u64>, StudyError> {
         let mut failed = Vec::new();
         for running in self.storage.running_trials(self.record.id)? {
             if let Some(reason) = is_orphan(&running) {
+                let retry = running.attempt < retries;
+                let reason = if retry {
+                    format!(
+                        "{reason}; its parameters were queued again (retry {} of {retries})",
+                        running.attempt + 1
+                    )
+                } else {
+                    reason
+                };
                 match self
                     .storage
                     .finish_trial(running.id, TrialState::Failed, None, Some(&reason))
                 {
-                    Ok(()) => failed.push(running.number),
+                    Ok(()) => {
+                        failed.push(running.number);
+                        if retry {
+                            let lost = self.storage.trial(running.id)?;
+                            let params: Vec<crate::storage::QueuedParam> = lost
+                                .params
+                                .into_iter()
+                                .filter_map(|(name, value)| {
+                                    let dist = lost.distributions.get(&name)?.clone();
+                                    Some((name, dist, value))
+                                })
+                                .collect();
+                            self.storage.enqueue_trial(
+                                self.record.id,
+                                &params,
+                                running.attempt + 1,
+                            )?;
+                        }
+                    }
                     Err(StorageError::NotRunning { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -820,10 +863,35 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_trial_is_retried_with_its_parameters_up_to_the_limit() {
+        let s = study("r");
+        let mut t = s.ask().unwrap();
+        let lr = t.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+        let lost = |_: &RunningTrial| Some("worker died".to_string());
+        assert_eq!(s.fail_orphans(lost, 1).unwrap(), vec![0]);
+        drop(t);
+        let trials = s.trials().unwrap();
+        assert_eq!(trials[1].state, TrialState::Waiting);
+        assert!(trials[0].error.as_deref().unwrap().contains("retry 1 of 1"));
+        // The next ask takes the retry, whatever the limit, with the same parameters.
+        let mut retry = s.ask_within(Some(1)).unwrap().unwrap();
+        assert_eq!(retry.number(), 1);
+        assert_eq!(
+            retry.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap(),
+            lr
+        );
+        // A second loss exhausts the retries.
+        assert_eq!(s.fail_orphans(lost, 1).unwrap(), vec![1]);
+        drop(retry);
+        assert_eq!(s.trials().unwrap().len(), 2);
+        assert!(s.ask_within(Some(2)).unwrap().is_none());
+    }
+
+    #[test]
     fn orphans_are_failed_once() {
         let s = study("s");
         let t = s.ask().unwrap();
-        let failed = s.fail_orphans(|_| Some("worker died".into())).unwrap();
+        let failed = s.fail_orphans(|_| Some("worker died".into()), 0).unwrap();
         assert_eq!(failed, vec![0]);
         assert!(s.tell(t, Outcome::Complete(1.0)).is_err());
         assert_eq!(s.trials().unwrap()[0].error.as_deref(), Some("worker died"));

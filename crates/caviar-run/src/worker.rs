@@ -137,6 +137,7 @@ mod tests {
             number: 0,
             worker: Some(dead.to_string()),
             heartbeat_ms: now_ms(),
+            attempt: 0,
         };
         let reason = orphan_reason(&trial, &me, Duration::from_secs(60)).unwrap();
         assert!(

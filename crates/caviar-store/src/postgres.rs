@@ -43,6 +43,7 @@ CREATE TABLE trials (
     started_ms    BIGINT,
     finished_ms   BIGINT,
     finish_seq    BIGINT,
+    attempt       BIGINT NOT NULL DEFAULT 0,
     UNIQUE (study_id, number)
 );
 CREATE INDEX trials_by_state ON trials (study_id, state);
@@ -439,6 +440,30 @@ impl Storage for PostgresStorage {
     ) -> Result<Option<NewTrial>, StorageError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
+        let now = now_ms();
+        // A waiting trial first; SKIP LOCKED hands each to exactly one worker without waits.
+        let waiting = tx
+            .query_opt(
+                "SELECT id, number FROM trials WHERE study_id = $1 AND state = 'waiting'
+                 ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED",
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        if let Some(row) = waiting {
+            let (id, number): (i64, i64) = (row.get(0), row.get(1));
+            tx.execute(
+                "UPDATE trials SET state = 'running', worker = $2, heartbeat_ms = $3,
+                     started_ms = $3 WHERE id = $1",
+                &[&id, &worker, &now],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            return Ok(Some(NewTrial {
+                id: TrialId(id),
+                number: number as u64,
+                from_queue: true,
+            }));
+        }
         // The study row stays locked until commit: numbers are handed out one at a time.
         let number: i64 = tx
             .query_opt(
@@ -453,7 +478,6 @@ impl Storage for PostgresStorage {
             // Rolled back: the counter stays at the limit.
             return Ok(None);
         }
-        let now = now_ms();
         let id: i64 = tx
             .query_one(
                 "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms)
@@ -466,7 +490,51 @@ impl Storage for PostgresStorage {
         Ok(Some(NewTrial {
             id: TrialId(id),
             number: number as u64,
+            from_queue: false,
         }))
+    }
+
+    fn enqueue_trial(
+        &self,
+        study: StudyId,
+        params: &[caviar_core::storage::QueuedParam],
+        attempt: u32,
+    ) -> Result<NewTrial, StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let number: i64 = tx
+            .query_opt(
+                "UPDATE studies SET next_number = next_number + 1 WHERE id = $1
+                 RETURNING next_number - 1",
+                &[&study.0],
+            )
+            .map_err(backend)?
+            .ok_or_else(|| StorageError::NoSuchStudy(format!("id {}", study.0)))?
+            .get(0);
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO trials (study_id, number, state, attempt)
+                 VALUES ($1, $2, 'waiting', $3) RETURNING id",
+                &[&study.0, &number, &i64::from(attempt)],
+            )
+            .map_err(backend)?
+            .get(0);
+        for (name, dist, value) in params {
+            let value = serde_json::to_string(value).map_err(json_err)?;
+            let dist = serde_json::to_string(dist).map_err(json_err)?;
+            tx.execute(
+                "INSERT INTO trial_params (trial_id, name, value, distribution)
+                 VALUES ($1, $2, $3, $4)",
+                &[&id, name, &value, &dist],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(NewTrial {
+            id: TrialId(id),
+            number: number as u64,
+            from_queue: false,
+        })
     }
 
     fn set_param(
@@ -684,7 +752,7 @@ impl Storage for PostgresStorage {
         let mut conn = self.conn()?;
         let rows = conn
             .query(
-                "SELECT id, number, worker, heartbeat_ms FROM trials
+                "SELECT id, number, worker, heartbeat_ms, attempt FROM trials
                  WHERE study_id = $1 AND state = 'running' ORDER BY number",
                 &[&study.0],
             )
@@ -696,6 +764,7 @@ impl Storage for PostgresStorage {
                 number: r.get::<_, i64>(1) as u64,
                 worker: r.get(2),
                 heartbeat_ms: r.get::<_, Option<i64>>(3).unwrap_or(0),
+                attempt: r.get::<_, i64>(4) as u32,
             })
             .collect())
     }

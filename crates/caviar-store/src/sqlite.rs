@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -81,6 +81,10 @@ CREATE TABLE study_attrs (
     value     TEXT NOT NULL,
     PRIMARY KEY (study_id, key)
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- Version 4: retries of lost trials are counted, so they stop at the study's limit.
+ALTER TABLE trials ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -373,6 +377,30 @@ impl Storage for SqliteStorage {
         if exists.is_none() {
             return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
         }
+        let now = now_ms();
+        let waiting: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT id, number FROM trials WHERE study_id = ?1 AND state = 'waiting'
+                 ORDER BY number LIMIT 1",
+                [study.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some((id, number)) = waiting {
+            tx.execute(
+                "UPDATE trials SET state = 'running', worker = ?2, heartbeat_ms = ?3, started_ms = ?3
+                 WHERE id = ?1",
+                params![id, worker, now],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            return Ok(Some(NewTrial {
+                id: TrialId(id),
+                number: number as u64,
+                from_queue: true,
+            }));
+        }
         let number: i64 = tx
             .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")
             .and_then(|mut s| s.query_row([study.0], |r| r.get(0)))
@@ -380,7 +408,6 @@ impl Storage for SqliteStorage {
         if limit.is_some_and(|l| number as u64 >= l) {
             return Ok(None);
         }
-        let now = now_ms();
         tx.prepare_cached(
             "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms) VALUES (?1, ?2, 'running', ?3, ?4, ?4)",
         )
@@ -391,7 +418,60 @@ impl Storage for SqliteStorage {
         Ok(Some(NewTrial {
             id: TrialId(id),
             number: number as u64,
+            from_queue: false,
         }))
+    }
+
+    fn enqueue_trial(
+        &self,
+        study: StudyId,
+        params: &[caviar_core::storage::QueuedParam],
+        attempt: u32,
+    ) -> Result<NewTrial, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT id FROM studies WHERE id = ?1", [study.0], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        }
+        let number: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1",
+                [study.0],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO trials (study_id, number, state, attempt) VALUES (?1, ?2, 'waiting', ?3)",
+            params![study.0, number, attempt],
+        )
+        .map_err(backend)?;
+        let id = tx.last_insert_rowid();
+        for (name, dist, value) in params {
+            tx.execute(
+                "INSERT INTO trial_params (trial_id, name, value, distribution) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    id,
+                    name,
+                    serde_json::to_string(value).map_err(json_err)?,
+                    serde_json::to_string(dist).map_err(json_err)?
+                ],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(NewTrial {
+            id: TrialId(id),
+            number: number as u64,
+            from_queue: false,
+        })
     }
 
     fn set_param(
@@ -611,7 +691,7 @@ impl Storage for SqliteStorage {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, number, worker, heartbeat_ms FROM trials
+                "SELECT id, number, worker, heartbeat_ms, attempt FROM trials
                  WHERE study_id = ?1 AND state = 'running' ORDER BY number",
             )
             .map_err(backend)?;
@@ -622,6 +702,7 @@ impl Storage for SqliteStorage {
                     number: r.get::<_, i64>(1)? as u64,
                     worker: r.get(2)?,
                     heartbeat_ms: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    attempt: r.get::<_, i64>(4)? as u32,
                 })
             })
             .map_err(backend)?;

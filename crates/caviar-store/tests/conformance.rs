@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP TABLE study_attrs; DROP INDEX trials_by_finish; ALTER TABLE trials DROP COLUMN finish_seq; PRAGMA user_version = 1;",
+            "DROP TABLE study_attrs; DROP INDEX trials_by_finish; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -476,4 +476,70 @@ fn postgres_handles_and_processes_share_numbers_and_data() {
     .unwrap();
     let err = PostgresStorage::open(&url).err().unwrap();
     assert!(err.to_string().contains("newer than this caviar"), "{err}");
+}
+
+#[test]
+fn queued_trials_are_claimed_once_each_with_their_parameters() {
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("q")).unwrap();
+        let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+        let first = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        assert!(!first.from_queue, "{name}");
+        let queued: Vec<_> = (0..20)
+            .map(|i| {
+                s.enqueue_trial(
+                    study.id,
+                    &[(
+                        "lr".into(),
+                        lr.clone(),
+                        ParamValue::Float(0.001 * (i + 1) as f64),
+                    )],
+                    2,
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            queued[0].number, 1,
+            "{name}: queued trials take the next numbers"
+        );
+        let handles: Vec<_> = (0..4)
+            .map(|w| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    // The limit (1) is already reached: only queued trials are handed out.
+                    while let Some(t) = s.create_trial(study.id, &format!("w{w}"), Some(1)).unwrap()
+                    {
+                        assert!(t.from_queue);
+                        mine.push(t.number);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut claimed: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        claimed.sort();
+        assert_eq!(
+            claimed,
+            (1..=20).collect::<Vec<_>>(),
+            "{name}: each claimed once"
+        );
+        let trials = s.trials(study.id).unwrap();
+        assert_eq!(trials[5].params["lr"], ParamValue::Float(0.005), "{name}");
+        assert_eq!(trials[5].state, TrialState::Running, "{name}");
+        let running = s.running_trials(study.id).unwrap();
+        assert_eq!(
+            running.iter().filter(|r| r.attempt == 2).count(),
+            20,
+            "{name}"
+        );
+        assert!(
+            s.create_trial(study.id, "w", Some(21)).unwrap().is_none(),
+            "{name}"
+        );
+    }
 }
