@@ -114,6 +114,88 @@ pub fn storage(trials: u64, open_trials: u64, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs trivial trials (create, 4 params, 10 reports, finish) on one thread per handle until
+/// the study holds `total` trials.
+fn fill(
+    handles: &[Arc<dyn Storage>],
+    study: caviar_core::trial::StudyId,
+    total: u64,
+) -> Result<()> {
+    let params = bench_params();
+    std::thread::scope(|scope| -> Result<()> {
+        let runs: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(k, storage)| {
+                let params = &params;
+                scope.spawn(move || -> Result<()> {
+                    let me = format!("bench-{k}");
+                    while let Some(t) = storage.create_trial(study, &me, Some(total))? {
+                        for (name, dist) in params {
+                            storage.set_param(t.id, name, dist, &dist.from_unit(0.5))?;
+                        }
+                        for step in 1..=10 {
+                            storage.report(t.id, step, step as f64 / 10.0)?;
+                        }
+                        storage.finish_trial(t.id, TrialState::Complete, Some(0.9), None)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for r in runs {
+            r.join()
+                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        }
+        Ok(())
+    })
+}
+
+/// Trivial-trial throughput with `workers` threads, each with its own storage handle (its own
+/// SQLite connection or PostgreSQL pool, as separate processes would have), on a study that
+/// already holds `prefill` trials. Prints one line per (prefill, workers).
+pub fn workers(url: &str, worker_counts: &[usize], trials: u64, prefills: &[u64]) -> Result<()> {
+    let open = || caviar_store::open_storage(url).map_err(|e| anyhow::anyhow!("{e}"));
+    let setup = open()?;
+    println!("| study size before | workers | trials | seconds | trials/s |");
+    println!("|---|---|---|---|---|");
+    for &prefill in prefills {
+        for &w in worker_counts {
+            let name = format!("bench-w{w}-p{prefill}-{}", caviar_core::trial::now_ms());
+            let study = setup.create_study(&NewStudy {
+                name,
+                direction: Direction::Maximize,
+                metric: Some("val_acc".into()),
+                spec: None,
+                parent: None,
+            })?;
+            // SQLite takes one writer at a time: one filler; PostgreSQL fills faster with eight.
+            let filler_count = if url.starts_with("sqlite") { 1 } else { 8 };
+            let fillers: Vec<Arc<dyn Storage>> =
+                (0..filler_count).map(|_| open()).collect::<Result<_>>()?;
+            fill(&fillers, study.id, prefill)?;
+            drop(fillers);
+            let handles: Vec<Arc<dyn Storage>> =
+                (0..w.max(1)).map(|_| open()).collect::<Result<_>>()?;
+            let total = prefill + trials;
+            let start = Instant::now();
+            fill(&handles, study.id, total)?;
+            let secs = start.elapsed().as_secs_f64();
+            let counts = setup.counts(study.id)?;
+            anyhow::ensure!(
+                counts.complete == total,
+                "expected {total} complete trials, found {}",
+                counts.complete
+            );
+            println!(
+                "| {prefill} | {w} | {trials} | {secs:.2} | {:.0} |",
+                trials as f64 / secs
+            );
+        }
+    }
+    Ok(())
+}
+
 fn tempdir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("caviar-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -169,6 +169,23 @@ enum BenchKind {
         #[arg(long)]
         json: bool,
     },
+    /// Trivial-trial throughput with several workers sharing one study (each worker its own
+    /// connection, like separate processes), in a fresh study and in one already holding
+    /// --prefill trials.
+    Workers {
+        /// Where: sqlite:PATH or postgres://... (a fresh study each measurement).
+        #[arg(long)]
+        url: String,
+        /// Worker counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        workers: Vec<usize>,
+        /// Trials per measurement.
+        #[arg(long, default_value_t = 2_000)]
+        trials: u64,
+        /// Study sizes to measure at, comma-separated (trials already in the study).
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        prefill: Vec<u64>,
+    },
     /// Trials written per second (create + 4 params + 10 reports + finish) and the time to open
     /// a large study.
     Storage {
@@ -233,6 +250,18 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 .transpose()
                 .map_err(|e| BadInput(format!("--time-budget: {e}")))?;
             run::worker(&cli.storage, &study, trials, workers, json, time_budget)
+        }
+        Command::Bench {
+            what:
+                BenchKind::Workers {
+                    url,
+                    workers,
+                    trials,
+                    prefill,
+                },
+        } => {
+            bench::workers(&url, &workers, trials, &prefill)?;
+            Ok(0)
         }
         Command::Bench {
             what:

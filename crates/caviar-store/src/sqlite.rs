@@ -380,8 +380,10 @@ impl Storage for SqliteStorage {
         let now = now_ms();
         let waiting: Option<(i64, i64)> = tx
             .query_row(
-                "SELECT id, number FROM trials WHERE study_id = ?1 AND state = 'waiting'
-                 ORDER BY number LIMIT 1",
+                // The state index finds the few waiting rows; left to itself the planner walks
+                // the study's whole number index to satisfy ORDER BY (a scan per trial).
+                "SELECT id, number FROM trials INDEXED BY trials_by_state
+                 WHERE study_id = ?1 AND state = 'waiting' ORDER BY number LIMIT 1",
                 [study.0],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )

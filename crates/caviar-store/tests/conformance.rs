@@ -543,3 +543,44 @@ fn queued_trials_are_claimed_once_each_with_their_parameters() {
         );
     }
 }
+
+#[test]
+fn eight_connections_writing_one_sqlite_file_never_see_it_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    let study = SqliteStorage::open(&path)
+        .unwrap()
+        .create_study(&new_study("busy"))
+        .unwrap();
+    let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|w| {
+            let path = path.clone();
+            let lr = lr.clone();
+            std::thread::spawn(move || {
+                // Each thread its own connection, as separate processes have.
+                let s = SqliteStorage::open(&path).unwrap();
+                let mut n = 0;
+                while let Some(t) = s
+                    .create_trial(study.id, &format!("w{w}"), Some(800))
+                    .unwrap()
+                {
+                    s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.01))
+                        .unwrap();
+                    for step in 1..=5 {
+                        s.report(t.id, step, 0.1).unwrap();
+                    }
+                    s.heartbeat(t.id).unwrap();
+                    s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 800);
+    let s = SqliteStorage::open(&path).unwrap();
+    assert_eq!(s.finished_since(study.id, 0).unwrap().len(), 800);
+}
