@@ -43,7 +43,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
     about = "Hyperparameter tuning for deep learning: random, grid and Sobol search over any training command, stored in SQLite."
 )]
 struct Cli {
-    /// Where studies are stored: sqlite:PATH or memory:
+    /// Where studies are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB or memory:
     #[arg(
         long,
         global = true,
@@ -61,36 +61,16 @@ enum Command {
     Run {
         /// The study file (TOML).
         study: PathBuf,
-        /// Total number of trials (overrides the file's `trials`).
-        #[arg(long)]
-        trials: Option<u64>,
-        /// Trials run at once (overrides the file's `workers`).
-        #[arg(long)]
-        workers: Option<u64>,
-        /// Print a JSON summary on stdout at the end.
-        #[arg(long)]
-        json: bool,
-        /// Start no new trial after this long ("90s", "10m", "2h"); running trials finish.
-        #[arg(long, value_name = "DURATION")]
-        time_budget: Option<String>,
+        #[command(flatten)]
+        options: run::RunOptions,
     },
     /// Join a stored study (from this or any machine sharing its storage) and run trials until
     /// it holds its total; start as many workers as you like.
     Worker {
         /// Study name.
         study: String,
-        /// Total number of trials (default: the study file's `trials`).
-        #[arg(long)]
-        trials: Option<u64>,
-        /// Trials this worker runs at once (default: the study file's `workers`).
-        #[arg(long)]
-        workers: Option<u64>,
-        /// Print a JSON summary on stdout at the end.
-        #[arg(long)]
-        json: bool,
-        /// Start no new trial after this long ("90s", "10m", "2h"); running trials finish.
-        #[arg(long, value_name = "DURATION")]
-        time_budget: Option<String>,
+        #[command(flatten)]
+        options: run::RunOptions,
     },
     /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
     Demo(demo::DemoArgs),
@@ -225,32 +205,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
     }
     match cli.command {
-        Command::Run {
-            study,
-            trials,
-            workers,
-            json,
-            time_budget,
-        } => {
-            let time_budget = time_budget
-                .map(|t| config::parse_duration(&t))
-                .transpose()
-                .map_err(|e| BadInput(format!("--time-budget: {e}")))?;
-            run::run(&cli.storage, &study, trials, workers, json, time_budget)
-        }
-        Command::Worker {
-            study,
-            trials,
-            workers,
-            json,
-            time_budget,
-        } => {
-            let time_budget = time_budget
-                .map(|t| config::parse_duration(&t))
-                .transpose()
-                .map_err(|e| BadInput(format!("--time-budget: {e}")))?;
-            run::worker(&cli.storage, &study, trials, workers, json, time_budget)
-        }
+        Command::Run { study, options } => run::run(&cli.storage, &study, &options),
+        Command::Worker { study, options } => run::worker(&cli.storage, &study, &options),
         Command::Bench {
             what:
                 BenchKind::Workers {

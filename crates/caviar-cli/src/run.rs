@@ -85,29 +85,32 @@ fn build_sampler(study: &config::Study) -> Result<Arc<dyn Sampler>> {
     })
 }
 
-pub fn run(
-    url: &str,
-    path: &Path,
-    trials: Option<u64>,
-    workers: Option<u64>,
-    as_json: bool,
-    time_budget: Option<std::time::Duration>,
-) -> Result<u8> {
+/// Options shared by `caviar run` and `caviar worker`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RunOptions {
+    /// Total number of trials (default: the study file's `trials`).
+    #[arg(long)]
+    pub trials: Option<u64>,
+    /// Trials run at once by this process (default: the study file's `workers`).
+    #[arg(long)]
+    pub workers: Option<u64>,
+    /// Print a JSON summary on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// Start no new trial after this long ("90s", "10m", "2h"); running trials finish.
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub time_budget: Option<std::time::Duration>,
+}
+
+pub fn run(url: &str, path: &Path, options: &RunOptions) -> Result<u8> {
     let cfg = config::load(path)?;
     let origin = path.display().to_string();
-    run_config(url, cfg, &origin, trials, workers, as_json, time_budget)
+    run_config(url, cfg, &origin, options)
 }
 
 /// `caviar worker`: joins a stored study from any machine, rebuilding it from the study file
 /// stored with it, and runs trials until the study holds its total.
-pub fn worker(
-    url: &str,
-    name: &str,
-    trials: Option<u64>,
-    workers: Option<u64>,
-    as_json: bool,
-    time_budget: Option<std::time::Duration>,
-) -> Result<u8> {
+pub fn worker(url: &str, name: &str, options: &RunOptions) -> Result<u8> {
     let storage = crate::open(url)?;
     let record = crate::find_study(&*storage, name, url)?;
     let spec = record.spec.clone().unwrap_or_default();
@@ -131,18 +134,16 @@ pub fn worker(
     let cfg = config::parse(&text, &path)?;
     drop(storage);
     let origin = format!("study `{name}` (file {} as stored)", path.display());
-    run_config(url, cfg, &origin, trials, workers, as_json, time_budget)
+    run_config(url, cfg, &origin, options)
 }
 
-fn run_config(
-    url: &str,
-    cfg: config::Study,
-    origin: &str,
-    trials: Option<u64>,
-    workers: Option<u64>,
-    as_json: bool,
-    time_budget: Option<std::time::Duration>,
-) -> Result<u8> {
+fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions) -> Result<u8> {
+    let RunOptions {
+        trials,
+        workers,
+        json: as_json,
+        time_budget,
+    } = options.clone();
     if workers == Some(0) {
         return Err(BadInput("--workers must be at least 1".into()).into());
     }

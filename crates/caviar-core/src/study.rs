@@ -329,14 +329,9 @@ impl Study {
         };
         // A trial from the waiting queue (a retry) keeps the parameters it was queued with.
         let params = if new.from_queue {
-            let stored = self.storage.trial(new.id)?;
-            stored
-                .params
+            queued_params(self.storage.trial(new.id)?)
                 .into_iter()
-                .filter_map(|(name, value)| {
-                    let dist = stored.distributions.get(&name)?.clone();
-                    Some((name, (dist, value)))
-                })
+                .map(|(name, dist, value)| (name, (dist, value)))
                 .collect()
         } else {
             BTreeMap::new()
@@ -460,15 +455,7 @@ impl Study {
                     Ok(()) => {
                         failed.push(running.number);
                         if retry {
-                            let lost = self.storage.trial(running.id)?;
-                            let params: Vec<crate::storage::QueuedParam> = lost
-                                .params
-                                .into_iter()
-                                .filter_map(|(name, value)| {
-                                    let dist = lost.distributions.get(&name)?.clone();
-                                    Some((name, dist, value))
-                                })
-                                .collect();
+                            let params = queued_params(self.storage.trial(running.id)?);
                             self.storage.enqueue_trial(
                                 self.record.id,
                                 &params,
@@ -483,6 +470,17 @@ impl Study {
         }
         Ok(failed)
     }
+}
+
+/// A stored trial's parameters with the distribution each was drawn from.
+fn queued_params(t: FrozenTrial) -> Vec<crate::storage::QueuedParam> {
+    t.params
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let dist = t.distributions.get(&name)?.clone();
+            Some((name, dist, value))
+        })
+        .collect()
 }
 
 fn trial_last_value(storage: &dyn Storage, id: TrialId) -> Option<f64> {

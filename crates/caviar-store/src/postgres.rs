@@ -328,6 +328,20 @@ fn study_from_row(r: &Row) -> Result<StudyRecord, StorageError> {
     })
 }
 
+/// Takes the study's next trial number. The study row stays locked until the transaction ends,
+/// so numbers are handed out one at a time (and a rollback gives the number back).
+fn take_number(tx: &mut impl GenericClient, study: StudyId) -> Result<i64, StorageError> {
+    Ok(tx
+        .query_opt(
+            "UPDATE studies SET next_number = next_number + 1 WHERE id = $1
+             RETURNING next_number - 1",
+            &[&study.0],
+        )
+        .map_err(backend)?
+        .ok_or_else(|| StorageError::NoSuchStudy(format!("id {}", study.0)))?
+        .get(0))
+}
+
 /// Explains why a change to a running trial touched no row.
 fn not_running(conn: &mut impl GenericClient, trial: TrialId) -> StorageError {
     match conn.query_opt(
@@ -472,16 +486,7 @@ impl Storage for PostgresStorage {
                 from_queue: true,
             }));
         }
-        // The study row stays locked until commit: numbers are handed out one at a time.
-        let number: i64 = tx
-            .query_opt(
-                "UPDATE studies SET next_number = next_number + 1 WHERE id = $1
-                 RETURNING next_number - 1",
-                &[&study.0],
-            )
-            .map_err(backend)?
-            .ok_or_else(|| StorageError::NoSuchStudy(format!("id {}", study.0)))?
-            .get(0);
+        let number = take_number(&mut tx, study)?;
         if limit.is_some_and(|l| number as u64 >= l) {
             // Rolled back: the counter stays at the limit.
             return Ok(None);
@@ -510,15 +515,7 @@ impl Storage for PostgresStorage {
     ) -> Result<NewTrial, StorageError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
-        let number: i64 = tx
-            .query_opt(
-                "UPDATE studies SET next_number = next_number + 1 WHERE id = $1
-                 RETURNING next_number - 1",
-                &[&study.0],
-            )
-            .map_err(backend)?
-            .ok_or_else(|| StorageError::NoSuchStudy(format!("id {}", study.0)))?
-            .get(0);
+        let number = take_number(&mut tx, study)?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO trials (study_id, number, state, attempt)

@@ -233,6 +233,21 @@ const STUDY_SELECT: &str =
     "SELECT s.id, s.name, s.direction, s.metric, s.spec, s.created_ms, p.name
      FROM studies s LEFT JOIN studies p ON p.id = s.parent_id";
 
+/// The number the study's next trial gets; fails if there is no such study. Call it inside the
+/// write transaction that inserts the trial, so the number stays unique.
+fn next_number(conn: &Connection, study: StudyId) -> Result<i64, StorageError> {
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT id FROM studies WHERE id = ?1")
+        .and_then(|mut s| s.query_row([study.0], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    if exists.is_none() {
+        return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+    }
+    conn.prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")
+        .and_then(|mut s| s.query_row([study.0], |r| r.get(0)))
+        .map_err(backend)
+}
+
 /// Explains why a conditional change touched no row.
 fn not_running(conn: &Connection, trial: TrialId) -> StorageError {
     let found = conn
@@ -368,15 +383,7 @@ impl Storage for SqliteStorage {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT id FROM studies WHERE id = ?1", [study.0], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
-        }
+        let next = next_number(&tx, study)?;
         let now = now_ms();
         let waiting: Option<(i64, i64)> = tx
             .query_row(
@@ -403,10 +410,7 @@ impl Storage for SqliteStorage {
                 from_queue: true,
             }));
         }
-        let number: i64 = tx
-            .prepare_cached("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1")
-            .and_then(|mut s| s.query_row([study.0], |r| r.get(0)))
-            .map_err(backend)?;
+        let number = next;
         if limit.is_some_and(|l| number as u64 >= l) {
             return Ok(None);
         }
@@ -434,22 +438,8 @@ impl Storage for SqliteStorage {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT id FROM studies WHERE id = ?1", [study.0], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
-        }
-        let number: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE study_id = ?1",
-                [study.0],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
+        let next = next_number(&tx, study)?;
+        let number = next;
         tx.execute(
             "INSERT INTO trials (study_id, number, state, attempt) VALUES (?1, ?2, 'waiting', ?3)",
             params![study.0, number, attempt],
