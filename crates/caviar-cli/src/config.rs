@@ -32,6 +32,10 @@ pub struct StudyFile {
     /// again (default 0).
     #[serde(default)]
     pub retries: u32,
+    /// How often running trials signal life, as seconds or "5s" (default 5 s). A trial silent
+    /// for 1.75 periods is presumed lost, so a lost trial is marked failed within two periods.
+    #[serde(default)]
+    pub heartbeat: Option<TimeoutValue>,
     /// The trial program; or use `objective` for the built-in trainer.
     #[serde(default)]
     pub command: Option<Vec<String>>,
@@ -368,7 +372,12 @@ pub struct Study {
     pub space: SearchSpace,
     pub grid_values: BTreeMap<String, Vec<ParamValue>>,
     pub timeout: Option<Duration>,
+    /// How often running trials signal life.
+    pub heartbeat: Duration,
 }
+
+/// The heartbeat period when the study file sets none.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// What a trial runs.
 #[derive(Debug, Clone)]
@@ -668,6 +677,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         None => None,
         Some(t) => Some(parse_timeout(t).map_err(|msg| fail(key_line("timeout"), msg))?),
     };
+    let heartbeat = match &file.heartbeat {
+        None => DEFAULT_HEARTBEAT,
+        Some(t) => {
+            let period = parse_duration_of("heartbeat", t, "no default other than 5 s")
+                .map_err(|msg| fail(key_line("heartbeat"), msg))?;
+            if !(Duration::from_millis(200)..=Duration::from_secs(600)).contains(&period) {
+                return Err(fail(
+                    key_line("heartbeat"),
+                    format!(
+                        "heartbeat = {:.3} s is outside 0.2 s to 10 min; most studies want the default (5 s)",
+                        period.as_secs_f64()
+                    ),
+                ));
+            }
+            period
+        }
+    };
 
     let mut space = SearchSpace::new();
     let mut grid_values = BTreeMap::new();
@@ -756,18 +782,26 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         space,
         grid_values,
         timeout,
+        heartbeat,
     })
 }
 
 /// A duration written as seconds or with a unit ("90s", "10m", "2h").
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    parse_timeout(&TimeoutValue::Text(text.to_string())).map_err(|e| {
-        e.replace("timeout = ", "")
-            .replace("drop timeout for no limit", "use less")
-    })
+    parse_duration_of(
+        "the duration",
+        &TimeoutValue::Text(text.to_string()),
+        "use less",
+    )
+    .map_err(|e| e.replace("the duration = ", ""))
 }
 
 fn parse_timeout(t: &TimeoutValue) -> Result<Duration, String> {
+    parse_duration_of("timeout", t, "drop timeout for no limit")
+}
+
+/// Parses the value of study-file key `key`; `too_long` says what to do about a year or more.
+fn parse_duration_of(key: &str, t: &TimeoutValue, too_long: &str) -> Result<Duration, String> {
     let secs = match t {
         TimeoutValue::Seconds(s) => *s,
         TimeoutValue::Text(text) => {
@@ -777,28 +811,27 @@ fn parse_timeout(t: &TimeoutValue) -> Result<Duration, String> {
                     .unwrap_or(text.len()),
             );
             let n: f64 = num.trim().parse().map_err(|_| {
-                format!("timeout = \"{text}\" is not a duration; write seconds (timeout = 600) or \"90s\", \"10m\", \"2h\"")
+                format!("{key} = \"{text}\" is not a duration; write seconds ({key} = 600) or \"90s\", \"10m\", \"2h\"")
             })?;
             match unit {
                 "" | "s" => n,
+                "ms" => n / 1000.0,
                 "m" | "min" => n * 60.0,
                 "h" => n * 3600.0,
                 _ => {
                     return Err(format!(
-                        "timeout = \"{text}\": unknown unit `{unit}`; use s, m or h"
+                        "{key} = \"{text}\": unknown unit `{unit}`; use ms, s, m or h"
                     ))
                 }
             }
         }
     };
     if secs > 366.0 * 24.0 * 3600.0 {
-        return Err(format!(
-            "timeout of {secs} s is more than a year; drop timeout for no limit"
-        ));
+        return Err(format!("{key} of {secs} s is more than a year; {too_long}"));
     }
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!(
-            "timeout must be a positive number of seconds (got {secs})"
+            "{key} must be a positive number of seconds (got {secs})"
         ));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -1016,6 +1049,23 @@ act = { choices = ["relu", "tanh"] }
         assert_eq!(s.space.len(), 4);
         assert_eq!(s.timeout, Some(Duration::from_secs(120)));
         assert_eq!(s.direction, Direction::Maximize);
+        assert_eq!(s.heartbeat, DEFAULT_HEARTBEAT);
+        let fast = GOOD.replace("timeout = \"2m\"", "heartbeat = \"500ms\"");
+        assert_eq!(check(&fast).unwrap().heartbeat, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_bad_heartbeat_names_its_line_and_the_range() {
+        for (value, says) in [
+            ("\"1ms\"", "outside 0.2 s to 10 min"),
+            ("3600", "outside 0.2 s to 10 min"),
+            ("\"often\"", "heartbeat = \"often\" is not a duration"),
+            ("-1", "heartbeat must be a positive number"),
+        ] {
+            let bad = GOOD.replace("timeout = \"2m\"", &format!("heartbeat = {value}"));
+            let e = check(&bad).unwrap_err();
+            assert!(e.starts_with("study.toml:7:") && e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::builtin;
-use crate::config::PrunerSection;
+use crate::config::{PrunerSection, DEFAULT_HEARTBEAT};
 use crate::driver::{self, Progress, StudySetup};
 use crate::output::{best_line, trial_json};
 use crate::{BadInput, EXIT_INTERRUPTED};
@@ -220,7 +220,11 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
         split.train.len(),
         split.validation.len(),
     );
-    let before = driver::recover(&study, &me, args.trials, 0)?;
+    let recovery = driver::Recovery {
+        retries: 0,
+        heartbeat: DEFAULT_HEARTBEAT,
+    };
+    let before = driver::recover(&study, &me, args.trials, recovery)?;
     let cancel = driver::cancel_on_ctrl_c()?;
     let progress = Progress::new(before.total(), args.trials, "val_acc", true);
     let started = Instant::now();
@@ -230,7 +234,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
         driver::Limits {
             total: args.trials,
             deadline: None,
-            retries: 0,
+            recovery,
         },
         workers,
         &cancel,

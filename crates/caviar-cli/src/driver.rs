@@ -18,9 +18,26 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{BadInput, EXIT_INTERRUPTED};
 
-/// A running trial silent this long is presumed dead (its worker heartbeats every few seconds).
-const STALE_AFTER: Duration = Duration::from_secs(60);
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// How a run keeps its trials alive and finds lost ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Recovery {
+    /// How many times the parameters of a trial lost with its worker are queued again.
+    pub retries: u32,
+    /// How often running trials signal life.
+    pub heartbeat: Duration,
+}
+
+impl Recovery {
+    /// A trial silent this long is presumed lost: it missed a beat and most of the next. With
+    /// sweeps four times a period, a lost trial is marked failed within two periods.
+    pub fn stale_after(&self) -> Duration {
+        self.heartbeat * 7 / 4
+    }
+
+    fn sweep_every(&self) -> Duration {
+        self.heartbeat / 4
+    }
+}
 
 /// What a study is opened with.
 pub struct StudySetup<'a> {
@@ -75,9 +92,17 @@ pub fn open_study(
 }
 
 /// Marks trials of dead workers failed and says where the study stands. Returns the counts.
-pub fn recover(study: &Study, me: &WorkerId, total: u64, retries: u32) -> Result<TrialCounts> {
+pub fn recover(
+    study: &Study,
+    me: &WorkerId,
+    total: u64,
+    recovery: Recovery,
+) -> Result<TrialCounts> {
     let orphans = study
-        .fail_orphans(|t| orphan_reason(t, me, STALE_AFTER), retries)
+        .fail_orphans(
+            |t| orphan_reason(t, me, recovery.stale_after()),
+            recovery.retries,
+        )
         .context("recovering trials of dead workers")?;
     let counts = study.storage().counts(study.record().id)?;
     if counts.total() > 0 {
@@ -129,8 +154,8 @@ pub struct Limits {
     pub total: u64,
     /// No trial starts after this (running ones finish).
     pub deadline: Option<Instant>,
-    /// How many times the parameters of a trial lost with its worker are queued again.
-    pub retries: u32,
+    /// Heartbeats, and what happens to lost trials.
+    pub recovery: Recovery,
 }
 
 /// Runs trials on `workers` threads until the study holds `limits.total` trials, the sampler
@@ -152,7 +177,7 @@ where
     let done = AtomicBool::new(false);
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
-        scope.spawn(|| heartbeat_loop(study, &active, &done, progress, limits.retries));
+        scope.spawn(|| heartbeat_loop(study, &active, &done, progress, limits.recovery));
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -177,29 +202,36 @@ where
     }
 }
 
-/// Every heartbeat period: the heartbeats of this worker's trials, then a look for trials of
-/// workers that died (on this host: their process is gone; elsewhere: silent for
-/// [`STALE_AFTER`]), which are marked failed so the study's count stays true.
+/// Every heartbeat period, the heartbeats of this worker's trials; four times a period, a look
+/// for trials of workers that died (on this host: their process is gone; elsewhere: silent for
+/// [`Recovery::stale_after`]), which are marked failed so the study's count stays true.
 fn heartbeat_loop(
     study: &Study,
     active: &Mutex<HashSet<TrialId>>,
     done: &AtomicBool,
     progress: &Progress,
-    retries: u32,
+    recovery: Recovery,
 ) {
     let me = WorkerId::current();
-    let mut last = Instant::now();
+    let tick = Duration::from_millis(20).min(recovery.sweep_every());
+    let (mut last_beat, mut last_sweep) = (Instant::now(), Instant::now());
     while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() < HEARTBEAT_EVERY {
+        std::thread::sleep(tick);
+        if last_beat.elapsed() >= recovery.heartbeat {
+            last_beat = Instant::now();
+            let ids: Vec<TrialId> = active.lock().unwrap().iter().copied().collect();
+            for id in ids {
+                let _ = study.storage().heartbeat(id);
+            }
+        }
+        if last_sweep.elapsed() < recovery.sweep_every() {
             continue;
         }
-        last = Instant::now();
-        let ids: Vec<TrialId> = active.lock().unwrap().iter().copied().collect();
-        for id in ids {
-            let _ = study.storage().heartbeat(id);
-        }
-        if let Ok(failed) = study.fail_orphans(|t| orphan_reason(t, &me, STALE_AFTER), retries) {
+        last_sweep = Instant::now();
+        if let Ok(failed) = study.fail_orphans(
+            |t| orphan_reason(t, &me, recovery.stale_after()),
+            recovery.retries,
+        ) {
             if !failed.is_empty() {
                 progress.note(&format!(
                     "trials {failed:?} of workers that died were marked failed"
@@ -229,6 +261,15 @@ where
             .ask_within(Some(limits.total))
             .context("starting a trial")?
         else {
+            // With retries, stay while trials run elsewhere: if one is lost, its retry needs a
+            // worker, and this may be the last one.
+            if limits.recovery.retries > 0 {
+                let counts = study.storage().counts(study.record().id)?;
+                if counts.running + counts.waiting > 0 {
+                    std::thread::sleep(limits.recovery.sweep_every());
+                    continue;
+                }
+            }
             return Ok(());
         };
         active.lock().unwrap().insert(trial.id());

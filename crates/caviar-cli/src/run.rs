@@ -173,8 +173,11 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
         },
         &me,
     )?;
-    let retries = cfg.file.retries;
-    let before = driver::recover(&study, &me, total, retries)?;
+    let recovery = driver::Recovery {
+        retries: cfg.file.retries,
+        heartbeat: cfg.heartbeat,
+    };
+    let before = driver::recover(&study, &me, total, recovery)?;
     let cancel = driver::cancel_on_ctrl_c()?;
 
     let progress = Progress::new(before.total(), total, metric_name(study.record()), false);
@@ -192,7 +195,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                 driver::Limits {
                     total,
                     deadline,
-                    retries,
+                    recovery,
                 },
                 workers,
                 &cancel,
@@ -237,7 +240,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                 driver::Limits {
                     total,
                     deadline,
-                    retries,
+                    recovery,
                 },
                 workers,
                 &cancel,

@@ -772,8 +772,12 @@ fn a_live_worker_fails_and_retries_the_trial_of_a_killed_worker_while_the_study_
     let trials = trials_json(dir.path(), "long");
     assert_eq!(
         trials.len(),
-        8,
-        "the total holds; the retry is one of its trials"
+        9,
+        "the retry replaces the lost trial in the total"
+    );
+    assert_eq!(
+        trials.iter().filter(|t| t["state"] == "complete").count(),
+        8
     );
     let failed: Vec<&Value> = trials.iter().filter(|t| t["state"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{trials:?}");

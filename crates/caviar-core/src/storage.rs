@@ -147,8 +147,9 @@ pub struct RunningTrial {
     pub number: u64,
     /// Who runs it.
     pub worker: Option<String>,
-    /// Last sign of life, milliseconds since the Unix epoch.
-    pub heartbeat_ms: i64,
+    /// Milliseconds since its last sign of life (start, report or heartbeat), measured by one
+    /// clock: the database server's where there is one, so workers' clocks need not agree.
+    pub silent_ms: i64,
     /// 0 for a first try; n for the n-th retry of lost parameters.
     pub attempt: u32,
 }
@@ -163,8 +164,10 @@ pub trait Storage: Send + Sync {
     fn studies(&self) -> Result<Vec<StudySummary>, StorageError>;
     /// Starts a trial: claims the oldest waiting one (enqueued parameters, a retry) if any,
     /// whatever the limit, since it is counted already; otherwise creates a running trial with
-    /// the next number, unless the study already holds `limit` trials (of any state), and then
-    /// returns `None`. Atomic: each waiting trial goes to one worker, numbers stay unique.
+    /// the next number, unless the study already holds `limit` trials, and then returns `None`.
+    /// Trials of any state count, except lost ones replaced by a retry (their retry counts in
+    /// their place), so `limit` trials end complete when every loss is retried. Atomic: each
+    /// waiting trial goes to one worker, numbers stay unique.
     fn create_trial(
         &self,
         study: StudyId,
@@ -254,6 +257,8 @@ struct Memory {
     studies: Vec<StudyRecord>,
     trials: Vec<StoredTrial>,
     by_study: BTreeMap<i64, Vec<usize>>,
+    /// Per study, retries queued (trials with `attempt > 0`).
+    retried: BTreeMap<i64, u64>,
     /// Per study, trial indices in the order they finished.
     finish_order: BTreeMap<i64, Vec<usize>>,
     attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
@@ -386,7 +391,8 @@ impl Storage for InMemoryStorage {
             }));
         }
         let number = m.by_study.get(&study.0).map_or(0, |v| v.len() as u64);
-        if limit.is_some_and(|l| number >= l) {
+        let retried = m.retried.get(&study.0).copied().unwrap_or(0);
+        if limit.is_some_and(|l| number - retried >= l) {
             return Ok(None);
         }
         let id = TrialId(m.trials.len() as i64);
@@ -427,6 +433,9 @@ impl Storage for InMemoryStorage {
             return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
         }
         let number = m.by_study.get(&study.0).map_or(0, |v| v.len() as u64);
+        if attempt > 0 {
+            *m.retried.entry(study.0).or_default() += 1;
+        }
         let id = TrialId(m.trials.len() as i64);
         m.trials.push(StoredTrial {
             study,
@@ -598,7 +607,7 @@ impl Storage for InMemoryStorage {
                 id: s.trial.id,
                 number: s.trial.number,
                 worker: s.trial.worker.clone(),
-                heartbeat_ms: s.heartbeat_ms,
+                silent_ms: now_ms() - s.heartbeat_ms,
                 attempt: s.attempt,
             })
             .collect())

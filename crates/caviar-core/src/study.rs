@@ -300,8 +300,8 @@ impl Study {
         }
     }
 
-    /// Starts a new trial unless the study already holds `total` trials (of any state) or the
-    /// sampler is exhausted; the check and the creation are atomic in the storage, so many
+    /// Starts a new trial unless the study already holds `total` trials (of any state; a lost
+    /// trial whose retry was queued is replaced by it) or the sampler is exhausted; the check and the creation are atomic in the storage, so many
     /// workers never overshoot the total.
     pub fn ask_within(&self, total: Option<u64>) -> Result<Option<Trial>, StudyError> {
         let limit = match (total, self.sampler.max_trials()) {
@@ -882,6 +882,9 @@ mod tests {
         assert_eq!(s.fail_orphans(lost, 1).unwrap(), vec![1]);
         drop(retry);
         assert_eq!(s.trials().unwrap().len(), 2);
+        // The retry took the lost trial's place in the limit; the failed retry counts.
+        assert!(s.ask_within(Some(1)).unwrap().is_none());
+        assert_eq!(s.ask_within(Some(2)).unwrap().unwrap().number(), 2);
         assert!(s.ask_within(Some(2)).unwrap().is_none());
     }
 

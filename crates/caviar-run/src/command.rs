@@ -258,6 +258,20 @@ pub fn run_command(
         .env("CAVIAR_STUDY", input.study)
         // Its own process group, so a stop reaches the command's children too.
         .process_group(0);
+    // A worker killed outright (SIGKILL, OOM) must not leave its trial running unowned.
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let worker_pid = std::process::id() as libc::pid_t;
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The worker may have died before the line above took effect.
+            if libc::getppid() != worker_pid {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
     for (name, value) in input.params {
         cmd.env(env_name(name), value.to_string());
     }

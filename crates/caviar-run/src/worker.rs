@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use caviar_core::storage::RunningTrial;
-use caviar_core::trial::now_ms;
 
 /// Identifies a worker process: host, pid and the process's start time, so a reused pid is not
 /// mistaken for the same worker. Written as `host:pid@start`.
@@ -22,7 +21,7 @@ impl WorkerId {
         WorkerId {
             host: local_host(),
             pid,
-            start: process_start(pid).unwrap_or(0),
+            start: process_state(pid).map_or(0, |(_, start)| start),
         }
     }
 
@@ -42,9 +41,11 @@ impl WorkerId {
         if self.host != local_host() {
             return false;
         }
-        match process_start(self.pid) {
+        match process_state(self.pid) {
             None => true,
-            Some(start) => self.start != 0 && start != self.start,
+            // A zombie is dead: only its exit status waits for its parent.
+            Some((state, _)) if state == 'Z' || state == 'X' => true,
+            Some((_, start)) => self.start != 0 && start != self.start,
         }
     }
 }
@@ -79,12 +80,13 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Field 22 of /proc/PID/stat; `None` if the process does not exist.
-fn process_start(pid: u32) -> Option<u64> {
+/// Fields 3 (state) and 22 (start time) of /proc/PID/stat; `None` if the process does not exist.
+fn process_state(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields after the last ')' are plain.
-    let after = stat.rsplit_once(')')?.1;
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Why a running trial is an orphan, or `None` if it may still be alive: its worker was on this
@@ -102,7 +104,7 @@ pub fn orphan_reason(trial: &RunningTrial, me: &WorkerId, stale_after: Duration)
             ));
         }
     }
-    let silent_ms = now_ms() - trial.heartbeat_ms;
+    let silent_ms = trial.silent_ms;
     if silent_ms > stale_after.as_millis() as i64 {
         return Some(format!(
             "orphaned: no heartbeat from worker `{owner}` for {:.0} s; marked failed by {me}",
@@ -126,6 +128,28 @@ mod tests {
     }
 
     #[test]
+    fn a_killed_worker_not_yet_reaped_is_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let alive = WorkerId {
+            pid,
+            start: process_state(pid).unwrap().1,
+            ..WorkerId::current()
+        };
+        assert!(!alive.is_dead_here());
+        child.kill().unwrap();
+        // Until its parent waits for it, the process lingers as a zombie.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(process_state(pid).map(|s| s.0), Some('Z'));
+        assert!(alive.is_dead_here());
+        child.wait().unwrap();
+        assert!(alive.is_dead_here());
+    }
+
+    #[test]
     fn dead_and_silent_workers_are_orphans() {
         let me = WorkerId::current();
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -136,7 +160,7 @@ mod tests {
             id: TrialId(1),
             number: 0,
             worker: Some(dead.to_string()),
-            heartbeat_ms: now_ms(),
+            silent_ms: 0,
             attempt: 0,
         };
         let reason = orphan_reason(&trial, &me, Duration::from_secs(60)).unwrap();
@@ -147,14 +171,14 @@ mod tests {
 
         let remote = RunningTrial {
             worker: Some("elsewhere:1@1".into()),
-            heartbeat_ms: now_ms() - 120_000,
+            silent_ms: 120_000,
             ..trial.clone()
         };
         assert!(orphan_reason(&remote, &me, Duration::from_secs(60))
             .unwrap()
             .contains("no heartbeat"));
         let fresh = RunningTrial {
-            heartbeat_ms: now_ms(),
+            silent_ms: 0,
             ..remote
         };
         assert_eq!(orphan_reason(&fresh, &me, Duration::from_secs(60)), None);

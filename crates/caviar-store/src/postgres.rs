@@ -15,7 +15,13 @@ use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
 /// The schema version this build writes; a newer database is refused rather than damaged.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
+
+/// Changes from each version to the next, applied in order to older databases.
+const MIGRATIONS: &[&str] = &[
+    // Version 2: a retry replaces its lost trial in the study's limit; this counts them quickly.
+    "CREATE INDEX IF NOT EXISTS trials_retried ON trials (study_id) WHERE attempt > 0",
+];
 
 const SCHEMA: &str = r#"
 CREATE TABLE caviar_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -276,6 +282,9 @@ impl PostgresStorage {
                 ));
             }
             tx.batch_execute(SCHEMA).map_err(backend)?;
+            for sql in MIGRATIONS {
+                tx.batch_execute(sql).map_err(backend)?;
+            }
             tx.execute(
                 "INSERT INTO caviar_meta (key, value) VALUES ('schema_version', $1)",
                 &[&PG_SCHEMA_VERSION.to_string()],
@@ -294,6 +303,18 @@ impl PostgresStorage {
                 return Err(StorageError::Incompatible(format!(
                     "the database has schema version {version}, newer than this caviar understands ({PG_SCHEMA_VERSION}); upgrade caviar"
                 )));
+            }
+            if version < PG_SCHEMA_VERSION {
+                for (i, sql) in MIGRATIONS.iter().enumerate().skip((version - 1) as usize) {
+                    tx.batch_execute(sql).map_err(|e| {
+                        StorageError::Backend(format!("migration to version {}: {e}", i + 2))
+                    })?;
+                }
+                tx.execute(
+                    "UPDATE caviar_meta SET value = $1 WHERE key = 'schema_version'",
+                    &[&PG_SCHEMA_VERSION.to_string()],
+                )
+                .map_err(backend)?;
             }
         }
         tx.commit().map_err(backend)
@@ -474,7 +495,7 @@ impl Storage for PostgresStorage {
         if let Some(row) = waiting {
             let (id, number): (i64, i64) = (row.get(0), row.get(1));
             tx.execute(
-                "UPDATE trials SET state = 'running', worker = $2, heartbeat_ms = $3,
+                "UPDATE trials SET state = 'running', worker = $2, heartbeat_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint,
                      started_ms = $3 WHERE id = $1",
                 &[&id, &worker, &now],
             )
@@ -487,14 +508,23 @@ impl Storage for PostgresStorage {
             }));
         }
         let number = take_number(&mut tx, study)?;
-        if limit.is_some_and(|l| number as u64 >= l) {
-            // Rolled back: the counter stays at the limit.
-            return Ok(None);
+        if let Some(limit) = limit {
+            let retried: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM trials WHERE study_id = $1 AND attempt > 0",
+                    &[&study.0],
+                )
+                .map_err(backend)?
+                .get(0);
+            if (number - retried) as u64 >= limit {
+                // Rolled back: the counter stays at the limit.
+                return Ok(None);
+            }
         }
         let id: i64 = tx
             .query_one(
                 "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms)
-                 VALUES ($1, $2, 'running', $3, $4, $4) RETURNING id",
+                 VALUES ($1, $2, 'running', $3, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint, $4) RETURNING id",
                 &[&study.0, &number, &worker, &now],
             )
             .map_err(backend)?
@@ -576,8 +606,8 @@ impl Storage for PostgresStorage {
         tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
         let alive = tx
             .execute(
-                "UPDATE trials SET heartbeat_ms = $2 WHERE id = $1 AND state = 'running'",
-                &[&trial.0, &now_ms()],
+                "UPDATE trials SET heartbeat_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint WHERE id = $1 AND state = 'running'",
+                &[&trial.0],
             )
             .map_err(backend)?;
         if alive != 1 {
@@ -600,8 +630,8 @@ impl Storage for PostgresStorage {
         tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
         let n = tx
             .execute(
-                "UPDATE trials SET heartbeat_ms = $2 WHERE id = $1 AND state = 'running'",
-                &[&trial.0, &now_ms()],
+                "UPDATE trials SET heartbeat_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint WHERE id = $1 AND state = 'running'",
+                &[&trial.0],
             )
             .map_err(backend)?;
         if n == 1 {
@@ -762,7 +792,7 @@ impl Storage for PostgresStorage {
         let mut conn = self.conn()?;
         let rows = conn
             .query(
-                "SELECT id, number, worker, heartbeat_ms, attempt FROM trials
+                "SELECT id, number, worker, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint - heartbeat_ms, attempt FROM trials
                  WHERE study_id = $1 AND state = 'running' ORDER BY number",
                 &[&study.0],
             )
@@ -773,7 +803,7 @@ impl Storage for PostgresStorage {
                 id: TrialId(r.get(0)),
                 number: r.get::<_, i64>(1) as u64,
                 worker: r.get(2),
-                heartbeat_ms: r.get::<_, Option<i64>>(3).unwrap_or(0),
+                silent_ms: r.get::<_, Option<i64>>(3).unwrap_or(i64::MAX),
                 attempt: r.get::<_, i64>(4) as u32,
             })
             .collect())

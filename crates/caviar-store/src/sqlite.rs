@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -85,6 +85,10 @@ CREATE TABLE study_attrs (
     r#"
 -- Version 4: retries of lost trials are counted, so they stop at the study's limit.
 ALTER TABLE trials ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+"#,
+    r#"
+-- Version 5: a retry replaces its lost trial in the study's limit; this counts them quickly.
+CREATE INDEX trials_retried ON trials (study_id) WHERE attempt > 0;
 "#,
 ];
 
@@ -411,8 +415,17 @@ impl Storage for SqliteStorage {
             }));
         }
         let number = next;
-        if limit.is_some_and(|l| number as u64 >= l) {
-            return Ok(None);
+        if let Some(limit) = limit {
+            let retried: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM trials INDEXED BY trials_retried
+                     WHERE study_id = ?1 AND attempt > 0",
+                )
+                .and_then(|mut s| s.query_row([study.0], |r| r.get(0)))
+                .map_err(backend)?;
+            if (number - retried) as u64 >= limit {
+                return Ok(None);
+            }
         }
         tx.prepare_cached(
             "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms) VALUES (?1, ?2, 'running', ?3, ?4, ?4)",
@@ -681,6 +694,7 @@ impl Storage for SqliteStorage {
 
     fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError> {
         let conn = self.conn();
+        let now = now_ms();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, number, worker, heartbeat_ms, attempt FROM trials
@@ -693,7 +707,7 @@ impl Storage for SqliteStorage {
                     id: TrialId(r.get(0)?),
                     number: r.get::<_, i64>(1)? as u64,
                     worker: r.get(2)?,
-                    heartbeat_ms: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    silent_ms: now - r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                     attempt: r.get::<_, i64>(4)? as u32,
                 })
             })

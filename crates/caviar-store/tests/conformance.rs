@@ -215,7 +215,7 @@ fn running_trials_and_reopen_keep_everything() {
     let running = s.running_trials(study.id).unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].worker.as_deref(), Some("host:1"));
-    assert!(running[0].heartbeat_ms > 0);
+    assert!((0..60_000).contains(&running[0].silent_ms));
     let trials = s.trials(study.id).unwrap();
     assert_eq!(trials[0].intermediate, vec![(1, 0.5)]);
 }
@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP TABLE study_attrs; DROP INDEX trials_by_finish; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -469,6 +469,26 @@ fn postgres_handles_and_processes_share_numbers_and_data() {
     let again = PostgresStorage::open(&url).unwrap();
     assert_eq!(again.counts(study.id).unwrap().complete, 100);
     let mut c = postgres::Client::connect(url.split('?').next().unwrap(), postgres::NoTls).unwrap();
+    // A version-1 schema is brought up to date.
+    c.batch_execute(&format!(
+        "SET search_path TO \"{0}\"; DROP INDEX trials_retried;
+         UPDATE caviar_meta SET value = '1' WHERE key = 'schema_version'",
+        _schema.name
+    ))
+    .unwrap();
+    PostgresStorage::open(&url).unwrap();
+    let row = c
+        .query_one(
+            "SELECT (SELECT value FROM caviar_meta WHERE key = 'schema_version'),
+                    (SELECT count(*) FROM pg_indexes WHERE indexname = 'trials_retried'
+                     AND schemaname = current_schema())",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i64>(1)),
+        ("2".into(), 1)
+    );
     c.batch_execute(&format!(
         "UPDATE \"{}\".caviar_meta SET value = '99' WHERE key = 'schema_version'",
         _schema.name
@@ -537,8 +557,15 @@ fn queued_trials_are_claimed_once_each_with_their_parameters() {
             20,
             "{name}"
         );
+        // Retries (attempt > 0) replace lost trials in the limit: 21 trials count as 1.
         assert!(
-            s.create_trial(study.id, "w", Some(21)).unwrap().is_none(),
+            s.create_trial(study.id, "w", Some(1)).unwrap().is_none(),
+            "{name}"
+        );
+        let extra = s.create_trial(study.id, "w", Some(2)).unwrap().unwrap();
+        assert_eq!(extra.number, 21, "{name}");
+        assert!(
+            s.create_trial(study.id, "w", Some(2)).unwrap().is_none(),
             "{name}"
         );
     }
@@ -583,4 +610,21 @@ fn eight_connections_writing_one_sqlite_file_never_see_it_locked() {
     assert_eq!(total, 800);
     let s = SqliteStorage::open(&path).unwrap();
     assert_eq!(s.finished_since(study.id, 0).unwrap().len(), 800);
+}
+
+#[test]
+fn silence_is_measured_from_the_last_sign_of_life() {
+    for (name, s, _dir) in backends() {
+        let study = s.create_study(&new_study("quiet")).unwrap();
+        let t = s.create_trial(study.id, "host:1", None).unwrap().unwrap();
+        let silent = |s: &Arc<dyn Storage>| s.running_trials(study.id).unwrap()[0].silent_ms;
+        assert!((0..2_000).contains(&silent(&s)), "{name}: {}", silent(&s));
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(silent(&s) >= 350, "{name}: {}", silent(&s));
+        s.heartbeat(t.id).unwrap();
+        assert!(silent(&s) < 350, "{name}: {}", silent(&s));
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        s.report(t.id, 1, 0.5).unwrap();
+        assert!(silent(&s) < 350, "{name}: after a report {}", silent(&s));
+    }
 }

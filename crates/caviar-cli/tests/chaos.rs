@@ -1,0 +1,402 @@
+//! Chaos: eight worker processes share one study while a driver SIGKILLs a random worker every
+//! second or two and starts a replacement. Nothing may be lost or duplicated, on SQLite and on
+//! PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+const TRIALS: usize = 300;
+const WORKERS: usize = 8;
+const KILLS: usize = 10;
+const HEARTBEAT_MS: i64 = 1000;
+
+fn study_file(dir: &Path) -> PathBuf {
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scripts")
+        .canonicalize()
+        .unwrap();
+    // The last argument marks this test's trial processes, to find any left behind.
+    let text = format!(
+        r#"
+name = "chaos"
+direction = "maximize"
+metric = "val_acc"
+trials = {TRIALS}
+retries = 20
+heartbeat = "{HEARTBEAT_MS}ms"
+command = ["{}/fake_train.sh", "slow", "{{lr}}", "2", "{}"]
+
+[sampler]
+kind = "tpe"
+
+[params]
+lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
+"#,
+        scripts.display(),
+        dir.display()
+    );
+    let path = dir.join("chaos.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A small xorshift, seeded from the clock and printed, so a failing schedule can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+fn spawn(dir: &Path, storage: &str, args: &[&str], serial: usize) -> Worker {
+    let log = dir.join(format!("worker-{serial}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .args(["--storage", storage])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Worker { child, log }
+}
+
+fn trials_json(dir: &Path, storage: &str) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .args(["--storage", storage, "trials", "chaos", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn chaos(dir: &Path, storage: &str) {
+    let seed = (now_ms() as u64 ^ (storage.len() as u64) << 40) | 1;
+    println!("chaos on {storage}: dice seed {seed}");
+    let mut dice = Dice(seed);
+    let study = study_file(dir);
+    let mut serial = 0;
+    let next = |serial: &mut usize| {
+        *serial += 1;
+        *serial
+    };
+    // The first worker creates the study; the rest join it by name, as on other machines.
+    let mut live = vec![spawn(
+        dir,
+        storage,
+        &["run", study.to_str().unwrap()],
+        next(&mut serial),
+    )];
+    let started = Instant::now();
+    while trials_json_len(dir, storage) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no trial began"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while live.len() < WORKERS {
+        live.push(spawn(dir, storage, &["worker", "chaos"], next(&mut serial)));
+    }
+    // (pid, when killed in ms since the epoch)
+    let mut kills: Vec<(u32, i64)> = Vec::new();
+    let mut exited_alone = 0;
+    let mut replacements = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !live.is_empty() {
+        std::thread::sleep(Duration::from_millis(1000 + dice.below(1000)));
+        // Replacements start a tick after the kill, so the live workers must find the lost
+        // trial (a new worker would find it at once, when it starts).
+        for _ in 0..std::mem::take(&mut replacements) {
+            live.push(spawn(dir, storage, &["worker", "chaos"], next(&mut serial)));
+        }
+        let mut i = 0;
+        while i < live.len() {
+            if let Some(status) = live[i].child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&live[i].log).unwrap_or_default();
+                assert!(status.success(), "a worker failed ({status}):\n{log}");
+                assert!(!log.contains("locked"), "{log}");
+                exited_alone += 1;
+                live.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if Instant::now() > deadline {
+            for w in &mut live {
+                let _ = w.child.kill();
+            }
+            panic!("the study did not finish in time: {kills:?}");
+        }
+        // Kill while every worker still has work, then let the study finish.
+        if kills.len() < KILLS && exited_alone == 0 && !live.is_empty() {
+            let victim = dice.below(live.len() as u64) as usize;
+            let mut w = live.swap_remove(victim);
+            let pid = w.child.id();
+            kills.push((pid, now_ms()));
+            w.child.kill().unwrap();
+            w.child.wait().unwrap();
+            replacements += 1;
+            // Its trial's command dies with it, at once: not when it next writes to the dead
+            // worker's pipe (at most 200 ms later in this test, minutes in real training).
+            std::thread::sleep(Duration::from_millis(30));
+            let parents: Vec<u32> = live.iter().map(|w| w.child.id()).collect();
+            let orphans = orphaned_trial_processes(dir, &parents);
+            assert!(
+                orphans.is_empty(),
+                "trial processes outlived worker {pid}: {orphans:?}"
+            );
+        }
+    }
+    println!("{} kills, {serial} workers started", kills.len());
+    assert!(kills.len() >= 5, "too few kills to mean much: {kills:?}");
+
+    let trials = trials_json(dir, storage);
+    let numbers: BTreeSet<u64> = trials
+        .iter()
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), trials.len(), "duplicate trial numbers");
+    assert_eq!(
+        numbers,
+        (0..trials.len() as u64).collect(),
+        "numbers without gaps"
+    );
+    let complete = trials.iter().filter(|t| t["state"] == "complete").count();
+    assert_eq!(complete, TRIALS, "exactly the requested completes");
+    for t in &trials {
+        assert!(
+            t["state"] == "complete" || t["state"] == "failed",
+            "not terminal: {t}"
+        );
+    }
+    let killed_pid = |t: &Value| {
+        let worker = t["worker"].as_str().unwrap_or("");
+        kills
+            .iter()
+            .find(|(pid, _)| worker.contains(&format!(":{pid}@")))
+            .copied()
+    };
+    let mut lost = 0;
+    let mut slowest_ms = 0;
+    for t in trials.iter().filter(|t| t["state"] == "failed") {
+        let Some((pid, killed_ms)) = killed_pid(t) else {
+            panic!("a trial of a live worker failed: {t}");
+        };
+        let reason = t["error"].as_str().unwrap();
+        assert!(
+            reason.contains("ended while the trial was running"),
+            "{reason}"
+        );
+        assert!(reason.contains("queued again"), "{reason}");
+        let found_after = t["finished_ms"].as_i64().unwrap() - killed_ms;
+        assert!(
+            (0..=2 * HEARTBEAT_MS).contains(&found_after),
+            "trial {} of killed worker {pid} was marked failed {found_after} ms after the kill",
+            t["number"]
+        );
+        slowest_ms = slowest_ms.max(found_after);
+        lost += 1;
+    }
+    // Every kill caught its worker inside a trial, or between two (then nothing was lost).
+    assert!(lost <= kills.len(), "{lost} lost for {} kills", kills.len());
+    for t in trials.iter().filter(|t| t["state"] == "complete") {
+        if let Some((pid, killed_ms)) = killed_pid(t) {
+            assert!(
+                t["finished_ms"].as_i64().unwrap() <= killed_ms,
+                "worker {pid} completed trial {} after it was killed",
+                t["number"]
+            );
+        }
+    }
+    println!(
+        "{} trials: {complete} complete, {lost} lost to kills and retried; the slowest was marked failed {slowest_ms} ms after its kill",
+        trials.len()
+    );
+}
+
+/// Processes of this test's trial commands whose parent is not one of `parents`.
+fn orphaned_trial_processes(dir: &Path, parents: &[u32]) -> Vec<u32> {
+    let marker = dir.display().to_string();
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if !(cmdline.contains("fake_train.sh") && cmdline.contains(&marker)) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid.is_some_and(|p| !parents.contains(&p)) {
+            orphans.push(pid);
+        }
+    }
+    orphans
+}
+
+fn trials_json_len(dir: &Path, storage: &str) -> usize {
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .args(["--storage", storage, "trials", "chaos", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[test]
+fn eight_sqlite_workers_killed_at_random_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("chaos.db").display());
+    chaos(dir.path(), &storage);
+}
+
+#[test]
+fn eight_postgres_workers_killed_at_random_lose_and_duplicate_nothing() {
+    in_postgres_schema("chaos", chaos);
+}
+
+/// Runs `test` with a storage URL for a fresh schema, dropped afterwards; skips without a server.
+fn in_postgres_schema(prefix: &str, test: fn(&Path, &str)) {
+    let Ok(url) = std::env::var("CAVIAR_TEST_POSTGRES_URL") else {
+        println!("skipped: set CAVIAR_TEST_POSTGRES_URL to run this test on PostgreSQL");
+        return;
+    };
+    let schema = format!("{prefix}_{}_{}", std::process::id(), now_ms());
+    let dir = tempfile::tempdir().unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let storage = format!("{url}{separator}schema={schema}");
+    let result = std::panic::catch_unwind(|| test(dir.path(), &storage));
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A worker that hangs (here SIGSTOP; in life a partition or a stuck machine) is alive by its
+/// pid, so only its silence gives it away.
+fn frozen_worker(dir: &Path, storage: &str) {
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scripts")
+        .canonicalize()
+        .unwrap();
+    let study = dir.join("chaos.toml");
+    std::fs::write(
+        &study,
+        format!(
+            r#"
+name = "chaos"
+direction = "maximize"
+metric = "val_acc"
+trials = 6
+retries = 2
+heartbeat = "500ms"
+command = ["{}/fake_train.sh", "slow", "{{lr}}", "8"]
+
+[params]
+lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
+"#,
+            scripts.display()
+        ),
+    )
+    .unwrap();
+    let frozen = spawn(dir, storage, &["run", study.to_str().unwrap()], 1);
+    let started = Instant::now();
+    while trials_json_len(dir, storage) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no trial began"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let live = spawn(dir, storage, &["worker", "chaos"], 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = frozen.child.id() as i32;
+    let stopped_ms = now_ms();
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(2500));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    for mut w in [frozen, live] {
+        let status = w.child.wait().unwrap();
+        let log = std::fs::read_to_string(&w.log).unwrap();
+        assert!(status.success(), "{log}");
+    }
+    let trials = trials_json(dir, storage);
+    let failed: Vec<&Value> = trials.iter().filter(|t| t["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{trials:?}");
+    let reason = failed[0]["error"].as_str().unwrap();
+    assert!(reason.contains("no heartbeat"), "{reason}");
+    assert!(failed[0]["worker"]
+        .as_str()
+        .unwrap()
+        .contains(&format!(":{pid}@")));
+    let found_after = failed[0]["finished_ms"].as_i64().unwrap() - stopped_ms;
+    println!("a frozen worker's trial was marked failed {found_after} ms after it froze");
+    assert!(
+        (0..=1000).contains(&found_after),
+        "marked failed {found_after} ms after the freeze; the heartbeat is 500 ms"
+    );
+    let log = std::fs::read_to_string(dir.join("worker-1.log")).unwrap();
+    assert!(
+        log.contains("already marked failed by another worker; its result is dropped"),
+        "{log}"
+    );
+    assert_eq!(
+        trials.iter().filter(|t| t["state"] == "complete").count(),
+        6
+    );
+    assert_eq!(trials.len(), 7);
+}
+
+#[test]
+fn a_frozen_sqlite_worker_is_found_by_its_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("frozen.db").display());
+    frozen_worker(dir.path(), &storage);
+}
+
+#[test]
+fn a_frozen_postgres_worker_is_found_by_its_silence() {
+    in_postgres_schema("frozen", frozen_worker);
+}
