@@ -6,6 +6,7 @@ mod builtin;
 mod config;
 mod demo;
 mod driver;
+mod enqueue;
 mod kurobako;
 mod narrow;
 mod output;
@@ -93,6 +94,18 @@ enum Command {
         /// and abandon trials the pruner stops.
         #[arg(long, default_value = "none")]
         pruner: String,
+    },
+    /// Queue a trial with chosen parameters (`lr=0.01 layers=3`); the next worker runs it
+    /// before any sampled point, and parameters left out are sampled then.
+    Enqueue {
+        /// Study name.
+        study: String,
+        /// NAME=VALUE for each fixed parameter.
+        #[arg(required = true, value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Print JSON: {"number", "params"}.
+        #[arg(long)]
+        json: bool,
     },
     /// List the stored studies.
     Studies {
@@ -258,6 +271,16 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::KurobakoSolver { sampler, pruner } => {
             let stdin = std::io::stdin().lock();
             kurobako::serve(&sampler, &pruner, stdin, std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::Enqueue {
+            study,
+            params,
+            json,
+        } => {
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &study, &cli.storage)?;
+            enqueue::enqueue(&*storage, &record, &params, json)?;
             Ok(0)
         }
         Command::Studies { json } => {

@@ -805,3 +805,69 @@ fn a_live_worker_fails_and_retries_the_trial_of_a_killed_worker_while_the_study_
     );
     assert!(trials.iter().all(|t| t["state"] != "running"));
 }
+
+#[test]
+fn enqueued_parameters_run_first_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "toy", &TOY.replace("KIND", "tpe"));
+    let run = |trials: &str| {
+        let out = caviar(
+            dir.path(),
+            &["run", study.to_str().unwrap(), "--trials", trials],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("2");
+    let out = caviar(
+        dir.path(),
+        &["enqueue", "toy", "lr=0.0123", "activation=tanh", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let queued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(queued["number"], 2);
+    assert_eq!(queued["params"]["lr"], 0.0123);
+    let out = caviar(dir.path(), &["enqueue", "toy", "units=64"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("queued trial 3")
+            && text.contains("sampled when it runs: activation, beta1, lr"),
+        "{text}"
+    );
+    run("5");
+    let trials = trials_json(dir.path(), "toy");
+    assert_eq!(trials.len(), 5);
+    assert_eq!(trials[2]["params"]["lr"], 0.0123);
+    assert_eq!(trials[2]["params"]["activation"], "tanh");
+    assert_eq!(trials[3]["params"]["units"], 64);
+    assert!(trials.iter().all(|t| t["state"] == "complete"));
+
+    for (args, says) in [
+        (
+            vec!["enqueue", "toy", "momentum=0.9"],
+            "its parameters: activation, beta1, lr, units",
+        ),
+        (vec!["enqueue", "toy", "lr=5"], "outside"),
+        (vec!["enqueue", "toy", "units=6.5"], "not a whole number"),
+        (
+            vec!["enqueue", "toy", "activation=gelu"],
+            "use one of relu, tanh",
+        ),
+        (vec!["enqueue", "toy", "lr"], "write NAME=VALUE"),
+        (vec!["enqueue", "toy", "lr=0.1", "lr=0.2"], "given twice"),
+        (vec!["enqueue", "nope", "lr=0.1"], "no study named `nope`"),
+    ] {
+        let out = caviar(dir.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(trials_json(dir.path(), "toy").len(), 5, "nothing queued");
+}

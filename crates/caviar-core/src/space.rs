@@ -524,6 +524,42 @@ impl Distribution {
         )
     }
 
+    /// Reads a value of this distribution from text (a command line's `lr=0.01`): a number for
+    /// float and int parameters, one of the choices as written for categorical ones.
+    ///
+    /// ```
+    /// use caviar_core::space::{Distribution, ParamValue, Scale};
+    /// let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+    /// assert_eq!(lr.parse_value("0.01"), Ok(ParamValue::Float(0.01)));
+    /// assert!(lr.parse_value("3").unwrap_err().contains("outside"));
+    /// ```
+    pub fn parse_value(&self, text: &str) -> Result<ParamValue, Invalid> {
+        let text = text.trim();
+        let value = match self {
+            Distribution::Float { .. } => ParamValue::Float(
+                text.parse()
+                    .map_err(|_| format!("`{text}` is not a number"))?,
+            ),
+            Distribution::Int { .. } => ParamValue::Int(
+                text.parse()
+                    .map_err(|_| format!("`{text}` is not a whole number"))?,
+            ),
+            Distribution::Categorical { choices } => choices
+                .iter()
+                .find(|c| c.to_string() == text || c.short() == text)
+                .cloned()
+                .ok_or_else(|| {
+                    let names: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
+                    format!("`{text}` is not a choice; use one of {}", names.join(", "))
+                })?,
+        };
+        if self.contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!("{text} is outside {}", self.describe()))
+        }
+    }
+
     /// Whether `value` is one this distribution can produce.
     pub fn contains(&self, value: &ParamValue) -> bool {
         match self {

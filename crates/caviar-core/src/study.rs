@@ -9,7 +9,9 @@ use crate::sampler::{
     JointSample, RandomSampler, SampleContext, Sampler, SamplerError, StudyAttrs,
 };
 use crate::space::{Distribution, ParamValue, Scale, SpaceError};
-use crate::storage::{InMemoryStorage, NewStudy, RunningTrial, Storage, StorageError, StudyRecord};
+use crate::storage::{
+    InMemoryStorage, NewStudy, QueuedParam, RunningTrial, Storage, StorageError, StudyRecord,
+};
 use crate::trial::{best_trials, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 
 /// Errors that stop a study.
@@ -425,6 +427,40 @@ impl Study {
             .into_iter()
             .cloned()
             .collect())
+    }
+
+    /// Queues a trial with fixed parameters, like Optuna's `enqueue_trial`: the next ask, on
+    /// any worker, takes it before sampling a new point, and parameters not given are sampled
+    /// as usual. It counts toward the study's total. Returns its number.
+    ///
+    /// ```
+    /// use caviar_core::prelude::*;
+    /// let study = Study::builder("q").build().unwrap();
+    /// let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+    /// let number = study.enqueue(&[("lr".into(), lr, ParamValue::Float(0.01))]).unwrap();
+    /// let mut trial = study.ask().unwrap();
+    /// assert_eq!(trial.number(), number);
+    /// assert_eq!(trial.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap(), 0.01);
+    /// ```
+    pub fn enqueue(&self, params: &[QueuedParam]) -> Result<u64, StudyError> {
+        for (name, dist, value) in params {
+            crate::space::check_name(name)?;
+            dist.validate().map_err(|reason| SpaceError {
+                name: name.clone(),
+                reason,
+            })?;
+            if !dist.contains(value) {
+                return Err(SpaceError {
+                    name: name.clone(),
+                    reason: format!("{value} is outside {}", dist.describe()),
+                }
+                .into());
+            }
+        }
+        Ok(self
+            .storage
+            .enqueue_trial(self.record.id, params, 0)?
+            .number)
     }
 
     /// Marks failed every running trial for which `is_orphan` gives a reason (its worker died,
@@ -886,6 +922,33 @@ mod tests {
         assert!(s.ask_within(Some(1)).unwrap().is_none());
         assert_eq!(s.ask_within(Some(2)).unwrap().unwrap().number(), 2);
         assert!(s.ask_within(Some(2)).unwrap().is_none());
+    }
+
+    #[test]
+    fn enqueued_points_come_first_and_bad_ones_are_refused() {
+        let s = study("e");
+        let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+        let err = s
+            .enqueue(&[("lr".into(), lr.clone(), ParamValue::Float(2.0))])
+            .unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+        assert!(s.trials().unwrap().is_empty());
+        let first = s
+            .enqueue(&[("lr".into(), lr.clone(), ParamValue::Float(0.5))])
+            .unwrap();
+        let second = s
+            .enqueue(&[("lr".into(), lr, ParamValue::Float(0.25))])
+            .unwrap();
+        assert_eq!((first, second), (0, 1));
+        // Queued points count toward the total, and run in the order they were queued.
+        let mut a = s.ask_within(Some(2)).unwrap().unwrap();
+        let mut b = s.ask_within(Some(2)).unwrap().unwrap();
+        assert!(s.ask_within(Some(2)).unwrap().is_none());
+        assert_eq!(a.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap(), 0.5);
+        assert_eq!(b.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap(), 0.25);
+        // A parameter not queued is sampled as usual.
+        let x = a.suggest_float("x", 0.0, 1.0, Scale::Linear).unwrap();
+        assert!((0.0..=1.0).contains(&x));
     }
 
     #[test]

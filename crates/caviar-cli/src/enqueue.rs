@@ -1,0 +1,89 @@
+//! `caviar enqueue`: queue trials with chosen parameters (a known good setting, a colleague's
+//! guess), run by the next worker before any sampled point.
+
+use anyhow::{Context, Result};
+use caviar_core::space::SearchSpace;
+use caviar_core::storage::{QueuedParam, Storage, StudyRecord};
+use serde_json::json;
+
+use crate::BadInput;
+
+/// Queues one trial of `record` with the `NAME=VALUE` assignments; parameters left out are
+/// sampled when it runs.
+pub fn enqueue(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    assignments: &[String],
+    json: bool,
+) -> Result<()> {
+    let space: SearchSpace = record
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.get("space"))
+        .and_then(|space| serde_json::from_value(space.clone()).ok())
+        .ok_or_else(|| {
+            BadInput(format!(
+                "study `{}` stores no search space (it was made through the library, not a study file); enqueue from Rust with Study::enqueue",
+                record.name
+            ))
+        })?;
+    let names: Vec<&str> = space.iter().map(|(name, _)| name.as_str()).collect();
+    let mut params: Vec<QueuedParam> = Vec::new();
+    for assignment in assignments {
+        let Some((name, text)) = assignment.split_once('=') else {
+            return Err(BadInput(format!(
+                "`{assignment}`: write NAME=VALUE, e.g. {}=0.01",
+                names.first().unwrap_or(&"lr")
+            ))
+            .into());
+        };
+        let name = name.trim();
+        let Some(dist) = space.get(name) else {
+            return Err(BadInput(format!(
+                "study `{}` has no parameter `{name}`; its parameters: {}",
+                record.name,
+                names.join(", ")
+            ))
+            .into());
+        };
+        if params.iter().any(|(n, _, _)| n == name) {
+            return Err(BadInput(format!("`{name}` is given twice; give it once")).into());
+        }
+        let value = dist
+            .parse_value(text)
+            .map_err(|reason| BadInput(format!("parameter `{name}`: {reason}")))?;
+        params.push((name.to_string(), dist.clone(), value));
+    }
+    let number = storage
+        .enqueue_trial(record.id, &params, 0)
+        .context("queueing the trial")?
+        .number;
+    let shown: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(name, _, value)| (name.clone(), json!(value)))
+        .collect();
+    if json {
+        println!("{}", json!({"number": number, "params": shown}));
+    } else {
+        let listed: Vec<String> = params
+            .iter()
+            .map(|(name, _, value)| format!("{name}={}", value.short()))
+            .collect();
+        let sampled: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !params.iter().any(|(p, _, _)| p == n))
+            .collect();
+        let rest = if sampled.is_empty() {
+            String::new()
+        } else {
+            format!("; sampled when it runs: {}", sampled.join(", "))
+        };
+        println!(
+            "queued trial {number} of study `{}`: {}{rest}; the next worker runs it first",
+            record.name,
+            listed.join(", ")
+        );
+    }
+    Ok(())
+}
