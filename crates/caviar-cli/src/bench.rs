@@ -169,10 +169,20 @@ pub fn workers(url: &str, worker_counts: &[usize], trials: u64, prefills: &[u64]
                 spec: None,
                 parent: None,
             })?;
-            // SQLite takes one writer at a time: one filler; PostgreSQL fills faster with eight.
-            let filler_count = if url.starts_with("sqlite") { 1 } else { 8 };
-            let fillers: Vec<Arc<dyn Storage>> =
-                (0..filler_count).map(|_| open()).collect::<Result<_>>()?;
+            // SQLite takes one writer at a time: one filler. PostgreSQL fills faster with eight,
+            // and, for the untimed prefill only, without waiting for each commit's flush.
+            let (filler_count, fill_url) = if url.starts_with("sqlite") {
+                (1, url.to_string())
+            } else {
+                let join = if url.contains('?') { '&' } else { '?' };
+                (
+                    8,
+                    format!("{url}{join}options=-c%20synchronous_commit%3Doff"),
+                )
+            };
+            let fillers: Vec<Arc<dyn Storage>> = (0..filler_count)
+                .map(|_| caviar_store::open_storage(&fill_url).map_err(|e| anyhow::anyhow!("{e}")))
+                .collect::<Result<_>>()?;
             fill(&fillers, study.id, prefill)?;
             drop(fillers);
             let handles: Vec<Arc<dyn Storage>> =

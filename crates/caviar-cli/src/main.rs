@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod driver;
 mod enqueue;
+mod importance;
 mod kurobako;
 mod narrow;
 mod output;
@@ -107,6 +108,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Which hyperparameters mattered: PED-ANOVA in the scaled space, with bootstrap error bars.
+    Importance(importance::ImportanceArgs),
     /// List the stored studies.
     Studies {
         /// Print JSON.
@@ -281,6 +284,12 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let storage = open(&cli.storage)?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             enqueue::enqueue(&*storage, &record, &params, json)?;
+            Ok(0)
+        }
+        Command::Importance(args) => {
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &args.study, &cli.storage)?;
+            importance::print(&*storage, &record, &args)?;
             Ok(0)
         }
         Command::Studies { json } => {

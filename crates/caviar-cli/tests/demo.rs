@@ -161,4 +161,27 @@ fn the_default_demo_lands_in_the_reference_bands() {
     );
     let test_acc = summary["final_test_accuracy"].as_f64().unwrap();
     assert!(test_acc > 0.6, "test accuracy {test_acc}");
+
+    // Importance puts the learning rate far above weight decay, error bars and all.
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .args(["importance", "demo", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ranked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (lr, wd) = (&ranked[0], &ranked[1]);
+    println!("importance on the seed study: {ranked}");
+    assert_eq!(lr["name"], "lr");
+    assert_eq!(wd["name"], "weight_decay");
+    let share = |v: &Value, key: &str| v[key].as_f64().unwrap();
+    assert!(share(lr, "importance") > 0.8, "{ranked}");
+    assert!(
+        share(lr, "low") > share(wd, "high"),
+        "the bars overlap: {ranked}"
+    );
 }

@@ -1,0 +1,74 @@
+//! `caviar importance`: which hyperparameters mattered, with bootstrap error bars.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use caviar_core::importance::{importance, ImportanceError, ImportanceOptions};
+use caviar_core::storage::{Storage, StudyRecord};
+
+use crate::BadInput;
+
+/// Options of `caviar importance`.
+#[derive(clap::Args)]
+pub struct ImportanceArgs {
+    /// Study name.
+    pub study: String,
+    /// Share of complete trials that count as the best.
+    #[arg(long, default_value_t = 0.1)]
+    pub top: f64,
+    /// Bootstrap resamples for the error bars.
+    #[arg(long, default_value_t = 100)]
+    pub bootstrap: usize,
+    /// Seed of the resampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON: [{"name", "importance", "std", "low", "high", "divergence", "trials"}].
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints the parameters of `record` by importance, most important first.
+pub fn print(storage: &dyn Storage, record: &StudyRecord, args: &ImportanceArgs) -> Result<()> {
+    let trials = storage.trials(record.id).context("reading trials")?;
+    let options = ImportanceOptions {
+        top_fraction: args.top,
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+    };
+    let ranked = importance(&trials, record.direction, &options).map_err(|e| match e {
+        ImportanceError::BadOption(msg) => BadInput(format!("--top: {msg}")),
+        other => BadInput(format!("study `{}`: {other}", record.name)),
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&ranked)?)?;
+        return Ok(());
+    }
+    let width = ranked
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    writeln!(
+        out,
+        "importance of each parameter in study `{}` (PED-ANOVA, best {}% vs all, scaled space; {} bootstrap resamples)",
+        record.name,
+        args.top * 100.0,
+        args.bootstrap
+    )?;
+    writeln!(out, "{:<width$}  share   ± std   90% interval", "parameter")?;
+    for r in &ranked {
+        let bar = "#".repeat((r.importance * 40.0).round() as usize);
+        writeln!(
+            out,
+            "{:<width$}  {:>5.1}%  {:>5.1}   {:>5.1}–{:<5.1}  {bar}",
+            r.name,
+            100.0 * r.importance,
+            100.0 * r.std,
+            100.0 * r.low,
+            100.0 * r.high,
+        )?;
+    }
+    Ok(())
+}
