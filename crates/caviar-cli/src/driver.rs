@@ -285,6 +285,7 @@ where
             .unwrap_or_else(|panic| Outcome::Failed(caviar_core::study::panic_message(&panic))),
         };
         let (number, id) = (trial.number(), trial.id());
+        let params = trial.params();
         let told = study.tell(trial, outcome.clone());
         active.lock().unwrap().remove(&id);
         match told {
@@ -295,7 +296,15 @@ where
                 ));
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("recording trial {number}")))
+                // The storage gave up after its retries: the result must not vanish with us.
+                let shown: Vec<String> = params
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                return Err(anyhow::Error::new(e).context(format!(
+                    "recording trial {number}; its result, not stored: {outcome:?} with {}",
+                    shown.join(", ")
+                )));
             }
         }
     }

@@ -4,6 +4,7 @@ mod bench;
 mod bench_samplers;
 mod builtin;
 mod config;
+mod dashboard;
 mod demo;
 mod driver;
 mod enqueue;
@@ -110,6 +111,24 @@ enum Command {
     },
     /// Which hyperparameters mattered: PED-ANOVA in the scaled space, with bootstrap error bars.
     Importance(importance::ImportanceArgs),
+    /// Serve the web dashboard: studies, plots and importance, updated live (read-only; a
+    /// token printed at start-up allows changes).
+    Dashboard {
+        /// Port (0: any free one; the address is printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on; keep the default to stay reachable from this machine only.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
+    /// Write one study's plots and tables as a self-contained HTML file, for sharing.
+    Report {
+        /// Study name.
+        study: String,
+        /// The HTML file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
     /// List the stored studies.
     Studies {
         /// Print JSON.
@@ -212,7 +231,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<u8> {
     if !matches!(
         cli.command,
-        Command::Run { .. } | Command::Worker { .. } | Command::Demo(_)
+        Command::Run { .. } | Command::Worker { .. } | Command::Demo(_) | Command::Dashboard { .. }
     ) {
         // Listing verbs die quietly when piped into `head`, like other Unix tools.
         // SAFETY: restoring the default disposition of a signal has no memory effects.
@@ -290,6 +309,16 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let storage = open(&cli.storage)?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;
             importance::print(&*storage, &record, &args)?;
+            Ok(0)
+        }
+        Command::Dashboard { port, host } => {
+            let storage = open(&cli.storage)?;
+            dashboard::serve(storage, &cli.storage, &host, port)?;
+            Ok(0)
+        }
+        Command::Report { study, out } => {
+            let storage = open(&cli.storage)?;
+            dashboard::report(&*storage, &study, &out)?;
             Ok(0)
         }
         Command::Studies { json } => {

@@ -1,0 +1,326 @@
+//! The dashboard in real headless Chromium: a stored study's pages draw every plot with the
+//! right number of points, a running study updates the open page, and the static report draws
+//! the same. Screenshots land in `target/screenshots/`.
+
+#[path = "support/cdp.rs"]
+mod cdp;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cdp::{find_chromium, screenshot_dir, Browser};
+use serde_json::Value;
+
+fn toy_study() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/toy.toml")
+        .canonicalize()
+        .unwrap()
+}
+
+fn caviar(storage: &str, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .args(["--storage", storage])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `caviar dashboard --port 0`, stopped when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    startup: String,
+}
+
+impl Server {
+    fn start(storage: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_caviar"))
+            .args(["--storage", storage, "dashboard", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Both start-up lines are read before the pipe closes, so the server never writes to a
+        // closed pipe.
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let (mut first, mut second) = (String::new(), String::new());
+        reader.read_line(&mut first).unwrap();
+        reader.read_line(&mut second).unwrap();
+        let token = second.trim().rsplit(' ').next().unwrap_or("").to_string();
+        let url = first
+            .trim()
+            .strip_prefix("caviar dashboard: ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Server {
+            child,
+            url,
+            token,
+            startup: format!("{first}{second}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium_or_skip() -> Option<PathBuf> {
+    match find_chromium() {
+        Ok(path) => Some(path),
+        Err(why) => {
+            println!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// What the page drew, read back from the data attributes the app sets.
+const DRAWN: &str = r#"(() => {
+  const n = (id) => { const e = document.getElementById(id); return e && e.dataset.rendered === '1' ? Number(e.dataset.points) : -1; };
+  const slices = [...document.querySelectorAll('.slice')].map((e) => ({ param: e.dataset.param, points: Number(e.dataset.points), rendered: e.dataset.rendered === '1', canvases: e.querySelectorAll('canvas').length }));
+  return { history: n('history'), curves: n('curves'), lines: Number(document.getElementById('curves').dataset.lines),
+    importance: n('importance'), parallel: n('parallel'), slices,
+    best: document.querySelectorAll('#best tr').length - 1,
+    canvases: document.querySelectorAll('canvas').length,
+    title: document.getElementById('title').textContent };
+})()"#;
+
+/// Checks the drawn counts against the study's data from the API.
+fn assert_drawn_matches(drawn: &Value, view: &Value) {
+    let history = view["history"]["points"].as_array().unwrap().len();
+    assert_eq!(drawn["history"], history, "{drawn}");
+    let curve_points: usize = view["curves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["points"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(drawn["curves"], curve_points, "{drawn}");
+    assert_eq!(drawn["lines"], view["curves"].as_array().unwrap().len());
+    let rows = view["sample"]["rows"].as_array().unwrap();
+    assert_eq!(drawn["parallel"], rows.len(), "{drawn}");
+    assert_eq!(
+        drawn["importance"],
+        view["importance"]["params"].as_array().unwrap().len()
+    );
+    assert_eq!(drawn["best"], view["best"].as_array().unwrap().len());
+    let params = view["params"].as_array().unwrap();
+    let slices = drawn["slices"].as_array().unwrap();
+    assert_eq!(slices.len(), params.len(), "one slice per parameter");
+    for (i, (slice, param)) in slices.iter().zip(params).enumerate() {
+        assert_eq!(slice["param"], param["name"]);
+        assert_eq!(slice["rendered"], true, "{slice}");
+        let with_value = rows.iter().filter(|r| !r[i].is_null()).count();
+        assert_eq!(slice["points"], with_value, "{slice}");
+        assert!(slice["canvases"].as_u64().unwrap() >= 1, "{slice}");
+    }
+    // 4 charts and one per parameter, each on its own canvas.
+    assert!(
+        drawn["canvases"].as_u64().unwrap() >= 4 + params.len() as u64,
+        "{drawn}"
+    );
+}
+
+#[test]
+fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_running_study() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("dash.db").display());
+    let study = toy_study();
+    caviar(
+        &storage,
+        &["run", study.to_str().unwrap(), "--trials", "30"],
+    );
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    let shots = screenshot_dir();
+
+    // The studies list.
+    browser.open(&server.url);
+    assert_eq!(
+        browser.eval("document.getElementById('studies').dataset.rows"),
+        "1"
+    );
+    assert!(browser
+        .eval("document.getElementById('studies').innerText")
+        .as_str()
+        .unwrap()
+        .contains("toy"));
+    browser.screenshot(&shots.join("dashboard-studies.png"));
+
+    // The study page, against the API's own numbers.
+    browser.open(&format!("{}#/study/toy", server.url));
+    let view = browser.eval("fetch('/api/studies/toy').then((r) => r.json())");
+    assert_eq!(view["history"]["total"], 30);
+    let drawn = browser.eval(DRAWN);
+    assert_drawn_matches(&drawn, &view);
+    assert_eq!(drawn["title"], "Study toy");
+    // Log axes for the log and reverse_log parameters.
+    let axis_types = browser.eval(
+        "[...document.querySelectorAll('.slice')].map((e) => echarts.getInstanceByDom(e).getOption().xAxis[0].type)",
+    );
+    assert_eq!(
+        axis_types,
+        serde_json::json!(["category", "log", "log", "value"]),
+        "activation, beta1, lr, units"
+    );
+    browser.screenshot(&shots.join("dashboard-study.png"));
+
+    // A trial page.
+    browser.open(&format!("{}#/study/toy/trial/0", server.url));
+    let trial = browser.eval("fetch('/api/studies/toy/trials/0').then((r) => r.json())");
+    assert_eq!(
+        browser.eval("Number(document.getElementById('trial-curve').dataset.points)"),
+        trial["intermediate"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#trial-params tr').length"),
+        4
+    );
+    browser.screenshot(&shots.join("dashboard-trial.png"));
+
+    // A study that runs while the page is open: the page follows without a reload.
+    browser.open(&format!("{}#/study/toy", server.url));
+    browser.eval("window.notReloaded = true");
+    caviar(
+        &storage,
+        &["run", study.to_str().unwrap(), "--trials", "45"],
+    );
+    browser.wait_for(
+        "Number(document.getElementById('history').dataset.points) === 45",
+        Duration::from_secs(20),
+    );
+    assert_eq!(browser.eval("window.notReloaded"), true);
+    assert!(
+        browser
+            .eval("Number(document.body.dataset.updates)")
+            .as_u64()
+            >= Some(1)
+    );
+    let view = browser.eval("fetch('/api/studies/toy').then((r) => r.json())");
+    assert_drawn_matches(&browser.eval(DRAWN), &view);
+    browser.screenshot(&shots.join("dashboard-study-updated.png"));
+}
+
+#[test]
+fn the_static_report_draws_the_same_plots_without_a_server() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("report.db").display());
+    caviar(
+        &storage,
+        &["run", toy_study().to_str().unwrap(), "--trials", "25"],
+    );
+    let report = dir.path().join("report.html");
+    caviar(
+        &storage,
+        &["report", "toy", "--out", report.to_str().unwrap()],
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        !html.contains("src=\"/assets") && !html.contains("href=\"/assets"),
+        "self-contained"
+    );
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/toy", server.url));
+    let view = browser.eval("fetch('/api/studies/toy').then((r) => r.json())");
+    drop(server);
+    browser.open(&format!("file://{}", report.display()));
+    assert_drawn_matches(&browser.eval(DRAWN), &view);
+    browser.screenshot(&screenshot_dir().join("report.png"));
+}
+
+/// Bad requests get JSON errors, and no path escapes the embedded files.
+#[test]
+fn the_api_answers_errors_in_json_and_refuses_writes_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("api.db").display());
+    caviar(
+        &storage,
+        &["run", toy_study().to_str().unwrap(), "--trials", "3"],
+    );
+    let server = Server::start(&storage);
+    assert!(server.startup.contains("read-only"), "{}", server.startup);
+    assert_eq!(server.token.len(), 32, "{}", server.startup);
+    let base = server.url.trim_end_matches('/');
+    for (path, status, says) in [
+        ("/api/studies/nope", 404, "no study named `nope`"),
+        ("/api/studies/toy/trials/x", 400, "give a trial number"),
+        (
+            "/api/studies/toy/trials/999",
+            404,
+            "no finished or running trial 999",
+        ),
+        ("/assets/..%2F..%2FCargo.toml", 404, "no file named"),
+        ("/assets/../../etc/passwd", 404, ""),
+        ("/nowhere", 404, "/api/studies"),
+    ] {
+        let (code, body) = http(base, "GET", path, None, "");
+        assert_eq!(code, status, "{path}: {body}");
+        let json: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
+        assert!(
+            json["error"].as_str().unwrap().contains(says),
+            "{path}: {body}"
+        );
+    }
+    let enqueue = "/api/studies/toy/enqueue";
+    let body = r#"{"params": {"lr": 0.001}}"#;
+    let (code, reply) = http(base, "POST", enqueue, None, body);
+    assert_eq!(code, 401, "{reply}");
+    let (code, _) = http(base, "POST", enqueue, Some("wrong"), body);
+    assert_eq!(code, 401);
+    let (url, token) = (base, server.token.as_str());
+    let (code, reply) = http(url, "POST", enqueue, Some(token), body);
+    assert_eq!(code, 201, "{reply}");
+    assert_eq!(serde_json::from_str::<Value>(&reply).unwrap()["number"], 3);
+    let (code, reply) = http(
+        url,
+        "POST",
+        enqueue,
+        Some(token),
+        r#"{"params": {"lr": 7}}"#,
+    );
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.contains("outside"), "{reply}");
+}
+
+/// A minimal HTTP/1.1 request over a TCP socket; returns the status and the body.
+fn http(base: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}

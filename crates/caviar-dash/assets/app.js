@@ -1,0 +1,350 @@
+// caviar dashboard: a hash-routed page over the JSON API, or over data inlined by
+// `caviar report` (window.CAVIAR_REPORT), drawn with ECharts.
+'use strict';
+
+const REPORT = window.CAVIAR_REPORT || null;
+const POLL_MS = 2000;
+const main = document.getElementById('main');
+const charts = new Map();
+let pollTimer = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+async function api(path) {
+  const response = await fetch(path);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function fmt(x) {
+  if (x === null || x === undefined) return '—';
+  if (typeof x !== 'number') return String(x);
+  if (Number.isInteger(x)) return String(x);
+  const a = Math.abs(x);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(3);
+  return x.toPrecision(5).replace(/\.?0+$/, '');
+}
+
+function ago(ms) {
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function setStatus(text) { document.getElementById('status').textContent = text; }
+
+function stopPolling() { if (pollTimer) clearInterval(pollTimer); pollTimer = null; }
+
+function disposeCharts() {
+  for (const c of charts.values()) c.dispose();
+  charts.clear();
+}
+
+// Draws `option` into the element of that id and records how many points it holds, which the
+// browser tests read back.
+function draw(id, option, points) {
+  const node = document.getElementById(id);
+  let chart = charts.get(id);
+  if (!chart) { chart = echarts.init(node, null, { renderer: 'canvas' }); charts.set(id, chart); }
+  chart.setOption(option, true);
+  node.dataset.points = String(points);
+  node.dataset.rendered = '1';
+}
+
+window.addEventListener('resize', () => { for (const c of charts.values()) c.resize(); });
+
+// ---- routes -------------------------------------------------------------------------------
+
+async function route() {
+  stopPolling();
+  disposeCharts();
+  document.body.dataset.ready = '';
+  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  try {
+    if (REPORT) await studyPage(REPORT.study.name);
+    else if (parts[0] === 'study' && parts[2] === 'trial') await trialPage(parts[1], parts[3]);
+    else if (parts[0] === 'study' && parts[1]) await studyPage(parts[1]);
+    else await listPage();
+  } catch (e) {
+    main.replaceChildren(el('p', { class: 'error', text: `Could not load: ${e.message}` }));
+  }
+  document.body.dataset.ready = '1';
+  document.body.dataset.loadMs = String(Math.round(performance.now()));
+}
+
+window.addEventListener('hashchange', route);
+
+// ---- studies list -------------------------------------------------------------------------
+
+async function listPage() {
+  const render = (data) => {
+    const rows = data.studies.map((s) => el('tr', {},
+      el('td', {}, el('a', { href: `#/study/${encodeURIComponent(s.name)}` }, s.name)),
+      el('td', { text: s.direction }),
+      el('td', { text: s.metric || '' }),
+      el('td', { class: 'num', text: s.trials }),
+      el('td', { class: 'num state-complete', text: s.counts.complete }),
+      el('td', { class: 'num state-pruned', text: s.counts.pruned }),
+      el('td', { class: 'num state-failed', text: s.counts.failed }),
+      el('td', { class: 'num state-running', text: s.counts.running }),
+      el('td', { class: 'num', text: fmt(s.best_value) }),
+      el('td', { text: ago(s.last_activity_ms) })));
+    const table = el('table', { id: 'studies', 'data-rows': rows.length },
+      el('tr', {}, ...['study', 'direction', 'metric', 'trials', 'complete', 'pruned', 'failed',
+        'running', 'best', 'last activity'].map((h) => el('th', { text: h }))),
+      ...rows);
+    main.replaceChildren(el('h1', { text: 'Studies' }),
+      rows.length ? el('div', { class: 'card scroll' }, table)
+        : el('p', { text: 'No studies yet: run one with `caviar run STUDY.toml`.' }));
+    setStatus(`${rows.length} studies · updated ${new Date().toLocaleTimeString()}`);
+  };
+  render(await api('/api/studies'));
+  pollTimer = setInterval(async () => { try { render(await api('/api/studies')); } catch (e) { setStatus(e.message); } }, POLL_MS);
+}
+
+// ---- one study ----------------------------------------------------------------------------
+
+async function studyPage(name) {
+  const path = `/api/studies/${encodeURIComponent(name)}`;
+  const view = REPORT ? REPORT : await api(path);
+  main.replaceChildren(studySkeleton(view));
+  renderStudy(view);
+  if (REPORT) return;
+  let version = JSON.stringify(view.version);
+  document.body.dataset.updates = '0';
+  pollTimer = setInterval(async () => {
+    try {
+      const now = JSON.stringify(await api(`${path}/version`));
+      if (now === version) return;
+      const fresh = await api(path);
+      version = JSON.stringify(fresh.version);
+      renderStudy(fresh);
+      document.body.dataset.updates = String(Number(document.body.dataset.updates) + 1);
+    } catch (e) { setStatus(e.message); }
+  }, POLL_MS);
+}
+
+function studySkeleton(view) {
+  const card = (title, ...body) => el('section', { class: 'card' }, el('h2', { text: title }), ...body);
+  const chart = (id) => el('div', { id, class: 'chart' });
+  return el('div', {},
+    el('h1', { id: 'title' }), el('div', { id: 'meta', class: 'meta' }),
+    el('div', { class: 'grid' },
+      card('Best trials', el('div', { id: 'best', class: 'scroll' })),
+      card('Optimisation history', chart('history')),
+      card(`Learning curves of the best ${view.curves.length}`, chart('curves')),
+      card('Importance (PED-ANOVA, 90% bootstrap interval)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
+      card('Parallel coordinates', chart('parallel')),
+      card('Narrowed ranges of the top 10 (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
+    el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Slices' }), el('div', { id: 'slices', class: 'slices' })));
+}
+
+function renderStudy(view) {
+  const s = view.study;
+  const metric = s.metric || 'value';
+  document.getElementById('title').textContent = `Study ${s.name}`;
+  document.getElementById('meta').textContent =
+    `${s.direction} ${metric} · ${s.trials} trials: ${s.counts.complete} complete, ${s.counts.pruned} pruned, ` +
+    `${s.counts.failed} failed, ${s.counts.running} running, ${s.counts.waiting} waiting · best ${fmt(s.best_value)}` +
+    (s.best_number !== null && s.best_number !== undefined ? ` (trial ${s.best_number})` : '');
+  setStatus(REPORT ? `report written ${new Date(REPORT.written_ms).toLocaleString()}` : `updated ${new Date().toLocaleTimeString()}`);
+  bestTable(view);
+  historyChart(view, metric);
+  curvesChart(view, metric);
+  importanceChart(view);
+  parallelChart(view, metric);
+  narrowedTable(view);
+  slices(view, metric);
+}
+
+function trialLink(name, number) {
+  return REPORT ? el('span', { text: `#${number}` })
+    : el('a', { href: `#/study/${encodeURIComponent(name)}/trial/${number}` }, `#${number}`);
+}
+
+function bestTable(view) {
+  const names = view.params.map((p) => p.name);
+  const rows = view.best.map((t, i) => el('tr', {},
+    el('td', { text: i + 1 }), el('td', {}, trialLink(view.study.name, t.number)),
+    el('td', { class: 'num', text: fmt(t.value) }),
+    ...names.map((n) => el('td', { class: 'num', text: fmt(t.params[n]) }))));
+  const table = el('table', { 'data-rows': rows.length },
+    el('tr', {}, ...['rank', 'trial', view.study.metric || 'value', ...names].map((h) => el('th', { text: h }))), ...rows);
+  document.getElementById('best').replaceChildren(table);
+}
+
+function historyChart(view, metric) {
+  const h = view.history;
+  const last = h.points.length ? h.points[h.points.length - 1][0] : 0;
+  const best = h.best.length ? [...h.best, [last, h.best[h.best.length - 1][1]]] : [];
+  draw('history', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (p) => `trial ${p.value[0]}: ${fmt(p.value[1])}` },
+    legend: { data: [metric, 'best so far'], top: 0 },
+    grid: { left: 60, right: 20, top: 35, bottom: 40 },
+    xAxis: { type: 'value', name: 'trial', nameLocation: 'middle', nameGap: 25 },
+    yAxis: { type: 'value', scale: true },
+    series: [
+      { name: metric, type: 'scatter', symbolSize: 4, data: h.points, large: h.points.length > 2000 },
+      { name: 'best so far', type: 'line', step: 'end', showSymbol: false, data: best },
+    ],
+    title: h.shown < h.total ? { text: `${h.shown} of ${h.total} trials shown`, right: 10, textStyle: { fontSize: 11, color: '#6b7385' } } : undefined,
+  }, h.points.length);
+}
+
+function curvesChart(view, metric) {
+  const points = view.curves.reduce((n, c) => n + c.points.length, 0);
+  draw('curves', {
+    animation: false,
+    tooltip: { trigger: 'axis' },
+    legend: { type: 'scroll', top: 0 },
+    grid: { left: 60, right: 20, top: 40, bottom: 40 },
+    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25 },
+    yAxis: { type: 'value', scale: true, name: metric },
+    series: view.curves.map((c) => ({ name: `#${c.number}`, type: 'line', showSymbol: false, data: c.points })),
+  }, points);
+  document.getElementById('curves').dataset.lines = String(view.curves.length);
+}
+
+function importanceChart(view) {
+  const note = document.getElementById('importance-note');
+  if (view.importance.error) {
+    note.textContent = view.importance.error;
+    draw('importance', { series: [] }, 0);
+    return;
+  }
+  note.textContent = '';
+  const ranked = [...view.importance.params].reverse();
+  const names = ranked.map((r) => r.name);
+  draw('importance', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (p) => { const r = ranked[p.dataIndex]; return `${r.name}: ${(100 * r.importance).toFixed(1)}% (${(100 * r.low).toFixed(1)}–${(100 * r.high).toFixed(1)})`; } },
+    grid: { left: 110, right: 30, top: 10, bottom: 30 },
+    xAxis: { type: 'value', min: 0, max: 1, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` } },
+    yAxis: { type: 'category', data: names },
+    series: [
+      { type: 'bar', data: ranked.map((r) => r.importance), itemStyle: { color: '#2f6fde' } },
+      {
+        type: 'custom', data: ranked.map((r, i) => [i, r.low, r.high]),
+        renderItem: (params, api) => {
+          const y = api.value(0); const lo = api.coord([api.value(1), y]); const hi = api.coord([api.value(2), y]);
+          const cap = 5;
+          return { type: 'group', children: [
+            { type: 'line', shape: { x1: lo[0], y1: lo[1], x2: hi[0], y2: hi[1] }, style: { stroke: '#1d2330', lineWidth: 1.5 } },
+            { type: 'line', shape: { x1: lo[0], y1: lo[1] - cap, x2: lo[0], y2: lo[1] + cap }, style: { stroke: '#1d2330' } },
+            { type: 'line', shape: { x1: hi[0], y1: hi[1] - cap, x2: hi[0], y2: hi[1] + cap }, style: { stroke: '#1d2330' } }] };
+        },
+      },
+    ],
+  }, ranked.length);
+}
+
+// Axis settings for one parameter: log axes for log parameters; reverse_log ones are drawn as
+// 1 - x on a log axis, labelled in x.
+function paramAxis(p) {
+  if (p.kind === 'categorical') return { type: 'category', data: p.choices };
+  if (p.scale === 'log') return { type: 'log', min: p.low, max: p.high };
+  if (p.scale === 'reverse_log') {
+    return { type: 'log', inverse: true, min: 1 - p.high, max: 1 - p.low,
+      axisLabel: { formatter: (v) => fmt(1 - v) } };
+  }
+  return { type: 'value', min: p.low, max: p.high };
+}
+
+function axisValue(p, v) {
+  if (v === null || v === undefined) return null;
+  return p.scale === 'reverse_log' ? 1 - v : v;
+}
+
+function parallelChart(view, metric) {
+  const rows = view.sample.rows;
+  const nParams = view.params.length;
+  const axes = view.params.map((p, i) => ({ dim: i, name: p.name, ...paramAxis(p) }));
+  axes.push({ dim: nParams, name: metric, type: 'value', scale: true });
+  const data = rows.map((r) => [...view.params.map((p, i) => axisValue(p, r[i])), r[nParams]]);
+  const values = rows.map((r) => r[nParams]).filter((v) => v !== null);
+  draw('parallel', {
+    animation: false,
+    parallel: { left: 50, right: 60, top: 40, bottom: 30 },
+    parallelAxis: axes,
+    visualMap: values.length ? { type: 'continuous', dimension: nParams, min: Math.min(...values), max: Math.max(...values),
+      inRange: { color: view.study.direction === 'maximize' ? ['#d0d7e5', '#2f6fde'] : ['#2f6fde', '#d0d7e5'] }, show: false } : undefined,
+    series: [{ type: 'parallel', lineStyle: { width: 1, opacity: 0.5 }, data }],
+  }, data.length);
+}
+
+function narrowedTable(view) {
+  const rows = view.narrowed.map((r) => el('tr', {}, el('td', { text: r.name }), el('td', { text: r.text.replace(`${r.name}: `, '') })));
+  document.getElementById('narrowed').replaceChildren(el('table', { 'data-rows': rows.length }, ...rows));
+  const line = document.getElementById('lineage');
+  const link = (n) => REPORT ? el('span', { text: n }) : el('a', { href: `#/study/${encodeURIComponent(n)}` }, n);
+  const parts = [];
+  const { ancestors, children } = view.lineage || { ancestors: [], children: [] };
+  if (ancestors.length) { parts.push('Rounds: '); ancestors.forEach((a) => parts.push(link(a), ' → ')); parts.push(el('b', { text: view.study.name })); }
+  if (children.length) { parts.push(parts.length ? ' → ' : 'Refined by: '); children.forEach((c, i) => parts.push(...(i ? [', '] : []), link(c))); }
+  line.replaceChildren(...parts);
+}
+
+function slices(view, metric) {
+  const box = document.getElementById('slices');
+  const nParams = view.params.length;
+  if (box.children.length !== nParams) {
+    for (const id of [...charts.keys()].filter((k) => k.startsWith('slice-'))) { charts.get(id).dispose(); charts.delete(id); }
+    box.replaceChildren(...view.params.map((p, i) => el('div', { id: `slice-${i}`, class: 'slice', 'data-param': p.name })));
+  }
+  view.params.forEach((p, i) => {
+    const data = view.sample.rows.filter((r) => r[i] !== null && r[nParams] !== null).map((r) => [
+      p.kind === 'categorical' ? r[i] : r[i], r[nParams], r[nParams + 1]]);
+    const x = p.kind === 'categorical' ? { type: 'category', data: p.choices }
+      : p.scale === 'reverse_log' ? paramAxis(p) : paramAxis(p);
+    const points = p.scale === 'reverse_log' ? data.map((d) => [1 - d[0], d[1], d[2]]) : data;
+    draw(`slice-${i}`, {
+      animation: false,
+      title: { text: p.name + (p.scale !== 'linear' && p.kind !== 'categorical' ? ` (${p.scale})` : ''), left: 'center', textStyle: { fontSize: 12 } },
+      tooltip: { trigger: 'item', formatter: (q) => `trial ${q.value[2]}: ${fmt(q.value[1])}` },
+      grid: { left: 55, right: 15, top: 30, bottom: 30 },
+      xAxis: { ...x, name: '' },
+      yAxis: { type: 'value', scale: true, name: metric },
+      series: [{ type: 'scatter', symbolSize: 4, data: points }],
+    }, points.length);
+  });
+}
+
+// ---- one trial ----------------------------------------------------------------------------
+
+async function trialPage(name, number) {
+  const t = await api(`/api/studies/${encodeURIComponent(name)}/trials/${encodeURIComponent(number)}`);
+  const rows = Object.entries(t.params).map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: fmt(v) }), el('td', { class: 'meta', text: t.distributions[k] || '' })));
+  main.replaceChildren(
+    el('h1', {}, el('a', { href: `#/study/${encodeURIComponent(name)}` }, name), ` · trial ${t.number}`),
+    el('div', { class: 'meta', id: 'trial-meta' },
+      el('span', { class: `state-${t.state}`, text: t.state }),
+      ` · value ${fmt(t.value)} · ${t.intermediate.length} reports` +
+      (t.duration_s !== null ? ` · ${fmt(t.duration_s)} s` : '') + (t.worker ? ` · worker ${t.worker}` : '')),
+    el('div', { class: 'grid' },
+      el('section', { class: 'card' }, el('h2', { text: 'Parameters' }), el('table', { id: 'trial-params' }, ...rows)),
+      el('section', { class: 'card' }, el('h2', { text: 'Intermediate values' }), el('div', { id: 'trial-curve', class: 'chart' }))),
+    ...(t.error ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Reason and output' }), el('pre', { id: 'trial-error', text: t.error }))] : []));
+  draw('trial-curve', {
+    animation: false, tooltip: { trigger: 'axis' },
+    grid: { left: 60, right: 20, top: 20, bottom: 40 },
+    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25 },
+    yAxis: { type: 'value', scale: true },
+    series: [{ type: 'line', data: t.intermediate, showSymbol: t.intermediate.length < 50 }],
+  }, t.intermediate.length);
+  setStatus(`trial ${t.number} of ${name}`);
+}
+
+route();

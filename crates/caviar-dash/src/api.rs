@@ -1,0 +1,294 @@
+//! Routes: the page, its files and the JSON API.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use caviar_core::storage::{QueuedParam, Storage, StorageError, StudyRecord};
+use caviar_core::trial::TrialState;
+use serde_json::{json, Value};
+
+use crate::cache::version_json;
+use crate::{assets, view, Dashboard};
+
+pub fn router(dashboard: Dashboard) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{*file}", get(asset))
+        .route("/api/studies", get(studies))
+        .route("/api/studies/{name}", get(study))
+        .route("/api/studies/{name}/version", get(version))
+        .route("/api/studies/{name}/trials/{number}", get(trial))
+        .route("/api/studies/{name}/enqueue", post(enqueue))
+        .fallback(|| async {
+            ApiError::not_found("no such page or API route; the API starts at /api/studies")
+        })
+        .with_state(dashboard)
+}
+
+/// An error answered as `{"error": message}`.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}"))
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Runs blocking storage work off the async threads; a panic there becomes a 500.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error while answering: {e}"),
+        ))
+    })
+}
+
+async fn index() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        assets::INDEX,
+    )
+        .into_response()
+}
+
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> ApiResult {
+    let asset = assets::find(&file)
+        .ok_or_else(|| ApiError::not_found(format!("no file named `{file}` in the dashboard")))?;
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
+    let mut response = match asset.gzipped().filter(|_| accepts_gzip) {
+        Some(gz) => {
+            let mut r = Response::new(Body::from(gz));
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        None => Response::new(Body::from(asset.body)),
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.mime));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+async fn studies(State(d): State<Dashboard>) -> ApiResult {
+    let list = blocking(move || {
+        let shared = &d.inner;
+        let mut rows = Vec::new();
+        for s in shared.storage.studies()? {
+            let row = shared
+                .caches
+                .with_finished(&*shared.storage, s.study.id, |finished| {
+                    view::study_json(&s.study, &s.counts, finished)
+                })?;
+            rows.push(row);
+        }
+        Ok(rows)
+    })
+    .await?;
+    Ok(Json(json!({ "studies": list })).into_response())
+}
+
+fn find_study(d: &Dashboard, name: &str) -> Result<StudyRecord, ApiError> {
+    d.inner
+        .storage
+        .study(name)?
+        .ok_or_else(|| ApiError::not_found(format!("no study named `{name}`")))
+}
+
+/// The study's ancestors (oldest first) and children, by the `parent` links `caviar narrow`
+/// writes.
+pub fn lineage(storage: &dyn Storage, record: &StudyRecord) -> Result<Value, StorageError> {
+    let all = storage.studies()?;
+    let mut ancestors = Vec::new();
+    let mut at = record.parent.clone();
+    while let Some(name) = at {
+        if ancestors.contains(&name) || ancestors.len() > 100 {
+            break;
+        }
+        at = all
+            .iter()
+            .find(|s| s.study.name == name)
+            .and_then(|s| s.study.parent.clone());
+        ancestors.push(name);
+    }
+    ancestors.reverse();
+    let children: Vec<&str> = all
+        .iter()
+        .filter(|s| s.study.parent.as_deref() == Some(record.name.as_str()))
+        .map(|s| s.study.name.as_str())
+        .collect();
+    Ok(json!({ "ancestors": ancestors, "children": children }))
+}
+
+async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResult {
+    let view = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let lineage = lineage(&*d.inner.storage, &record)?;
+        Ok(d.inner
+            .caches
+            .view(&*d.inner.storage, &record, lineage, &d.inner.limits)?)
+    })
+    .await?;
+    Ok(Json(&*view).into_response())
+}
+
+async fn version(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResult {
+    let v = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let counts = d.inner.storage.counts(record.id)?;
+        let finished = (counts.complete + counts.pruned + counts.failed) as usize;
+        Ok(version_json(finished, &counts))
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn trial(
+    State(d): State<Dashboard>,
+    Path((name, number)): Path<(String, String)>,
+) -> ApiResult {
+    let number: u64 = number.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "trial `{number}`: give a trial number, e.g. /trials/0"
+        ))
+    })?;
+    let detail = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let found = d
+            .inner
+            .caches
+            .with_finished(&*d.inner.storage, record.id, |finished| {
+                finished
+                    .iter()
+                    .find(|t| t.number == number)
+                    .map(view::trial_detail)
+            })?;
+        if let Some(detail) = found {
+            return Ok(detail);
+        }
+        // Not finished: running or waiting.
+        d.inner
+            .storage
+            .running_with_params(record.id)?
+            .iter()
+            .find(|t| t.number == number)
+            .map(view::trial_detail)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "study `{name}` has no finished or running trial {number}"
+                ))
+            })
+    })
+    .await?;
+    Ok(Json(detail).into_response())
+}
+
+/// Queues a trial with chosen parameters: `{"params": {"lr": 0.01}}`, with the write token.
+async fn enqueue(
+    State(d): State<Dashboard>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    check_token(&d, &headers)?;
+    let request: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let given = request
+        .get("params")
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("give {\"params\": {\"NAME\": VALUE, ...}}"))?;
+    let queued = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let space: caviar_core::space::SearchSpace = record
+            .spec
+            .as_ref()
+            .and_then(|s| s.get("space"))
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("study `{name}` stores no search space"))
+            })?;
+        let mut params: Vec<QueuedParam> = Vec::new();
+        for (key, value) in &given {
+            let dist = space.get(key).ok_or_else(|| {
+                ApiError::bad_request(format!("study `{name}` has no parameter `{key}`"))
+            })?;
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let parsed = dist
+                .parse_value(&text)
+                .map_err(|reason| ApiError::bad_request(format!("parameter `{key}`: {reason}")))?;
+            params.push((key.clone(), dist.clone(), parsed));
+        }
+        let number = d.inner.storage.enqueue_trial(record.id, &params, 0)?.number;
+        Ok(json!({ "number": number, "state": TrialState::Waiting.as_str() }))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(queued)).into_response())
+}
+
+fn check_token(d: &Dashboard, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = d.token().as_bytes();
+    // Compared in full whatever the first difference, so timing does not leak the token.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this action changes the study: send the token the dashboard printed at start-up as `Authorization: Bearer TOKEN`",
+        ))
+    }
+}

@@ -1,0 +1,397 @@
+//! What a study page shows, computed from the study's trials: the server aggregates and
+//! downsamples, so a page never receives every trial of a large study.
+
+use std::collections::BTreeMap;
+
+use caviar_core::analysis::narrowed_ranges;
+use caviar_core::importance::{importance, ImportanceOptions};
+use caviar_core::space::{Distribution, ParamValue, Scale};
+use caviar_core::storage::{StudyRecord, TrialCounts};
+use caviar_core::trial::{best_trials, Direction, FrozenTrial, TrialState};
+use serde_json::{json, Value};
+
+/// Limits on what one study view holds.
+#[derive(Clone, Copy, Debug)]
+pub struct ViewLimits {
+    /// Rows of the best-k table.
+    pub best: usize,
+    /// Learning curves shown (of the best trials).
+    pub curves: usize,
+    /// Points of the optimisation history.
+    pub history_points: usize,
+    /// Trials in the parallel-coordinates and slice plots.
+    pub sample: usize,
+    /// Points per learning curve.
+    pub curve_points: usize,
+}
+
+impl Default for ViewLimits {
+    fn default() -> Self {
+        ViewLimits {
+            best: 10,
+            curves: 10,
+            history_points: 2000,
+            sample: 1000,
+            curve_points: 200,
+        }
+    }
+}
+
+/// The study page's data, as JSON.
+pub fn study_view(
+    record: &StudyRecord,
+    counts: &TrialCounts,
+    finished: &[FrozenTrial],
+    lineage: Value,
+    limits: &ViewLimits,
+) -> Value {
+    let direction = record.direction;
+    let params = param_meta(finished);
+    let best = best_trials(finished, direction, limits.best);
+    let curves: Vec<Value> = best_trials(finished, direction, limits.curves)
+        .into_iter()
+        .map(|t| {
+            json!({
+                "number": t.number,
+                "value": t.value,
+                "points": thin(&t.intermediate, limits.curve_points)
+                    .iter()
+                    .map(|(s, v)| json!([s, finite(*v)]))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let importance = match importance(
+        finished,
+        direction,
+        &ImportanceOptions {
+            bootstrap: 30,
+            ..Default::default()
+        },
+    ) {
+        Ok(ranked) => json!({ "params": ranked }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let narrowed: Vec<Value> = narrowed_ranges(finished, direction, 10)
+        .into_iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "low": r.low,
+                "high": r.high,
+                "choices": r.choices,
+                "scale": scale_name(r.scale),
+                "k": r.k,
+                "text": r.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "study": study_json(record, counts, finished),
+        "params": params,
+        "best": best.iter().map(|t| trial_row(t)).collect::<Vec<_>>(),
+        "history": history(finished, direction, limits.history_points),
+        "curves": curves,
+        "sample": sample(finished, direction, &params, limits.sample),
+        "importance": importance,
+        "narrowed": narrowed,
+        "lineage": lineage,
+    })
+}
+
+/// One line of the studies list.
+pub fn study_json(record: &StudyRecord, counts: &TrialCounts, finished: &[FrozenTrial]) -> Value {
+    let best = best_trials(finished, record.direction, 1);
+    let last_activity = finished
+        .iter()
+        .filter_map(|t| t.finished_ms.or(t.started_ms))
+        .max()
+        .unwrap_or(record.created_ms);
+    json!({
+        "name": record.name,
+        "direction": record.direction.as_str(),
+        "metric": record.metric,
+        "parent": record.parent,
+        "counts": counts,
+        "trials": counts.total(),
+        "best_value": best.first().and_then(|t| t.value),
+        "best_number": best.first().map(|t| t.number),
+        "created_ms": record.created_ms,
+        "last_activity_ms": last_activity,
+    })
+}
+
+/// A trial as the best-k table and the trial page show it.
+pub fn trial_row(t: &FrozenTrial) -> Value {
+    json!({
+        "number": t.number,
+        "state": t.state.as_str(),
+        "value": t.value.and_then(finite),
+        "params": t.params,
+        "steps": t.intermediate.len(),
+        "duration_s": t.duration_secs(),
+    })
+}
+
+/// Everything stored about one trial.
+pub fn trial_detail(t: &FrozenTrial) -> Value {
+    json!({
+        "number": t.number,
+        "state": t.state.as_str(),
+        "value": t.value.and_then(finite),
+        "params": t.params,
+        "distributions": t.distributions.iter().map(|(k, d)| (k.clone(), d.describe())).collect::<BTreeMap<_, _>>(),
+        "intermediate": t.intermediate.iter().map(|(s, v)| json!([s, finite(*v)])).collect::<Vec<_>>(),
+        "error": t.error,
+        "worker": t.worker,
+        "started_ms": t.started_ms,
+        "finished_ms": t.finished_ms,
+        "duration_s": t.duration_secs(),
+    })
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn scale_name(scale: Scale) -> &'static str {
+    match scale {
+        Scale::Linear => "linear",
+        Scale::Log => "log",
+        Scale::ReverseLog => "reverse_log",
+    }
+}
+
+/// Each parameter's kind, scale and range, from the distributions the trials were drawn from.
+fn param_meta(finished: &[FrozenTrial]) -> Vec<Value> {
+    let mut dists: BTreeMap<&str, &Distribution> = BTreeMap::new();
+    for t in finished {
+        for (name, dist) in &t.distributions {
+            dists.entry(name).or_insert(dist);
+        }
+    }
+    dists
+        .into_iter()
+        .map(|(name, dist)| match dist {
+            Distribution::Float {
+                low, high, scale, ..
+            } => json!({"name": name, "kind": "float", "scale": scale_name(*scale), "low": low, "high": high}),
+            Distribution::Int {
+                low, high, scale, ..
+            } => json!({"name": name, "kind": "int", "scale": scale_name(*scale), "low": low, "high": high}),
+            Distribution::Categorical { choices } => json!({
+                "name": name, "kind": "categorical", "scale": "linear",
+                "choices": choices.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            }),
+        })
+        .collect()
+}
+
+/// Complete trials by number with their values and the best so far; past `max_points`, a
+/// stride keeps an even sample, and every trial that improved the best is kept regardless.
+fn history(finished: &[FrozenTrial], direction: Direction, max_points: usize) -> Value {
+    let mut complete: Vec<(u64, f64)> = finished
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| Some((t.number, t.value.filter(|v| v.is_finite())?)))
+        .collect();
+    complete.sort_by_key(|c| c.0);
+    let mut best: Vec<(u64, f64)> = Vec::new();
+    for &(n, v) in &complete {
+        if best
+            .last()
+            .is_none_or(|&(_, b)| direction.cmp_best_first(v, b).is_lt())
+        {
+            best.push((n, v));
+        }
+    }
+    let stride = complete.len().div_ceil(max_points.max(1)).max(1);
+    let improved: std::collections::HashSet<u64> = best.iter().map(|b| b.0).collect();
+    let points: Vec<Value> = complete
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| i % stride == 0 || improved.contains(&c.0))
+        .map(|(_, (n, v))| json!([n, v]))
+        .collect();
+    json!({
+        "total": complete.len(),
+        "shown": points.len(),
+        "points": points,
+        "best": best.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+    })
+}
+
+/// Up to `max` complete trials for the parallel-coordinates and slice plots: the best fifth of
+/// the budget, then an even stride through the rest. Categorical values are sent as indices.
+fn sample(finished: &[FrozenTrial], direction: Direction, params: &[Value], max: usize) -> Value {
+    let ranked = best_trials(finished, direction, usize::MAX);
+    let chosen: Vec<&FrozenTrial> = if ranked.len() <= max {
+        ranked
+    } else {
+        let head = max / 5;
+        let rest = &ranked[head..];
+        let stride = (rest.len() / (max - head)).max(1);
+        ranked[..head]
+            .iter()
+            .copied()
+            .chain(rest.iter().step_by(stride).copied())
+            .take(max)
+            .collect()
+    };
+    let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
+    let rows: Vec<Value> = chosen
+        .iter()
+        .map(|t| {
+            let mut row: Vec<Value> = names
+                .iter()
+                .map(|name| match t.params.get(*name) {
+                    None => Value::Null,
+                    Some(ParamValue::Int(i)) => json!(i),
+                    Some(ParamValue::Float(x)) => json!(finite(*x)),
+                    Some(other) => match t.distributions.get(*name) {
+                        Some(Distribution::Categorical { choices }) => {
+                            json!(choices.iter().position(|c| c == other))
+                        }
+                        _ => Value::Null,
+                    },
+                })
+                .collect();
+            row.push(json!(t.value.and_then(finite)));
+            row.push(json!(t.number));
+            Value::Array(row)
+        })
+        .collect();
+    json!({
+        "columns": names.iter().copied().chain(["value", "number"]).collect::<Vec<_>>(),
+        "rows": rows,
+        "total": finished.iter().filter(|t| t.state == TrialState::Complete).count(),
+    })
+}
+
+/// At most `max` points of a curve: an even stride, always with the last point.
+fn thin(points: &[(u64, f64)], max: usize) -> Vec<(u64, f64)> {
+    if points.len() <= max || max < 2 {
+        return points.to_vec();
+    }
+    let stride = points.len().div_ceil(max - 1);
+    let mut out: Vec<(u64, f64)> = points.iter().step_by(stride).copied().collect();
+    if out.last() != points.last() {
+        out.push(*points.last().unwrap());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caviar_core::trial::TrialId;
+
+    fn trials(n: u64) -> Vec<FrozenTrial> {
+        let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+        let act = Distribution::categorical(["relu", "tanh"]).unwrap();
+        (0..n)
+            .map(|i| {
+                let x = (i as f64 * 0.618).fract();
+                let mut params = BTreeMap::new();
+                params.insert("lr".to_string(), lr.from_unit(x));
+                params.insert("act".to_string(), act.from_unit((i % 2) as f64 * 0.9));
+                let mut dists = BTreeMap::new();
+                dists.insert("lr".to_string(), lr.clone());
+                dists.insert("act".to_string(), act.clone());
+                FrozenTrial {
+                    id: TrialId(i as i64),
+                    number: i,
+                    state: TrialState::Complete,
+                    params,
+                    distributions: dists,
+                    value: Some((x - 0.3).powi(2)),
+                    intermediate: (1..=500).map(|s| (s, x / s as f64)).collect(),
+                    error: None,
+                    worker: None,
+                    started_ms: Some(1000 + i as i64),
+                    finished_ms: Some(2000 + i as i64),
+                }
+            })
+            .collect()
+    }
+
+    fn record() -> StudyRecord {
+        StudyRecord {
+            id: caviar_core::trial::StudyId(1),
+            name: "s".into(),
+            direction: Direction::Minimize,
+            metric: Some("loss".into()),
+            spec: None,
+            parent: None,
+            created_ms: 5,
+        }
+    }
+
+    #[test]
+    fn a_large_study_is_downsampled_and_keeps_every_improvement() {
+        let all = trials(100_000);
+        let counts = TrialCounts {
+            complete: 100_000,
+            ..Default::default()
+        };
+        let view = study_view(&record(), &counts, &all, json!({}), &ViewLimits::default());
+        let history = &view["history"];
+        assert_eq!(history["total"], 100_000);
+        let shown = history["points"].as_array().unwrap();
+        assert!(shown.len() <= 2000 + history["best"].as_array().unwrap().len());
+        // Every improvement of the best so far is among the points shown.
+        for b in history["best"].as_array().unwrap() {
+            assert!(shown.contains(b), "{b}");
+        }
+        let best = history["best"].as_array().unwrap();
+        assert!(best.windows(2).all(|w| w[1][1].as_f64() < w[0][1].as_f64()));
+        assert_eq!(view["sample"]["rows"].as_array().unwrap().len(), 1000);
+        assert_eq!(view["curves"].as_array().unwrap().len(), 10);
+        let curve = view["curves"][0]["points"].as_array().unwrap();
+        assert!(curve.len() <= 201 && curve.last().unwrap()[0] == 500);
+        assert_eq!(view["best"][0]["number"], view["curves"][0]["number"]);
+        assert_eq!(view["importance"]["params"][0]["name"], "lr");
+        let bytes = serde_json::to_vec(&view).unwrap().len();
+        assert!(bytes < 1_000_000, "{bytes} bytes");
+        assert_eq!(view["study"]["last_activity_ms"], 2000 + 99_999);
+    }
+
+    #[test]
+    fn categorical_values_are_sent_as_indices_with_their_labels() {
+        let view = study_view(
+            &record(),
+            &TrialCounts::default(),
+            &trials(30),
+            json!({}),
+            &ViewLimits::default(),
+        );
+        let act = view["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "act")
+            .unwrap();
+        assert_eq!(act["choices"], json!(["relu", "tanh"]));
+        let column = view["sample"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c == "act")
+            .unwrap();
+        for row in view["sample"]["rows"].as_array().unwrap() {
+            assert!(row[column] == 0 || row[column] == 1, "{row}");
+        }
+        // Too few trials for importance: the reason is sent instead.
+        let small = study_view(
+            &record(),
+            &TrialCounts::default(),
+            &trials(5),
+            json!({}),
+            &ViewLimits::default(),
+        );
+        assert!(small["importance"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("run more trials"));
+    }
+}
