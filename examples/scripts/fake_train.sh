@@ -17,6 +17,11 @@ case "$mode" in
       i=$((i + 1))
     done
     ;;
+  quiet)
+    # Silent for EPOCHS tenths of a second, then one value: a trial that writes nothing for a while.
+    sleep "$(awk -v n="$epochs" 'BEGIN { printf "%.1f", n / 10 }')"
+    awk -v lr="$lr" 'BEGIN { d = log(lr) / log(10) + 2; printf "val_acc=%.6f\n", 0.95 - 0.1 * d * d }'
+    ;;
   slow)
     i=1
     while [ "$i" -le "$epochs" ]; do

@@ -324,3 +324,72 @@ fn http(base: &str, method: &str, path: &str, token: Option<&str>, body: &str) -
         .to_string();
     (status, body)
 }
+
+#[test]
+fn zoom_rounds_and_refined_studies_show_on_the_study_page() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("zoom.db").display());
+    let scripts = toy_study().parent().unwrap().join("scripts");
+    let text = std::fs::read_to_string(toy_study())
+        .unwrap()
+        .replace("name = \"toy\"", "name = \"zoomy\"")
+        .replace("kind = \"random\"", "kind = \"zoom\"\nround_size = 10")
+        .replace(
+            "scripts/toy_train.sh",
+            &scripts.join("toy_train.sh").display().to_string(),
+        );
+    let study = dir.path().join("zoomy.toml");
+    std::fs::write(&study, text).unwrap();
+    caviar(
+        &storage,
+        &["run", study.to_str().unwrap(), "--trials", "30"],
+    );
+    let next = dir.path().join("next.toml");
+    caviar(
+        &storage,
+        &[
+            "narrow",
+            "zoomy",
+            "-k",
+            "10",
+            "--write",
+            next.to_str().unwrap(),
+        ],
+    );
+    caviar(&storage, &["run", next.to_str().unwrap(), "--trials", "5"]);
+
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/zoomy", server.url));
+    assert_eq!(
+        browser.eval("document.getElementById('rounds').dataset.rows"),
+        "3"
+    );
+    let rounds = browser.eval("document.getElementById('rounds').innerText");
+    assert!(
+        rounds.as_str().unwrap().contains("trials 20–29"),
+        "{rounds}"
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#narrowed tr').length"),
+        4
+    );
+    let lineage = browser.eval("document.getElementById('lineage').innerText");
+    assert!(
+        lineage.as_str().unwrap().contains("zoomy-narrow"),
+        "{lineage}"
+    );
+    browser.screenshot(&screenshot_dir().join("dashboard-zoom-rounds.png"));
+    browser.open(&format!("{}#/study/zoomy-narrow", server.url));
+    let lineage = browser.eval("document.getElementById('lineage').innerText");
+    assert!(
+        lineage
+            .as_str()
+            .unwrap()
+            .starts_with("Rounds: zoomy → zoomy-narrow"),
+        "{lineage}"
+    );
+}

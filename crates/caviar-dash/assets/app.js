@@ -294,7 +294,14 @@ function narrowedTable(view) {
   const { ancestors, children } = view.lineage || { ancestors: [], children: [] };
   if (ancestors.length) { parts.push('Rounds: '); ancestors.forEach((a) => parts.push(link(a), ' → ')); parts.push(el('b', { text: view.study.name })); }
   if (children.length) { parts.push(parts.length ? ' → ' : 'Refined by: '); children.forEach((c, i) => parts.push(...(i ? [', '] : []), link(c))); }
-  line.replaceChildren(...parts);
+  const rounds = (view.lineage && view.lineage.rounds) || [];
+  const roundRows = rounds.map((r) => {
+    const ranges = Object.entries(r.range || {}).map(([k, [lo, hi]]) => `${k}: ${fmt(lo)} .. ${fmt(hi)}`).join(', ');
+    const last = r.first_trial + Math.max(1, r.trials) - 1;
+    return el('tr', {}, el('td', { text: `round ${r.round}` }), el('td', { text: `trials ${r.first_trial}–${last}` }),
+      el('td', { text: ranges }), el('td', { text: r.best ? `best ${fmt(r.best.value)} (#${r.best.number})` : '' }));
+  });
+  line.replaceChildren(...parts, ...(roundRows.length ? [el('table', { id: 'rounds', 'data-rows': roundRows.length }, ...roundRows)] : []));
 }
 
 function slices(view, metric) {

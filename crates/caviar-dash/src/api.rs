@@ -157,7 +157,15 @@ pub fn lineage(storage: &dyn Storage, record: &StudyRecord) -> Result<Value, Sto
         .filter(|s| s.study.parent.as_deref() == Some(record.name.as_str()))
         .map(|s| s.study.name.as_str())
         .collect();
-    Ok(json!({ "ancestors": ancestors, "children": children }))
+    // Zoom rounds: the box each round searched, as stored when it began.
+    let mut rounds: Vec<Value> = storage
+        .study_attrs(record.id)?
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("zoom.round."))
+        .map(|(_, value)| value)
+        .collect();
+    rounds.sort_by_key(|r| r["round"].as_u64().unwrap_or(0));
+    Ok(json!({ "ancestors": ancestors, "children": children, "rounds": rounds }))
 }
 
 async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResult {

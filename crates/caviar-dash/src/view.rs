@@ -86,6 +86,22 @@ pub fn study_view(
             })
         })
         .collect();
+    let mut lineage = lineage;
+    if let Some(rounds) = lineage.get_mut("rounds").and_then(Value::as_array_mut) {
+        for round in rounds {
+            let first = round["first_trial"].as_u64().unwrap_or(0);
+            let size = round["trials"].as_u64().unwrap_or(u64::MAX);
+            let members: Vec<FrozenTrial> = finished
+                .iter()
+                .filter(|t| t.number >= first && t.number - first < size)
+                .cloned()
+                .collect();
+            round["best"] = match best_trials(&members, direction, 1).first() {
+                Some(t) => json!({ "number": t.number, "value": t.value }),
+                None => Value::Null,
+            };
+        }
+    }
     json!({
         "study": study_json(record, counts, finished),
         "params": params,

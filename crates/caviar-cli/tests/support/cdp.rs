@@ -150,6 +150,18 @@ impl Browser {
         );
     }
 
+    /// Opens `url` and waits for its load to finish (for pages that are not the app).
+    pub fn navigate(&mut self, url: &str) {
+        self.page("Page.navigate", json!({"url": url}));
+        self.wait_for(
+            &format!(
+                "location.href === {} && document.readyState === 'complete'",
+                json!(url)
+            ),
+            Duration::from_secs(30),
+        );
+    }
+
     /// Evaluates JavaScript in the page (promises awaited) and returns the value.
     pub fn eval(&mut self, expression: &str) -> Value {
         let result = self.page(
