@@ -219,9 +219,14 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                             Control::Abort(format!("stopped: could not record a report: {e}"))
                         }
                     };
-                    run_command(&spec, &input, cancel, &mut on_report)
-                        .map(|r| r.outcome)
-                        .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
+                    match run_command(&spec, &input, cancel, &mut on_report) {
+                        Ok(result) => {
+                            // Best effort: the log helps, the outcome matters.
+                            let _ = study.storage().set_trial_log(trial.id(), &result.output);
+                            result.outcome
+                        }
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    }
                 },
             )?;
         }

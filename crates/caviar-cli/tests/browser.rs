@@ -193,6 +193,10 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
         browser.eval("document.querySelectorAll('#trial-params tr').length"),
         4
     );
+    // What the toy program printed, as stored.
+    let log = browser.eval("document.getElementById('trial-log').textContent");
+    assert_eq!(log, trial["log"]);
+    assert!(log.as_str().unwrap().contains("val_acc="), "{log}");
     browser.screenshot(&shots.join("dashboard-trial.png"));
 
     // A study that runs while the page is open: the page follows without a reload.

@@ -231,6 +231,10 @@ pub trait Storage: Send + Sync {
         &self,
         study: StudyId,
     ) -> Result<BTreeMap<String, serde_json::Value>, StorageError>;
+    /// Stores what a trial's program printed (its last lines), replacing what was stored.
+    fn set_trial_log(&self, trial: TrialId, text: &str) -> Result<(), StorageError>;
+    /// What a trial's program printed, if anything was stored.
+    fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError>;
 }
 
 /// In-memory storage: fast, shared between threads, gone with the process.
@@ -262,6 +266,7 @@ struct Memory {
     /// Per study, trial indices in the order they finished.
     finish_order: BTreeMap<i64, Vec<usize>>,
     attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
+    logs: BTreeMap<i64, String>,
 }
 
 struct StoredTrial {
@@ -611,5 +616,18 @@ impl Storage for InMemoryStorage {
                 attempt: s.attempt,
             })
             .collect())
+    }
+
+    fn set_trial_log(&self, trial: TrialId, text: &str) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        if trial.0 < 0 || trial.0 as usize >= m.trials.len() {
+            return Err(StorageError::NoSuchTrial(trial.0));
+        }
+        m.logs.insert(trial.0, text.to_string());
+        Ok(())
+    }
+
+    fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError> {
+        Ok(self.lock().logs.get(&trial.0).cloned())
     }
 }

@@ -343,7 +343,8 @@ async function trialPage(name, number) {
     el('div', { class: 'grid' },
       el('section', { class: 'card' }, el('h2', { text: 'Parameters' }), el('table', { id: 'trial-params' }, ...rows)),
       el('section', { class: 'card' }, el('h2', { text: 'Intermediate values' }), el('div', { id: 'trial-curve', class: 'chart' }))),
-    ...(t.error ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Reason and output' }), el('pre', { id: 'trial-error', text: t.error }))] : []));
+    ...(t.error ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Reason' }), el('pre', { id: 'trial-error', text: t.error }))] : []),
+    ...(t.log ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Output (last lines)' }), el('pre', { id: 'trial-log', text: t.log }))] : []));
   draw('trial-curve', {
     animation: false, tooltip: { trigger: 'axis' },
     grid: { left: 60, right: 20, top: 20, bottom: 40 },

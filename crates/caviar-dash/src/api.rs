@@ -209,23 +209,26 @@ async fn trial(
                 finished
                     .iter()
                     .find(|t| t.number == number)
-                    .map(view::trial_detail)
+                    .map(|t| (t.id, view::trial_detail(t)))
             })?;
-        if let Some(detail) = found {
-            return Ok(detail);
-        }
         // Not finished: running or waiting.
-        d.inner
-            .storage
-            .running_with_params(record.id)?
-            .iter()
-            .find(|t| t.number == number)
-            .map(view::trial_detail)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "study `{name}` has no finished or running trial {number}"
-                ))
-            })
+        let found = match found {
+            Some(found) => Some(found),
+            None => d
+                .inner
+                .storage
+                .running_with_params(record.id)?
+                .iter()
+                .find(|t| t.number == number)
+                .map(|t| (t.id, view::trial_detail(t))),
+        };
+        let (id, mut detail) = found.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "study `{name}` has no finished or running trial {number}"
+            ))
+        })?;
+        detail["log"] = json!(d.inner.storage.trial_log(id)?);
+        Ok(detail)
     })
     .await?;
     Ok(Json(detail).into_response())

@@ -16,6 +16,10 @@ use crate::report::parse_report;
 
 /// Lines of stderr (and of unparsed stdout) kept for a failed trial's error.
 const TAIL_LINES: usize = 20;
+/// Lines of output (stdout and stderr) kept for the trial's stored log.
+pub const OUTPUT_LINES: usize = 200;
+/// Longer output lines are cut to this many bytes in the stored log.
+const OUTPUT_LINE_BYTES: usize = 2000;
 
 /// How to run a trial command.
 #[derive(Clone, Debug)]
@@ -94,6 +98,9 @@ pub struct RunResult {
     pub elapsed: Duration,
     /// Number of metric reports received.
     pub reports: u64,
+    /// The last [`OUTPUT_LINES`] lines the command printed, stdout and stderr in the order they
+    /// were read.
+    pub output: String,
 }
 
 /// Problems that stop the runner itself (not the trial).
@@ -288,6 +295,7 @@ pub fn run_command(
                 outcome: Outcome::Failed(format!("cannot start `{program}`: {e}")),
                 elapsed: started.elapsed(),
                 reports: 0,
+                output: String::new(),
             })
         }
     };
@@ -298,9 +306,16 @@ pub fn run_command(
         .push(pgid);
 
     let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+    let output = Arc::new(Mutex::new(VecDeque::with_capacity(OUTPUT_LINES)));
     let stderr_thread = child.stderr.take().map(|err| {
-        let tail = stderr_tail.clone();
-        thread::spawn(move || collect_tail(err, &tail))
+        let (tail, output) = (stderr_tail.clone(), output.clone());
+        thread::spawn(move || {
+            for_each_line(err, |line| {
+                push_output(&output, &line);
+                push_tail(&mut tail.lock().unwrap_or_else(|p| p.into_inner()), line);
+                true
+            })
+        })
     });
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -327,6 +342,7 @@ pub fn run_command(
         if stdout_open {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
+                    push_output(&output, &line);
                     match parse_report(&line) {
                         Some(report) => {
                             if let Some(v) = report.get(&spec.metric) {
@@ -423,10 +439,18 @@ pub fn run_command(
             None => Outcome::Failed(format!("lost track of the process{tail}")),
         },
     };
+    let output = output
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
     Ok(RunResult {
         outcome,
         elapsed,
         reports,
+        output,
     })
 }
 
@@ -493,11 +517,21 @@ fn push_tail(tail: &mut VecDeque<String>, line: String) {
     tail.push_back(line);
 }
 
-fn collect_tail(stream: impl Read, tail: &Mutex<VecDeque<String>>) {
-    for_each_line(stream, |line| {
-        push_tail(&mut tail.lock().unwrap_or_else(|p| p.into_inner()), line);
-        true
-    });
+fn push_output(output: &Mutex<VecDeque<String>>, line: &str) {
+    let mut kept = line.to_string();
+    if kept.len() > OUTPUT_LINE_BYTES {
+        let mut cut = OUTPUT_LINE_BYTES;
+        while !kept.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        kept.truncate(cut);
+        kept.push('…');
+    }
+    let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+    if output.len() == OUTPUT_LINES {
+        output.pop_front();
+    }
+    output.push_back(kept);
 }
 
 /// Feeds each line of `stream` (lossy UTF-8, line end trimmed) to `f` until the stream ends or

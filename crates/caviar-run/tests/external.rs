@@ -218,3 +218,19 @@ fn cancel_interrupts() {
     let result = run_command(&spec, &input, &cancel, &mut |_, _| Control::Continue).unwrap();
     assert_eq!(result.outcome, Outcome::Failed("interrupted".into()));
 }
+
+#[test]
+fn the_output_keeps_stdout_and_stderr_lines_for_the_trial_log() {
+    let (ok, _) = run("ok", None, vec![]);
+    let lines: Vec<&str> = ok.output.lines().collect();
+    assert!(lines[0].starts_with("starting: lr=0.01"), "{lines:?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("epoch=")).count(), 3);
+    let (crash, _) = run("crash", None, vec![]);
+    for line in [
+        "epoch=1 val_acc=0.1",
+        "Traceback: something broke",
+        "ValueError: bad shape",
+    ] {
+        assert!(crash.output.contains(line), "{}", crash.output);
+    }
+}

@@ -15,12 +15,17 @@ use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
 /// The schema version this build writes; a newer database is refused rather than damaged.
-pub const PG_SCHEMA_VERSION: i64 = 2;
+pub const PG_SCHEMA_VERSION: i64 = 3;
 
 /// Changes from each version to the next, applied in order to older databases.
 const MIGRATIONS: &[&str] = &[
     // Version 2: a retry replaces its lost trial in the study's limit; this counts them quickly.
     "CREATE INDEX IF NOT EXISTS trials_retried ON trials (study_id) WHERE attempt > 0",
+    // Version 3: the last lines each trial's program printed.
+    "CREATE TABLE IF NOT EXISTS trial_logs (
+         trial_id  BIGINT PRIMARY KEY REFERENCES trials(id),
+         text      TEXT NOT NULL
+     )",
 ];
 
 const SCHEMA: &str = r#"
@@ -807,6 +812,34 @@ impl Storage for PostgresStorage {
                 attempt: r.get::<_, i64>(4) as u32,
             })
             .collect())
+    }
+
+    fn set_trial_log(&self, trial: TrialId, text: &str) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO trial_logs (trial_id, text) VALUES ($1, $2)
+             ON CONFLICT (trial_id) DO UPDATE SET text = excluded.text",
+            &[&trial.0, &text],
+        )
+        .map_err(|e| {
+            if e.code() == Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+                StorageError::NoSuchTrial(trial.0)
+            } else {
+                backend(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError> {
+        let mut conn = self.conn()?;
+        Ok(conn
+            .query_opt(
+                "SELECT text FROM trial_logs WHERE trial_id = $1",
+                &[&trial.0],
+            )
+            .map_err(backend)?
+            .map(|r| r.get(0)))
     }
 }
 

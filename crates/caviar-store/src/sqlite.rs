@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -89,6 +89,13 @@ ALTER TABLE trials ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
     r#"
 -- Version 5: a retry replaces its lost trial in the study's limit; this counts them quickly.
 CREATE INDEX trials_retried ON trials (study_id) WHERE attempt > 0;
+"#,
+    r#"
+-- Version 6: the last lines each trial's program printed.
+CREATE TABLE trial_logs (
+    trial_id  INTEGER PRIMARY KEY REFERENCES trials(id),
+    text      TEXT NOT NULL
+);
 "#,
 ];
 
@@ -713,6 +720,35 @@ impl Storage for SqliteStorage {
             })
             .map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn set_trial_log(&self, trial: TrialId, text: &str) -> Result<(), StorageError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO trial_logs (trial_id, text) VALUES (?1, ?2)
+             ON CONFLICT (trial_id) DO UPDATE SET text = excluded.text",
+            params![trial.0, text],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+            {
+                StorageError::NoSuchTrial(trial.0)
+            }
+            other => backend(other),
+        })?;
+        Ok(())
+    }
+
+    fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError> {
+        self.conn()
+            .query_row(
+                "SELECT text FROM trial_logs WHERE trial_id = ?1",
+                [trial.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
     }
 }
 

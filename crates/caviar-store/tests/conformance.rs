@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use caviar_core::space::{Distribution, ParamValue, Scale};
 use caviar_core::storage::{InMemoryStorage, NewStudy, Storage, StorageError};
-use caviar_core::trial::{Direction, TrialState};
+use caviar_core::trial::{Direction, TrialId, TrialState};
 use caviar_store::{PostgresStorage, SqliteStorage};
 
 fn new_study(name: &str) -> NewStudy {
@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -471,7 +471,7 @@ fn postgres_handles_and_processes_share_numbers_and_data() {
     let mut c = postgres::Client::connect(url.split('?').next().unwrap(), postgres::NoTls).unwrap();
     // A version-1 schema is brought up to date.
     c.batch_execute(&format!(
-        "SET search_path TO \"{0}\"; DROP INDEX trials_retried;
+        "SET search_path TO \"{0}\"; DROP INDEX trials_retried; DROP TABLE trial_logs;
          UPDATE caviar_meta SET value = '1' WHERE key = 'schema_version'",
         _schema.name
     ))
@@ -487,7 +487,7 @@ fn postgres_handles_and_processes_share_numbers_and_data() {
         .unwrap();
     assert_eq!(
         (row.get::<_, String>(0), row.get::<_, i64>(1)),
-        ("2".into(), 1)
+        ("3".into(), 1)
     );
     c.batch_execute(&format!(
         "UPDATE \"{}\".caviar_meta SET value = '99' WHERE key = 'schema_version'",
@@ -626,5 +626,29 @@ fn silence_is_measured_from_the_last_sign_of_life() {
         std::thread::sleep(std::time::Duration::from_millis(400));
         s.report(t.id, 1, 0.5).unwrap();
         assert!(silent(&s) < 350, "{name}: after a report {}", silent(&s));
+    }
+}
+
+#[test]
+fn a_trial_log_is_stored_replaced_and_read_back() {
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("logs")).unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        assert_eq!(s.trial_log(t.id).unwrap(), None, "{name}");
+        s.set_trial_log(t.id, "epoch=1 val_acc=0.5\nwarning: ünïcode")
+            .unwrap();
+        s.set_trial_log(t.id, "epoch=2 val_acc=0.6").unwrap();
+        assert_eq!(
+            s.trial_log(t.id).unwrap().as_deref(),
+            Some("epoch=2 val_acc=0.6"),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.set_trial_log(TrialId(987_654), "x"),
+                Err(StorageError::NoSuchTrial(987_654))
+            ),
+            "{name}"
+        );
     }
 }
