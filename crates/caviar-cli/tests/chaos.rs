@@ -82,9 +82,13 @@ fn spawn(dir: &Path, storage: &str, args: &[&str], serial: usize) -> Worker {
 }
 
 fn trials_json(dir: &Path, storage: &str) -> Vec<Value> {
+    study_trials(dir, storage, "chaos")
+}
+
+fn study_trials(dir: &Path, storage: &str, study: &str) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
         .current_dir(dir)
-        .args(["--storage", storage, "trials", "chaos", "--json"])
+        .args(["--storage", storage, "trials", study, "--json"])
         .output()
         .unwrap();
     assert!(
@@ -403,4 +407,65 @@ fn a_frozen_sqlite_worker_is_found_by_its_silence() {
 #[test]
 fn a_frozen_postgres_worker_is_found_by_its_silence() {
     in_postgres_schema("frozen", frozen_worker);
+}
+
+/// The server drops every connection of the study's workers twice mid-study (as a restart or
+/// a network cut does): the workers reconnect, redo what was cut short, and lose nothing.
+fn dropped_connections(dir: &Path, storage: &str) {
+    let app = format!("caviar_drop_{}", std::process::id());
+    let storage = format!("{storage}&application_name={app}");
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scripts")
+        .canonicalize()
+        .unwrap();
+    let study = dir.join("drops.toml");
+    std::fs::write(
+        &study,
+        format!(
+            r#"
+name = "drops"
+direction = "maximize"
+metric = "val_acc"
+trials = 16
+workers = 2
+command = ["{}/fake_train.sh", "slow", "{{lr}}", "3"]
+
+[params]
+lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
+"#,
+            scripts.display()
+        ),
+    )
+    .unwrap();
+    let run = spawn(dir, &storage, &["run", study.to_str().unwrap()], 1);
+    let url = std::env::var("CAVIAR_TEST_POSTGRES_URL").unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut dropped = 0;
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let rows = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .unwrap();
+        dropped += rows.len();
+    }
+    assert!(dropped >= 2, "no connection was dropped");
+    let mut run = run;
+    let status = run.child.wait().unwrap();
+    let log = std::fs::read_to_string(&run.log).unwrap();
+    assert!(status.success(), "{log}");
+    let trials = study_trials(dir, &storage, "drops");
+    assert_eq!(trials.len(), 16, "{trials:?}");
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}\n{log}"
+    );
+    println!("{dropped} connections dropped; all 16 trials complete");
+}
+
+#[test]
+fn postgres_connections_dropped_mid_study_lose_nothing() {
+    in_postgres_schema("drops", dropped_connections);
 }

@@ -42,6 +42,9 @@ pub enum StorageError {
     /// Anything the backend itself reports (I/O, SQL, corruption).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The connection to a database server broke; the operation may be tried again.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
 }
 
 /// What is needed to create a study.

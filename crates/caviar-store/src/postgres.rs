@@ -105,7 +105,7 @@ const POOL_SIZE: usize = 8;
 /// threads and processes. Connections are pooled; trial numbers and finish order are serialised
 /// per study by a row lock, so they stay unique and gap-free under any concurrency.
 pub struct PostgresStorage {
-    config: String,
+    config: postgres::Config,
     schema: Option<String>,
     idle: Mutex<Vec<Client>>,
     /// Once open, how long to keep trying to reconnect before an operation gives up.
@@ -117,8 +117,42 @@ pub struct PostgresStorage {
 /// with a clear error and the worker stops).
 pub const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
+/// SQL errors are the operation's; a broken or timed-out connection is worth another try.
 fn backend(e: postgres::Error) -> StorageError {
-    StorageError::Backend(e.to_string())
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    // SQLSTATE 08: connection exceptions; 57P: the server is shutting down or restarting, or
+    // an administrator ended the session.
+    let code = e.code().map(|c| c.code()).unwrap_or("");
+    let lost = e.is_closed() || io || code.starts_with("08") || code.starts_with("57P");
+    let text = match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    };
+    if lost {
+        StorageError::Unavailable(text)
+    } else {
+        StorageError::Backend(text)
+    }
+}
+
+/// Connection settings that notice a dead network in seconds, not the kernel's minutes, unless
+/// the URL sets its own.
+fn client_config(url: &str) -> Result<postgres::Config, StorageError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StorageError::Backend(format!("the PostgreSQL URL: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(15));
+    }
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(10));
+    Ok(config)
 }
 
 fn json_err(e: serde_json::Error) -> StorageError {
@@ -191,7 +225,7 @@ impl PostgresStorage {
     pub fn open(url: &str) -> Result<Self, StorageError> {
         let (config, schema) = split_schema(url)?;
         let storage = PostgresStorage {
-            config,
+            config: client_config(&config)?,
             schema,
             idle: Mutex::new(Vec::new()),
             reconnect_for: RECONNECT_FOR,
@@ -211,7 +245,7 @@ impl PostgresStorage {
         let mut attempts = 0u32;
         let mut client = loop {
             attempts += 1;
-            match Client::connect(&self.config, NoTls) {
+            match self.config.connect(NoTls) {
                 Ok(client) => break client,
                 Err(e) => {
                     let cause = std::error::Error::source(&e)
@@ -386,7 +420,76 @@ fn not_running(conn: &mut impl GenericClient, trial: TrialId) -> StorageError {
     }
 }
 
-impl Storage for PostgresStorage {
+/// One try of an operation on a pooled connection; [`PostgresStorage`] retries it when the
+/// connection broke.
+struct Attempt<'a>(&'a PostgresStorage);
+
+impl Deref for Attempt<'_> {
+    type Target = PostgresStorage;
+    fn deref(&self) -> &PostgresStorage {
+        self.0
+    }
+}
+
+impl PostgresStorage {
+    /// Runs `op` again, on fresh connections and with backoff, while the database is
+    /// unreachable, for up to [`RECONNECT_FOR`]; then fails saying so.
+    fn retry<T>(&self, mut op: impl FnMut() -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match op() {
+                Err(StorageError::Unavailable(why)) => {
+                    // The pool's other connections went down the same way.
+                    self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    if started.elapsed() + wait > self.reconnect_for {
+                        return Err(StorageError::Backend(format!(
+                            "lost the database: still unreachable after {:.0} s of retries: {why}",
+                            started.elapsed().as_secs_f64()
+                        )));
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+macro_rules! retried {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Storage for PostgresStorage {
+            $(fn $name(&self $(, $arg: $ty)*) -> $ret {
+                self.retry(|| Attempt(self).$name($($arg),*))
+            })*
+        }
+    };
+}
+
+retried! {
+    fn create_study(&self, new: &NewStudy) -> Result<StudyRecord, StorageError>;
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError>;
+    fn studies(&self) -> Result<Vec<StudySummary>, StorageError>;
+    fn create_trial(&self, study: StudyId, worker: &str, limit: Option<u64>) -> Result<Option<NewTrial>, StorageError>;
+    fn enqueue_trial(&self, study: StudyId, params: &[caviar_core::storage::QueuedParam], attempt: u32) -> Result<NewTrial, StorageError>;
+    fn set_param(&self, trial: TrialId, name: &str, dist: &Distribution, value: &ParamValue) -> Result<(), StorageError>;
+    fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
+    fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
+    fn finish_trial(&self, trial: TrialId, state: TrialState, value: Option<f64>, error: Option<&str>) -> Result<(), StorageError>;
+    fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
+    fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
+    fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError>;
+    fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError>;
+    fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
+    fn study_attr_insert(&self, study: StudyId, key: &str, value: &serde_json::Value) -> Result<serde_json::Value, StorageError>;
+    fn study_attrs(&self, study: StudyId) -> Result<BTreeMap<String, serde_json::Value>, StorageError>;
+    fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError>;
+    fn set_trial_log(&self, trial: TrialId, text: &str) -> Result<(), StorageError>;
+    fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError>;
+}
+
+impl Storage for Attempt<'_> {
     fn create_study(&self, new: &NewStudy) -> Result<StudyRecord, StorageError> {
         let mut conn = self.conn()?;
         let spec = new
@@ -965,7 +1068,7 @@ mod tests {
         let mut storage = PostgresStorage::open(&format!("{url}?schema={schema}")).unwrap();
         // The server goes away: nothing listens on port 1.
         storage.idle.lock().unwrap().clear();
-        storage.config = "postgres://postgres@127.0.0.1:1/test".into();
+        storage.config = client_config("postgres://postgres@127.0.0.1:1/test").unwrap();
         storage.reconnect_for = Duration::from_millis(700);
         let started = Instant::now();
         let err = storage.studies().err().unwrap().to_string();
