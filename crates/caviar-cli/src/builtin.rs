@@ -38,20 +38,37 @@ pub fn fit_trial(
 ) -> Outcome {
     let mut storage_error = None;
     let mut pruned = false;
-    let mut report = |r: &EpochReport| match trial
-        .report(r.epoch as u64, r.val_acc)
-        .and_then(|()| trial.should_prune())
-    {
-        Ok(prune) => {
-            pruned = prune;
-            !prune && !cancel.load(Ordering::Relaxed)
-        }
-        Err(e) => {
-            storage_error = Some(e.to_string());
-            false
+    // The trainer's own log, stored with the trial like a command's output.
+    let mut log = vec![format!(
+        "built-in trainer: {} train / {} validation images",
+        split.train.len(),
+        split.validation.len()
+    )];
+    let mut report = |r: &EpochReport| {
+        log.push(format!(
+            "epoch={} train_loss={:.5} val_acc={:.4}",
+            r.epoch, r.train_loss, r.val_acc
+        ));
+        match trial
+            .report(r.epoch as u64, r.val_acc)
+            .and_then(|()| trial.should_prune())
+        {
+            Ok(prune) => {
+                pruned = prune;
+                !prune && !cancel.load(Ordering::Relaxed)
+            }
+            Err(e) => {
+                storage_error = Some(e.to_string());
+                false
+            }
         }
     };
     let result = fit(split, net, net_seed, cfg, &mut report).1;
+    if let Err(e) = &result {
+        log.push(e.to_string());
+    }
+    let keep = log.len().saturating_sub(caviar_run::OUTPUT_LINES);
+    let _ = trial.store_log(&log[keep..].join("\n"));
     match result {
         Ok(last) => Outcome::Complete(last.val_acc),
         Err(TrainError::Stopped(epoch)) => match storage_error {

@@ -222,7 +222,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                     match run_command(&spec, &input, cancel, &mut on_report) {
                         Ok(result) => {
                             // Best effort: the log helps, the outcome matters.
-                            let _ = study.storage().set_trial_log(trial.id(), &result.output);
+                            let _ = trial.store_log(&result.output);
                             result.outcome
                         }
                         Err(e) => Outcome::Failed(e.to_string()),

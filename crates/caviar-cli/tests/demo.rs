@@ -85,6 +85,20 @@ fn a_small_demo_stores_an_ordinary_study_plots_and_touches_the_test_set_once() {
         assert_eq!(curve.last().unwrap()[1], t["value"]);
     }
 
+    // The trainer's per-epoch log is stored with each trial.
+    {
+        use caviar_core::storage::Storage;
+        let storage = caviar_store::SqliteStorage::open(dir.path().join("caviar.db")).unwrap();
+        let study = storage.study("demo").unwrap().unwrap();
+        let first = &storage.trials(study.id).unwrap()[0];
+        let log = storage.trial_log(first.id).unwrap().unwrap();
+        assert!(
+            log.starts_with("built-in trainer: 160 train / 40 validation"),
+            "{log}"
+        );
+        assert_eq!(log.matches("train_loss=").count(), 4, "{log}");
+    }
+
     // Running it again resumes the same study: nothing new to do, same best.
     let (again, _) = demo(
         dir.path(),

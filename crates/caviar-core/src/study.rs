@@ -569,6 +569,12 @@ impl Trial {
         self.number
     }
 
+    /// Stores what the trial printed (its last lines), replacing what was stored; the
+    /// dashboard's trial page shows it.
+    pub fn store_log(&self, text: &str) -> Result<(), StudyError> {
+        Ok(self.storage.set_trial_log(self.id, text)?)
+    }
+
     /// Parameters suggested so far.
     pub fn params(&self) -> BTreeMap<String, ParamValue> {
         self.params

@@ -13,7 +13,7 @@ mod worker;
 
 pub use command::{
     check_program, kill_running_commands, run_command, substitute, CommandSpec, Control, RunError,
-    RunResult, TrialInput,
+    RunResult, TrialInput, OUTPUT_LINES,
 };
 pub use report::{parse_report, Report};
 pub use worker::{orphan_reason, WorkerId};
