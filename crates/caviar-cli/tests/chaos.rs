@@ -469,3 +469,236 @@ lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
 fn postgres_connections_dropped_mid_study_lose_nothing() {
     in_postgres_schema("drops", dropped_connections);
 }
+
+/// A network namespace joined to this one by a veth pair: "another machine" whose link can be
+/// cut. Removed when dropped.
+struct Netns {
+    name: String,
+    host_link: String,
+    host_ip: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        let id = std::process::id();
+        let net = Netns {
+            name: format!("caviar{id}"),
+            host_link: format!("cvh{}", id % 100_000),
+            host_ip: format!("10.231.{}.1", id % 250),
+        };
+        let ns_link = format!("cvn{}", id % 100_000);
+        let ns_ip = format!("10.231.{}.2/30", id % 250);
+        let ns = net.name.as_str();
+        ip(&["netns", "add", ns])?;
+        ip(&[
+            "link",
+            "add",
+            &net.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_link,
+        ])?;
+        ip(&["link", "set", &ns_link, "netns", ns])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", net.host_ip),
+            "dev",
+            &net.host_link,
+        ])?;
+        ip(&["link", "set", &net.host_link, "up"])?;
+        ip(&[
+            "netns", "exec", ns, "ip", "addr", "add", &ns_ip, "dev", &ns_link,
+        ])?;
+        ip(&["netns", "exec", ns, "ip", "link", "set", &ns_link, "up"])?;
+        ip(&["netns", "exec", ns, "ip", "link", "set", "lo", "up"])?;
+        Ok(net)
+    }
+
+    fn link(&self, up: bool) {
+        ip(&[
+            "link",
+            "set",
+            &self.host_link,
+            if up { "up" } else { "down" },
+        ])
+        .unwrap();
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_link]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Forwards connections from `listener` (on the veth address) to the database, so workers in
+/// the namespace reach it across the virtual link. Threads end with their connections.
+fn forward(listener: std::net::TcpListener, to: String) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&to) else {
+                continue;
+            };
+            for (mut from, mut into) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+}
+
+fn cut_link(dir: &Path, storage: &str) {
+    let net = match Netns::create() {
+        Ok(net) => net,
+        Err(why) => {
+            println!(
+                "skipped: cannot make a network namespace here ({why}); needs root and iproute2"
+            );
+            return;
+        }
+    };
+    let url = std::env::var("CAVIAR_TEST_POSTGRES_URL").unwrap();
+    let db_addr = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let listener = std::net::TcpListener::bind((net.host_ip.as_str(), 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    forward(listener, db_addr.clone());
+    let remote = storage.replace(&db_addr, &format!("{}:{port}", net.host_ip));
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scripts")
+        .canonicalize()
+        .unwrap();
+    let study = dir.join("netcut.toml");
+    std::fs::write(
+        &study,
+        format!(
+            r#"
+name = "netcut"
+direction = "maximize"
+metric = "val_acc"
+trials = 24
+retries = 5
+heartbeat = "1s"
+command = ["{}/fake_train.sh", "slow", "{{lr}}", "3"]
+
+[params]
+lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
+"#,
+            scripts.display()
+        ),
+    )
+    .unwrap();
+    let local = spawn(dir, storage, &["run", study.to_str().unwrap()], 1);
+    let local_pid = local.child.id();
+    let started = Instant::now();
+    while study_trials_len(dir, storage, "netcut") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no trial began"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let far: Vec<Worker> = (2..4)
+        .map(|serial| {
+            let log = dir.join(format!("worker-{serial}.log"));
+            let child = Command::new("ip")
+                .args(["netns", "exec", &net.name, env!("CARGO_BIN_EXE_caviar")])
+                .args(["--storage", &remote, "worker", "netcut"])
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            Worker { child, log }
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let far_before = far_trials(dir, storage, local_pid);
+    assert!(
+        far_before > 0,
+        "the namespaced workers ran no trial before the cut"
+    );
+    net.link(false);
+    std::thread::sleep(Duration::from_secs(4));
+    net.link(true);
+    for mut w in std::iter::once(local).chain(far) {
+        let status = w.child.wait().unwrap();
+        let log = std::fs::read_to_string(&w.log).unwrap();
+        assert!(status.success(), "{log}");
+    }
+    let trials = study_trials(dir, storage, "netcut");
+    let complete = trials.iter().filter(|t| t["state"] == "complete").count();
+    assert_eq!(complete, 24, "{trials:?}");
+    let failed: Vec<&Value> = trials.iter().filter(|t| t["state"] == "failed").collect();
+    assert!(
+        !failed.is_empty(),
+        "the cut cost no trial: was the link cut?"
+    );
+    for t in &failed {
+        let reason = t["error"].as_str().unwrap();
+        assert!(reason.contains("no heartbeat"), "{reason}");
+    }
+    assert!(trials
+        .iter()
+        .all(|t| t["state"] == "complete" || t["state"] == "failed"));
+    println!(
+        "link cut for 4 s: {} trials of cut-off workers failed by silence and retried; 24 complete ({} by the far workers in all)",
+        failed.len(),
+        far_trials(dir, storage, local_pid)
+    );
+}
+
+/// Trials run by the workers in the namespace: any but the local worker's.
+fn far_trials(dir: &Path, storage: &str, local_pid: u32) -> usize {
+    let local = format!(":{local_pid}@");
+    study_trials(dir, storage, "netcut")
+        .iter()
+        .filter(|t| !t["worker"].as_str().unwrap_or("").contains(&local))
+        .count()
+}
+
+fn study_trials_len(dir: &Path, storage: &str, study: &str) -> usize {
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .args(["--storage", storage, "trials", study, "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[test]
+fn workers_in_another_network_namespace_survive_a_cut_link() {
+    in_postgres_schema("netcut", cut_link);
+}
