@@ -26,13 +26,16 @@ pub fn serve(storage: Arc<dyn Storage>, url: &str, host: &str, port: u16) -> Res
                 ))
             })?;
         let addr = listener.local_addr()?;
-        let dashboard = Dashboard::new(storage);
-        let shown_host = if addr.ip().is_unspecified() {
-            "localhost".to_string()
+        let mut dashboard = Dashboard::new(storage);
+        if !addr.ip().is_loopback() {
+            dashboard = dashboard.allow_any_host();
+        }
+        let shown = if addr.ip().is_unspecified() {
+            format!("localhost:{}", addr.port())
         } else {
-            addr.ip().to_string()
+            addr.to_string() // brackets an IPv6 address
         };
-        println!("caviar dashboard: http://{shown_host}:{}/", addr.port());
+        println!("caviar dashboard: http://{shown}/");
         println!(
             "studies from {url}; read-only; token for changes (Authorization: Bearer): {}",
             dashboard.token()

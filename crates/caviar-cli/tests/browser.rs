@@ -286,6 +286,20 @@ fn the_api_answers_errors_in_json_and_refuses_writes_without_the_token() {
             "{path}: {body}"
         );
     }
+    // DNS rebinding: another site's name pointed at 127.0.0.1 gets nothing.
+    let (code, reply) = http_as(base, "evil.example:80", "GET", "/api/studies", None, "");
+    assert_eq!(code, 403, "{reply}");
+    assert!(reply.contains("not this machine"), "{reply}");
+    let port = base.rsplit(':').next().unwrap();
+    let (code, _) = http_as(
+        base,
+        &format!("localhost:{port}"),
+        "GET",
+        "/api/studies",
+        None,
+        "",
+    );
+    assert_eq!(code, 200);
     let enqueue = "/api/studies/toy/enqueue";
     let body = r#"{"params": {"lr": 0.001}}"#;
     let (code, reply) = http(base, "POST", enqueue, None, body);
@@ -296,6 +310,13 @@ fn the_api_answers_errors_in_json_and_refuses_writes_without_the_token() {
     let (code, reply) = http(url, "POST", enqueue, Some(token), body);
     assert_eq!(code, 201, "{reply}");
     assert_eq!(serde_json::from_str::<Value>(&reply).unwrap()["number"], 3);
+    // The queued trial has a page before it runs.
+    let (code, reply) = http(url, "GET", "/api/studies/toy/trials/3", None, "");
+    assert_eq!(code, 200, "{reply}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply).unwrap()["state"],
+        "waiting"
+    );
     let (code, reply) = http(
         url,
         "POST",
@@ -309,9 +330,22 @@ fn the_api_answers_errors_in_json_and_refuses_writes_without_the_token() {
 
 /// A minimal HTTP/1.1 request over a TCP socket; returns the status and the body.
 fn http(base: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
     let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    http_as(base, host, method, path, token, body)
+}
+
+/// The same, naming `host` in the Host header.
+fn http_as(
+    base: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,

@@ -71,8 +71,8 @@ async function route() {
   stopPolling();
   disposeCharts();
   document.body.dataset.ready = '';
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   try {
+    const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
     if (REPORT) await studyPage(REPORT.study.name);
     else if (parts[0] === 'study' && parts[2] === 'trial') await trialPage(parts[1], parts[3]);
     else if (parts[0] === 'study' && parts[1]) await studyPage(parts[1]);
@@ -230,7 +230,8 @@ function importanceChart(view) {
   const names = ranked.map((r) => r.name);
   draw('importance', {
     animation: false,
-    tooltip: { trigger: 'item', formatter: (p) => { const r = ranked[p.dataIndex]; return `${r.name}: ${(100 * r.importance).toFixed(1)}% (${(100 * r.low).toFixed(1)}–${(100 * r.high).toFixed(1)})`; } },
+    // Tooltips are HTML: names from the storage are escaped.
+    tooltip: { trigger: 'item', formatter: (p) => { const r = ranked[p.dataIndex]; return `${echarts.format.encodeHTML(r.name)}: ${(100 * r.importance).toFixed(1)}% (${(100 * r.low).toFixed(1)}–${(100 * r.high).toFixed(1)})`; } },
     grid: { left: 110, right: 30, top: 10, bottom: 30 },
     xAxis: { type: 'value', min: 0, max: 1, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` } },
     yAxis: { type: 'category', data: names },

@@ -25,7 +25,41 @@ pub fn router(dashboard: Dashboard) -> Router {
         .fallback(|| async {
             ApiError::not_found("no such page or API route; the API starts at /api/studies")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            dashboard.clone(),
+            check_host,
+        ))
         .with_state(dashboard)
+}
+
+/// A page on another site may point its own host name at 127.0.0.1 (DNS rebinding) and read
+/// the API; a dashboard that listens on loopback answers only to loopback names.
+async fn check_host(
+    State(d): State<Dashboard>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if d.inner.any_host {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    if matches!(name, "localhost" | "127.0.0.1" | "::1") {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("host `{host}` is not this machine; open the dashboard at http://127.0.0.1 or http://localhost, or start it with --host to serve other names"),
+        )
+        .into_response()
+    }
 }
 
 /// An error answered as `{"error": message}`.
@@ -94,7 +128,12 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> ApiResult {
     let accepts_gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("gzip"));
+        .is_some_and(|v| {
+            v.split(',').any(|part| {
+                let mut fields = part.split(';').map(str::trim);
+                fields.next() == Some("gzip") && !fields.any(|f| f.replace(' ', "") == "q=0")
+            })
+        });
     let mut response = match asset.gzipped().filter(|_| accepts_gzip) {
         Some(gz) => {
             let mut r = Response::new(Body::from(gz));
@@ -107,6 +146,7 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> ApiResult {
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.mime));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     Ok(response)
 }
 
@@ -211,13 +251,24 @@ async fn trial(
                     .find(|t| t.number == number)
                     .map(|t| (t.id, view::trial_detail(t)))
             })?;
-        // Not finished: running or waiting.
+        // Not finished: running.
         let found = match found {
             Some(found) => Some(found),
             None => d
                 .inner
                 .storage
                 .running_with_params(record.id)?
+                .iter()
+                .find(|t| t.number == number)
+                .map(|t| (t.id, view::trial_detail(t))),
+        };
+        // Waiting (queued) trials: rare, so a full read is fine.
+        let found = match found {
+            Some(found) => Some(found),
+            None => d
+                .inner
+                .storage
+                .trials(record.id)?
                 .iter()
                 .find(|t| t.number == number)
                 .map(|t| (t.id, view::trial_detail(t))),

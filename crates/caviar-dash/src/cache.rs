@@ -18,8 +18,8 @@ struct StudyCache {
     view: Option<(ViewKey, Arc<Value>)>,
 }
 
-/// What a view depends on: the finishes read and the counts by state.
-type ViewKey = (usize, TrialCounts);
+/// What a view depends on: the finishes read.
+type ViewKey = usize;
 
 /// Caches of every study looked at.
 #[derive(Default)]
@@ -66,17 +66,31 @@ impl Caches {
         let seen = cache.finished.len() as u64;
         let new = storage.finished_since(record.id, seen)?;
         cache.finished.extend(new);
-        let key = (cache.finished.len(), counts);
-        if let Some((at, view)) = &cache.view {
-            if *at == key {
-                return Ok(view.clone());
+        // Rebuilt only when trials finished; the counts of running and waiting ones are patched
+        // in, so a busy study's polls do not recompute importance every time.
+        let key = cache.finished.len();
+        let lineage_now = lineage.clone();
+        let base = match &cache.view {
+            Some((at, view)) if *at == key => view.clone(),
+            _ => {
+                let view = Arc::new(view::study_view(
+                    record,
+                    &counts,
+                    &cache.finished,
+                    lineage.clone(),
+                    limits,
+                ));
+                cache.view = Some((key, view.clone()));
+                view
             }
-        }
-        let mut view = view::study_view(record, &counts, &cache.finished, lineage, limits);
+        };
+        let mut view = (*base).clone();
+        // Lineage changes without finishes too (a refined study, a new zoom round).
+        view["lineage"] = view::with_round_bests(lineage_now, &cache.finished, record.direction);
+        view["study"]["counts"] = serde_json::json!(counts);
+        view["study"]["trials"] = serde_json::json!(counts.total());
         view["version"] = version_json(cache.finished.len(), &counts);
-        let view = Arc::new(view);
-        cache.view = Some((key, view.clone()));
-        Ok(view)
+        Ok(Arc::new(view))
     }
 }
 

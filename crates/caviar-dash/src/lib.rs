@@ -39,6 +39,8 @@ pub struct Dashboard {
 struct Shared {
     storage: Arc<dyn Storage>,
     token: String,
+    /// Answer requests for any host name (the dashboard listens beyond loopback).
+    any_host: bool,
     caches: cache::Caches,
     limits: ViewLimits,
 }
@@ -55,8 +57,22 @@ impl Dashboard {
             inner: Arc::new(Shared {
                 storage,
                 token,
+                any_host: false,
                 caches: cache::Caches::default(),
                 limits: ViewLimits::default(),
+            }),
+        }
+    }
+
+    /// Answers requests whatever host name they name; for a dashboard that listens on a
+    /// network address (by default only loopback names are answered, against DNS rebinding).
+    pub fn allow_any_host(self) -> Self {
+        let shared = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("allow_any_host is called before the dashboard is shared"));
+        Dashboard {
+            inner: Arc::new(Shared {
+                any_host: true,
+                ..shared
             }),
         }
     }
@@ -118,7 +134,9 @@ pub fn report_html(storage: &dyn Storage, name: &str) -> Result<String, ReportEr
         title = html_escape(name),
         css = assets::APP_CSS,
         echarts = inline(assets::ECHARTS),
-        data = inline(&data.to_string()),
+        // Every "<" of the data escaped: no "<!--" or "<script" in a name can change how the
+        // page is parsed.
+        data = data.to_string().replace('<', "\\u003c"),
         app = inline(assets::APP_JS),
     ))
 }
@@ -130,19 +148,19 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// 128 random bits in hex, from the kernel's generator (the clock and pid if it is missing).
+/// 128 random bits in hex, from the kernel's generator, or else from the standard library's
+/// randomly keyed hasher (seeded from the operating system's randomness).
 fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::io::Read;
     let mut bytes = [0u8; 16];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if read.is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let a = caviar_core::rng::splitmix64(nanos ^ u64::from(std::process::id()));
-        let b = caviar_core::rng::splitmix64(a);
-        bytes[..8].copy_from_slice(&a.to_le_bytes());
-        bytes[8..].copy_from_slice(&b.to_le_bytes());
+        for half in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0);
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -86,7 +86,26 @@ pub fn study_view(
             })
         })
         .collect();
-    let mut lineage = lineage;
+    let lineage = with_round_bests(lineage, finished, direction);
+    json!({
+        "study": study_json(record, counts, finished),
+        "params": params.iter().map(param_json).collect::<Vec<_>>(),
+        "best": best.iter().map(|t| trial_row(t)).collect::<Vec<_>>(),
+        "history": history(finished, direction, limits.history_points),
+        "curves": curves,
+        "sample": sample(finished, direction, &params, limits.sample),
+        "importance": importance,
+        "narrowed": narrowed,
+        "lineage": lineage,
+    })
+}
+
+/// Adds to each zoom round of `lineage` the best trial among its trials.
+pub fn with_round_bests(
+    mut lineage: Value,
+    finished: &[FrozenTrial],
+    direction: Direction,
+) -> Value {
     if let Some(rounds) = lineage.get_mut("rounds").and_then(Value::as_array_mut) {
         for round in rounds {
             let first = round["first_trial"].as_u64().unwrap_or(0);
@@ -102,17 +121,7 @@ pub fn study_view(
             };
         }
     }
-    json!({
-        "study": study_json(record, counts, finished),
-        "params": params,
-        "best": best.iter().map(|t| trial_row(t)).collect::<Vec<_>>(),
-        "history": history(finished, direction, limits.history_points),
-        "curves": curves,
-        "sample": sample(finished, direction, &params, limits.sample),
-        "importance": importance,
-        "narrowed": narrowed,
-        "lineage": lineage,
-    })
+    lineage
 }
 
 /// One line of the studies list.
@@ -178,29 +187,81 @@ fn scale_name(scale: Scale) -> &'static str {
     }
 }
 
-/// Each parameter's kind, scale and range, from the distributions the trials were drawn from.
-fn param_meta(finished: &[FrozenTrial]) -> Vec<Value> {
-    let mut dists: BTreeMap<&str, &Distribution> = BTreeMap::new();
+/// One parameter as the plots see it: the union of the ranges (and choices) its trials were
+/// drawn from, since a resumed study may have widened them.
+struct ParamMeta {
+    name: String,
+    dist: Distribution,
+}
+
+fn param_meta(finished: &[FrozenTrial]) -> Vec<ParamMeta> {
+    let mut merged: BTreeMap<&str, Distribution> = BTreeMap::new();
     for t in finished {
         for (name, dist) in &t.distributions {
-            dists.entry(name).or_insert(dist);
+            let Some(known) = merged.get_mut(name.as_str()) else {
+                merged.insert(name, dist.clone());
+                continue;
+            };
+            match (known, dist) {
+                (
+                    Distribution::Float { low, high, .. },
+                    Distribution::Float {
+                        low: l, high: h, ..
+                    },
+                ) => {
+                    *low = low.min(*l);
+                    *high = high.max(*h);
+                }
+                (
+                    Distribution::Int { low, high, .. },
+                    Distribution::Int {
+                        low: l, high: h, ..
+                    },
+                ) => {
+                    *low = (*low).min(*l);
+                    *high = (*high).max(*h);
+                }
+                (
+                    Distribution::Categorical { choices },
+                    Distribution::Categorical { choices: more },
+                ) => {
+                    for c in more {
+                        if !choices.contains(c) {
+                            choices.push(c.clone());
+                        }
+                    }
+                }
+                // Redefined as another kind: the first definition is drawn, the rest left out.
+                _ => {}
+            }
         }
     }
-    dists
+    merged
         .into_iter()
-        .map(|(name, dist)| match dist {
-            Distribution::Float {
-                low, high, scale, ..
-            } => json!({"name": name, "kind": "float", "scale": scale_name(*scale), "low": low, "high": high}),
-            Distribution::Int {
-                low, high, scale, ..
-            } => json!({"name": name, "kind": "int", "scale": scale_name(*scale), "low": low, "high": high}),
-            Distribution::Categorical { choices } => json!({
-                "name": name, "kind": "categorical", "scale": "linear",
-                "choices": choices.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-            }),
+        .map(|(name, dist)| ParamMeta {
+            name: name.to_string(),
+            dist,
         })
         .collect()
+}
+
+fn param_json(p: &ParamMeta) -> Value {
+    match &p.dist {
+        Distribution::Float {
+            low, high, scale, ..
+        } => {
+            json!({"name": p.name, "kind": "float", "scale": scale_name(*scale), "low": low, "high": high})
+        }
+        Distribution::Int {
+            low, high, scale, ..
+        } => {
+            json!({"name": p.name, "kind": "int", "scale": scale_name(*scale), "low": low, "high": high})
+        }
+        Distribution::Categorical { choices } => json!({
+            "name": p.name, "kind": "categorical", "scale": "linear",
+            "choices": choices.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        }),
+    }
 }
 
 /// Complete trials by number with their values and the best so far; past `max_points`, a
@@ -239,37 +300,42 @@ fn history(finished: &[FrozenTrial], direction: Direction, max_points: usize) ->
 
 /// Up to `max` complete trials for the parallel-coordinates and slice plots: the best fifth of
 /// the budget, then an even stride through the rest. Categorical values are sent as indices.
-fn sample(finished: &[FrozenTrial], direction: Direction, params: &[Value], max: usize) -> Value {
+fn sample(
+    finished: &[FrozenTrial],
+    direction: Direction,
+    params: &[ParamMeta],
+    max: usize,
+) -> Value {
     let ranked = best_trials(finished, direction, usize::MAX);
     let chosen: Vec<&FrozenTrial> = if ranked.len() <= max {
         ranked
+    } else if max == 0 {
+        Vec::new()
     } else {
+        // The best fifth, then evenly spaced ranks down to the worst.
         let head = max / 5;
         let rest = &ranked[head..];
-        let stride = (rest.len() / (max - head)).max(1);
+        let spread = max - head;
         ranked[..head]
             .iter()
             .copied()
-            .chain(rest.iter().step_by(stride).copied())
-            .take(max)
+            .chain((0..spread).map(|i| rest[i * (rest.len() - 1) / (spread - 1).max(1)]))
             .collect()
     };
-    let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
     let rows: Vec<Value> = chosen
         .iter()
         .map(|t| {
-            let mut row: Vec<Value> = names
+            let mut row: Vec<Value> = params
                 .iter()
-                .map(|name| match t.params.get(*name) {
-                    None => Value::Null,
-                    Some(ParamValue::Int(i)) => json!(i),
-                    Some(ParamValue::Float(x)) => json!(finite(*x)),
-                    Some(other) => match t.distributions.get(*name) {
-                        Some(Distribution::Categorical { choices }) => {
-                            json!(choices.iter().position(|c| c == other))
-                        }
-                        _ => Value::Null,
-                    },
+                .map(|p| match (t.params.get(&p.name), &p.dist) {
+                    (None, _) => Value::Null,
+                    // Categorical values go as indices into the merged choices, numbers or not.
+                    (Some(v), Distribution::Categorical { choices }) => {
+                        json!(choices.iter().position(|c| c == v))
+                    }
+                    (Some(ParamValue::Int(i)), _) => json!(i),
+                    (Some(ParamValue::Float(x)), _) => json!(finite(*x)),
+                    (Some(_), _) => Value::Null,
                 })
                 .collect();
             row.push(json!(t.value.and_then(finite)));
@@ -278,7 +344,7 @@ fn sample(finished: &[FrozenTrial], direction: Direction, params: &[Value], max:
         })
         .collect();
     json!({
-        "columns": names.iter().copied().chain(["value", "number"]).collect::<Vec<_>>(),
+        "columns": params.iter().map(|p| p.name.as_str()).chain(["value", "number"]).collect::<Vec<_>>(),
         "rows": rows,
         "total": finished.iter().filter(|t| t.state == TrialState::Complete).count(),
     })
@@ -370,6 +436,66 @@ mod tests {
         let bytes = serde_json::to_vec(&view).unwrap().len();
         assert!(bytes < 1_000_000, "{bytes} bytes");
         assert_eq!(view["study"]["last_activity_ms"], 2000 + 99_999);
+    }
+
+    #[test]
+    fn the_sample_reaches_the_worst_trials_and_ranges_cover_every_definition() {
+        let mut all = trials(1500);
+        // A resumed study widened lr and added a numeric choice.
+        let wide = Distribution::float(1e-6, 1.0, Scale::Log).unwrap();
+        let sizes = Distribution::categorical([16i64, 32]).unwrap();
+        let more = Distribution::categorical([16i64, 32, 64]).unwrap();
+        for (i, t) in all.iter_mut().enumerate() {
+            if i >= 1000 {
+                t.distributions.insert("lr".into(), wide.clone());
+                t.distributions.insert("batch".into(), more.clone());
+                t.params.insert("batch".into(), ParamValue::Int(64));
+            } else {
+                t.distributions.insert("batch".into(), sizes.clone());
+                t.params.insert("batch".into(), ParamValue::Int(32));
+            }
+        }
+        let view = study_view(
+            &record(),
+            &TrialCounts::default(),
+            &all,
+            json!({}),
+            &ViewLimits::default(),
+        );
+        let rows = view["sample"]["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 1000);
+        let worst = all
+            .iter()
+            .map(|t| t.value.unwrap())
+            .fold(f64::MIN, f64::max);
+        let value_col = view["sample"]["columns"].as_array().unwrap().len() - 2;
+        assert!(rows.iter().any(|r| r[value_col].as_f64() == Some(worst)));
+        let params = view["params"].as_array().unwrap();
+        let lr = params.iter().find(|p| p["name"] == "lr").unwrap();
+        assert_eq!(lr["low"], 1e-6);
+        let batch = params.iter().find(|p| p["name"] == "batch").unwrap();
+        assert_eq!(batch["choices"], json!(["16", "32", "64"]));
+        let col = view["sample"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c == "batch")
+            .unwrap();
+        assert!(
+            rows.iter().all(|r| r[col] == 1 || r[col] == 2),
+            "indices, not values"
+        );
+        let none = study_view(
+            &record(),
+            &TrialCounts::default(),
+            &all,
+            json!({}),
+            &ViewLimits {
+                sample: 0,
+                ..Default::default()
+            },
+        );
+        assert!(none["sample"]["rows"].as_array().unwrap().is_empty());
     }
 
     #[test]
