@@ -14,34 +14,52 @@ const WORKERS: usize = 8;
 const KILLS: usize = 10;
 const HEARTBEAT_MS: i64 = 1000;
 
-fn study_file(dir: &Path) -> PathBuf {
+/// Writes study `name` (maximise val_acc over a log-scale lr) running `fake_train.sh` with
+/// `args`; `settings` are extra top-level lines, `sections` extra tables.
+fn write_study(dir: &Path, name: &str, settings: &str, args: &str, sections: &str) -> PathBuf {
     let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/scripts")
         .canonicalize()
         .unwrap();
-    // The last argument marks this test's trial processes, to find any left behind.
     let text = format!(
         r#"
-name = "chaos"
+name = "{name}"
 direction = "maximize"
 metric = "val_acc"
-trials = {TRIALS}
-retries = 20
-heartbeat = "{HEARTBEAT_MS}ms"
-command = ["{}/fake_train.sh", "quiet", "{{lr}}", "6", "{}"]
-
-[sampler]
-kind = "tpe"
-
+{settings}
+command = ["{}/fake_train.sh", {args}]
+{sections}
 [params]
 lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
 "#,
-        scripts.display(),
-        dir.display()
+        scripts.display()
     );
-    let path = dir.join("chaos.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+fn study_file(dir: &Path) -> PathBuf {
+    // The last argument marks this test's trial processes, to find any left behind.
+    write_study(
+        dir,
+        "chaos",
+        &format!("trials = {TRIALS}\nretries = 20\nheartbeat = \"{HEARTBEAT_MS}ms\""),
+        &format!("\"quiet\", \"{{lr}}\", \"6\", \"{}\"", dir.display()),
+        "[sampler]\nkind = \"tpe\"\n",
+    )
+}
+
+/// Waits until study `name` has a trial.
+fn wait_for_first_trial(dir: &Path, storage: &str, name: &str) {
+    let started = Instant::now();
+    while study_trials_len(dir, storage, name) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no trial began"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn now_ms() -> i64 {
@@ -120,14 +138,7 @@ fn chaos(dir: &Path, storage: &str) {
         &["run", study.to_str().unwrap()],
         next(&mut serial),
     )];
-    let started = Instant::now();
-    while trials_json_len(dir, storage) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no trial began"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_first_trial(dir, storage, "chaos");
     while live.len() < WORKERS {
         live.push(spawn(dir, storage, &["worker", "chaos"], next(&mut serial)));
     }
@@ -277,18 +288,6 @@ fn orphaned_trial_processes(dir: &Path, parents: &[u32]) -> Vec<u32> {
     orphans
 }
 
-fn trials_json_len(dir: &Path, storage: &str) -> usize {
-    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
-        .current_dir(dir)
-        .args(["--storage", storage, "trials", "chaos", "--json"])
-        .output()
-        .unwrap();
-    serde_json::from_slice::<Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().map(Vec::len))
-        .unwrap_or(0)
-}
-
 #[test]
 fn eight_sqlite_workers_killed_at_random_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -324,39 +323,15 @@ fn in_postgres_schema(prefix: &str, test: fn(&Path, &str)) {
 /// A worker that hangs (here SIGSTOP; in life a partition or a stuck machine) is alive by its
 /// pid, so only its silence gives it away.
 fn frozen_worker(dir: &Path, storage: &str) {
-    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/scripts")
-        .canonicalize()
-        .unwrap();
-    let study = dir.join("chaos.toml");
-    std::fs::write(
-        &study,
-        format!(
-            r#"
-name = "chaos"
-direction = "maximize"
-metric = "val_acc"
-trials = 6
-retries = 2
-heartbeat = "500ms"
-command = ["{}/fake_train.sh", "slow", "{{lr}}", "8"]
-
-[params]
-lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
-"#,
-            scripts.display()
-        ),
-    )
-    .unwrap();
+    let study = write_study(
+        dir,
+        "chaos",
+        "trials = 6\nretries = 2\nheartbeat = \"500ms\"",
+        "\"slow\", \"{lr}\", \"8\"",
+        "",
+    );
     let frozen = spawn(dir, storage, &["run", study.to_str().unwrap()], 1);
-    let started = Instant::now();
-    while trials_json_len(dir, storage) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no trial began"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_first_trial(dir, storage, "chaos");
     let live = spawn(dir, storage, &["worker", "chaos"], 2);
     std::thread::sleep(Duration::from_millis(300));
     let pid = frozen.child.id() as i32;
@@ -414,29 +389,13 @@ fn a_frozen_postgres_worker_is_found_by_its_silence() {
 fn dropped_connections(dir: &Path, storage: &str) {
     let app = format!("caviar_drop_{}", std::process::id());
     let storage = format!("{storage}&application_name={app}");
-    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/scripts")
-        .canonicalize()
-        .unwrap();
-    let study = dir.join("drops.toml");
-    std::fs::write(
-        &study,
-        format!(
-            r#"
-name = "drops"
-direction = "maximize"
-metric = "val_acc"
-trials = 16
-workers = 2
-command = ["{}/fake_train.sh", "slow", "{{lr}}", "3"]
-
-[params]
-lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
-"#,
-            scripts.display()
-        ),
-    )
-    .unwrap();
+    let study = write_study(
+        dir,
+        "drops",
+        "trials = 16\nworkers = 2",
+        "\"slow\", \"{lr}\", \"3\"",
+        "",
+    );
     let run = spawn(dir, &storage, &["run", study.to_str().unwrap()], 1);
     let url = std::env::var("CAVIAR_TEST_POSTGRES_URL").unwrap();
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -593,40 +552,16 @@ fn cut_link(dir: &Path, storage: &str) {
     let port = listener.local_addr().unwrap().port();
     forward(listener, db_addr.clone());
     let remote = storage.replace(&db_addr, &format!("{}:{port}", net.host_ip));
-    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/scripts")
-        .canonicalize()
-        .unwrap();
-    let study = dir.join("netcut.toml");
-    std::fs::write(
-        &study,
-        format!(
-            r#"
-name = "netcut"
-direction = "maximize"
-metric = "val_acc"
-trials = 24
-retries = 5
-heartbeat = "1s"
-command = ["{}/fake_train.sh", "slow", "{{lr}}", "3"]
-
-[params]
-lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
-"#,
-            scripts.display()
-        ),
-    )
-    .unwrap();
+    let study = write_study(
+        dir,
+        "netcut",
+        "trials = 24\nretries = 5\nheartbeat = \"1s\"",
+        "\"slow\", \"{lr}\", \"5\"",
+        "",
+    );
     let local = spawn(dir, storage, &["run", study.to_str().unwrap()], 1);
     let local_pid = local.child.id();
-    let started = Instant::now();
-    while study_trials_len(dir, storage, "netcut") == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no trial began"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_first_trial(dir, storage, "netcut");
     let far: Vec<Worker> = (2..4)
         .map(|serial| {
             let log = dir.join(format!("worker-{serial}.log"));
@@ -641,12 +576,19 @@ lr = {{ low = 1e-4, high = 1.0, scale = "log" }}
             Worker { child, log }
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(2500));
-    let far_before = far_trials(dir, storage, local_pid);
-    assert!(
-        far_before > 0,
-        "the namespaced workers ran no trial before the cut"
-    );
+    // Cut while a namespaced worker is inside a trial.
+    let local_id = format!(":{local_pid}@");
+    let started = Instant::now();
+    while !study_trials(dir, storage, "netcut")
+        .iter()
+        .any(|t| t["state"] == "running" && !t["worker"].as_str().unwrap_or("").contains(&local_id))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the namespaced workers started no trial"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     net.link(false);
     std::thread::sleep(Duration::from_secs(4));
     net.link(true);
