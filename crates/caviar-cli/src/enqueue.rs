@@ -2,7 +2,6 @@
 //! guess), run by the next worker before any sampled point.
 
 use anyhow::{Context, Result};
-use caviar_core::space::SearchSpace;
 use caviar_core::storage::{QueuedParam, Storage, StudyRecord};
 use serde_json::json;
 
@@ -16,17 +15,12 @@ pub fn enqueue(
     assignments: &[String],
     json: bool,
 ) -> Result<()> {
-    let space: SearchSpace = record
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.get("space"))
-        .and_then(|space| serde_json::from_value(space.clone()).ok())
-        .ok_or_else(|| {
-            BadInput(format!(
-                "study `{}` stores no search space (it was made through the library, not a study file); enqueue from Rust with Study::enqueue",
-                record.name
-            ))
-        })?;
+    let space = record.space().ok_or_else(|| {
+        BadInput(format!(
+            "study `{}` stores no search space (it was made through the library, not a study file); enqueue from Rust with Study::enqueue",
+            record.name
+        ))
+    })?;
     let names: Vec<&str> = space.iter().map(|(name, _)| name.as_str()).collect();
     let mut params: Vec<QueuedParam> = Vec::new();
     for assignment in assignments {
@@ -38,21 +32,13 @@ pub fn enqueue(
             .into());
         };
         let name = name.trim();
-        let Some(dist) = space.get(name) else {
-            return Err(BadInput(format!(
-                "study `{}` has no parameter `{name}`; its parameters: {}",
-                record.name,
-                names.join(", ")
-            ))
-            .into());
-        };
         if params.iter().any(|(n, _, _)| n == name) {
             return Err(BadInput(format!("`{name}` is given twice; give it once")).into());
         }
-        let value = dist
-            .parse_value(text)
-            .map_err(|reason| BadInput(format!("parameter `{name}`: {reason}")))?;
-        params.push((name.to_string(), dist.clone(), value));
+        let param = space
+            .parse_assignment(name, text)
+            .map_err(|e| BadInput(format!("study `{}`: {e}", record.name)))?;
+        params.push(param);
     }
     let number = storage
         .enqueue_trial(record.id, &params, 0)

@@ -720,6 +720,36 @@ impl SearchSpace {
         Ok(())
     }
 
+    /// Parameter `name` set from text (a command line's `lr=0.01`), with its distribution: the
+    /// form in which a trial is queued with chosen parameters.
+    ///
+    /// ```
+    /// use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
+    /// let mut space = SearchSpace::new();
+    /// space.add("lr", Distribution::float(1e-4, 1.0, Scale::Log).unwrap()).unwrap();
+    /// assert_eq!(space.parse_assignment("lr", "0.01").unwrap().2, ParamValue::Float(0.01));
+    /// assert!(space.parse_assignment("momentum", "0.9").unwrap_err().to_string().contains("its parameters: lr"));
+    /// ```
+    pub fn parse_assignment(
+        &self,
+        name: &str,
+        text: &str,
+    ) -> Result<(String, Distribution, ParamValue), SpaceError> {
+        let fail = |reason: String| SpaceError {
+            name: name.to_string(),
+            reason,
+        };
+        let Some(dist) = self.get(name) else {
+            let names: Vec<&str> = self.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(fail(format!(
+                "is not a parameter of this study; its parameters: {}",
+                names.join(", ")
+            )));
+        };
+        let value = dist.parse_value(text).map_err(fail)?;
+        Ok((name.to_string(), dist.clone(), value))
+    }
+
     /// The distribution of a parameter.
     pub fn get(&self, name: &str) -> Option<&Distribution> {
         self.params.get(name)

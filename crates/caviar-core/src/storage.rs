@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::space::{Distribution, ParamValue};
+use crate::space::{Distribution, ParamValue, SearchSpace};
 use crate::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 
 /// Errors from a storage backend.
@@ -81,6 +81,14 @@ pub struct StudyRecord {
     pub parent: Option<String>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: i64,
+}
+
+impl StudyRecord {
+    /// The search space stored with the study by its study file, if it has one (studies made
+    /// through the library define parameters as they run).
+    pub fn space(&self) -> Option<SearchSpace> {
+        serde_json::from_value(self.spec.as_ref()?.get("space")?.clone()).ok()
+    }
 }
 
 /// Trial counts of a study by state.

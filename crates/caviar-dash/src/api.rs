@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use caviar_core::storage::{QueuedParam, Storage, StorageError, StudyRecord};
-use caviar_core::trial::TrialState;
+use caviar_core::trial::{FrozenTrial, TrialState};
 use serde_json::{json, Value};
 
 use crate::cache::version_json;
@@ -217,7 +217,7 @@ async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResul
             .view(&*d.inner.storage, &record, lineage, &d.inner.limits)?)
     })
     .await?;
-    Ok(Json(&*view).into_response())
+    Ok(Json(view).into_response())
 }
 
 async fn version(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResult {
@@ -242,43 +242,30 @@ async fn trial(
     })?;
     let detail = blocking(move || {
         let record = find_study(&d, &name)?;
-        let found = d
+        let storage = &*d.inner.storage;
+        let detail_of = |trials: &[FrozenTrial]| {
+            trials
+                .iter()
+                .find(|t| t.number == number)
+                .map(|t| (t.id, view::trial_detail(t)))
+        };
+        let mut found = d
             .inner
             .caches
-            .with_finished(&*d.inner.storage, record.id, |finished| {
-                finished
-                    .iter()
-                    .find(|t| t.number == number)
-                    .map(|t| (t.id, view::trial_detail(t)))
-            })?;
-        // Not finished: running.
-        let found = match found {
-            Some(found) => Some(found),
-            None => d
-                .inner
-                .storage
-                .running_with_params(record.id)?
-                .iter()
-                .find(|t| t.number == number)
-                .map(|t| (t.id, view::trial_detail(t))),
-        };
-        // Waiting (queued) trials: rare, so a full read is fine.
-        let found = match found {
-            Some(found) => Some(found),
-            None => d
-                .inner
-                .storage
-                .trials(record.id)?
-                .iter()
-                .find(|t| t.number == number)
-                .map(|t| (t.id, view::trial_detail(t))),
-        };
+            .with_finished(storage, record.id, detail_of)?;
+        if found.is_none() {
+            found = detail_of(&storage.running_with_params(record.id)?);
+        }
+        if found.is_none() {
+            // Waiting (queued) trials: rare, so a full read is fine.
+            found = detail_of(&storage.trials(record.id)?);
+        }
         let (id, mut detail) = found.ok_or_else(|| {
             ApiError::not_found(format!(
                 "study `{name}` has no finished or running trial {number}"
             ))
         })?;
-        detail["log"] = json!(d.inner.storage.trial_log(id)?);
+        detail["log"] = json!(storage.trial_log(id)?);
         Ok(detail)
     })
     .await?;
@@ -302,28 +289,20 @@ async fn enqueue(
         .ok_or_else(|| ApiError::bad_request("give {\"params\": {\"NAME\": VALUE, ...}}"))?;
     let queued = blocking(move || {
         let record = find_study(&d, &name)?;
-        let space: caviar_core::space::SearchSpace = record
-            .spec
-            .as_ref()
-            .and_then(|s| s.get("space"))
-            .and_then(|s| serde_json::from_value(s.clone()).ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("study `{name}` stores no search space"))
-            })?;
-        let mut params: Vec<QueuedParam> = Vec::new();
-        for (key, value) in &given {
-            let dist = space.get(key).ok_or_else(|| {
-                ApiError::bad_request(format!("study `{name}` has no parameter `{key}`"))
-            })?;
-            let text = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let parsed = dist
-                .parse_value(&text)
-                .map_err(|reason| ApiError::bad_request(format!("parameter `{key}`: {reason}")))?;
-            params.push((key.clone(), dist.clone(), parsed));
-        }
+        let space = record.space().ok_or_else(|| {
+            ApiError::bad_request(format!("study `{name}` stores no search space"))
+        })?;
+        let params = given
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                space.parse_assignment(key, &text)
+            })
+            .collect::<Result<Vec<QueuedParam>, _>>()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let number = d.inner.storage.enqueue_trial(record.id, &params, 0)?.number;
         Ok(json!({ "number": number, "state": TrialState::Waiting.as_str() }))
     })

@@ -14,12 +14,9 @@ use crate::view::{self, ViewLimits};
 #[derive(Default)]
 struct StudyCache {
     finished: Vec<FrozenTrial>,
-    /// The view computed at `view_key`, reused while nothing changes.
-    view: Option<(ViewKey, Arc<Value>)>,
+    /// The view built when this many trials had finished.
+    view: Option<(usize, Arc<Value>)>,
 }
-
-/// What a view depends on: the finishes read.
-type ViewKey = usize;
 
 /// Caches of every study looked at.
 #[derive(Default)]
@@ -46,51 +43,48 @@ impl Caches {
     ) -> Result<T, StorageError> {
         let entry = self.entry(study);
         let mut cache = entry.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = cache.finished.len() as u64;
-        let new = storage.finished_since(study, seen)?;
-        cache.finished.extend(new);
+        cache.refresh(storage, study)?;
         Ok(f(&cache.finished))
     }
 
-    /// The study page's data, recomputed only when the study changed.
+    /// The study page's data with `lineage`. The costly part is rebuilt only when trials
+    /// finished; the counts of running and waiting trials and the lineage (a refined study, a
+    /// new zoom round) change without finishes, so they are filled in on every call.
     pub fn view(
         &self,
         storage: &dyn Storage,
         record: &StudyRecord,
         lineage: Value,
         limits: &ViewLimits,
-    ) -> Result<Arc<Value>, StorageError> {
+    ) -> Result<Value, StorageError> {
         let counts = storage.counts(record.id)?;
         let entry = self.entry(record.id);
         let mut cache = entry.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = cache.finished.len() as u64;
-        let new = storage.finished_since(record.id, seen)?;
-        cache.finished.extend(new);
-        // Rebuilt only when trials finished; the counts of running and waiting ones are patched
-        // in, so a busy study's polls do not recompute importance every time.
+        cache.refresh(storage, record.id)?;
         let key = cache.finished.len();
-        let lineage_now = lineage.clone();
         let base = match &cache.view {
             Some((at, view)) if *at == key => view.clone(),
             _ => {
-                let view = Arc::new(view::study_view(
-                    record,
-                    &counts,
-                    &cache.finished,
-                    lineage.clone(),
-                    limits,
-                ));
+                let view = Arc::new(view::study_view(record, &counts, &cache.finished, limits));
                 cache.view = Some((key, view.clone()));
                 view
             }
         };
         let mut view = (*base).clone();
-        // Lineage changes without finishes too (a refined study, a new zoom round).
-        view["lineage"] = view::with_round_bests(lineage_now, &cache.finished, record.direction);
+        view["lineage"] = view::with_round_bests(lineage, &cache.finished, record.direction);
         view["study"]["counts"] = serde_json::json!(counts);
         view["study"]["trials"] = serde_json::json!(counts.total());
-        view["version"] = version_json(cache.finished.len(), &counts);
-        Ok(Arc::new(view))
+        view["version"] = version_json(key, &counts);
+        Ok(view)
+    }
+}
+
+impl StudyCache {
+    /// Reads what finished since the last look.
+    fn refresh(&mut self, storage: &dyn Storage, study: StudyId) -> Result<(), StorageError> {
+        let new = storage.finished_since(study, self.finished.len() as u64)?;
+        self.finished.extend(new);
+        Ok(())
     }
 }
 

@@ -124,8 +124,7 @@ pub fn report_html(storage: &dyn Storage, name: &str) -> Result<String, ReportEr
         .ok_or_else(|| ReportError::NoSuchStudy(name.to_string()))?;
     let lineage = api::lineage(storage, &record)?;
     let caches = cache::Caches::default();
-    let view = caches.view(storage, &record, lineage, &ViewLimits::default())?;
-    let mut data = (*view).clone();
+    let mut data = caches.view(storage, &record, lineage, &ViewLimits::default())?;
     data["written_ms"] = serde_json::json!(caviar_core::trial::now_ms());
     // Inside <script>, "</" could end the element early.
     let inline = |text: &str| text.replace("</", "<\\/");

@@ -42,7 +42,6 @@ pub fn study_view(
     record: &StudyRecord,
     counts: &TrialCounts,
     finished: &[FrozenTrial],
-    lineage: Value,
     limits: &ViewLimits,
 ) -> Value {
     let direction = record.direction;
@@ -86,7 +85,6 @@ pub fn study_view(
             })
         })
         .collect();
-    let lineage = with_round_bests(lineage, finished, direction);
     json!({
         "study": study_json(record, counts, finished),
         "params": params.iter().map(param_json).collect::<Vec<_>>(),
@@ -96,7 +94,6 @@ pub fn study_view(
         "sample": sample(finished, direction, &params, limits.sample),
         "importance": importance,
         "narrowed": narrowed,
-        "lineage": lineage,
     })
 }
 
@@ -416,7 +413,7 @@ mod tests {
             complete: 100_000,
             ..Default::default()
         };
-        let view = study_view(&record(), &counts, &all, json!({}), &ViewLimits::default());
+        let view = study_view(&record(), &counts, &all, &ViewLimits::default());
         let history = &view["history"];
         assert_eq!(history["total"], 100_000);
         let shown = history["points"].as_array().unwrap();
@@ -459,7 +456,6 @@ mod tests {
             &record(),
             &TrialCounts::default(),
             &all,
-            json!({}),
             &ViewLimits::default(),
         );
         let rows = view["sample"]["rows"].as_array().unwrap();
@@ -489,7 +485,6 @@ mod tests {
             &record(),
             &TrialCounts::default(),
             &all,
-            json!({}),
             &ViewLimits {
                 sample: 0,
                 ..Default::default()
@@ -504,7 +499,6 @@ mod tests {
             &record(),
             &TrialCounts::default(),
             &trials(30),
-            json!({}),
             &ViewLimits::default(),
         );
         let act = view["params"]
@@ -528,7 +522,6 @@ mod tests {
             &record(),
             &TrialCounts::default(),
             &trials(5),
-            json!({}),
             &ViewLimits::default(),
         );
         assert!(small["importance"]["error"]

@@ -98,6 +98,14 @@ CREATE TABLE study_attrs (
 /// same trade for every write.
 const LAZY_COMMIT: &str = "SET LOCAL synchronous_commit = off";
 
+/// The server's clock in milliseconds since the Unix epoch, for heartbeats: silence is then
+/// measured by one clock, whatever the workers' clocks say.
+macro_rules! server_now_ms {
+    () => {
+        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
 /// Idle connections kept for reuse.
 const POOL_SIZE: usize = 8;
 
@@ -402,6 +410,25 @@ fn take_number(tx: &mut impl GenericClient, study: StudyId) -> Result<i64, Stora
         .get(0))
 }
 
+/// Marks a running trial alive now, by the server's clock; fails if it is not running.
+fn touch(tx: &mut impl GenericClient, trial: TrialId) -> Result<(), StorageError> {
+    let alive = tx
+        .execute(
+            concat!(
+                "UPDATE trials SET heartbeat_ms = ",
+                server_now_ms!(),
+                " WHERE id = $1 AND state = 'running'"
+            ),
+            &[&trial.0],
+        )
+        .map_err(backend)?;
+    if alive == 1 {
+        Ok(())
+    } else {
+        Err(not_running(tx, trial))
+    }
+}
+
 /// Explains why a change to a running trial touched no row.
 fn not_running(conn: &mut impl GenericClient, trial: TrialId) -> StorageError {
     match conn.query_opt(
@@ -603,8 +630,11 @@ impl Storage for Attempt<'_> {
         if let Some(row) = waiting {
             let (id, number): (i64, i64) = (row.get(0), row.get(1));
             tx.execute(
-                "UPDATE trials SET state = 'running', worker = $2, heartbeat_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint,
-                     started_ms = $3 WHERE id = $1",
+                concat!(
+                    "UPDATE trials SET state = 'running', worker = $2, heartbeat_ms = ",
+                    server_now_ms!(),
+                    ", started_ms = $3 WHERE id = $1"
+                ),
                 &[&id, &worker, &now],
             )
             .map_err(backend)?;
@@ -631,8 +661,12 @@ impl Storage for Attempt<'_> {
         }
         let id: i64 = tx
             .query_one(
-                "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms)
-                 VALUES ($1, $2, 'running', $3, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint, $4) RETURNING id",
+                concat!(
+                    "INSERT INTO trials (study_id, number, state, worker, heartbeat_ms, started_ms)
+                     VALUES ($1, $2, 'running', $3, ",
+                    server_now_ms!(),
+                    ", $4) RETURNING id"
+                ),
                 &[&study.0, &number, &worker, &now],
             )
             .map_err(backend)?
@@ -712,15 +746,7 @@ impl Storage for Attempt<'_> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
         tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
-        let alive = tx
-            .execute(
-                "UPDATE trials SET heartbeat_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint WHERE id = $1 AND state = 'running'",
-                &[&trial.0],
-            )
-            .map_err(backend)?;
-        if alive != 1 {
-            return Err(not_running(&mut tx, trial));
-        }
+        touch(&mut tx, trial)?;
         // NaN is stored as NULL (as in SQLite) and reads back as NaN.
         let stored = if value.is_nan() { None } else { Some(value) };
         tx.execute(
@@ -736,17 +762,8 @@ impl Storage for Attempt<'_> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
         tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
-        let n = tx
-            .execute(
-                "UPDATE trials SET heartbeat_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint WHERE id = $1 AND state = 'running'",
-                &[&trial.0],
-            )
-            .map_err(backend)?;
-        if n == 1 {
-            tx.commit().map_err(backend)
-        } else {
-            Err(not_running(&mut tx, trial))
-        }
+        touch(&mut tx, trial)?;
+        tx.commit().map_err(backend)
     }
 
     fn finish_trial(
@@ -900,8 +917,12 @@ impl Storage for Attempt<'_> {
         let mut conn = self.conn()?;
         let rows = conn
             .query(
-                "SELECT id, number, worker, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint - heartbeat_ms, attempt FROM trials
-                 WHERE study_id = $1 AND state = 'running' ORDER BY number",
+                concat!(
+                    "SELECT id, number, worker, ",
+                    server_now_ms!(),
+                    " - heartbeat_ms, attempt FROM trials
+                 WHERE study_id = $1 AND state = 'running' ORDER BY number"
+                ),
                 &[&study.0],
             )
             .map_err(backend)?;
