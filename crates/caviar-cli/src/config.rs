@@ -379,6 +379,10 @@ pub struct Study {
 /// The heartbeat period when the study file sets none.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// Most trials one process runs at once (`workers`, `--workers`): one thread each, so more
+/// would only exhaust the machine. Wider runs start more `caviar worker` processes.
+pub const MAX_WORKERS: u64 = 1024;
+
 /// What a trial runs.
 #[derive(Debug, Clone)]
 pub enum Objective {
@@ -565,10 +569,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             ))
         }
     };
-    if file.workers == 0 {
+    if file.workers == 0 || file.workers > MAX_WORKERS {
         return Err(fail(
             key_line("workers"),
-            "workers must be at least 1".into(),
+            format!(
+                "workers = {} is outside 1 to {MAX_WORKERS}; it is how many trials this process runs at once (start more `caviar worker` processes to go wider)",
+                file.workers
+            ),
         ));
     }
     if file.params.is_empty() {
@@ -754,6 +761,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         Objective::Command(c) => c,
         Objective::Mnist(_) => &[],
     };
+    if !command.is_empty() {
+        // Each parameter reaches the command as its own environment variable.
+        let mut by_var: BTreeMap<String, &str> = BTreeMap::new();
+        for (name, spanned) in &file.params {
+            if let Some(other) = by_var.insert(caviar_run::param_env_var(name), name) {
+                return Err(fail(
+                    Some(at(spanned.span())),
+                    format!(
+                        "parameters `{other}` and `{name}` would both reach the command as {}; rename one of them",
+                        caviar_run::param_env_var(name)
+                    ),
+                ));
+            }
+        }
+    }
     for arg in command {
         let dummy: BTreeMap<String, ParamValue> = space
             .iter()

@@ -130,9 +130,14 @@ fn param(t: &FrozenTrial, name: &str) -> Result<f64> {
 }
 
 pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
-    if args.trials == 0 || args.images < 10 || args.epochs == 0 || args.workers == Some(0) {
+    if args.trials == 0
+        || args.images < 10
+        || args.epochs == 0
+        || args.workers == Some(0)
+        || args.workers > Some(crate::config::MAX_WORKERS)
+    {
         return Err(BadInput(
-            "--trials, --epochs and --workers must be at least 1, --images at least 10".into(),
+            "--trials, --epochs and --workers must be at least 1 (--workers at most 1024), --images at least 10".into(),
         )
         .into());
     }

@@ -176,16 +176,35 @@ where
     let active: Mutex<HashSet<TrialId>> = Mutex::default();
     let done = AtomicBool::new(false);
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    // A panic is a bug in caviar or the objective: no new trials start, running ones finish.
+    let panics = Panics::default();
+    // No more threads than trials left to start.
+    let left = limits
+        .total
+        .saturating_sub(study.storage().counts(study.record().id)?.total());
+    let workers = workers
+        .min(usize::try_from(left).unwrap_or(usize::MAX))
+        .max(1);
     std::thread::scope(|scope| {
         scope.spawn(|| heartbeat_loop(study, &active, &done, progress, limits.recovery));
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    if let Err(e) =
-                        worker_loop(study, space, limits, cancel, &active, progress, &objective)
-                    {
-                        cancel.store(true, Ordering::SeqCst);
-                        fatal.lock().unwrap().get_or_insert(e);
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker_loop(
+                            study, space, limits, cancel, &panics, &active, progress, &objective,
+                        )
+                    }));
+                    match run {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            cancel.store(true, Ordering::SeqCst);
+                            fatal.lock().unwrap().get_or_insert(e);
+                        }
+                        Err(panic) => panics.record(format!(
+                            "a worker thread panicked outside any trial: {}",
+                            panic_text(&panic)
+                        )),
                     }
                 })
             })
@@ -196,10 +215,47 @@ where
         done.store(true, Ordering::SeqCst);
     });
     progress.finish();
-    match fatal.into_inner().unwrap() {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = fatal.into_inner().unwrap() {
+        return Err(e);
     }
+    let panics = panics.messages.into_inner().unwrap();
+    if let Some(first) = panics.first() {
+        anyhow::bail!(
+            "{} panic(s) stopped the run; the trials they hit are recorded failed. First: {first}",
+            panics.len()
+        );
+    }
+    Ok(())
+}
+
+/// Panics caught in worker threads; the first one stops new trials from starting.
+#[derive(Default)]
+struct Panics {
+    halted: AtomicBool,
+    messages: Mutex<Vec<String>>,
+}
+
+impl Panics {
+    fn record(&self, message: String) {
+        self.halted.store(true, Ordering::SeqCst);
+        self.messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+    }
+
+    fn halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Every heartbeat period, the heartbeats of this worker's trials; four times a period, a look
@@ -241,11 +297,13 @@ fn heartbeat_loop(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker_loop<F>(
     study: &Study,
     space: &SearchSpace,
     limits: Limits,
     cancel: &AtomicBool,
+    panics: &Panics,
     active: &Mutex<HashSet<TrialId>>,
     progress: &Progress,
     objective: &F,
@@ -253,7 +311,7 @@ fn worker_loop<F>(
 where
     F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
 {
-    while !cancel.load(Ordering::SeqCst) {
+    while !cancel.load(Ordering::SeqCst) && !panics.halted() {
         if limits.deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());
         }
@@ -273,18 +331,36 @@ where
             return Ok(());
         };
         active.lock().unwrap().insert(trial.id());
-        let sampled = space
-            .iter()
-            .try_for_each(|(name, dist)| trial.suggest(name, dist.clone()).map(|_| ()));
+        let number = trial.number();
+        // A panic must not leave the trial running forever: it becomes the trial's failure.
+        let sampled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            space
+                .iter()
+                .try_for_each(|(name, dist)| trial.suggest(name, dist.clone()).map(|_| ()))
+        }));
         let outcome = match sampled {
-            Err(e) => Outcome::Failed(format!("could not sample parameters: {e}")),
-            // A panic must not leave the trial running forever: record it as the failure.
-            Ok(()) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Err(panic) => {
+                let text = format!(
+                    "caviar panicked while sampling parameters (a bug; please report it): {}",
+                    panic_text(&panic)
+                );
+                panics.record(format!("trial {number}: {text}"));
+                Outcome::Failed(text)
+            }
+            Ok(Err(e)) => Outcome::Failed(format!("could not sample parameters: {e}")),
+            Ok(Ok(())) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 objective(&mut trial, cancel)
             }))
-            .unwrap_or_else(|panic| Outcome::Failed(caviar_core::study::panic_message(&panic))),
+            .unwrap_or_else(|panic| {
+                let text = format!(
+                    "panicked while running the trial (objective or pruner): {}",
+                    panic_text(&panic)
+                );
+                panics.record(format!("trial {number}: {text}"));
+                Outcome::Failed(text)
+            }),
         };
-        let (number, id) = (trial.number(), trial.id());
+        let id = trial.id();
         let params = trial.params();
         let told = study.tell(trial, outcome.clone());
         active.lock().unwrap().remove(&id);
@@ -390,5 +466,99 @@ impl Progress {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caviar_core::sampler::{RandomSampler, SampleContext, SamplerError};
+    use caviar_core::space::{Distribution, ParamValue, Scale};
+
+    /// Draws at random, but panics on one trial number: a sampler's bug.
+    struct PanicsOn(u64);
+
+    impl Sampler for PanicsOn {
+        fn sample(
+            &self,
+            ctx: &SampleContext<'_>,
+            name: &str,
+            dist: &Distribution,
+        ) -> Result<ParamValue, SamplerError> {
+            assert!(ctx.trial_number != self.0, "index out of bounds (injected)");
+            RandomSampler::new(0).sample(ctx, name, dist)
+        }
+
+        fn name(&self) -> &'static str {
+            "panics-on"
+        }
+    }
+
+    fn run_study(
+        sampler: Arc<dyn Sampler>,
+        objective_panics_on: Option<u64>,
+    ) -> (Result<()>, Study) {
+        let mut space = SearchSpace::new();
+        space
+            .add("x", Distribution::float(0.0, 1.0, Scale::Linear).unwrap())
+            .unwrap();
+        let study = Study::builder("panics")
+            .shared_sampler(sampler)
+            .build()
+            .unwrap();
+        let limits = Limits {
+            total: 50,
+            deadline: None,
+            recovery: Recovery {
+                retries: 0,
+                heartbeat: Duration::from_secs(1),
+            },
+        };
+        let progress = Progress::new(0, 50, "x", true);
+        let result = drive(
+            &study,
+            &space,
+            limits,
+            1,
+            &AtomicBool::new(false),
+            &progress,
+            |trial, _| {
+                std::thread::sleep(Duration::from_millis(5));
+                assert!(Some(trial.number()) != objective_panics_on, "objective bug");
+                Outcome::Complete(0.5)
+            },
+        );
+        (result, study)
+    }
+
+    fn check_stopped_by_panic(result: Result<()>, study: &Study, number: u64, message: &str) {
+        let err = format!("{:#}", result.expect_err("a panic must fail the run"));
+        assert!(err.contains("panic") && err.contains(message), "{err}");
+        let trials = study.trials().unwrap();
+        let hit = trials.iter().find(|t| t.number == number).unwrap();
+        assert_eq!(hit.state, TrialState::Failed);
+        assert!(
+            hit.error.as_deref().unwrap().contains(message),
+            "{:?}",
+            hit.error
+        );
+        assert!(
+            trials.iter().all(|t| t.state != TrialState::Running),
+            "no trial is left running"
+        );
+        // No trial starts after the panic (one worker, so the order is fixed).
+        assert_eq!(trials.len() as u64, number + 1);
+    }
+
+    #[test]
+    fn a_sampler_panic_fails_its_trial_and_the_run() {
+        let (result, study) = run_study(Arc::new(PanicsOn(3)), None);
+        check_stopped_by_panic(result, &study, 3, "index out of bounds (injected)");
+    }
+
+    #[test]
+    fn an_objective_panic_fails_its_trial_and_the_run() {
+        let (result, study) = run_study(Arc::new(RandomSampler::new(1)), Some(4));
+        check_stopped_by_panic(result, &study, 4, "objective bug");
     }
 }

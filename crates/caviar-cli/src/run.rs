@@ -144,8 +144,12 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
         json: as_json,
         time_budget,
     } = options.clone();
-    if workers == Some(0) {
-        return Err(BadInput("--workers must be at least 1".into()).into());
+    if let Some(w) = workers.filter(|w| !(1..=config::MAX_WORKERS).contains(w)) {
+        return Err(BadInput(format!(
+            "--workers {w} is outside 1 to {}; start more `caviar worker` processes to go wider",
+            config::MAX_WORKERS
+        ))
+        .into());
     }
     let total = trials.unwrap_or(cfg.file.trials);
     let workers = workers.unwrap_or(cfg.file.workers) as usize;

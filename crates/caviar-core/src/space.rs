@@ -298,6 +298,12 @@ impl Distribution {
                         "the range is empty (low = high = {low}); widen it, or drop the parameter and pass the value as a constant"
                     ));
                 }
+                // Every sampler measures the range; a width beyond f64 would be infinite.
+                if !(high - low).is_finite() {
+                    return Err(format!(
+                        "the range {low:e} .. {high:e} is wider than a 64-bit float can hold (high - low overflows); keep high - low below 1.7e308, e.g. low = -1e307, high = 1e307"
+                    ));
+                }
                 match scale {
                     Scale::Log if *low <= 0.0 => {
                         return Err(format!(
@@ -829,6 +835,11 @@ mod tests {
         assert!(Distribution::float(1.0, 1.0, Scale::Linear)
             .unwrap_err()
             .contains("empty"));
+        // Wider than a double: every sampler used to return high, grid NaN.
+        assert!(Distribution::float(-1e308, 1e308, Scale::Linear)
+            .unwrap_err()
+            .contains("wider than a 64-bit float"));
+        assert!(Distribution::float(-1e307, 1e307, Scale::Linear).is_ok());
         assert!(Distribution::int(0, 10, Scale::Log)
             .unwrap_err()
             .contains("low >= 1"));

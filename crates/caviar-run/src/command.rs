@@ -20,6 +20,12 @@ const TAIL_LINES: usize = 20;
 pub const OUTPUT_LINES: usize = 200;
 /// Longer output lines are cut to this many bytes in the stored log.
 const OUTPUT_LINE_BYTES: usize = 2000;
+/// Longest line read whole from a command; the rest of a longer line is skipped (and counted),
+/// so a trial that prints gigabytes without a newline costs the worker no more than this.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Lines of stdout waiting for the runner at most; beyond that the reader waits and the pipe
+/// pushes back on the command, so memory stays bounded however fast it prints.
+const QUEUED_LINES: usize = 64;
 
 /// How to run a trial command.
 #[derive(Clone, Debug)]
@@ -74,18 +80,20 @@ pub enum Control {
     Abort(String),
 }
 
-/// Process groups of the commands running now, so a hard exit can take them along.
-static ACTIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Process groups (and trial tokens) of the commands running now, so a hard exit can take them
+/// along.
+static ACTIVE_GROUPS: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
 
 /// Kills (SIGKILL) the process group of every command this process is running. For a hard
 /// exit (a second Ctrl-C): trial commands run in their own groups and would otherwise outlive us.
 pub fn kill_running_commands() {
-    for pgid in ACTIVE_GROUPS
+    for (pgid, token) in ACTIVE_GROUPS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
     {
         kill_group(*pgid, libc::SIGKILL);
+        crate::tree::kill_marked(token, *pgid, Duration::from_millis(200));
     }
 }
 
@@ -206,7 +214,15 @@ pub fn check_program(program: &str, workdir: Option<&Path>) -> Result<PathBuf, R
         .ok_or_else(|| RunError::Program(program.into(), "is not found on PATH".into()))
 }
 
-fn env_name(param: &str) -> String {
+/// The environment variable that carries parameter `param` to a command:
+/// `CAVIAR_PARAM_` and the name upper-cased, with every other character than a letter or digit
+/// as `_`. Two parameters with the same variable would hide one another, so a study must not
+/// have them.
+///
+/// ```
+/// assert_eq!(caviar_run::param_env_var("batch-size"), "CAVIAR_PARAM_BATCH_SIZE");
+/// ```
+pub fn param_env_var(param: &str) -> String {
     let upper: String = param
         .chars()
         .map(|c| {
@@ -255,8 +271,12 @@ pub fn run_command(
         .map_err(|e| RunError::TrialFile(trial_file.clone(), e))?;
     let _cleanup = RemoveOnDrop(trial_file.clone());
 
+    let token = crate::tree::new_token();
     let mut cmd = Command::new(&program);
     cmd.args(&args)
+        // Marks every descendant, even one that leaves the process group, so all die with the
+        // trial.
+        .env(crate::tree::TOKEN_VAR, &token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -280,7 +300,7 @@ pub fn run_command(
         });
     }
     for (name, value) in input.params {
-        cmd.env(env_name(name), value.to_string());
+        cmd.env(param_env_var(name), value.to_string());
     }
     for (k, v) in &spec.env {
         cmd.env(k, v);
@@ -303,7 +323,7 @@ pub fn run_command(
     ACTIVE_GROUPS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(pgid);
+        .push((pgid, token.clone()));
 
     let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let output = Arc::new(Mutex::new(VecDeque::with_capacity(OUTPUT_LINES)));
@@ -317,9 +337,12 @@ pub fn run_command(
             })
         })
     });
-    let (tx, rx) = mpsc::channel::<String>();
+    let (tx, rx) = mpsc::sync_channel::<String>(QUEUED_LINES);
     let stdout = child.stdout.take().expect("stdout is piped");
     let stdout_thread = thread::spawn(move || for_each_line(stdout, |line| tx.send(line).is_ok()));
+    // A panic in the callback (a pruner's bug) must not leave the command running: it is held
+    // here, the command is stopped, then the panic goes on.
+    let mut callback_panic = None;
 
     let deadline = spec.timeout.map(|t| started + t);
     let mut last_metric: Option<f64> = None;
@@ -352,11 +375,18 @@ pub fn run_command(
                                     reports += 1;
                                     last_metric = Some(v);
                                     let step = report.step().unwrap_or(reports);
-                                    match on_report(step, v) {
-                                        Control::Continue => {}
-                                        Control::Prune => stop = Some(StopReason::Pruned),
-                                        Control::Abort(why) => {
+                                    let control = std::panic::catch_unwind(
+                                        std::panic::AssertUnwindSafe(|| on_report(step, v)),
+                                    );
+                                    match control {
+                                        Ok(Control::Continue) => {}
+                                        Ok(Control::Prune) => stop = Some(StopReason::Pruned),
+                                        Ok(Control::Abort(why)) => {
                                             stop = Some(StopReason::Aborted(why))
+                                        }
+                                        Err(panic) => {
+                                            callback_panic = Some(panic);
+                                            stop = Some(StopReason::Aborted("panicked".into()));
                                         }
                                     }
                                 }
@@ -392,15 +422,29 @@ pub fn run_command(
         // Children the command left behind die with the trial.
         kill_group(pgid, libc::SIGKILL);
     }
+    // So do descendants that left the group (setsid, double forks): they would hold its pipes
+    // open and run on unowned.
+    crate::tree::kill_marked(&token, pgid, Duration::from_secs(2));
     let status = child.wait().ok();
     ACTIVE_GROUPS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .retain(|g| *g != pgid);
+        .retain(|(g, _)| *g != pgid);
     drop(rx);
-    let _ = stdout_thread.join();
-    if let Some(t) = stderr_thread {
-        let _ = t.join();
+    // Whatever still holds the pipes (a process that scrubbed its environment) cannot hold the
+    // trial: the readers get a moment to drain, then are left to end on their own.
+    let readers_until = Instant::now() + Duration::from_millis(500);
+    let readers = [Some(stdout_thread), stderr_thread];
+    for reader in readers.into_iter().flatten() {
+        while !reader.is_finished() && Instant::now() < readers_until {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if reader.is_finished() {
+            let _ = reader.join();
+        }
+    }
+    if let Some(panic) = callback_panic {
+        std::panic::resume_unwind(panic);
     }
     let elapsed = started.elapsed();
     let tail = {
@@ -514,19 +558,33 @@ fn push_tail(tail: &mut VecDeque<String>, line: String) {
     if tail.len() == TAIL_LINES {
         tail.pop_front();
     }
-    tail.push_back(line);
+    tail.push_back(cut_line(&line));
+}
+
+/// The note the reader appends to a line it cut.
+const CUT_NOTE: &str = " … [line cut: ";
+
+/// `line`, cut to [`OUTPUT_LINE_BYTES`] on a character boundary; the reader's note on a line it
+/// cut is kept.
+fn cut_line(line: &str) -> String {
+    if line.len() <= OUTPUT_LINE_BYTES {
+        return line.to_string();
+    }
+    let (body, note) = match line.rfind(CUT_NOTE) {
+        Some(at) => line.split_at(at),
+        None => (line, ""),
+    };
+    let mut cut = OUTPUT_LINE_BYTES.min(body.len());
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut kept = body[..cut].to_string();
+    kept.push_str(if note.is_empty() { "…" } else { note });
+    kept
 }
 
 fn push_output(output: &Mutex<VecDeque<String>>, line: &str) {
-    let mut kept = line.to_string();
-    if kept.len() > OUTPUT_LINE_BYTES {
-        let mut cut = OUTPUT_LINE_BYTES;
-        while !kept.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        kept.truncate(cut);
-        kept.push('…');
-    }
+    let kept = cut_line(line);
     let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
     if output.len() == OUTPUT_LINES {
         output.pop_front();
@@ -535,19 +593,49 @@ fn push_output(output: &Mutex<VecDeque<String>>, line: &str) {
 }
 
 /// Feeds each line of `stream` (lossy UTF-8, line end trimmed) to `f` until the stream ends or
-/// `f` returns false.
+/// `f` returns false. A line longer than [`MAX_LINE_BYTES`] is cut there and ends with a note of
+/// how many bytes were skipped; what follows its newline is read as usual.
 fn for_each_line(stream: impl Read, mut f: impl FnMut(String) -> bool) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line: Vec<u8> = Vec::new();
+    let mut skipped: u64 = 0;
+    let finish = |line: &[u8], skipped: u64| {
+        let mut text = String::from_utf8_lossy(line).trim_end().to_string();
+        if skipped > 0 {
+            text.push_str(&format!(
+                "{CUT_NOTE}{skipped} more bytes skipped; lines are read up to {MAX_LINE_BYTES} bytes]"
+            ));
+        }
+        text
+    };
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if !f(String::from_utf8_lossy(&buf).trim_end().to_string()) {
-                    break;
+        let (ended, used) = match reader.fill_buf() {
+            Ok([]) => {
+                if !line.is_empty() || skipped > 0 {
+                    f(finish(&line, skipped));
                 }
+                return;
             }
+            Ok(buf) => {
+                let newline = buf.iter().position(|&b| b == b'\n');
+                let chunk = &buf[..newline.unwrap_or(buf.len())];
+                let room = MAX_LINE_BYTES.saturating_sub(line.len()).min(chunk.len());
+                line.extend_from_slice(&chunk[..room]);
+                skipped += (chunk.len() - room) as u64;
+                (newline.is_some(), newline.map_or(buf.len(), |i| i + 1))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        reader.consume(used);
+        if ended {
+            if !f(finish(&line, skipped)) {
+                return;
+            }
+            line.clear();
+            // A long line's buffer is not kept for the short ones after it.
+            line.shrink_to(4096);
+            skipped = 0;
         }
     }
 }

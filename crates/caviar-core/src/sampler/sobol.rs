@@ -1,4 +1,4 @@
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use super::random::RandomSampler;
 use super::{SampleContext, Sampler, SamplerError};
@@ -33,27 +33,39 @@ const JOE_KUO: &[(u32, u32, &[u32])] = &[
     (7, 4, &[1, 3, 7, 13, 13, 15, 69]),
 ];
 
-/// Most dimensions supported (primitive polynomials up to degree 12 give far more).
-pub const MAX_DIMS: usize = 1024;
-
-/// Primitive polynomials over GF(2) as (degree, middle coefficients), by degree then value.
-fn primitive_polynomials() -> &'static Vec<(u32, u32)> {
-    static POLYS: OnceLock<Vec<(u32, u32)>> = OnceLock::new();
-    POLYS.get_or_init(|| {
-        let mut out = Vec::new();
-        'deg: for degree in 1u32..=16 {
-            for a in 0..(1u32 << (degree - 1)) {
-                let poly = (1u64 << degree) | (u64::from(a) << 1) | 1;
-                if is_primitive(poly, degree) {
-                    out.push((degree, a));
-                    if out.len() >= MAX_DIMS {
-                        break 'deg;
-                    }
-                }
-            }
+/// Primitive polynomials over GF(2) as (degree, middle coefficients), by degree then value:
+/// the first `count` of them, found once and kept. Degrees up to 31 give millions, so any
+/// space a study can hold gets its own polynomial per dimension.
+fn primitive_polynomials(count: usize) -> Vec<(u32, u32)> {
+    struct Found {
+        polys: Vec<(u32, u32)>,
+        // Where the search resumes.
+        degree: u32,
+        next_a: u32,
+    }
+    static FOUND: Mutex<Found> = Mutex::new(Found {
+        polys: Vec::new(),
+        degree: 1,
+        next_a: 0,
+    });
+    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    while found.polys.len() < count && found.degree < BITS as u32 {
+        let degree = found.degree;
+        let a = found.next_a;
+        if a >= 1u32 << (degree - 1) {
+            found.degree += 1;
+            found.next_a = 0;
+            continue;
         }
-        out
-    })
+        found.next_a += 1;
+        let poly = (1u64 << degree) | (u64::from(a) << 1) | 1;
+        // An even number of terms means x + 1 divides it (degree 1 is x + 1 itself).
+        let even_terms = (a.count_ones() + 2) % 2 == 0;
+        if (degree == 1 || !even_terms) && is_primitive(poly, degree) {
+            found.polys.push((degree, a));
+        }
+    }
+    found.polys[..count.min(found.polys.len())].to_vec()
 }
 
 fn mul_mod(a: u64, b: u64, poly: u64, degree: u32) -> u64 {
@@ -116,8 +128,9 @@ fn prime_factors(mut n: u64) -> Vec<u64> {
     out
 }
 
-/// Direction numbers of one dimension, most significant bit first.
-fn direction_numbers(dim: usize) -> [u32; BITS] {
+/// Direction numbers of one dimension, most significant bit first; `polys` holds at least `dim`
+/// primitive polynomials.
+fn direction_numbers(dim: usize, polys: &[(u32, u32)]) -> [u32; BITS] {
     let mut v = [0u32; BITS];
     if dim == 0 {
         for (k, slot) in v.iter_mut().enumerate() {
@@ -125,7 +138,7 @@ fn direction_numbers(dim: usize) -> [u32; BITS] {
         }
         return v;
     }
-    let (s, a) = primitive_polynomials()[dim - 1];
+    let (s, a) = polys[dim - 1];
     let s = s as usize;
     let m: Vec<u32> = match JOE_KUO.get(dim - 1) {
         Some(&(_, _, m)) => m.to_vec(),
@@ -169,14 +182,15 @@ pub struct SobolSequence {
 }
 
 impl SobolSequence {
-    /// A sequence of `dims` dimensions (at most [`MAX_DIMS`]).
+    /// A sequence of `dims` dimensions (any number).
     pub fn new(dims: usize, seed: u64) -> Self {
-        let dims = dims.clamp(1, MAX_DIMS);
+        let dims = dims.max(1);
+        let polys = primitive_polynomials(dims - 1);
         let mut directions = Vec::with_capacity(dims);
         let mut shifts = Vec::with_capacity(dims);
         for d in 0..dims {
             let mut rng = Rng::keyed(seed, &[0x0073_6f62_6f6c, d as u64]);
-            let raw = direction_numbers(d);
+            let raw = direction_numbers(d, &polys);
             // Lower-triangular scramble with a unit diagonal: output bit i mixes input bits
             // at least as significant as i.
             let rows: Vec<u32> = (0..BITS)
@@ -278,7 +292,7 @@ mod tests {
 
     #[test]
     fn polynomial_table_matches_generated_primitives() {
-        let polys = primitive_polynomials();
+        let polys = primitive_polynomials(300);
         for (i, (s, a, m)) in JOE_KUO.iter().enumerate() {
             assert_eq!(polys[i], (*s, *a), "dimension {}", i + 2);
             for (k, mk) in m.iter().enumerate() {
@@ -304,6 +318,27 @@ mod tests {
                 }
                 assert!(cells.iter().all(|&c| c == 1), "dim {d}, 2^{k} points");
             }
+        }
+    }
+
+    #[test]
+    fn thousands_of_dimensions_each_get_their_own_polynomial_and_stay_stratified() {
+        // 1,024 was once a hard cap: dimension 1,025 indexed past the table and panicked.
+        let dims = 5000;
+        let polys = primitive_polynomials(dims - 1);
+        assert_eq!(polys.len(), dims - 1);
+        let distinct: std::collections::HashSet<_> = polys.iter().collect();
+        assert_eq!(distinct.len(), dims - 1);
+        assert!(polys.windows(2).all(|w| w[0] < w[1]));
+        let seq = SobolSequence::new(dims, 11);
+        assert_eq!(seq.dims(), dims);
+        let n = 256u64;
+        for d in [1023, 1024, 2500, dims - 1] {
+            let mut cells = vec![0u32; n as usize];
+            for i in 0..n {
+                cells[(seq.coordinate(i, d) * n as f64) as usize] += 1;
+            }
+            assert!(cells.iter().all(|&c| c == 1), "dim {d}");
         }
     }
 

@@ -1,0 +1,171 @@
+//! The `caviar` binary against hostile inputs: absurd settings, colliding names, huge spaces,
+//! and a trial that prints gigabytes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn caviar(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("caviar runs")
+}
+
+fn study_file(dir: &Path, name: &str, settings: &str, params: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\n\
+         command = [\"sh\", \"-c\", \"echo val_acc=0.5\"]\n{settings}\n\n[params]\n{params}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the study and expects exit 2 with every `needle` in the error, quickly and calmly.
+fn refused(dir: &Path, path: &Path, extra: &[&str], needles: &[&str]) {
+    let started = Instant::now();
+    let mut args = vec!["run", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = caviar(dir, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` missing from: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn absurd_worker_counts_are_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = "x = { low = 0.0, high = 1.0 }\n";
+    // The first panicked then hung, the second tried to allocate 100 GB, the third spawned
+    // threads until the OS refused.
+    for workers in ["9223372036854775807", "4294967296", "100000", "0"] {
+        let path = study_file(
+            dir.path(),
+            "wide",
+            &format!("trials = 3\nworkers = {workers}"),
+            params,
+        );
+        refused(dir.path(), &path, &[], &["wide.toml:6:", "workers", "1024"]);
+    }
+    let path = study_file(dir.path(), "flag", "trials = 3", params);
+    refused(
+        dir.path(),
+        &path,
+        &["--workers", "100000"],
+        &["--workers", "1024"],
+    );
+    // A wide but sane setting runs: no more threads than trials.
+    let path = study_file(dir.path(), "many", "trials = 3\nworkers = 1024", params);
+    let out = caviar(dir.path(), &["run", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn parameters_that_share_an_environment_variable_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (a, b, var) in [
+        ("lr", "LR", "CAVIAR_PARAM_LR"),
+        ("a-b", "a_b", "CAVIAR_PARAM_A_B"),
+    ] {
+        let params = format!(
+            "\"{a}\" = {{ low = 0.0, high = 1.0 }}\n\"{b}\" = {{ low = 0.0, high = 1.0 }}\n"
+        );
+        let path = study_file(dir.path(), "clash", "trials = 3", &params);
+        refused(dir.path(), &path, &[], &[a, b, var, "rename one"]);
+    }
+}
+
+#[test]
+fn a_float_range_wider_than_a_double_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = study_file(
+        dir.path(),
+        "huge",
+        "trials = 3",
+        "x = { low = -1e308, high = 1e308 }\n",
+    );
+    refused(
+        dir.path(),
+        &path,
+        &[],
+        &["huge.toml:8:", "`x`", "wider than a 64-bit float"],
+    );
+}
+
+#[test]
+fn zoom_runs_a_space_of_more_than_1024_parameters() {
+    // Dimension 1,025 used to index past the Sobol table: a panic, and the run said success.
+    let dir = tempfile::tempdir().unwrap();
+    let params: String = (0..1100)
+        .map(|i| format!("p{i:04} = {{ low = 0.0, high = 1.0 }}\n"))
+        .collect();
+    let path = study_file(
+        dir.path(),
+        "big",
+        "trials = 3\nworkers = 1\n[sampler]\nkind = \"zoom\"\n",
+        &params,
+    );
+    let out = caviar(dir.path(), &["run", path.to_str().unwrap(), "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["counts"]["complete"], 3, "{summary}");
+}
+
+#[test]
+fn a_trial_printing_gigabytes_keeps_the_worker_under_its_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let hwm = dir.path().join("worker-hwm.txt");
+    // 2 GiB on stdout without a newline, 1 GiB on stderr without one, 700 MB of short lines,
+    // then the worker's peak memory is read (the command's parent is the worker) and the
+    // report follows.
+    let script = format!(
+        "head -c 2147483648 /dev/zero | tr '\\0' x; echo; \
+         head -c 1073741824 /dev/zero | tr '\\0' y >&2; echo >&2; \
+         yes 'epoch running, loss still going down, nothing to report yet ........................' | head -c 700000000; echo; \
+         grep VmHWM /proc/$PPID/status > {}; echo val_acc=0.75",
+        hwm.display()
+    );
+    let path = dir.path().join("loud.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"loud\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\ntrials = 1\n\
+             command = [\"sh\", \"-c\", {}]\n\n[params]\nx = {{ low = 0.0, high = 1.0 }}\n",
+            serde_json::to_string(&script).unwrap()
+        ),
+    )
+    .unwrap();
+    let out = caviar(dir.path(), &["run", path.to_str().unwrap(), "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary["counts"]["complete"], 1,
+        "a report after the flood is read: {summary}"
+    );
+    let text = std::fs::read_to_string(&hwm).unwrap();
+    let kib: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable VmHWM line: {text}"));
+    let ceiling_mib = 200;
+    eprintln!("worker peak RSS: {} MiB", kib / 1024);
+    assert!(
+        kib < ceiling_mib * 1024,
+        "the worker peaked at {} MiB (ceiling {ceiling_mib} MiB)",
+        kib / 1024
+    );
+}

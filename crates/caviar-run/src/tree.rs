@@ -1,0 +1,79 @@
+//! Finding every process a trial started, wherever it went.
+//!
+//! A trial's command runs in its own process group, but a descendant may leave that group
+//! (`setsid`, a daemonising double fork) and then outlive a timeout or the trial itself. Every
+//! process the command starts inherits a marker in its environment, `CAVIAR_TRIAL_TOKEN`, unique
+//! to this worker process and trial; scanning `/proc/*/environ` for it finds all of them,
+//! whoever their parent now is, without privileges or cgroups. Only a descendant that scrubs
+//! its own environment escapes this net.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The environment variable that marks a trial's processes.
+pub const TOKEN_VAR: &str = "CAVIAR_TRIAL_TOKEN";
+
+/// A token no other trial of any worker shares: worker pid, a per-process counter and the time.
+pub fn new_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "{}-{}-{nanos:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Pids of the live processes whose environment holds `TOKEN_VAR=token` (zombies have none).
+pub fn marked_processes(token: &str) -> Vec<i32> {
+    let needle = format!("{TOKEN_VAR}={token}\0").into_bytes();
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        if pid == me {
+            return None;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        environ
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+            .then_some(pid)
+    })
+    .collect()
+}
+
+/// SIGKILLs every process marked with `token` until none is left (a forking process may add
+/// more while the first are killed), for at most `patience`. Returns how many were killed.
+/// `leader` (the command itself, our child, reaped by its owner) is killed but never waited on
+/// here; other killed processes that happen to be our children are reaped.
+pub fn kill_marked(token: &str, leader: i32, patience: Duration) -> usize {
+    let until = Instant::now() + patience;
+    let mut killed = std::collections::HashSet::new();
+    loop {
+        let pids = marked_processes(token);
+        if pids.is_empty() {
+            return killed.len();
+        }
+        for &pid in &pids {
+            // SAFETY: kill only sends a signal to a pid we just found carrying our token.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                killed.insert(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        for &pid in pids.iter().filter(|&&p| p != leader) {
+            // SAFETY: waitpid on a specific pid with WNOHANG only reaps it if it is our child.
+            unsafe {
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+        if Instant::now() >= until {
+            return killed.len();
+        }
+    }
+}
