@@ -175,7 +175,8 @@ where
 {
     let active: Mutex<HashSet<TrialId>> = Mutex::default();
     let done = AtomicBool::new(false);
-    let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    // Every worker's error is kept: each may name a trial its failed write left running.
+    let fatal: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     // A panic is a bug in caviar or the objective: no new trials start, running ones finish.
     let panics = Panics::default();
     // No more threads than trials left to start.
@@ -199,7 +200,7 @@ where
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             cancel.store(true, Ordering::SeqCst);
-                            fatal.lock().unwrap().get_or_insert(e);
+                            fatal.lock().unwrap().push(e);
                         }
                         Err(panic) => panics.record(format!(
                             "a worker thread panicked outside any trial: {}",
@@ -215,8 +216,18 @@ where
         done.store(true, Ordering::SeqCst);
     });
     progress.finish();
-    if let Some(e) = fatal.into_inner().unwrap() {
-        return Err(e);
+    let mut errors = fatal.into_inner().unwrap();
+    if !errors.is_empty() {
+        let first = errors.remove(0);
+        if errors.is_empty() {
+            return Err(first);
+        }
+        let others: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
+        return Err(first.context(format!(
+            "{} workers failed; the others: {}",
+            others.len() + 1,
+            others.join(" | ")
+        )));
     }
     let panics = panics.messages.into_inner().unwrap();
     if let Some(first) = panics.first() {
@@ -378,7 +389,7 @@ where
                     .map(|(name, value)| format!("{name}={value}"))
                     .collect();
                 return Err(anyhow::Error::new(e).context(format!(
-                    "recording trial {number}; its result, not stored: {outcome:?} with {}",
+                    "recording trial {number}, which is left `running` in the storage (the next run or worker marks it failed); its result, not stored: {outcome:?} with {}",
                     shown.join(", ")
                 )));
             }

@@ -267,13 +267,13 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Demo(args) => demo::demo(&cli.storage, &args),
         Command::Narrow(args) => {
-            let storage = open(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage)?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;
             narrow::narrow(&*storage, &record, &args)?;
             Ok(0)
         }
         Command::Rounds { study, json } => {
-            let storage = open(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage)?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             rounds::print(&*storage, &record, json)?;
             Ok(0)
@@ -306,28 +306,33 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Importance(args) => {
-            let storage = open(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage)?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;
             importance::print(&*storage, &record, &args)?;
             Ok(0)
         }
         Command::Dashboard { port, host } => {
-            let storage = open(&cli.storage)?;
+            // Writable for the token-guarded enqueue route; read-only where writing is refused.
+            let storage = open(&cli.storage).or_else(|write_err| {
+                let storage = open_for_reading(&cli.storage).map_err(|_| write_err)?;
+                eprintln!("the database cannot be written here; the dashboard serves it read-only (enqueue is unavailable)");
+                Ok::<_, anyhow::Error>(storage)
+            })?;
             dashboard::serve(storage, &cli.storage, &host, port)?;
             Ok(0)
         }
         Command::Report { study, out } => {
-            let storage = open(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage)?;
             dashboard::report(&*storage, &study, &out)?;
             Ok(0)
         }
         Command::Studies { json } => {
-            let storage = open(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage)?;
             output::studies(&*storage, json)?;
             Ok(0)
         }
         Command::Trials { study, json, csv } => {
-            let storage = open(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage)?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             output::trials(&*storage, &record, json, csv)?;
             Ok(0)
@@ -338,7 +343,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             json,
             pruned,
         } => {
-            let storage = open(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage)?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             output::best(&*storage, &record, k, json, pruned)?;
             Ok(0)
@@ -349,6 +354,12 @@ fn dispatch(cli: Cli) -> Result<u8> {
 /// Opens the storage named by `--storage`; a bad URL or unusable file is bad input.
 pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
     caviar_store::open_storage(url).map_err(|e| BadInput(e.to_string()).into())
+}
+
+/// Opens the storage named by `--storage` for the verbs that only read: a SQLite file is opened
+/// read-only, so they work on a read-only or full disk and write nothing.
+pub fn open_for_reading(url: &str) -> Result<Arc<dyn Storage>> {
+    caviar_store::open_storage_for_reading(url).map_err(|e| BadInput(e.to_string()).into())
 }
 
 /// Looks a study up by name; a missing one is bad input that lists what exists.

@@ -169,3 +169,173 @@ fn a_trial_printing_gigabytes_keeps_the_worker_under_its_memory_ceiling() {
         kib / 1024
     );
 }
+
+/// A tmpfs mounted on a folder for the test's lifetime (unmounted on drop), or `None` with the
+/// reason printed where mounting is not allowed (not root).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(at.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: no mount command: {e}");
+                None
+            }
+        }
+    }
+
+    fn remount_read_only(&self) {
+        let out = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn reading_verbs_work_on_a_read_only_disk_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), "64m") else {
+        return;
+    };
+    let path = study_file(
+        dir.path(),
+        "ro",
+        "trials = 24",
+        "x = { low = 0.0, high = 1.0 }\ny = { low = 1e-4, high = 1.0, scale = \"log\" }\n",
+    );
+    let url = format!("sqlite:{}", disk.0.join("studies.db").display());
+    let out = caviar(
+        dir.path(),
+        &["--storage", &url, "run", path.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    disk.remount_read_only();
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&disk.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files(), vec!["studies.db"]);
+    let report = dir.path().join("report.html");
+    let verbs: Vec<Vec<&str>> = vec![
+        vec!["studies"],
+        vec!["trials", "ro", "--json"],
+        vec!["best", "ro"],
+        vec!["importance", "ro"],
+        vec!["narrow", "ro"],
+        vec!["rounds", "ro"],
+        vec!["report", "ro", "--out", report.to_str().unwrap()],
+    ];
+    for verb in verbs {
+        let mut args = vec!["--storage", url.as_str()];
+        args.extend(verb.iter());
+        let out = caviar(dir.path(), &args);
+        assert!(
+            out.status.success(),
+            "caviar {verb:?} on a read-only disk: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let trials = caviar(dir.path(), &["--storage", &url, "trials", "ro", "--json"]);
+    let trials: serde_json::Value = serde_json::from_slice(&trials.stdout).unwrap();
+    assert_eq!(trials.as_array().unwrap().len(), 24);
+    assert!(report.exists());
+    assert_eq!(files(), vec!["studies.db"], "nothing was written beside it");
+    // Writing is refused with a clear error, not a hang or a panic.
+    let out = caviar(
+        dir.path(),
+        &[
+            "--storage",
+            &url,
+            "run",
+            path.to_str().unwrap(),
+            "--trials",
+            "25",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_full_disk_stops_the_run_and_names_the_trials_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), "1m") else {
+        return;
+    };
+    // Each trial stores a log of 200 lines of 1,999 bytes: the disk fills within a few trials.
+    let script = "i=0; while [ $i -lt 200 ]; do head -c 1999 /dev/zero | tr '\\0' x; echo; i=$((i+1)); done; echo val_acc=0.5";
+    let path = dir.path().join("full.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"full\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\ntrials = 40\nworkers = 2\n\
+             command = [\"sh\", \"-c\", {}]\n\n[params]\nx = {{ low = 0.0, high = 1.0 }}\n",
+            serde_json::to_string(script).unwrap()
+        ),
+    )
+    .unwrap();
+    let url = format!("sqlite:{}", disk.0.join("studies.db").display());
+    let out = caviar(
+        dir.path(),
+        &["--storage", &url, "run", path.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("full"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // With room again, every trial the failed writes left running is one the error named.
+    let grow = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&disk.0)
+        .output()
+        .unwrap();
+    assert!(grow.status.success());
+    let trials = caviar(dir.path(), &["--storage", &url, "trials", "full", "--json"]);
+    let trials: serde_json::Value = serde_json::from_slice(&trials.stdout).unwrap();
+    let running: Vec<u64> = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "running")
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    for number in &running {
+        assert!(
+            err.contains(&format!(
+                "recording trial {number}, which is left `running`"
+            )),
+            "trial {number} is left running but the error does not say so: {err}"
+        );
+    }
+    eprintln!("left running and named: {running:?}");
+}

@@ -26,4 +26,4 @@ mod url;
 
 pub use postgres::{PostgresStorage, PG_SCHEMA_VERSION};
 pub use sqlite::{SqliteStorage, SCHEMA_VERSION};
-pub use url::{open_storage, StorageUrl, UrlError};
+pub use url::{open_storage, open_storage_for_reading, StorageUrl, UrlError};

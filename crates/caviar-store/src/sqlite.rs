@@ -8,7 +8,7 @@ use caviar_core::storage::{
     NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
@@ -130,6 +130,66 @@ impl SqliteStorage {
         Self::setup(conn)
     }
 
+    /// Opens an existing file for reading only: nothing is written, not even a WAL checkpoint,
+    /// so listing verbs and the dashboard work on a read-only or full disk. Where SQLite cannot
+    /// create the shared-memory file beside a WAL database (a read-only directory), the file is
+    /// read as immutable. A file whose schema is older than this build's is refused as
+    /// [`StorageError::Incompatible`] (a writing open migrates it).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(StorageError::Backend(format!(
+                "{}: no database there; check --storage, or run a study first (`caviar run STUDY.toml`)",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let plain = Connection::open_with_flags(path, flags)
+            .map_err(|e| StorageError::Backend(format!("{}: {e}", path.display())))
+            .and_then(|conn| Self::check_read_only(conn, path));
+        match plain {
+            Err(StorageError::Backend(msg)) if msg.contains("unable to open") => {
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                let conn = Connection::open_with_flags(&uri, flags)
+                    .map_err(|e| StorageError::Backend(format!("{}: {e}", path.display())))?;
+                Self::check_read_only(conn, path)
+            }
+            other => other,
+        }
+    }
+
+    fn check_read_only(conn: Connection, path: &Path) -> Result<Self, StorageError> {
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(backend)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    StorageError::Incompatible("the file is not a SQLite database".into())
+                }
+                other => StorageError::Backend(format!("{}: {other}", path.display())),
+            })?;
+        if version != SCHEMA_VERSION {
+            let relation = if version > SCHEMA_VERSION {
+                "newer than this caviar understands; upgrade caviar"
+            } else {
+                "older than this caviar's; open it once with a writing command (caviar run) to upgrade it"
+            };
+            return Err(StorageError::Incompatible(format!(
+                "the database has schema version {version}, {relation} (this caviar: {SCHEMA_VERSION})"
+            )));
+        }
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(backend)?;
+        Ok(SqliteStorage {
+            conn: Mutex::new(conn),
+        })
+    }
+
     /// A private database in memory (for tests).
     pub fn open_in_memory() -> Result<Self, StorageError> {
         Self::setup(Connection::open_in_memory().map_err(backend)?)
@@ -184,6 +244,20 @@ impl SqliteStorage {
     }
 }
 
+/// `path` as the path part of a SQLite `file:` URI: absolute, with `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::new();
+    for byte in absolute.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{byte:02X}")),
+            b if b.is_ascii() => out.push(*b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -210,6 +284,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
                     .into(),
             ));
         }
+    }
+    if version == SCHEMA_VERSION {
+        // Nothing to change: write nothing, so a full disk can still be opened and read.
+        return tx.commit().map_err(backend);
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)
