@@ -481,8 +481,18 @@ pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom", "gp"];
 
 /// Reads and checks a study file.
 pub fn load(path: &Path) -> Result<Study, BadInput> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| BadInput(format!("cannot read study file {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        BadInput(format!(
+            "{}:{line}: byte {column} of the line (offset {} in the file) is not valid UTF-8; save the file as UTF-8",
+            path.display(),
+            good.len()
+        ))
+    })?;
     parse(&text, path)
 }
 
@@ -526,6 +536,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             key_line("metric"),
             "metric is empty; name the reported value to optimise, e.g. metric = \"val_acc\""
                 .into(),
+        ));
+    }
+    if !caviar_run::is_report_key(&file.metric) {
+        return Err(fail(
+            key_line("metric"),
+            format!(
+                "metric = {:?} can never be reported: report keys use letters, digits, '_', '-', '.' and '/' (e.g. metric = \"val_acc\", printed as `val_acc=0.93`)",
+                file.metric
+            ),
         ));
     }
     let objective = match (&file.command, file.objective.as_deref()) {
@@ -749,6 +768,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
                     format!("parameter `{name}` is not a hyperparameter of the built-in trainer; known: {}", known.join(", ")),
                 ));
             }
+            let dist = space.get(name).expect("every parameter was added");
+            caviar_nn::hparams::Hyperparams::check_distribution(name, dist).map_err(|why| {
+                fail(
+                    Some(at(spanned.span())),
+                    format!("parameter `{name}`: {why}; the built-in trainer would fail every trial that draws it"),
+                )
+            })?;
             if settings.fixed.contains_key(name) {
                 return Err(fail(
                     Some(at(spanned.span())),
@@ -1016,6 +1042,15 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
 }
 
 impl Study {
+    /// `path:line` of a top-level key in the study file (just the path when it is not found),
+    /// for errors found after parsing.
+    pub fn key_location(&self, key: &str) -> String {
+        match find_key_line(&self.text, key) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
     /// The directory commands run in: the study file's.
     pub fn workdir(&self) -> Option<PathBuf> {
         self.path

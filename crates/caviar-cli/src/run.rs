@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use caviar_core::sampler::{
     GpSampler, GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler, ZoomSampler,
 };
@@ -154,6 +154,19 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
     let total = trials.unwrap_or(cfg.file.trials);
     let workers = workers.unwrap_or(cfg.file.workers) as usize;
     let storage = crate::open(url)?;
+    if let Some(parent) = &cfg.file.parent {
+        if storage
+            .study(parent)
+            .context("reading the parent study")?
+            .is_none()
+        {
+            return Err(BadInput(format!(
+                "{}: parent = \"{parent}\" names no study in {url}; run that study first, fix the name, or remove `parent`",
+                cfg.key_location("parent")
+            ))
+            .into());
+        }
+    }
     let me = WorkerId::current();
     let sampler = build_sampler(&cfg)?;
     let pruner = cfg

@@ -339,3 +339,66 @@ fn a_full_disk_stops_the_run_and_names_the_trials_left_running() {
     }
     eprintln!("left running and named: {running:?}");
 }
+
+#[test]
+fn bad_files_name_the_line_and_the_fix_before_any_trial_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = "x = { low = 0.0, high = 1.0 }\n";
+    // Invalid UTF-8 in a comment on line 9, 6 bytes in.
+    let path = study_file(dir.path(), "utf", "trials = 2", params);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(&path, bytes).unwrap();
+    refused(
+        dir.path(),
+        &path,
+        &[],
+        &["utf.toml:9:", "byte 6", "not valid UTF-8"],
+    );
+    // Nesting too deep for the parser.
+    let deep = format!("deep = {}{}", "[".repeat(5000), "]".repeat(5000));
+    let path = study_file(dir.path(), "deep", &format!("trials = 2\n{deep}"), params);
+    refused(dir.path(), &path, &[], &["line 6", "recursion"]);
+    let path = study_file(
+        dir.path(),
+        "orphan",
+        "trials = 2\nparent = \"nope\"",
+        params,
+    );
+    refused(
+        dir.path(),
+        &path,
+        &[],
+        &["orphan.toml:6:", "parent = \"nope\"", "names no study"],
+    );
+    for metric in ["val acc", "acc=1", "<b>acc</b>"] {
+        let path = dir.path().join("metric.toml");
+        let text = std::fs::read_to_string(study_file(dir.path(), "m", "trials = 2", params))
+            .unwrap()
+            .replace("metric = \"val_acc\"", &format!("metric = {metric:?}"));
+        std::fs::write(&path, text).unwrap();
+        refused(
+            dir.path(),
+            &path,
+            &[],
+            &["metric.toml:3:", "can never be reported"],
+        );
+    }
+    let path = dir.path().join("act.toml");
+    std::fs::write(
+        &path,
+        "name = \"act\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\nobjective = \"mnist\"\n\
+         [params]\nactivation = { choices = [\"relu\", \"adam\"] }\n",
+    )
+    .unwrap();
+    refused(
+        dir.path(),
+        &path,
+        &[],
+        &["act.toml:6:", "`activation` = adam is not known", "relu"],
+    );
+    // None of them created a study.
+    let out = caviar(dir.path(), &["studies", "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(!listed.contains("\"name\""), "{listed}");
+}

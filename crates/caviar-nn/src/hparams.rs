@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use caviar_core::space::ParamValue;
+use caviar_core::space::{Distribution, ParamValue};
 
 use crate::net::{Activation, NetConfig};
 use crate::optim::Optimizer;
@@ -185,6 +185,35 @@ impl Hyperparams {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Checks, before any trial runs, that every value `dist` can give hyperparameter `name` is
+    /// one the trainer takes: each choice, and both ends of a range (every limit the trainer
+    /// sets is an interval, so the ends decide).
+    ///
+    /// ```
+    /// use caviar_core::space::{Distribution, Scale};
+    /// use caviar_nn::hparams::Hyperparams;
+    /// let act = Distribution::categorical(vec!["relu", "adam"]).unwrap();
+    /// assert!(Hyperparams::check_distribution("activation", &act).unwrap_err().contains("\"adam\""));
+    /// let beta = Distribution::float(0.9, 0.999, Scale::ReverseLog).unwrap();
+    /// assert!(Hyperparams::check_distribution("beta1", &beta).is_ok());
+    /// ```
+    pub fn check_distribution(name: &str, dist: &Distribution) -> Result<(), String> {
+        let values: Vec<ParamValue> = match dist {
+            Distribution::Float { low, high, .. } => {
+                vec![ParamValue::Float(*low), ParamValue::Float(*high)]
+            }
+            Distribution::Int { low, high, .. } => {
+                vec![ParamValue::Int(*low), ParamValue::Int(*high)]
+            }
+            Distribution::Categorical { choices } => choices.clone(),
+        };
+        for value in values {
+            let one = BTreeMap::from([(name.to_string(), value)]);
+            Hyperparams::default().apply(&one)?;
         }
         Ok(())
     }

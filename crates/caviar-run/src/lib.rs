@@ -16,6 +16,6 @@ pub use command::{
     check_program, kill_running_commands, param_env_var, run_command, substitute, CommandSpec,
     Control, RunError, RunResult, TrialInput, MAX_LINE_BYTES, OUTPUT_LINES,
 };
-pub use report::{parse_report, Report};
+pub use report::{is_report_key, parse_report, Report};
 pub use tree::{kill_marked, marked_processes, TOKEN_VAR};
 pub use worker::{orphan_reason, WorkerId};

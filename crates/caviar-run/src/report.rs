@@ -20,7 +20,14 @@ impl Report {
     }
 }
 
-fn is_key(key: &str) -> bool {
+/// Whether `key` can appear as a key in a report line: letters, digits, `_`, `-`, `.` and `/`.
+///
+/// ```
+/// assert!(caviar_run::is_report_key("val/acc-top_1.5"));
+/// assert!(!caviar_run::is_report_key("val acc"));
+/// assert!(!caviar_run::is_report_key("<b>acc</b>"));
+/// ```
+pub fn is_report_key(key: &str) -> bool {
     !key.is_empty()
         && key
             .chars()
@@ -49,7 +56,7 @@ pub fn parse_report(line: &str) -> Option<Report> {
     let mut any = false;
     for token in tokens {
         let (key, value) = token.split_once('=')?;
-        if !is_key(key) {
+        if !is_report_key(key) {
             return None;
         }
         any = true;
