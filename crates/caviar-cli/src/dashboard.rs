@@ -11,7 +11,16 @@ use caviar_dash::{report_html, Dashboard, ReportError};
 use crate::BadInput;
 
 /// Serves the dashboard over `storage` until the process is stopped.
-pub fn serve(storage: Arc<dyn Storage>, url: &str, host: &str, port: u16) -> Result<()> {
+pub fn serve(
+    storage: Arc<dyn Storage>,
+    url: &str,
+    host: &str,
+    port: u16,
+    idle_timeout: std::time::Duration,
+) -> Result<()> {
+    if idle_timeout.is_zero() {
+        return Err(BadInput("--idle-timeout must be above zero, e.g. 30s".into()).into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -26,7 +35,10 @@ pub fn serve(storage: Arc<dyn Storage>, url: &str, host: &str, port: u16) -> Res
                 ))
             })?;
         let addr = listener.local_addr()?;
-        let mut dashboard = Dashboard::new(storage);
+        let mut dashboard = Dashboard::new(storage).with_timeouts(caviar_dash::Timeouts {
+            idle: idle_timeout,
+            ..Default::default()
+        });
         if !addr.ip().is_loopback() {
             dashboard = dashboard.allow_any_host();
         }

@@ -120,6 +120,9 @@ enum Command {
         /// Address to listen on; keep the default to stay reachable from this machine only.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// Close a connection silent this long (idle, or a request sent half way), e.g. "30s".
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = config::parse_duration)]
+        idle_timeout: std::time::Duration,
     },
     /// Write one study's plots and tables as a self-contained HTML file, for sharing.
     Report {
@@ -311,14 +314,18 @@ fn dispatch(cli: Cli) -> Result<u8> {
             importance::print(&*storage, &record, &args)?;
             Ok(0)
         }
-        Command::Dashboard { port, host } => {
+        Command::Dashboard {
+            port,
+            host,
+            idle_timeout,
+        } => {
             // Writable for the token-guarded enqueue route; read-only where writing is refused.
             let storage = open(&cli.storage).or_else(|write_err| {
                 let storage = open_for_reading(&cli.storage).map_err(|_| write_err)?;
                 eprintln!("the database cannot be written here; the dashboard serves it read-only (enqueue is unavailable)");
                 Ok::<_, anyhow::Error>(storage)
             })?;
-            dashboard::serve(storage, &cli.storage, &host, port)?;
+            dashboard::serve(storage, &cli.storage, &host, port, idle_timeout)?;
             Ok(0)
         }
         Command::Report { study, out } => {

@@ -96,19 +96,62 @@ pub fn studies(storage: &dyn Storage, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Trials read per page when streaming: memory stays flat however large the study.
+const TRIALS_PAGE: u64 = 1000;
+
+/// The study's trials as one pretty-printed JSON array (the same text as serializing them all
+/// at once), read and written a page at a time.
+fn stream_trials_json(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    out: &mut impl Write,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::new(out);
+    let mut wrote_any = false;
+    let mut from = 0;
+    loop {
+        let page = storage
+            .trials_numbered(record.id, from, from + TRIALS_PAGE)
+            .context("reading trials")?;
+        if page.is_empty() {
+            // Numbers are gap-free: an empty page is the end, unless numbers start later.
+            let total = storage.counts(record.id)?.total();
+            if from >= total {
+                break;
+            }
+            from += TRIALS_PAGE;
+            continue;
+        }
+        for trial in &page {
+            out.write_all(if wrote_any { b",\n" } else { b"[\n" })?;
+            wrote_any = true;
+            let text = serde_json::to_string_pretty(&trial_json(trial))?;
+            for (i, line) in text.lines().enumerate() {
+                if i > 0 {
+                    out.write_all(b"\n")?;
+                }
+                out.write_all(b"  ")?;
+                out.write_all(line.as_bytes())?;
+            }
+        }
+        from += TRIALS_PAGE;
+    }
+    out.write_all(if wrote_any { b"\n]\n" } else { b"[]\n" })?;
+    out.flush()?;
+    Ok(())
+}
+
 pub fn trials(
     storage: &dyn Storage,
     record: &StudyRecord,
     as_json: bool,
     as_csv: bool,
 ) -> Result<()> {
-    let trials = storage.trials(record.id).context("reading trials")?;
     let mut out = std::io::stdout().lock();
     if as_json {
-        let rows: Vec<Value> = trials.iter().map(trial_json).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
-        return Ok(());
+        return stream_trials_json(storage, record, &mut out);
     }
+    let trials = storage.trials(record.id).context("reading trials")?;
     let mut names: Vec<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
     names.sort();
     names.dedup();
@@ -248,4 +291,58 @@ pub fn best(
         writeln!(out, "{}{mark}", best_line(i + 1, metric, t))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caviar_core::space::{Distribution, Scale};
+    use caviar_core::storage::{InMemoryStorage, NewStudy};
+    use caviar_core::trial::{Direction, TrialState};
+
+    #[test]
+    fn streamed_json_is_the_text_of_the_whole_array() {
+        let storage = InMemoryStorage::new();
+        let record = storage
+            .create_study(&NewStudy {
+                name: "s".into(),
+                direction: Direction::Minimize,
+                metric: Some("loss".into()),
+                spec: None,
+                parent: None,
+            })
+            .unwrap();
+        let stream = |storage: &InMemoryStorage| {
+            let mut out = Vec::new();
+            stream_trials_json(storage, &record, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(stream(&storage), "[]\n");
+        let x = Distribution::float(0.0, 1.0, Scale::Linear).unwrap();
+        // More than two pages, with failures, reports and text needing escapes.
+        for i in 0..2_345u64 {
+            let t = storage.create_trial(record.id, "w", None).unwrap().unwrap();
+            let value = x.from_unit(i as f64 / 2345.0);
+            storage.set_param(t.id, "x", &x, &value).unwrap();
+            storage.report(t.id, 1, 0.5).unwrap();
+            if i % 7 == 0 {
+                let why = "crashed:\n\"quoted\" \u{e9}";
+                storage
+                    .finish_trial(t.id, TrialState::Failed, None, Some(why))
+                    .unwrap();
+            } else {
+                storage
+                    .finish_trial(t.id, TrialState::Complete, Some(i as f64), None)
+                    .unwrap();
+            }
+        }
+        let all: Vec<Value> = storage
+            .trials(record.id)
+            .unwrap()
+            .iter()
+            .map(trial_json)
+            .collect();
+        let whole = format!("{}\n", serde_json::to_string_pretty(&all).unwrap());
+        assert_eq!(stream(&storage), whole);
+    }
 }

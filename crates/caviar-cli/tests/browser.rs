@@ -43,8 +43,13 @@ struct Server {
 
 impl Server {
     fn start(storage: &str) -> Server {
+        Self::start_with(storage, &[])
+    }
+
+    fn start_with(storage: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_caviar"))
             .args(["--storage", storage, "dashboard", "--port", "0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -150,9 +155,26 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
     let server = Server::start(&storage);
     let mut browser = Browser::start(&chromium, 1400, 1000);
     let shots = screenshot_dir();
+    // Every violation of the Content-Security-Policy, kept across the pages of the tab.
+    browser.page(
+        "Page.addScriptToEvaluateOnNewDocument",
+        serde_json::json!({"source": "document.addEventListener('securitypolicyviolation', (e) => { \
+            const seen = JSON.parse(sessionStorage.getItem('csp') || '[]'); \
+            seen.push(e.violatedDirective + ' ' + e.blockedURI); \
+            sessionStorage.setItem('csp', JSON.stringify(seen)); });"}),
+    );
 
     // The studies list.
     browser.open(&server.url);
+    // The page is served with the hardening headers, and satisfies its policy.
+    let headers = browser.eval(
+        "fetch('/').then((r) => [r.headers.get('x-content-type-options'), r.headers.get('content-security-policy')])",
+    );
+    assert_eq!(headers[0], "nosniff");
+    assert!(
+        headers[1].as_str().unwrap().contains("script-src 'self'"),
+        "{headers}"
+    );
     assert_eq!(
         browser.eval("document.getElementById('studies').dataset.rows"),
         "1"
@@ -220,6 +242,11 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
     let view = browser.eval("fetch('/api/studies/toy').then((r) => r.json())");
     assert_drawn_matches(&browser.eval(DRAWN), &view);
     browser.screenshot(&shots.join("dashboard-study-updated.png"));
+    assert_eq!(
+        browser.eval("sessionStorage.getItem('csp') || '[]'"),
+        "[]",
+        "the page broke its own Content-Security-Policy"
+    );
 }
 
 #[test]
@@ -430,4 +457,65 @@ fn zoom_rounds_and_refined_studies_show_on_the_study_page() {
             .starts_with("Rounds: zoomy → zoomy-narrow"),
         "{lineage}"
     );
+}
+
+#[test]
+fn quiet_connections_are_closed_and_every_response_is_hardened() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("quiet.db").display());
+    caviar(
+        &storage,
+        &["run", toy_study().to_str().unwrap(), "--trials", "3"],
+    );
+    let server = Server::start_with(&storage, &["--idle-timeout", "1s"]);
+    let addr = server
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    // Waits for the server to close `stream`: the time it took, or None after 10 s.
+    let closed_after = |stream: &mut std::net::TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut sink = [0u8; 4096];
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) | Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                    return Some(started.elapsed())
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    // A request sent half way (slowloris).
+    let mut half = std::net::TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET /api/studies HTTP/1.1\r\nHost: 127.")
+        .unwrap();
+    let took = closed_after(&mut half).expect("a half-sent request is closed");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    // A connection that says nothing at all.
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    let took = closed_after(&mut silent).expect("a silent connection is closed");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    // A kept-alive connection after its answer; the answer carries the headers.
+    let mut kept = std::net::TcpStream::connect(addr).unwrap();
+    kept.write_all(b"GET /api/nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 2048];
+    let n = kept.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    let took = closed_after(&mut kept).expect("an idle kept-alive connection is closed");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    // The server itself goes on.
+    let (status, _) = http(&server.url, "GET", "/api/studies", None, "");
+    assert_eq!(status, 200);
 }

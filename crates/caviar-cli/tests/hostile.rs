@@ -402,3 +402,85 @@ fn bad_files_name_the_line_and_the_fix_before_any_trial_runs() {
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(!listed.contains("\"name\""), "{listed}");
 }
+
+/// A study of `n` finished trials (2 parameters, 3 reports each), written through the storage.
+fn filled_study(path: &Path, n: u64) {
+    use caviar_core::space::{Distribution, Scale};
+    use caviar_core::storage::{NewStudy, Storage};
+    use caviar_core::trial::{Direction, TrialState};
+    let storage = caviar_store::SqliteStorage::open(path).unwrap();
+    let study = storage
+        .create_study(&NewStudy {
+            name: "big".into(),
+            direction: Direction::Maximize,
+            metric: Some("val_acc".into()),
+            spec: None,
+            parent: None,
+        })
+        .unwrap();
+    let lr = Distribution::float(1e-5, 1.0, Scale::Log).unwrap();
+    let units = Distribution::int(16, 512, Scale::Linear).unwrap();
+    for i in 0..n {
+        let t = storage
+            .create_trial(study.id, "fill", None)
+            .unwrap()
+            .unwrap();
+        let u = (i % 997) as f64 / 997.0;
+        storage
+            .set_param(t.id, "lr", &lr, &lr.from_unit(u))
+            .unwrap();
+        storage
+            .set_param(t.id, "units", &units, &units.from_unit(1.0 - u))
+            .unwrap();
+        for step in 1..=3 {
+            storage.report(t.id, step, u * step as f64 / 3.0).unwrap();
+        }
+        storage
+            .finish_trial(t.id, TrialState::Complete, Some(u), None)
+            .unwrap();
+    }
+}
+
+/// Runs `caviar ARGS` with stdout discarded; its exit status and peak resident memory in KiB.
+fn peak_memory(dir: &Path, args: &[&str]) -> (bool, i64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::fs::File::create("/dev/null").unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: wait4 fills the status and usage we own for our own child.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let pid = libc::wait4(child.id() as i32, &mut status, 0, &mut usage);
+        assert_eq!(pid, child.id() as i32);
+        usage
+    };
+    (
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        usage.ru_maxrss,
+    )
+}
+
+#[test]
+fn trials_json_streams_with_memory_flat_in_the_study_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut peaks = Vec::new();
+    for n in [2_000u64, 20_000] {
+        let db = dir.path().join(format!("big{n}.db"));
+        filled_study(&db, n);
+        let url = format!("sqlite:{}", db.display());
+        let (ok, kib) = peak_memory(dir.path(), &["--storage", &url, "trials", "big", "--json"]);
+        assert!(ok);
+        eprintln!("trials --json on {n} trials: peak {} MiB", kib / 1024);
+        peaks.push(kib);
+    }
+    // Holding every trial grew ~6 KB a trial (583 MB at 100,000): 20,000 would add ~100 MiB.
+    assert!(
+        peaks[1] < peaks[0] + 8 * 1024,
+        "peak memory grew from {} to {} KiB with 10x the trials",
+        peaks[0],
+        peaks[1]
+    );
+}

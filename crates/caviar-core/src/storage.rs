@@ -218,6 +218,19 @@ pub trait Storage: Send + Sync {
     fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
     /// All trials of a study, by number.
     fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
+    /// The study's trials numbered `from` up to (not including) `to`, by number: a page, for
+    /// readers that walk a large study without holding it all. Backends answer from their
+    /// number index; the default filters [`Storage::trials`].
+    fn trials_numbered(
+        &self,
+        study: StudyId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<FrozenTrial>, StorageError> {
+        let mut trials = self.trials(study)?;
+        trials.retain(|t| (from..to).contains(&t.number));
+        Ok(trials)
+    }
     /// Trial counts of a study.
     fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError>;
     /// The study's running trials.

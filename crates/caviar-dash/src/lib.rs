@@ -22,9 +22,11 @@
 mod api;
 mod assets;
 mod cache;
+mod idle;
 pub mod view;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use caviar_core::storage::Storage;
 
@@ -43,6 +45,28 @@ struct Shared {
     any_host: bool,
     caches: cache::Caches,
     limits: ViewLimits,
+    timeouts: Timeouts,
+}
+
+/// When the server closes a connection on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// No byte in either direction for this long: an idle keep-alive connection, a request
+    /// sent half way, a client that stopped reading.
+    pub idle: Duration,
+    /// Open this long, however busy (a client trickling a byte at a time).
+    pub age: Duration,
+}
+
+impl Default for Timeouts {
+    /// 30 s idle, 15 min in all: far beyond what the page's requests need (it polls every
+    /// 2 s and reconnects when closed).
+    fn default() -> Self {
+        Timeouts {
+            idle: Duration::from_secs(30),
+            age: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 impl Dashboard {
@@ -60,6 +84,7 @@ impl Dashboard {
                 any_host: false,
                 caches: cache::Caches::default(),
                 limits: ViewLimits::default(),
+                timeouts: Timeouts::default(),
             }),
         }
     }
@@ -74,6 +99,15 @@ impl Dashboard {
                 any_host: true,
                 ..shared
             }),
+        }
+    }
+
+    /// Closes connections on other timeouts than [`Timeouts::default`].
+    pub fn with_timeouts(self, timeouts: Timeouts) -> Self {
+        let shared = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_timeouts is called before the dashboard is shared"));
+        Dashboard {
+            inner: Arc::new(Shared { timeouts, ..shared }),
         }
     }
 
@@ -99,9 +133,14 @@ impl Dashboard {
         }
     }
 
-    /// Serves until the process ends.
+    /// Serves until the process ends, closing connections that outstay [`Timeouts`].
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
+        let quiet = idle::QuietListener {
+            inner: listener,
+            idle: self.inner.timeouts.idle,
+            age: self.inner.timeouts.age,
+        };
+        axum::serve(quiet, self.router()).await
     }
 }
 

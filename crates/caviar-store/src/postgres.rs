@@ -506,6 +506,7 @@ retried! {
     fn finish_trial(&self, trial: TrialId, state: TrialState, value: Option<f64>, error: Option<&str>) -> Result<(), StorageError>;
     fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
     fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
+    fn trials_numbered(&self, study: StudyId, from: u64, to: u64) -> Result<Vec<FrozenTrial>, StorageError>;
     fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError>;
     fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError>;
     fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
@@ -815,6 +816,21 @@ impl Storage for Attempt<'_> {
     fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
         let mut conn = self.conn()?;
         load_trials(&mut *conn, "t.study_id = $1", &[study.0])
+    }
+
+    fn trials_numbered(
+        &self,
+        study: StudyId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<FrozenTrial>, StorageError> {
+        let mut conn = self.conn()?;
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        load_trials(
+            &mut *conn,
+            "t.study_id = $1 AND t.number >= $2 AND t.number < $3",
+            &[study.0, clamp(from), clamp(to)],
+        )
     }
 
     fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError> {

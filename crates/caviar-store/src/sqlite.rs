@@ -673,6 +673,21 @@ impl Storage for SqliteStorage {
         load_trials(&conn, "t.study_id = ?1", &[study.0])
     }
 
+    fn trials_numbered(
+        &self,
+        study: StudyId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<FrozenTrial>, StorageError> {
+        let conn = self.conn();
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        load_trials(
+            &conn,
+            "t.study_id = ?1 AND t.number >= ?2 AND t.number < ?3",
+            &[study.0, clamp(from), clamp(to)],
+        )
+    }
+
     fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError> {
         let conn = self.conn();
         let mut stmt = conn
