@@ -442,6 +442,8 @@ fn filled_study(path: &Path, n: u64) {
 }
 
 /// Runs `caviar ARGS` with stdout discarded; its exit status and peak resident memory in KiB.
+// Reaped by wait4, which std cannot see.
+#[allow(clippy::zombie_processes)]
 fn peak_memory(dir: &Path, args: &[&str]) -> (bool, i64) {
     let child = Command::new(env!("CARGO_BIN_EXE_caviar"))
         .current_dir(dir)
