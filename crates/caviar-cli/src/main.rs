@@ -8,6 +8,8 @@ mod dashboard;
 mod demo;
 mod driver;
 mod enqueue;
+#[cfg(test)]
+mod fuzz;
 mod importance;
 mod kurobako;
 mod narrow;

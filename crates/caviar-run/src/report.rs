@@ -87,4 +87,74 @@ mod tests {
         );
         assert_eq!(parse_report("epoch=-1 acc=1").unwrap().step(), None);
     }
+
+    /// Cases per run: `CAVIAR_FUZZ_CASES`, or 3,000. A longer run:
+    /// `CAVIAR_FUZZ_CASES=1000000 cargo test --release -p caviar-run fuzz`.
+    fn cases() -> u32 {
+        std::env::var("CAVIAR_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000)
+    }
+
+    /// Report-like text: keys, `=`, numbers of every kind, junk and whitespace.
+    fn line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("final ".to_string()),
+            Just("epoch=".to_string()),
+            Just("val_acc=".to_string()),
+            Just("=".to_string()),
+            Just(" ".to_string()),
+            Just("\t".to_string()),
+            Just("\u{0}".to_string()),
+            Just("\u{202e}".to_string()),
+            any::<f64>().prop_map(|v| v.to_string()),
+            any::<i64>().prop_map(|v| v.to_string()),
+            Just("1e999".to_string()),
+            Just("-nan".to_string()),
+            "[a-z_./-]{0,6}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|parts| parts.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn fuzz_report_lines_never_panic_and_keep_what_they_say(text in line()) {
+            if let Some(report) = parse_report(&text) {
+                // Every value it returns was written as key=value, with a key a metric can have.
+                proptest::prop_assert!(!report.values.is_empty());
+                for (key, value) in &report.values {
+                    proptest::prop_assert!(is_report_key(key));
+                    let written = text.split_whitespace().any(|t| {
+                        t.split_once('=').is_some_and(|(k, v)| {
+                            k == key && v.parse::<f64>().is_ok_and(|x| x.to_bits() == value.to_bits() || (x.is_nan() && value.is_nan()))
+                        })
+                    });
+                    proptest::prop_assert!(written, "{key}={value} not in {text:?}");
+                }
+                let _ = report.step();
+            }
+        }
+
+        #[test]
+        fn fuzz_well_formed_reports_are_read_back(
+            pairs in proptest::collection::vec(("[a-z][a-z0-9_]{0,8}", proptest::num::f64::NORMAL | proptest::num::f64::ZERO), 1..6),
+        ) {
+            let text = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            let report = parse_report(&text).expect("a well-formed report");
+            for (key, _) in &pairs {
+                // With a repeated key, the first is what get() answers.
+                let first = pairs.iter().find(|(k, _)| k == key).unwrap().1;
+                proptest::prop_assert_eq!(report.get(key), Some(first));
+            }
+        }
+    }
 }
