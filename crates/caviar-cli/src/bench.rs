@@ -46,14 +46,18 @@ fn write_trials(storage: &dyn Storage, name: &str, n: u64) -> Result<f64> {
         let t = storage
             .create_trial(study.id, "bench", None)?
             .context("no trial")?;
-        for (name, dist) in &params {
+        // The value depends mostly on the first parameter, a little on the second, so the
+        // study has a best tenth for `caviar importance` to find.
+        let mut value = 0.0;
+        for (k, (name, dist)) in params.iter().enumerate() {
             let u = ((i * 7919 + name.len() as u64 * 104729) % 1000) as f64 / 1000.0;
+            value += u * [0.8, 0.15, 0.0, 0.0][k.min(3)];
             storage.set_param(t.id, name, dist, &dist.from_unit(u))?;
         }
         for step in 1..=10 {
-            storage.report(t.id, step, step as f64 / 10.0)?;
+            storage.report(t.id, step, value * step as f64 / 10.0)?;
         }
-        storage.finish_trial(t.id, TrialState::Complete, Some(0.9), None)?;
+        storage.finish_trial(t.id, TrialState::Complete, Some(value), None)?;
     }
     Ok(start.elapsed().as_secs_f64())
 }
@@ -104,6 +108,22 @@ pub fn storage(trials: u64, open_trials: u64, as_json: bool) -> Result<()> {
     anyhow::ensure!(all.len() as u64 == open_trials && all[0].intermediate.len() == 10);
     let first = &all[0].params;
     anyhow::ensure!(matches!(first.get("units"), Some(ParamValue::Int(_))));
+    // What `caviar importance` does: read, then PED-ANOVA with 100 bootstrap resamples.
+    let start = Instant::now();
+    let read = sqlite.trials_for_analysis(study.id)?;
+    let read_secs = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let ranked = caviar_core::importance::importance(
+        &read,
+        Direction::Maximize,
+        &caviar_core::importance::ImportanceOptions::default(),
+    )?;
+    let importance_secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(ranked[0].name == "lr", "lr should matter most: {ranked:?}");
+    eprintln!(
+        "importance of a {open_trials}-trial study: read {read_secs:.3} s + compute {importance_secs:.3} s"
+    );
+    rows.push(json!({"backend": "sqlite", "open_trials": open_trials, "importance_read_seconds": read_secs, "importance_compute_seconds": importance_secs}));
     eprintln!("open a {open_trials}-trial study (resume path): {open_secs:.3} s");
     eprintln!("load all {open_trials} trials with params and 10 reports each: {load_secs:.3} s");
     rows.push(json!({"backend": "sqlite", "open_trials": open_trials, "open_seconds": open_secs, "load_all_seconds": load_secs}));

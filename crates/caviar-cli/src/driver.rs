@@ -344,11 +344,8 @@ where
         active.lock().unwrap().insert(trial.id());
         let number = trial.number();
         // A panic must not leave the trial running forever: it becomes the trial's failure.
-        let sampled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            space
-                .iter()
-                .try_for_each(|(name, dist)| trial.suggest(name, dist.clone()).map(|_| ()))
-        }));
+        let sampled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trial.suggest_space(space)));
         let outcome = match sampled {
             Err(panic) => {
                 let text = format!(

@@ -29,7 +29,10 @@ pub struct ImportanceArgs {
 
 /// Prints the parameters of `record` by importance, most important first.
 pub fn print(storage: &dyn Storage, record: &StudyRecord, args: &ImportanceArgs) -> Result<()> {
-    let trials = storage.trials(record.id).context("reading trials")?;
+    // Complete trials without their curves: the ranking needs parameters and values only.
+    let trials = storage
+        .trials_for_analysis(record.id)
+        .context("reading trials")?;
     let options = ImportanceOptions {
         top_fraction: args.top,
         bootstrap: args.bootstrap,

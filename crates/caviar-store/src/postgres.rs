@@ -507,6 +507,7 @@ retried! {
     fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
     fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
     fn trials_numbered(&self, study: StudyId, from: u64, to: u64) -> Result<Vec<FrozenTrial>, StorageError>;
+    fn trials_for_analysis(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
     fn counts(&self, study: StudyId) -> Result<TrialCounts, StorageError>;
     fn finished_since(&self, study: StudyId, after: u64) -> Result<Vec<FrozenTrial>, StorageError>;
     fn running_with_params(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
@@ -818,6 +819,16 @@ impl Storage for Attempt<'_> {
         load_trials(&mut *conn, "t.study_id = $1", &[study.0])
     }
 
+    fn trials_for_analysis(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        let mut conn = self.conn()?;
+        load_trials_with(
+            false,
+            &mut *conn,
+            "t.study_id = $1 AND t.state = 'complete'",
+            &[study.0],
+        )
+    }
+
     fn trials_numbered(
         &self,
         study: StudyId,
@@ -985,7 +996,19 @@ impl Storage for Attempt<'_> {
 
 /// Loads trials matching `filter` (on alias `t`, parameters `$1..` bound to `keys`) with their
 /// params and intermediate values, in three queries.
+/// Trials matching `filter` (over `trials t`, keys bound as $1, $2, ...) with their parameters
+/// and curves, by number.
 fn load_trials(
+    conn: &mut impl GenericClient,
+    filter: &str,
+    keys: &[i64],
+) -> Result<Vec<FrozenTrial>, StorageError> {
+    load_trials_with(true, conn, filter, keys)
+}
+
+/// The same, without the curves (`intermediate` left empty) when `curves` is false.
+fn load_trials_with(
+    curves: bool,
     conn: &mut impl GenericClient,
     filter: &str,
     keys: &[i64],
@@ -1053,6 +1076,9 @@ fn load_trials(
         };
         trials[i].params.insert(name.clone(), value);
         trials[i].distributions.insert(name, dist);
+    }
+    if !curves {
+        return Ok(trials);
     }
     let rows = conn
         .query(

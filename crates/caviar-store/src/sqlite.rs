@@ -596,6 +596,58 @@ impl Storage for SqliteStorage {
         }
     }
 
+    fn set_params(
+        &self,
+        trial: TrialId,
+        params: &[(String, Distribution, ParamValue)],
+    ) -> Result<(), StorageError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let rows = params
+            .iter()
+            .map(|(name, dist, value)| {
+                Ok((
+                    name,
+                    serde_json::to_string(value).map_err(json_err)?,
+                    serde_json::to_string(dist).map_err(json_err)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let running = tx
+            .prepare_cached("SELECT 1 FROM trials WHERE id = ?1 AND state = 'running'")
+            .and_then(|mut s| s.query_row([trial.0], |_| Ok(())).optional())
+            .map_err(backend)?
+            .is_some();
+        if !running {
+            return Err(not_running(&tx, trial));
+        }
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO trial_params (trial_id, name, value, distribution)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(backend)?;
+            for (name, value_json, dist_json) in &rows {
+                match insert.execute(params![trial.0, name, value_json, dist_json]) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(f, _))
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        return Err(StorageError::ParamExists(name.to_string()));
+                    }
+                    Err(e) => return Err(backend(e)),
+                }
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError> {
         let mut conn = self.conn();
         let tx = conn
@@ -685,6 +737,16 @@ impl Storage for SqliteStorage {
             &conn,
             "t.study_id = ?1 AND t.number >= ?2 AND t.number < ?3",
             &[study.0, clamp(from), clamp(to)],
+        )
+    }
+
+    fn trials_for_analysis(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError> {
+        let conn = self.conn();
+        load_trials_with(
+            false,
+            &conn,
+            "t.study_id = ?1 AND t.state = 'complete'",
+            &[study.0],
         )
     }
 
@@ -847,7 +909,19 @@ impl Storage for SqliteStorage {
 
 /// Loads trials matching `filter` (on alias `t`, with parameters `?1..` bound to `keys`) with
 /// their params and intermediate values, in three queries.
+/// Trials matching `filter` (over `trials t`, keys bound as ?1, ?2, ...) with their parameters
+/// and curves, by number.
 fn load_trials(
+    conn: &Connection,
+    filter: &str,
+    keys: &[i64],
+) -> Result<Vec<FrozenTrial>, StorageError> {
+    load_trials_with(true, conn, filter, keys)
+}
+
+/// The same, without the curves (`intermediate` left empty) when `curves` is false.
+fn load_trials_with(
+    curves: bool,
     conn: &Connection,
     filter: &str,
     keys: &[i64],
@@ -910,6 +984,9 @@ fn load_trials(
         let value: ParamValue = serde_json::from_str(&value).map_err(json_err)?;
         trials[i].params.insert(name.clone(), value);
         trials[i].distributions.insert(name, dist);
+    }
+    if !curves {
+        return Ok(trials);
     }
     let sql = format!(
         "SELECT v.trial_id, v.step, v.value

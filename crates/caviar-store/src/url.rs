@@ -84,11 +84,16 @@ pub fn open_storage(text: &str) -> Result<Arc<dyn Storage>, UrlError> {
 
 /// Opens the storage a URL names for reading: SQLite files read-only (see
 /// [`SqliteStorage::open_read_only`]), migrated by a writing open only when their schema is
-/// older; other backends as [`open_storage`] does.
+/// older; a file that does not exist reads as an empty store (and is not created); other
+/// backends as [`open_storage`] does.
 pub fn open_storage_for_reading(text: &str) -> Result<Arc<dyn Storage>, UrlError> {
     let StorageUrl::Sqlite(path) = StorageUrl::parse(text)? else {
         return open_storage(text);
     };
+    if !path.exists() {
+        // Nothing stored yet reads as no studies, without creating the file.
+        return Ok(Arc::new(caviar_core::storage::InMemoryStorage::new()));
+    }
     match SqliteStorage::open_read_only(&path) {
         Ok(storage) => Ok(Arc::new(storage)),
         Err(StorageError::Incompatible(msg)) if msg.contains("older") => open_storage(text),
