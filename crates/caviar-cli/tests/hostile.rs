@@ -313,6 +313,22 @@ fn a_full_disk_stops_the_run_and_names_the_trials_left_running() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("full"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // The full disk can still be read, and reading leaves nothing behind that breaks later
+    // opens.
+    for verb in [
+        vec!["trials", "full", "--json"],
+        vec!["studies"],
+        vec!["best", "full"],
+    ] {
+        let mut args = vec!["--storage", url.as_str()];
+        args.extend(verb.iter());
+        let out = caviar(dir.path(), &args);
+        assert!(
+            out.status.success(),
+            "caviar {verb:?} on a full disk: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // With room again, every trial the failed writes left running is one the error named.
     let grow = Command::new("mount")
         .args(["-o", "remount,size=64m"])
@@ -338,6 +354,23 @@ fn a_full_disk_stops_the_run_and_names_the_trials_left_running() {
         );
     }
     eprintln!("left running and named: {running:?}");
+    // And the study goes on where it stopped: the next run fails the leftovers and completes.
+    let out = caviar(
+        dir.path(),
+        &[
+            "--storage",
+            &url,
+            "run",
+            path.to_str().unwrap(),
+            "--trials",
+            "8",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

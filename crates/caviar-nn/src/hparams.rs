@@ -197,7 +197,7 @@ impl Hyperparams {
     /// use caviar_core::space::{Distribution, Scale};
     /// use caviar_nn::hparams::Hyperparams;
     /// let act = Distribution::categorical(vec!["relu", "adam"]).unwrap();
-    /// assert!(Hyperparams::check_distribution("activation", &act).unwrap_err().contains("\"adam\""));
+    /// assert!(Hyperparams::check_distribution("activation", &act).unwrap_err().contains("adam is not known"));
     /// let beta = Distribution::float(0.9, 0.999, Scale::ReverseLog).unwrap();
     /// assert!(Hyperparams::check_distribution("beta1", &beta).is_ok());
     /// ```
