@@ -269,6 +269,28 @@ fn reading_verbs_work_on_a_read_only_disk_and_write_nothing() {
     let trials: serde_json::Value = serde_json::from_slice(&trials.stdout).unwrap();
     assert_eq!(trials.as_array().unwrap().len(), 24);
     assert!(report.exists());
+    // The dashboard serves it read-only.
+    let mut dashboard = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .args(["--storage", url.as_str(), "dashboard", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(dashboard.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let answer = first
+        .trim()
+        .strip_prefix("caviar dashboard: http://")
+        .map(|addr| http_get(addr.trim_end_matches('/'), "/api/studies/ro"));
+    let _ = dashboard.kill();
+    let _ = dashboard.wait();
+    let answer = answer.unwrap_or_else(|| panic!("no dashboard address in {first:?}"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"ro\""), "{answer}");
     assert_eq!(files(), vec!["studies.db"], "nothing was written beside it");
     // Writing is refused with a clear error, not a hang or a panic.
     let out = caviar(
@@ -518,4 +540,18 @@ fn trials_json_streams_with_memory_flat_in_the_study_size() {
         peaks[0],
         peaks[1]
     );
+}
+
+/// The whole answer to `GET path` from the server at `addr` (host:port).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
 }

@@ -538,6 +538,23 @@ impl Storage for InMemoryStorage {
         Ok(())
     }
 
+    fn set_params(
+        &self,
+        trial: TrialId,
+        params: &[(String, Distribution, ParamValue)],
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let t = &mut m.running_mut(trial)?.trial;
+        if let Some((name, _, _)) = params.iter().find(|(n, _, _)| t.params.contains_key(n)) {
+            return Err(StorageError::ParamExists(name.clone()));
+        }
+        for (name, dist, value) in params {
+            t.params.insert(name.clone(), value.clone());
+            t.distributions.insert(name.clone(), dist.clone());
+        }
+        Ok(())
+    }
+
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError> {
         let mut m = self.lock();
         let stored = m.running_mut(trial)?;

@@ -501,6 +501,7 @@ retried! {
     fn create_trial(&self, study: StudyId, worker: &str, limit: Option<u64>) -> Result<Option<NewTrial>, StorageError>;
     fn enqueue_trial(&self, study: StudyId, params: &[caviar_core::storage::QueuedParam], attempt: u32) -> Result<NewTrial, StorageError>;
     fn set_param(&self, trial: TrialId, name: &str, dist: &Distribution, value: &ParamValue) -> Result<(), StorageError>;
+    fn set_params(&self, trial: TrialId, params: &[(String, Distribution, ParamValue)]) -> Result<(), StorageError>;
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
     fn finish_trial(&self, trial: TrialId, state: TrialState, value: Option<f64>, error: Option<&str>) -> Result<(), StorageError>;
@@ -714,6 +715,42 @@ impl Storage for Attempt<'_> {
             number: number as u64,
             from_queue: false,
         })
+    }
+
+    fn set_params(
+        &self,
+        trial: TrialId,
+        params: &[(String, Distribution, ParamValue)],
+    ) -> Result<(), StorageError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let mut names = Vec::with_capacity(params.len());
+        let mut values = Vec::with_capacity(params.len());
+        let mut dists = Vec::with_capacity(params.len());
+        for (name, dist, value) in params {
+            names.push(name.clone());
+            values.push(serde_json::to_string(value).map_err(json_err)?);
+            dists.push(serde_json::to_string(dist).map_err(json_err)?);
+        }
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
+        // One statement for all of them: a trial of 20,000 parameters is one round trip.
+        let inserted = tx.execute(
+            "INSERT INTO trial_params (trial_id, name, value, distribution)
+             SELECT $1, x.n, x.v, x.d FROM unnest($2::text[], $3::text[], $4::text[]) AS x(n, v, d)
+             WHERE EXISTS (SELECT 1 FROM trials WHERE id = $1 AND state = 'running')",
+            &[&trial.0, &names, &values, &dists],
+        );
+        match inserted {
+            Ok(n) if n == params.len() as u64 => tx.commit().map_err(backend),
+            Ok(_) => Err(not_running(&mut tx, trial)),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(StorageError::ParamExists(names.join(", ")))
+            }
+            Err(e) => Err(backend(e)),
+        }
     }
 
     fn set_param(

@@ -652,3 +652,71 @@ fn a_trial_log_is_stored_replaced_and_read_back() {
         );
     }
 }
+
+#[test]
+fn many_params_are_stored_at_once_or_not_at_all_and_pages_and_analysis_reads_agree() {
+    for (name, s, _dir) in backends() {
+        let study = s.create_study(&new_study("a")).unwrap();
+        let x = Distribution::float(0.0, 1.0, Scale::Linear).unwrap();
+        let batch: Vec<(String, Distribution, ParamValue)> = (0..300)
+            .map(|i| {
+                (
+                    format!("p{i:03}"),
+                    x.clone(),
+                    ParamValue::Float(i as f64 / 300.0),
+                )
+            })
+            .collect();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        s.set_params(t.id, &batch).unwrap();
+        assert_eq!(s.trial(t.id).unwrap().params.len(), 300, "{name}");
+        // One name already there: nothing of the batch is added.
+        let u = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        s.set_param(u.id, "p150", &x, &ParamValue::Float(0.5))
+            .unwrap();
+        assert!(
+            matches!(
+                s.set_params(u.id, &batch),
+                Err(StorageError::ParamExists(_))
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            s.trial(u.id).unwrap().params.len(),
+            1,
+            "{name}: all or none"
+        );
+        s.report(t.id, 1, 0.5).unwrap();
+        s.finish_trial(t.id, TrialState::Complete, Some(0.5), None)
+            .unwrap();
+        s.finish_trial(u.id, TrialState::Failed, None, Some("x"))
+            .unwrap();
+        let v = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        s.finish_trial(v.id, TrialState::Failed, None, Some("y"))
+            .unwrap();
+        assert!(
+            matches!(
+                s.set_params(v.id, &batch[..2]),
+                Err(StorageError::NotRunning { .. })
+            ),
+            "{name}"
+        );
+        // Pages by number, and the analysis read: complete trials without curves.
+        let page: Vec<u64> = s
+            .trials_numbered(study.id, 1, 3)
+            .unwrap()
+            .iter()
+            .map(|t| t.number)
+            .collect();
+        assert_eq!(page, vec![1, 2], "{name}");
+        assert!(
+            s.trials_numbered(study.id, 3, 10).unwrap().is_empty(),
+            "{name}"
+        );
+        let analysed = s.trials_for_analysis(study.id).unwrap();
+        assert_eq!(analysed.len(), 1, "{name}");
+        assert_eq!(analysed[0].params.len(), 300, "{name}");
+        assert!(analysed[0].intermediate.is_empty(), "{name}");
+        assert_eq!(analysed[0].value, Some(0.5), "{name}");
+    }
+}
