@@ -206,7 +206,9 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
             let mut spec = CommandSpec::new(command.clone(), cfg.file.metric.clone());
             spec.timeout = cfg.timeout;
             spec.workdir = cfg.workdir();
-            driver::drive(
+            // Orphans of trials become ours, so none outlives the run (see kill_orphans below).
+            caviar_run::adopt_orphans();
+            let driven = driver::drive(
                 &study,
                 &cfg.space,
                 driver::Limits {
@@ -245,7 +247,13 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                         Err(e) => Outcome::Failed(e.to_string()),
                     }
                 },
-            )?;
+            );
+            // No trial runs now: any child left is a descendant that hid from its trial's token.
+            let orphans = caviar_run::kill_orphans();
+            if orphans > 0 {
+                eprintln!("stopped {orphans} process(es) that trials left running");
+            }
+            driven?;
         }
         config::Objective::Mnist(settings) => {
             let split =

@@ -555,3 +555,49 @@ fn http_get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut reply).unwrap();
     reply
 }
+
+#[test]
+fn a_descendant_that_scrubs_its_environment_does_not_outlive_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("escapee.pid");
+    // `env -i` drops CAVIAR_TRIAL_TOKEN, `setsid` leaves the process group, and its parent exits
+    // at once: only the worker's adoption of orphans can still find it.
+    let script = format!(
+        "sh -c 'env -i setsid sh -c \"echo \\$\\$ > {}; exec sleep 30\" &' ; sleep 0.3; echo val_acc=0.5",
+        pid_file.display()
+    );
+    let path = dir.path().join("escape.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"escape\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\ntrials = 1\n\
+             command = [\"sh\", \"-c\", {}]\n\n[params]\nx = {{ low = 0.0, high = 1.0 }}\n",
+            serde_json::to_string(&script).unwrap()
+        ),
+    )
+    .unwrap();
+    let out = caviar(dir.path(), &["run", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = !stat.is_empty()
+        && stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim().starts_with('Z'));
+    if alive {
+        // SAFETY: only the test's own escapee.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    assert!(!alive, "the escapee {pid} outlived the run: {err}");
+    assert!(
+        err.contains("stopped 1 process(es) that trials left running"),
+        "{err}"
+    );
+}

@@ -17,5 +17,5 @@ pub use command::{
     Control, RunError, RunResult, TrialInput, MAX_LINE_BYTES, OUTPUT_LINES,
 };
 pub use report::{is_report_key, parse_report, Report};
-pub use tree::{kill_marked, marked_processes, TOKEN_VAR};
+pub use tree::{adopt_orphans, kill_marked, kill_orphans, marked_processes, TOKEN_VAR};
 pub use worker::{orphan_reason, WorkerId};

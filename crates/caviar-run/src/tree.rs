@@ -77,3 +77,46 @@ pub fn kill_marked(token: &str, leader: i32, patience: Duration) -> usize {
         }
     }
 }
+
+/// Makes this process the reaper of its orphaned descendants (Linux): a trial's process that
+/// loses its parent, even one that scrubbed `CAVIAR_TRIAL_TOKEN` from its environment, becomes
+/// a child of this process instead of init's, so [`kill_orphans`] can find it when the run ends.
+/// Call it once, before any trial starts, in a process that runs trials.
+pub fn adopt_orphans() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    }
+}
+
+/// SIGKILLs and reaps every child of this process, for when no trial runs any more: whatever is
+/// left is a trial's descendant adopted by [`adopt_orphans`]. Returns how many there were.
+pub fn kill_orphans() -> usize {
+    let me = std::process::id() as i32;
+    let children: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Field 4, after the command name in parentheses, is the parent's pid.
+            let ppid: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == me).then_some(pid)
+        })
+        .collect();
+    for &pid in &children {
+        // SAFETY: signals and reaps our own children only.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    children.len()
+}
