@@ -145,7 +145,12 @@ fn problems() -> Vec<Problem> {
 }
 
 fn sampler(kind: &str, space: &SearchSpace, seed: u64) -> Arc<dyn Sampler> {
-    crate::run::default_sampler(kind, space, seed).expect("KINDS names known samplers")
+    caviar_engine::SamplerSpec {
+        seed,
+        ..caviar_engine::SamplerSpec::of_kind(kind)
+    }
+    .build(space, &Default::default())
+    .expect("KINDS names known samplers")
 }
 
 const KINDS: [&str; 6] = ["random", "sobol", "zoom", "tpe", "tpe-mv", "gp"];

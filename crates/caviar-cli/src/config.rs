@@ -4,11 +4,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use caviar_core::pruner::{
-    HyperbandPruner, NopPruner, PercentilePruner, Pruner, SuccessiveHalvingPruner,
-};
 use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
 use caviar_core::trial::Direction;
 use serde::{Deserialize, Serialize};
@@ -76,269 +71,11 @@ pub enum TimeoutValue {
     Text(String),
 }
 
-#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SamplerSection {
-    #[serde(default = "default_sampler")]
-    pub kind: String,
-    #[serde(default)]
-    pub seed: u64,
-    /// Grid only: points per parameter when the parameter lists no `values`.
-    #[serde(default)]
-    pub points: Option<u64>,
-    /// TPE and GP: complete trials drawn before the model takes over (default 10).
-    #[serde(default)]
-    pub startup_trials: Option<u64>,
-    /// TPE and GP: candidates scored per suggestion (default 24 for TPE, 1,024 for GP).
-    #[serde(default)]
-    pub candidates: Option<u64>,
-    /// TPE only: share of complete trials that count as good (default 0.1, at most 25 trials).
-    #[serde(default)]
-    pub gamma: Option<f64>,
-    /// Zoom only: trials per round (default 20).
-    #[serde(default)]
-    pub round_size: Option<u64>,
-    /// Zoom only: share of earlier complete trials whose box the next round searches (default 0.2).
-    #[serde(default)]
-    pub keep: Option<f64>,
-    /// Zoom only: widening of each box on each side, as a share of the range (default 0.05).
-    #[serde(default)]
-    pub margin: Option<f64>,
-    /// TPE only: model all parameters jointly (default false).
-    #[serde(default)]
-    pub multivariate: Option<bool>,
-}
+/// The `[sampler]` table: the engine's registry entry, as study files write it.
+pub type SamplerSection = caviar_engine::SamplerSpec;
 
-fn default_sampler() -> String {
-    "random".into()
-}
-
-impl Default for SamplerSection {
-    fn default() -> Self {
-        SamplerSection {
-            kind: default_sampler(),
-            seed: 0,
-            points: None,
-            startup_trials: None,
-            candidates: None,
-            gamma: None,
-            round_size: None,
-            keep: None,
-            margin: None,
-            multivariate: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PrunerSection {
-    /// none, median, percentile, asha or hyperband.
-    #[serde(default = "default_pruner")]
-    pub kind: String,
-    /// median, percentile: complete trials before anything is pruned (default 5).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup_trials: Option<u64>,
-    /// median, percentile: steps before which nothing is pruned (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup_steps: Option<u64>,
-    /// median, percentile: decide once per this many steps (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval_steps: Option<u64>,
-    /// median, percentile: complete trials that must have reported a step (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_trials: Option<u64>,
-    /// percentile: the percentile a trial must beat (default 25).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percentile: Option<f64>,
-    /// asha, hyperband: step of the first rung (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_resource: Option<u64>,
-    /// hyperband (required), asha: the full number of steps of a trial.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_resource: Option<u64>,
-    /// asha, hyperband: keep the best 1/η at each rung (default 3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reduction_factor: Option<u64>,
-    /// asha: skip this many first rungs (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_early_stopping_rate: Option<u32>,
-}
-
-fn default_pruner() -> String {
-    "none".into()
-}
-
-impl Default for PrunerSection {
-    fn default() -> Self {
-        PrunerSection {
-            kind: default_pruner(),
-            startup_trials: None,
-            warmup_steps: None,
-            interval_steps: None,
-            min_trials: None,
-            percentile: None,
-            min_resource: None,
-            max_resource: None,
-            reduction_factor: None,
-            min_early_stopping_rate: None,
-        }
-    }
-}
-
-impl PrunerSection {
-    /// The defaults of `kind`.
-    pub fn of_kind(kind: &str) -> Self {
-        PrunerSection {
-            kind: kind.into(),
-            ..Default::default()
-        }
-    }
-
-    /// The keys given, with their names.
-    fn given(&self) -> [(&'static str, bool); 9] {
-        [
-            ("startup_trials", self.startup_trials.is_some()),
-            ("warmup_steps", self.warmup_steps.is_some()),
-            ("interval_steps", self.interval_steps.is_some()),
-            ("min_trials", self.min_trials.is_some()),
-            ("percentile", self.percentile.is_some()),
-            ("min_resource", self.min_resource.is_some()),
-            ("max_resource", self.max_resource.is_some()),
-            ("reduction_factor", self.reduction_factor.is_some()),
-            (
-                "min_early_stopping_rate",
-                self.min_early_stopping_rate.is_some(),
-            ),
-        ]
-    }
-
-    /// Builds the pruner. On bad settings: the key at fault (if one) and the message.
-    pub fn build(&self) -> Result<Arc<dyn Pruner>, (Option<&'static str>, String)> {
-        let Some(keys) = pruner_keys(&self.kind) else {
-            return Err((
-                Some("kind"),
-                format!(
-                    "[pruner] kind = \"{}\" is not known; use \"none\", \"median\", \"percentile\", \"asha\" or \"hyperband\"",
-                    self.kind
-                ),
-            ));
-        };
-        for (key, given) in self.given() {
-            if given && !keys.contains(&key) {
-                let users: Vec<&str> = ["median", "percentile", "asha", "hyperband"]
-                    .into_iter()
-                    .filter(|k| pruner_keys(k).is_some_and(|keys| keys.contains(&key)))
-                    .collect();
-                return Err((
-                    Some(key),
-                    format!(
-                        "[pruner] {key} is for kind = {}; remove it",
-                        users
-                            .iter()
-                            .map(|k| format!("\"{k}\""))
-                            .collect::<Vec<_>>()
-                            .join(" or ")
-                    ),
-                ));
-            }
-        }
-        let bad = |key: &'static str, e: caviar_core::pruner::PrunerError| {
-            (Some(key), format!("[pruner] {e}"))
-        };
-        let percentile_like = |percentile: f64| -> Result<Arc<dyn Pruner>, _> {
-            let mut p = PercentilePruner::new(percentile).map_err(|e| bad("percentile", e))?;
-            p.n_startup_trials = self.startup_trials.unwrap_or(5) as usize;
-            p.n_warmup_steps = self.warmup_steps.unwrap_or(0);
-            if self.interval_steps == Some(0) {
-                return Err((
-                    Some("interval_steps"),
-                    "[pruner] interval_steps must be at least 1".into(),
-                ));
-            }
-            p = p.interval_steps(self.interval_steps.unwrap_or(1));
-            if self.min_trials == Some(0) {
-                return Err((
-                    Some("min_trials"),
-                    "[pruner] min_trials must be at least 1".into(),
-                ));
-            }
-            p = p.min_trials(self.min_trials.unwrap_or(1) as usize);
-            Ok(Arc::new(p))
-        };
-        let (min, eta) = (
-            self.min_resource.unwrap_or(1),
-            self.reduction_factor.unwrap_or(3),
-        );
-        Ok(match self.kind.as_str() {
-            "none" => Arc::new(NopPruner),
-            "median" => percentile_like(50.0)?,
-            "percentile" => percentile_like(self.percentile.unwrap_or(25.0))?,
-            "asha" => {
-                let mut asha = SuccessiveHalvingPruner::checked(min, eta).map_err(|e| {
-                    bad(
-                        if e.field == "min_resource" {
-                            "min_resource"
-                        } else {
-                            "reduction_factor"
-                        },
-                        e,
-                    )
-                })?;
-                asha = asha.min_early_stopping_rate(self.min_early_stopping_rate.unwrap_or(0));
-                if let Some(max) = self.max_resource {
-                    asha = asha.max_resource(max);
-                }
-                Arc::new(asha)
-            }
-            _ => {
-                let Some(max) = self.max_resource else {
-                    return Err((
-                        None,
-                        "[pruner] kind = \"hyperband\" needs max_resource, the full number of steps (epochs) of a trial".into(),
-                    ));
-                };
-                Arc::new(HyperbandPruner::new(min, max, eta).map_err(|e| {
-                    let key = match e.field {
-                        "min_resource" => "min_resource",
-                        "max_resource" => "max_resource",
-                        _ => "reduction_factor",
-                    };
-                    bad(key, e)
-                })?)
-            }
-        })
-    }
-}
-
-/// The keys of `[pruner]` each kind takes (`None`: no such kind).
-fn pruner_keys(kind: &str) -> Option<&'static [&'static str]> {
-    const PERCENTILE_KEYS: [&str; 4] = [
-        "startup_trials",
-        "warmup_steps",
-        "interval_steps",
-        "min_trials",
-    ];
-    Some(match kind {
-        "none" => &[],
-        "median" => &PERCENTILE_KEYS,
-        "percentile" => &[
-            "startup_trials",
-            "warmup_steps",
-            "interval_steps",
-            "min_trials",
-            "percentile",
-        ],
-        "asha" => &[
-            "min_resource",
-            "max_resource",
-            "reduction_factor",
-            "min_early_stopping_rate",
-        ],
-        "hyperband" => &["min_resource", "max_resource", "reduction_factor"],
-        _ => return None,
-    })
-}
+/// The `[pruner]` table: the engine's registry entry, as study files write it.
+pub type PrunerSection = caviar_engine::PrunerSpec;
 
 #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -477,8 +214,6 @@ fn builtin_settings(table: Option<&toml::Table>) -> Result<BuiltinMnist, String>
     Ok(settings)
 }
 
-pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom", "gp"];
-
 /// Reads and checks a study file.
 pub fn load(path: &Path) -> Result<Study, BadInput> {
     let bytes = std::fs::read(path)
@@ -603,103 +338,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
     if file.params.is_empty() {
         return Err(fail(None, "[params] is empty; define at least one parameter, e.g. lr = { low = 1e-5, high = 1e-1, scale = \"log\" }".into()));
     }
+    file.sampler
+        .validate()
+        .map_err(|e| fail(e.key.and_then(key_line), e.message))?;
     let kind = file.sampler.kind.as_str();
-    if !SAMPLERS.contains(&kind) {
-        return Err(fail(
-            key_line("kind"),
-            format!(
-                "[sampler] kind = \"{kind}\" is not known; use one of {}",
-                SAMPLERS.join(", ")
-            ),
-        ));
-    }
-    if file.sampler.points.is_some() && kind != "grid" {
-        return Err(fail(
-            key_line("points"),
-            "[sampler] points is for kind = \"grid\" only; remove it".into(),
-        ));
-    }
-    for (key, given) in [
-        ("startup_trials", file.sampler.startup_trials.is_some()),
-        ("candidates", file.sampler.candidates.is_some()),
-    ] {
-        if given && kind != "tpe" && kind != "gp" {
-            return Err(fail(
-                key_line(key),
-                format!("[sampler] {key} is for kind = \"tpe\" or \"gp\" only; remove it"),
-            ));
-        }
-    }
-    for (key, given) in [
-        ("gamma", file.sampler.gamma.is_some()),
-        ("multivariate", file.sampler.multivariate.is_some()),
-    ] {
-        if given && kind != "tpe" {
-            return Err(fail(
-                key_line(key),
-                format!("[sampler] {key} is for kind = \"tpe\" only; remove it"),
-            ));
-        }
-    }
-    for (key, given) in [
-        ("round_size", file.sampler.round_size.is_some()),
-        ("keep", file.sampler.keep.is_some()),
-        ("margin", file.sampler.margin.is_some()),
-    ] {
-        if given && kind != "zoom" {
-            return Err(fail(
-                key_line(key),
-                format!("[sampler] {key} is for kind = \"zoom\" only; remove it"),
-            ));
-        }
-    }
-    if file.sampler.round_size == Some(0) {
-        return Err(fail(
-            key_line("round_size"),
-            "[sampler] round_size must be at least 1".into(),
-        ));
-    }
-    if file.sampler.keep.is_some_and(|k| !(k > 0.0 && k <= 1.0)) {
-        return Err(fail(
-            key_line("keep"),
-            "[sampler] keep must lie in (0, 1]".into(),
-        ));
-    }
-    if file
-        .sampler
-        .margin
-        .is_some_and(|m| !(0.0..0.5).contains(&m))
-    {
-        return Err(fail(
-            key_line("margin"),
-            "[sampler] margin must lie in [0, 0.5)".into(),
-        ));
-    }
-    if file.sampler.candidates == Some(0) {
-        return Err(fail(
-            key_line("candidates"),
-            "[sampler] candidates must be at least 1".into(),
-        ));
-    }
-    if let Some(g) = file.sampler.gamma {
-        if !(g > 0.0 && g < 1.0) {
-            return Err(fail(
-                key_line("gamma"),
-                format!("[sampler] gamma must lie in (0, 1), not {g}"),
-            ));
-        }
-    }
-    if file.sampler.points == Some(0) {
-        return Err(fail(
-            key_line("points"),
-            "[sampler] points must be at least 1".into(),
-        ));
-    }
     // Checked here so a bad section fails before anything runs; `caviar run` builds it again.
-    file.pruner.build().map_err(|(key, msg)| {
+    file.pruner.build().map_err(|e| {
         fail(
-            key.and_then(|k| find_section_key_line(text, "pruner", k)),
-            msg,
+            e.key.and_then(|k| find_section_key_line(text, "pruner", k)),
+            e.message,
         )
     })?;
     let timeout = match &file.timeout {

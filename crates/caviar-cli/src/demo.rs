@@ -190,10 +190,10 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
         // budget (3 of 50 epochs) keeps the slow starters that end best (BENCHMARKS.md).
         pruner_settings.min_resource = Some((args.epochs as u64 / 16).max(1));
     }
-    let pruner = pruner_settings.build().map_err(|(_, msg)| {
+    let pruner = pruner_settings.build().map_err(|e| {
         BadInput(format!(
             "--pruner: {}",
-            msg.replace("[pruner] kind", "kind")
+            e.message.replace("[pruner] kind", "kind")
         ))
     })?;
     let space = space();

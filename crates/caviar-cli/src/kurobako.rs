@@ -115,16 +115,20 @@ fn create(sampler: &str, pruner: &str, msg: &Value) -> Result<Solver, Failure> {
         _ => vec![1],
     };
     let last_step = steps.last().copied().unwrap_or(1);
-    let sampler = crate::run::default_sampler(sampler, &space, seed)
-        .ok_or_else(|| fail("INVALID_INPUT", format!("unknown sampler {sampler}")))?;
-    let mut settings = crate::config::PrunerSection::of_kind(pruner);
+    let sampler = caviar_engine::SamplerSpec {
+        seed,
+        ..caviar_engine::SamplerSpec::of_kind(sampler)
+    }
+    .build(&space, &Default::default())
+    .map_err(|e| fail("INVALID_INPUT", format!("sampler {sampler}: {e}")))?;
+    let mut settings = caviar_engine::PrunerSpec::of_kind(pruner);
     if matches!(pruner, "asha" | "hyperband") {
         settings.min_resource = Some(steps.first().copied().unwrap_or(1));
         settings.max_resource = Some(last_step);
     }
     let pruner = settings
         .build()
-        .map_err(|(_, msg)| fail("INVALID_INPUT", msg))?;
+        .map_err(|e| fail("INVALID_INPUT", e.message))?;
     let study = Study::builder("kurobako")
         .shared_sampler(sampler)
         .shared_pruner(pruner.clone())

@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use caviar_core::sampler::{
-    GpSampler, GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler, ZoomSampler,
-};
-use caviar_core::space::SearchSpace;
+use caviar_core::sampler::Sampler;
 use caviar_core::study::Outcome;
 use caviar_core::trial::{best_trials, TrialState};
 use caviar_run::{run_command, CommandSpec, Control, TrialInput, WorkerId};
@@ -21,68 +18,12 @@ use crate::driver::{self, Progress, StudySetup};
 use crate::output::{best_line, metric_name, trial_json};
 use crate::{BadInput, EXIT_INTERRUPTED};
 
-/// A sampler with its default settings, by the name study files use (not grid, which needs
-/// grid settings).
-pub fn default_sampler(kind: &str, space: &SearchSpace, seed: u64) -> Option<Arc<dyn Sampler>> {
-    Some(match kind {
-        "random" => Arc::new(RandomSampler::new(seed)),
-        "sobol" => Arc::new(SobolSampler::new(space, seed)),
-        "tpe" => Arc::new(TpeSampler::new(seed)),
-        "tpe-mv" => Arc::new(TpeSampler::multivariate(seed)),
-        "zoom" => Arc::new(ZoomSampler::new(space, seed)),
-        "gp" => Arc::new(GpSampler::new(space, seed)),
-        _ => return None,
-    })
-}
-
 fn build_sampler(study: &config::Study) -> Result<Arc<dyn Sampler>> {
-    let seed = study.file.sampler.seed;
-    Ok(match study.file.sampler.kind.as_str() {
-        "zoom" => {
-            let s = &study.file.sampler;
-            let mut zoom = ZoomSampler::new(&study.space, seed);
-            zoom.round_size = s.round_size.unwrap_or(zoom.round_size);
-            zoom.keep = s.keep.unwrap_or(zoom.keep);
-            zoom.margin = s.margin.unwrap_or(zoom.margin);
-            Arc::new(zoom)
-        }
-        "random" => Arc::new(RandomSampler::new(seed)),
-        "sobol" => Arc::new(SobolSampler::new(&study.space, seed)),
-        "tpe" => {
-            let mut tpe = TpeSampler::new(seed);
-            let s = &study.file.sampler;
-            if let Some(n) = s.startup_trials {
-                tpe.n_startup = n as usize;
-            }
-            if let Some(n) = s.candidates {
-                tpe.n_candidates = n as usize;
-            }
-            if let Some(g) = s.gamma {
-                tpe.gamma_fraction = g;
-            }
-            Arc::new(tpe)
-        }
-        "gp" => {
-            let mut gp = GpSampler::new(&study.space, seed);
-            let s = &study.file.sampler;
-            if let Some(n) = s.startup_trials {
-                gp.n_startup = n as usize;
-            }
-            if let Some(n) = s.candidates {
-                gp.n_candidates = n as usize;
-            }
-            Arc::new(gp)
-        }
-        "grid" => {
-            let points = study.file.sampler.points.unwrap_or(5) as usize;
-            Arc::new(
-                GridSampler::from_space(&study.space, points, &study.grid_values, seed).map_err(
-                    |e| BadInput(format!("{}: [sampler] grid: {e}", study.path.display())),
-                )?,
-            )
-        }
-        other => return Err(BadInput(format!("sampler `{other}` is not available")).into()),
-    })
+    study
+        .file
+        .sampler
+        .build(&study.space, &study.grid_values)
+        .map_err(|e| BadInput(format!("{}: {e}", study.path.display())).into())
 }
 
 /// Options shared by `caviar run` and `caviar worker`.
@@ -173,7 +114,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
         .file
         .pruner
         .build()
-        .map_err(|(_, msg)| BadInput(format!("{origin}: {msg}")))?;
+        .map_err(|e| BadInput(format!("{origin}: {e}")))?;
     let study = driver::open_study(
         &storage,
         StudySetup {

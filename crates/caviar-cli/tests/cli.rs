@@ -871,3 +871,34 @@ fn enqueued_parameters_run_first_and_bad_ones_are_refused() {
     }
     assert_eq!(trials_json(dir.path(), "toy").len(), 5, "nothing queued");
 }
+
+#[test]
+fn multivariate_tpe_from_the_study_file_is_the_sampler_that_runs() {
+    // `multivariate = true` was once parsed, validated and then dropped by `caviar run`.
+    let dir = tempfile::tempdir().unwrap();
+    let runs: Vec<Vec<Value>> = ["false", "true"]
+        .iter()
+        .map(|multivariate| {
+            let name = format!("mv{multivariate}");
+            let body = format!(
+                "name = \"{name}\"\ndirection = \"minimize\"\nmetric = \"loss\"\ntrials = 12\n\
+                 command = [\"sh\", \"-c\", \"echo loss=$CAVIAR_PARAM_X\"]\n\
+                 [sampler]\nkind = \"tpe\"\nseed = 4\nstartup_trials = 5\nmultivariate = {multivariate}\n\
+                 [params]\nx = {{ low = 0.0, high = 1.0 }}\ny = {{ low = 0.0, high = 1.0 }}\n"
+            );
+            let study = write_study(dir.path(), &name, &body);
+            let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            trials_json(dir.path(), &name)
+                .iter()
+                .map(|t| t["params"].clone())
+                .collect()
+        })
+        .collect();
+    assert_eq!(runs[0][..5], runs[1][..5], "same start-up draws");
+    assert_ne!(
+        runs[0][5..],
+        runs[1][5..],
+        "multivariate changed the model's draws"
+    );
+}

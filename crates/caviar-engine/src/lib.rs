@@ -1,0 +1,20 @@
+//! caviar-engine: what every front end (the CLI, the kurobako adapter, the benches, the Python
+//! module) shares beyond the core types. Today: the registry that turns a sampler or pruner name
+//! and its options into a configured object, with one set of checks and messages.
+//!
+//! ```
+//! use caviar_core::space::{Distribution, Scale, SearchSpace};
+//! use caviar_engine::SamplerSpec;
+//! let mut space = SearchSpace::new();
+//! space.add("lr", Distribution::float(1e-5, 1.0, Scale::Log).unwrap()).unwrap();
+//! let spec = SamplerSpec { multivariate: Some(true), ..SamplerSpec::of_kind("tpe") };
+//! let sampler = spec.build(&space, &Default::default()).unwrap();
+//! assert_eq!(sampler.name(), "tpe-mv");
+//! let bad = SamplerSpec { gamma: Some(0.2), ..SamplerSpec::of_kind("gp") };
+//! assert_eq!(bad.validate().unwrap_err().key, Some("gamma"));
+//! ```
+#![warn(missing_docs)]
+
+mod registry;
+
+pub use registry::{PrunerSpec, RegistryError, SamplerSpec, PRUNERS, SAMPLERS};
