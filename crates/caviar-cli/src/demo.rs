@@ -233,7 +233,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
     let cancel = driver::cancel_on_ctrl_c()?;
     let progress = Progress::new(before.total(), args.trials, "val_acc", true);
     let started = Instant::now();
-    driver::drive(
+    driver::run_trials(
         &study,
         &space,
         driver::Limits {

@@ -149,7 +149,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
             spec.workdir = cfg.workdir();
             // Orphans of trials become ours, so none outlives the run (see kill_orphans below).
             caviar_run::adopt_orphans();
-            let driven = driver::drive(
+            let driven = driver::run_trials(
                 &study,
                 &cfg.space,
                 driver::Limits {
@@ -205,7 +205,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                 split.train.len(),
                 split.validation.len()
             );
-            driver::drive(
+            driver::run_trials(
                 &study,
                 &cfg.space,
                 driver::Limits {

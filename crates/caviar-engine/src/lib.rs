@@ -1,6 +1,8 @@
 //! caviar-engine: what every front end (the CLI, the kurobako adapter, the benches, the Python
-//! module) shares beyond the core types. Today: the registry that turns a sampler or pruner name
-//! and its options into a configured object, with one set of checks and messages.
+//! module) shares beyond the core types: the run loop ([`drive`]: worker threads, heartbeats,
+//! recovery of lost trials, cancellation by a token, progress through an [`Observer`]) and the
+//! registry that turns a sampler or pruner name and its options into a configured object, with
+//! one set of checks and messages.
 //!
 //! ```
 //! use caviar_core::space::{Distribution, Scale, SearchSpace};
@@ -16,5 +18,10 @@
 #![warn(missing_docs)]
 
 mod registry;
+mod run;
 
 pub use registry::{PrunerSpec, RegistryError, SamplerSpec, PRUNERS, SAMPLERS};
+pub use run::{
+    drive, open_study, recover, EngineError, Limits, Observer, Recovered, Recovery, Silent,
+    StudySetup,
+};

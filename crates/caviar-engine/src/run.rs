@@ -1,0 +1,546 @@
+//! The run loop every front end drives trials through: open or resume a study, recover trials
+//! of dead workers, N worker threads with a heartbeat and orphan sweeps, cancellation by a
+//! token, progress through an [`Observer`]. Nothing here prints.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use caviar_core::pruner::Pruner;
+use caviar_core::sampler::Sampler;
+use caviar_core::space::SearchSpace;
+use caviar_core::storage::{Storage, StorageError, TrialCounts};
+use caviar_core::study::{Outcome, Study, StudyError, Trial};
+use caviar_core::trial::{Direction, TrialId, TrialState};
+use caviar_run::{orphan_reason, WorkerId};
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The input is wrong (a changed space under an old name, a mismatched study): the user
+    /// fixes it; front ends report it as bad input (the CLI: exit 2).
+    #[error("{0}")]
+    BadInput(String),
+    /// The storage failed while doing `context`.
+    #[error("{context}: {source}")]
+    Storage {
+        /// What the run was doing.
+        context: String,
+        /// The storage's error.
+        source: StudyError,
+    },
+    /// Panics in worker threads (bugs in a sampler, a pruner or the objective); the trials
+    /// they hit are recorded failed.
+    #[error(
+        "{count} panic(s) stopped the run; the trials they hit are recorded failed. First: {first}"
+    )]
+    Panicked {
+        /// How many.
+        count: usize,
+        /// The first one's message, with its trial.
+        first: String,
+    },
+    /// Several workers failed; the first error, then the others as text.
+    #[error("{first}; {} more worker(s) failed: {}", .others.len(), .others.join(" | "))]
+    Workers {
+        /// The first error.
+        first: Box<EngineError>,
+        /// The others, one line each.
+        others: Vec<String>,
+    },
+}
+
+impl EngineError {
+    fn storage(context: impl Into<String>, source: impl Into<StudyError>) -> Self {
+        EngineError::Storage {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether the user's input is at fault, here or in a worker's error.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            EngineError::BadInput(_) => true,
+            EngineError::Workers { first, .. } => first.is_bad_input(),
+            _ => false,
+        }
+    }
+}
+
+/// What a run reports as it goes: a front end draws it (the CLI's progress bar), a test counts
+/// it. Both methods are called from worker threads.
+pub trait Observer: Sync {
+    /// A trial ended: `state` as stored, `outcome` as the objective said.
+    fn trial_done(&self, number: u64, state: TrialState, outcome: &Outcome, direction: Direction);
+    /// Something worth a line: trials of dead workers marked failed, a result dropped.
+    fn note(&self, text: &str);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn trial_done(&self, _: u64, _: TrialState, _: &Outcome, _: Direction) {}
+    fn note(&self, _: &str) {}
+}
+
+/// How a run keeps its trials alive and finds lost ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Recovery {
+    /// How many times the parameters of a trial lost with its worker are queued again.
+    pub retries: u32,
+    /// How often running trials signal life.
+    pub heartbeat: Duration,
+}
+
+impl Recovery {
+    /// A trial silent this long is presumed lost: it missed a beat and most of the next. With
+    /// sweeps four times a period, a lost trial is marked failed within two periods.
+    pub fn stale_after(&self) -> Duration {
+        self.heartbeat * 7 / 4
+    }
+
+    /// How often a worker looks for trials of dead workers.
+    pub fn sweep_every(&self) -> Duration {
+        self.heartbeat / 4
+    }
+}
+
+/// What a study is opened with.
+pub struct StudySetup<'a> {
+    /// Study name.
+    pub name: &'a str,
+    /// What the objective's value should do.
+    pub direction: Direction,
+    /// The reported value that is the objective.
+    pub metric: &'a str,
+    /// The declared parameters; a stored study must have the same.
+    pub space: &'a SearchSpace,
+    /// Stored with a new study (its source, so workers can rebuild it).
+    pub spec: serde_json::Value,
+    /// What to try.
+    pub sampler: Arc<dyn Sampler>,
+    /// Decides when a trial stops early.
+    pub pruner: Arc<dyn Pruner>,
+    /// Names the study's source in errors (a file path, `caviar demo`).
+    pub origin: &'a str,
+    /// Names the storage in errors.
+    pub url: &'a str,
+    /// The study this one refines, if new.
+    pub parent: Option<String>,
+}
+
+/// Creates or reopens the study; a stored study must have the same space, direction and metric.
+pub fn open_study(
+    storage: &Arc<dyn Storage>,
+    setup: StudySetup<'_>,
+    me: &WorkerId,
+) -> Result<Study, EngineError> {
+    let existing = storage
+        .study(setup.name)
+        .map_err(|e| EngineError::storage("reading the study", e))?;
+    if let Some(existing) = existing {
+        let stored_space = existing.spec.as_ref().and_then(|s| s.get("space")).cloned();
+        if stored_space.is_some_and(|s| s != serde_json::to_value(setup.space).unwrap_or_default())
+        {
+            return Err(EngineError::BadInput(format!(
+                "{}: the parameters differ from those stored with study `{}` in {}; give the changed study a new name",
+                setup.origin, setup.name, setup.url
+            )));
+        }
+    }
+    let origin = setup.origin.to_string();
+    Study::builder(setup.name)
+        .direction(setup.direction)
+        .metric(setup.metric)
+        .spec(setup.spec)
+        .shared_sampler(setup.sampler)
+        .shared_pruner(setup.pruner)
+        .storage(storage.clone())
+        .worker(me.to_string())
+        .parent(setup.parent)
+        .load_if_exists(true)
+        .build()
+        .map_err(|e| match e {
+            StudyError::Mismatch { .. } => EngineError::BadInput(format!("{origin}: {e}")),
+            other => EngineError::storage("opening the study", other),
+        })
+}
+
+/// Where a study stands after [`recover`].
+#[derive(Clone, Debug)]
+pub struct Recovered {
+    /// Its trials by state.
+    pub counts: TrialCounts,
+    /// Numbers of the trials of dead workers just marked failed.
+    pub orphans: Vec<u64>,
+}
+
+/// Marks trials of dead workers failed and says where the study stands.
+pub fn recover(study: &Study, me: &WorkerId, recovery: Recovery) -> Result<Recovered, EngineError> {
+    let orphans = study
+        .fail_orphans(
+            |t| orphan_reason(t, me, recovery.stale_after()),
+            recovery.retries,
+        )
+        .map_err(|e| EngineError::storage("recovering trials of dead workers", e))?;
+    let counts = study
+        .storage()
+        .counts(study.record().id)
+        .map_err(|e| EngineError::storage("counting trials", e))?;
+    Ok(Recovered { counts, orphans })
+}
+
+/// When a study run stops starting trials.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Trials the study should hold.
+    pub total: u64,
+    /// No trial starts after this (running ones finish).
+    pub deadline: Option<Instant>,
+    /// Heartbeats, and what happens to lost trials.
+    pub recovery: Recovery,
+}
+
+/// Runs trials on `workers` threads until the study holds `limits.total` trials, the sampler
+/// is exhausted, the deadline passes or `cancel` is set. `objective` gets a trial whose parameters from `space` are
+/// already suggested, and says how it ended.
+pub fn drive<F>(
+    study: &Study,
+    space: &SearchSpace,
+    limits: Limits,
+    workers: usize,
+    cancel: &AtomicBool,
+    progress: &dyn Observer,
+    objective: F,
+) -> Result<(), EngineError>
+where
+    F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
+{
+    let active: Mutex<HashSet<TrialId>> = Mutex::default();
+    let done = AtomicBool::new(false);
+    // Every worker's error is kept: each may name a trial its failed write left running.
+    let fatal: Mutex<Vec<EngineError>> = Mutex::new(Vec::new());
+    // A panic is a bug in caviar or the objective: no new trials start, running ones finish.
+    let panics = Panics::default();
+    // No more threads than trials left to start.
+    let held = study
+        .storage()
+        .counts(study.record().id)
+        .map_err(|e| EngineError::storage("counting trials", e))?;
+    let left = limits.total.saturating_sub(held.total());
+    let workers = workers
+        .min(usize::try_from(left).unwrap_or(usize::MAX))
+        .max(1);
+    std::thread::scope(|scope| {
+        scope.spawn(|| heartbeat_loop(study, &active, &done, progress, limits.recovery));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker_loop(
+                            study, space, limits, cancel, &panics, &active, progress, &objective,
+                        )
+                    }));
+                    match run {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            cancel.store(true, Ordering::SeqCst);
+                            fatal.lock().unwrap().push(e);
+                        }
+                        Err(panic) => panics.record(format!(
+                            "a worker thread panicked outside any trial: {}",
+                            panic_text(&panic)
+                        )),
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let mut errors = fatal.into_inner().unwrap();
+    if !errors.is_empty() {
+        let first = errors.remove(0);
+        if errors.is_empty() {
+            return Err(first);
+        }
+        return Err(EngineError::Workers {
+            first: Box::new(first),
+            others: errors.iter().map(|e| e.to_string()).collect(),
+        });
+    }
+    let panics = panics.messages.into_inner().unwrap();
+    if let Some(first) = panics.first() {
+        return Err(EngineError::Panicked {
+            count: panics.len(),
+            first: first.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Panics caught in worker threads; the first one stops new trials from starting.
+#[derive(Default)]
+struct Panics {
+    halted: AtomicBool,
+    messages: Mutex<Vec<String>>,
+}
+
+impl Panics {
+    fn record(&self, message: String) {
+        self.halted.store(true, Ordering::SeqCst);
+        self.messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+    }
+
+    fn halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Every heartbeat period, the heartbeats of this worker's trials; four times a period, a look
+/// for trials of workers that died (on this host: their process is gone; elsewhere: silent for
+/// [`Recovery::stale_after`]), which are marked failed so the study's count stays true.
+fn heartbeat_loop(
+    study: &Study,
+    active: &Mutex<HashSet<TrialId>>,
+    done: &AtomicBool,
+    progress: &dyn Observer,
+    recovery: Recovery,
+) {
+    let me = WorkerId::current();
+    let tick = Duration::from_millis(20).min(recovery.sweep_every());
+    let (mut last_beat, mut last_sweep) = (Instant::now(), Instant::now());
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(tick);
+        if last_beat.elapsed() >= recovery.heartbeat {
+            last_beat = Instant::now();
+            let ids: Vec<TrialId> = active.lock().unwrap().iter().copied().collect();
+            for id in ids {
+                let _ = study.storage().heartbeat(id);
+            }
+        }
+        if last_sweep.elapsed() < recovery.sweep_every() {
+            continue;
+        }
+        last_sweep = Instant::now();
+        if let Ok(failed) = study.fail_orphans(
+            |t| orphan_reason(t, &me, recovery.stale_after()),
+            recovery.retries,
+        ) {
+            if !failed.is_empty() {
+                progress.note(&format!(
+                    "trials {failed:?} of workers that died were marked failed"
+                ));
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn worker_loop<F>(
+    study: &Study,
+    space: &SearchSpace,
+    limits: Limits,
+    cancel: &AtomicBool,
+    panics: &Panics,
+    active: &Mutex<HashSet<TrialId>>,
+    progress: &dyn Observer,
+    objective: &F,
+) -> Result<(), EngineError>
+where
+    F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
+{
+    while !cancel.load(Ordering::SeqCst) && !panics.halted() {
+        if limits.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        let Some(mut trial) = study
+            .ask_within(Some(limits.total))
+            .map_err(|e| EngineError::storage("starting a trial", e))?
+        else {
+            // With retries, stay while trials run elsewhere: if one is lost, its retry needs a
+            // worker, and this may be the last one.
+            if limits.recovery.retries > 0 {
+                let counts = study
+                    .storage()
+                    .counts(study.record().id)
+                    .map_err(|e| EngineError::storage("counting trials", e))?;
+                if counts.running + counts.waiting > 0 {
+                    std::thread::sleep(limits.recovery.sweep_every());
+                    continue;
+                }
+            }
+            return Ok(());
+        };
+        active.lock().unwrap().insert(trial.id());
+        let number = trial.number();
+        // A panic must not leave the trial running forever: it becomes the trial's failure.
+        let sampled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trial.suggest_space(space)));
+        let outcome = match sampled {
+            Err(panic) => {
+                let text = format!(
+                    "caviar panicked while sampling parameters (a bug; please report it): {}",
+                    panic_text(&panic)
+                );
+                panics.record(format!("trial {number}: {text}"));
+                Outcome::Failed(text)
+            }
+            Ok(Err(e)) => Outcome::Failed(format!("could not sample parameters: {e}")),
+            Ok(Ok(())) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                objective(&mut trial, cancel)
+            }))
+            .unwrap_or_else(|panic| {
+                let text = format!(
+                    "panicked while running the trial (objective or pruner): {}",
+                    panic_text(&panic)
+                );
+                panics.record(format!("trial {number}: {text}"));
+                Outcome::Failed(text)
+            }),
+        };
+        let id = trial.id();
+        let params = trial.params();
+        let told = study.tell(trial, outcome.clone());
+        active.lock().unwrap().remove(&id);
+        match told {
+            Ok(state) => progress.trial_done(number, state, &outcome, study.direction()),
+            Err(StudyError::Storage(StorageError::NotRunning { state, .. })) => {
+                progress.note(&format!(
+                    "trial {number} was already marked {state} by another worker; its result is dropped"
+                ));
+            }
+            Err(e) => {
+                // The storage gave up after its retries: the result must not vanish with us.
+                let shown: Vec<String> = params
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                return Err(EngineError::storage(
+                    format!(
+                        "recording trial {number}, which is left `running` in the storage (the next run or worker marks it failed); its result, not stored: {outcome:?} with {}",
+                        shown.join(", ")
+                    ),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caviar_core::sampler::{RandomSampler, SampleContext, SamplerError};
+    use caviar_core::space::{Distribution, ParamValue, Scale};
+
+    /// Draws at random, but panics on one trial number: a sampler's bug.
+    struct PanicsOn(u64);
+
+    impl Sampler for PanicsOn {
+        fn sample(
+            &self,
+            ctx: &SampleContext<'_>,
+            name: &str,
+            dist: &Distribution,
+        ) -> Result<ParamValue, SamplerError> {
+            assert!(ctx.trial_number != self.0, "index out of bounds (injected)");
+            RandomSampler::new(0).sample(ctx, name, dist)
+        }
+
+        fn name(&self) -> &'static str {
+            "panics-on"
+        }
+    }
+
+    fn run_study(
+        sampler: Arc<dyn Sampler>,
+        objective_panics_on: Option<u64>,
+    ) -> (Result<(), EngineError>, Study) {
+        let mut space = SearchSpace::new();
+        space
+            .add("x", Distribution::float(0.0, 1.0, Scale::Linear).unwrap())
+            .unwrap();
+        let study = Study::builder("panics")
+            .shared_sampler(sampler)
+            .build()
+            .unwrap();
+        let limits = Limits {
+            total: 50,
+            deadline: None,
+            recovery: Recovery {
+                retries: 0,
+                heartbeat: Duration::from_secs(1),
+            },
+        };
+        let progress = Silent;
+        let result = drive(
+            &study,
+            &space,
+            limits,
+            1,
+            &AtomicBool::new(false),
+            &progress,
+            |trial, _| {
+                std::thread::sleep(Duration::from_millis(5));
+                assert!(Some(trial.number()) != objective_panics_on, "objective bug");
+                Outcome::Complete(0.5)
+            },
+        );
+        (result, study)
+    }
+
+    fn check_stopped_by_panic(
+        result: Result<(), EngineError>,
+        study: &Study,
+        number: u64,
+        message: &str,
+    ) {
+        let err = result.expect_err("a panic must fail the run").to_string();
+        assert!(err.contains("panic") && err.contains(message), "{err}");
+        let trials = study.trials().unwrap();
+        let hit = trials.iter().find(|t| t.number == number).unwrap();
+        assert_eq!(hit.state, TrialState::Failed);
+        assert!(
+            hit.error.as_deref().unwrap().contains(message),
+            "{:?}",
+            hit.error
+        );
+        assert!(
+            trials.iter().all(|t| t.state != TrialState::Running),
+            "no trial is left running"
+        );
+        // No trial starts after the panic (one worker, so the order is fixed).
+        assert_eq!(trials.len() as u64, number + 1);
+    }
+
+    #[test]
+    fn a_sampler_panic_fails_its_trial_and_the_run() {
+        let (result, study) = run_study(Arc::new(PanicsOn(3)), None);
+        check_stopped_by_panic(result, &study, 3, "index out of bounds (injected)");
+    }
+
+    #[test]
+    fn an_objective_panic_fails_its_trial_and_the_run() {
+        let (result, study) = run_study(Arc::new(RandomSampler::new(1)), Some(4));
+        check_stopped_by_panic(result, &study, 4, "objective bug");
+    }
+}
