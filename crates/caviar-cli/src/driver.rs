@@ -61,7 +61,15 @@ pub fn recover(
             counts.failed
         );
     }
-    if counts.total() >= total {
+    if total == 0 {
+        // `--trials 0` creates (or checks) a study for workers to fill.
+        eprintln!(
+            "study `{}` is stored with {} trials; `caviar worker {}` (or `caviar run` with --trials above 0) runs its trials",
+            study.name(),
+            counts.total(),
+            study.name()
+        );
+    } else if counts.total() >= total {
         eprintln!(
             "study `{}` already has {} of {total} trials; raise --trials to run more",
             study.name(),

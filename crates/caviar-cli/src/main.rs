@@ -272,13 +272,13 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Demo(args) => demo::demo(&cli.storage, &args),
         Command::Narrow(args) => {
-            let storage = open_for_reading(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage, Some(&args.study))?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;
             narrow::narrow(&*storage, &record, &args)?;
             Ok(0)
         }
         Command::Rounds { study, json } => {
-            let storage = open_for_reading(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage, Some(&study))?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             rounds::print(&*storage, &record, json)?;
             Ok(0)
@@ -305,13 +305,15 @@ fn dispatch(cli: Cli) -> Result<u8> {
             params,
             json,
         } => {
+            // Checked first, so a wrong path is reported and not created.
+            drop(open_for_reading(&cli.storage, Some(&study))?);
             let storage = open(&cli.storage)?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             enqueue::enqueue(&*storage, &record, &params, json)?;
             Ok(0)
         }
         Command::Importance(args) => {
-            let storage = open_for_reading(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage, Some(&args.study))?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;
             importance::print(&*storage, &record, &args)?;
             Ok(0)
@@ -321,9 +323,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
             host,
             idle_timeout,
         } => {
-            // Writable for the token-guarded enqueue route; read-only where writing is refused.
+            // A missing file is refused, not created; then writable for the token-guarded
+            // enqueue route, read-only where writing is refused.
+            open_for_reading(&cli.storage, None)?;
             let storage = open(&cli.storage).or_else(|write_err| {
-                let storage = open_for_reading(&cli.storage).map_err(|_| write_err)?;
+                let storage = open_for_reading(&cli.storage, None).map_err(|_| write_err)?;
                 eprintln!("the database cannot be written here; the dashboard serves it read-only (enqueue is unavailable)");
                 Ok::<_, anyhow::Error>(storage)
             })?;
@@ -331,17 +335,17 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Report { study, out } => {
-            let storage = open_for_reading(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage, Some(&study))?;
             dashboard::report(&*storage, &study, &out)?;
             Ok(0)
         }
         Command::Studies { json } => {
-            let storage = open_for_reading(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage, None)?;
             output::studies(&*storage, json)?;
             Ok(0)
         }
         Command::Trials { study, json, csv } => {
-            let storage = open_for_reading(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage, Some(&study))?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             output::trials(&*storage, &record, json, csv)?;
             Ok(0)
@@ -352,7 +356,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             json,
             pruned,
         } => {
-            let storage = open_for_reading(&cli.storage)?;
+            let storage = open_for_reading(&cli.storage, Some(&study))?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             output::best(&*storage, &record, k, json, pruned)?;
             Ok(0)
@@ -366,8 +370,19 @@ pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
 }
 
 /// Opens the storage named by `--storage` for the verbs that only read: a SQLite file is opened
-/// read-only, so they work on a read-only or full disk and write nothing.
-pub fn open_for_reading(url: &str) -> Result<Arc<dyn Storage>> {
+/// read-only, so they work on a read-only or full disk and write nothing. A SQLite file that does
+/// not exist is bad input (never created here); `study` names the study asked for, if one.
+pub fn open_for_reading(url: &str, study: Option<&str>) -> Result<Arc<dyn Storage>> {
+    if let Ok(caviar_store::StorageUrl::Sqlite(path)) = caviar_store::StorageUrl::parse(url) {
+        if !path.exists() {
+            let asked = study.map_or(String::new(), |s| format!("no study named `{s}`: "));
+            return Err(BadInput(format!(
+                "{asked}there is no database at {} (--storage {url}); check --storage or CAVIAR_STORAGE, or create one with `caviar run STUDY.toml`",
+                path.display()
+            ))
+            .into());
+        }
+    }
     caviar_store::open_storage_for_reading(url).map_err(|e| BadInput(e.to_string()).into())
 }
 

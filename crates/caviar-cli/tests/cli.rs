@@ -902,3 +902,52 @@ fn multivariate_tpe_from_the_study_file_is_the_sampler_that_runs() {
         "multivariate changed the model's draws"
     );
 }
+
+#[test]
+fn reading_verbs_on_a_missing_database_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "sqlite:nowhere.db";
+    for verb in [
+        vec!["studies"],
+        vec!["trials", "toy"],
+        vec!["best", "toy"],
+        vec!["importance", "toy"],
+        vec!["narrow", "toy"],
+        vec!["rounds", "toy"],
+        vec!["report", "toy", "--out", "r.html"],
+        vec!["enqueue", "toy", "lr=0.1"],
+        vec!["dashboard", "--port", "0"],
+    ] {
+        let mut args = vec!["--storage", url];
+        args.extend(verb.iter());
+        let out = caviar(dir.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{verb:?}: {err}");
+        assert!(
+            err.contains("there is no database at nowhere.db"),
+            "{verb:?}: {err}"
+        );
+        assert!(
+            !dir.path().join("nowhere.db").exists(),
+            "{verb:?} created the file"
+        );
+    }
+}
+
+#[test]
+fn trials_zero_says_the_study_is_ready_for_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = TOY.replace("KIND", "random");
+    let study = write_study(dir.path(), "ready", &body);
+    let out = caviar(
+        dir.path(),
+        &["run", study.to_str().unwrap(), "--trials", "0"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("is stored with 0 trials; `caviar worker"),
+        "{err}"
+    );
+    assert!(!err.contains("raise --trials"), "{err}");
+}

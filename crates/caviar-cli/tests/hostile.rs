@@ -276,18 +276,19 @@ fn reading_verbs_work_on_a_read_only_disk_and_write_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(dashboard.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
+    // Both start-up lines are read, and the pipe kept open, so the server never writes to a
+    // closed pipe.
+    let mut reader = std::io::BufReader::new(dashboard.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+    std::io::BufRead::read_line(&mut reader, &mut second).unwrap();
     let answer = first
         .trim()
         .strip_prefix("caviar dashboard: http://")
         .map(|addr| http_get(addr.trim_end_matches('/'), "/api/studies/ro"));
     let _ = dashboard.kill();
     let _ = dashboard.wait();
+    drop(reader);
     let answer = answer.unwrap_or_else(|| panic!("no dashboard address in {first:?}"));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"ro\""), "{answer}");

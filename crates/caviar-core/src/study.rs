@@ -380,6 +380,10 @@ impl Study {
     /// Runs `n_trials` more trials of `objective`, one after another. A trial whose objective
     /// returns an error, a non-finite value or panics is recorded as failed and the study goes on;
     /// storage errors and invalid parameter definitions stop it.
+    ///
+    /// This is the single-threaded, in-process path (no heartbeat, no recovery of other
+    /// workers' trials, no cancellation): for a notebook or a test. Runs with workers,
+    /// heartbeats and cancellation go through `caviar_engine::drive`.
     pub fn optimize<F>(&self, n_trials: u64, mut objective: F) -> Result<(), StudyError>
     where
         F: FnMut(&mut Trial) -> Result<f64, TrialError>,
