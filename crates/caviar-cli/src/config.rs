@@ -235,6 +235,22 @@ pub fn load(path: &Path) -> Result<Study, BadInput> {
 pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
     let shown = path.display();
     let file: StudyFile = toml::from_str(text).map_err(|e| {
+        // A key that is absent has no line: name it and what to write, not the first line.
+        if let Some(key) = e
+            .message()
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            let example = match key {
+                "metric" => "metric = \"val_acc\" (the reported value to optimise)".to_string(),
+                "params" => "a [params] table, e.g.\n[params]\nlr = { low = 1e-5, high = 1e-1, scale = \"log\" }".to_string(),
+                "name" => "name = \"my-study\"".to_string(),
+                other => format!("{other} = ..."),
+            };
+            return BadInput(format!(
+                "{shown}: the required key `{key}` is missing; add {example}"
+            ));
+        }
         let field = e
             .span()
             .and_then(|span| field_at(text, span.start))

@@ -951,3 +951,33 @@ fn trials_zero_says_the_study_is_ready_for_workers() {
     );
     assert!(!err.contains("raise --trials"), "{err}");
 }
+
+#[test]
+fn a_missing_required_key_is_named_with_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = TOY.replace("KIND", "random");
+    let no_metric = body.replace("metric = \"val_acc\"\n", "");
+    let no_params = body[..body.find("[params]").unwrap()].to_string();
+    for (file, text, needle) in [
+        (
+            "nometric",
+            no_metric,
+            "the required key `metric` is missing; add metric = \"val_acc\"",
+        ),
+        (
+            "noparams",
+            no_params,
+            "the required key `params` is missing; add a [params] table",
+        ),
+    ] {
+        let study = write_study(dir.path(), file, &text);
+        let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("{file}.toml: ")) && err.contains(needle),
+            "{err}"
+        );
+        assert!(!err.contains("line 1"), "{err}");
+    }
+}
