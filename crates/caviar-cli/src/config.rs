@@ -31,6 +31,9 @@ pub struct StudyFile {
     /// for 1.75 periods is presumed lost, so a lost trial is marked failed within two periods.
     #[serde(default)]
     pub heartbeat: Option<TimeoutValue>,
+    /// Stop when the run's first N trials all failed (default 5; 0: never).
+    #[serde(default)]
+    pub max_failures: Option<u64>,
     /// The trial program; or use `objective` for the built-in trainer.
     #[serde(default)]
     pub command: Option<Vec<String>>,

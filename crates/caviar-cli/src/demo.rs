@@ -240,6 +240,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             total: args.trials,
             deadline: None,
             recovery,
+            max_failures: caviar_engine::DEFAULT_MAX_FAILURES,
         },
         workers,
         &cancel,

@@ -156,6 +156,10 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                     total,
                     deadline,
                     recovery,
+                    max_failures: cfg
+                        .file
+                        .max_failures
+                        .unwrap_or(caviar_engine::DEFAULT_MAX_FAILURES),
                 },
                 workers,
                 &cancel,
@@ -212,6 +216,10 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                     total,
                     deadline,
                     recovery,
+                    max_failures: cfg
+                        .file
+                        .max_failures
+                        .unwrap_or(caviar_engine::DEFAULT_MAX_FAILURES),
                 },
                 workers,
                 &cancel,

@@ -981,3 +981,42 @@ fn a_missing_required_key_is_named_with_what_to_write() {
         assert!(!err.contains("line 1"), "{err}");
     }
 }
+
+#[test]
+fn a_command_that_cannot_succeed_stops_the_run_after_its_first_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = |name: &str, extra: &str| {
+        format!(
+            "name = \"{name}\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\ntrials = 40\nworkers = 2\n{extra}\
+             command = [\"sh\", \"-c\", \"echo cannot import torch >&2; exit 3\"]\n\
+             [params]\nx = {{ low = 0.0, high = 1.0 }}\n"
+        )
+    };
+    let study = write_study(dir.path(), "doomed", &body("doomed", ""));
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the first 5 trials of this run all failed, so it stopped")
+            && err.contains("cannot import torch"),
+        "{err}"
+    );
+    let ran = trials_json(dir.path(), "doomed").len();
+    assert!(
+        (5..=6).contains(&ran),
+        "{ran} trials ran, not the 40 of the budget"
+    );
+    // 0 never stops; a custom limit is honoured.
+    let study = write_study(
+        dir.path(),
+        "stubborn",
+        &body("stubborn", "trials = 8\nmax_failures = 0\n").replace("trials = 40\n", ""),
+    );
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(trials_json(dir.path(), "stubborn").len(), 8);
+    let study = write_study(dir.path(), "two", &body("two", "max_failures = 2\n"));
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the first 2 trials"));
+    assert!(trials_json(dir.path(), "two").len() <= 3);
+}

@@ -23,5 +23,5 @@ mod run;
 pub use registry::{PrunerSpec, RegistryError, SamplerSpec, PRUNERS, SAMPLERS};
 pub use run::{
     drive, open_study, recover, EngineError, Limits, Observer, Recovered, Recovery, Silent,
-    StudySetup,
+    StudySetup, DEFAULT_MAX_FAILURES,
 };

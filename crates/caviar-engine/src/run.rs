@@ -41,6 +41,14 @@ pub enum EngineError {
         /// The first one's message, with its trial.
         first: String,
     },
+    /// The run's first trials all failed, so it stopped.
+    #[error("the first {count} trials of this run all failed, so it stopped (max_failures = {count}; 0 never stops); the last failure: {last}")]
+    FailingFast {
+        /// How many failed.
+        count: u64,
+        /// The last one's reason.
+        last: String,
+    },
     /// Several workers failed; the first error, then the others as text.
     #[error("{first}; {} more worker(s) failed: {}", .others.len(), .others.join(" | "))]
     Workers {
@@ -202,7 +210,13 @@ pub struct Limits {
     pub deadline: Option<Instant>,
     /// Heartbeats, and what happens to lost trials.
     pub recovery: Recovery,
+    /// Stop when this run's first `max_failures` trials all failed (0: never): a command that
+    /// cannot start should not burn the whole budget.
+    pub max_failures: u64,
 }
+
+/// The default of [`Limits::max_failures`].
+pub const DEFAULT_MAX_FAILURES: u64 = 5;
 
 /// Runs trials on `workers` threads until the study holds `limits.total` trials, the sampler
 /// is exhausted, the deadline passes or `cancel` is set. `objective` gets a trial whose parameters from `space` are
@@ -225,6 +239,7 @@ where
     let fatal: Mutex<Vec<EngineError>> = Mutex::new(Vec::new());
     // A panic is a bug in caviar or the objective: no new trials start, running ones finish.
     let panics = Panics::default();
+    let failures = Failures::default();
     // No more threads than trials left to start.
     let held = study
         .storage()
@@ -241,7 +256,8 @@ where
                 scope.spawn(|| {
                     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         worker_loop(
-                            study, space, limits, cancel, &panics, &active, progress, &objective,
+                            study, space, limits, cancel, &panics, &failures, &active, progress,
+                            &objective,
                         )
                     }));
                     match run {
@@ -281,7 +297,43 @@ where
             first: first.clone(),
         });
     }
+    if failures.tripped.load(Ordering::SeqCst) {
+        return Err(EngineError::FailingFast {
+            count: limits.max_failures,
+            last: failures.last.into_inner().unwrap().unwrap_or_default(),
+        });
+    }
     Ok(())
+}
+
+/// Failures at the start of a run; enough of them, with nothing else, stop new trials.
+#[derive(Default)]
+struct Failures {
+    /// A trial of this run ended otherwise than failed.
+    any_other: AtomicBool,
+    failed: std::sync::atomic::AtomicU64,
+    tripped: AtomicBool,
+    last: Mutex<Option<String>>,
+}
+
+impl Failures {
+    fn count(&self, outcome: &Outcome, state: TrialState, max: u64, cancelled: bool) {
+        // Trials stopped by a cancel say nothing about the command.
+        if cancelled {
+            return;
+        }
+        if state != TrialState::Failed {
+            self.any_other.store(true, Ordering::SeqCst);
+            return;
+        }
+        if let Outcome::Failed(reason) = outcome {
+            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        }
+        let failed = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
+        if max > 0 && failed >= max && !self.any_other.load(Ordering::SeqCst) {
+            self.tripped.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Panics caught in worker threads; the first one stops new trials from starting.
@@ -360,6 +412,7 @@ fn worker_loop<F>(
     limits: Limits,
     cancel: &AtomicBool,
     panics: &Panics,
+    failures: &Failures,
     active: &Mutex<HashSet<TrialId>>,
     progress: &dyn Observer,
     objective: &F,
@@ -367,7 +420,10 @@ fn worker_loop<F>(
 where
     F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
 {
-    while !cancel.load(Ordering::SeqCst) && !panics.halted() {
+    while !cancel.load(Ordering::SeqCst)
+        && !panics.halted()
+        && !failures.tripped.load(Ordering::SeqCst)
+    {
         if limits.deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());
         }
@@ -421,7 +477,11 @@ where
         let told = study.tell(trial, outcome.clone());
         active.lock().unwrap().remove(&id);
         match told {
-            Ok(state) => progress.trial_done(number, state, &outcome, study.direction()),
+            Ok(state) => {
+                let cancelled = cancel.load(Ordering::SeqCst);
+                failures.count(&outcome, state, limits.max_failures, cancelled);
+                progress.trial_done(number, state, &outcome, study.direction());
+            }
             Err(StudyError::Storage(StorageError::NotRunning { state, .. })) => {
                 progress.note(&format!(
                     "trial {number} was already marked {state} by another worker; its result is dropped"
@@ -490,6 +550,7 @@ mod tests {
                 retries: 0,
                 heartbeat: Duration::from_secs(1),
             },
+            max_failures: 0,
         };
         let progress = Silent;
         let result = drive(
