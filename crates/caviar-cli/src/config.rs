@@ -603,11 +603,39 @@ fn to_distribution(p: &ParamSection) -> Result<Distribution, String> {
         d.validate()?;
         return Ok(d);
     }
-    let (Some(low), Some(high)) = (&p.low, &p.high) else {
-        return Err(
-            "needs low and high (or choices), e.g. { low = 1e-5, high = 1e-1, scale = \"log\" }"
-                .into(),
-        );
+    // A grid axis written as its points alone spans them: the range is inferred.
+    let inferred;
+    let (low, high) = match (&p.low, &p.high, &p.values) {
+        (Some(low), Some(high), _) => (low, high),
+        (None, None, Some(values)) if !values.is_empty() => {
+            let numbers: Vec<&toml::Value> = values
+                .iter()
+                .filter(|v| matches!(v, toml::Value::Integer(_) | toml::Value::Float(_)))
+                .collect();
+            if numbers.len() != values.len() {
+                return Err("values without low and high must all be numbers; for strings or booleans write choices = [...]".into());
+            }
+            let all_int = numbers.iter().all(|v| v.is_integer()) && p.kind.as_deref() != Some("float");
+            let as_f64 = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64)).unwrap_or(f64::NAN);
+            let lowest = numbers.iter().copied().min_by(|a, b| as_f64(a).total_cmp(&as_f64(b))).unwrap();
+            let highest = numbers.iter().copied().max_by(|a, b| as_f64(a).total_cmp(&as_f64(b))).unwrap();
+            inferred = if all_int {
+                (lowest.clone(), highest.clone())
+            } else {
+                (toml::Value::Float(as_f64(lowest)), toml::Value::Float(as_f64(highest)))
+            };
+            (&inferred.0, &inferred.1)
+        }
+        _ => {
+            return Err(
+                "needs low and high (or choices), e.g. { low = 1e-5, high = 1e-1, scale = \"log\" }, or only the grid's values = [...]"
+                    .into(),
+            )
+        }
+    };
+    let kind = match (p.kind.as_deref(), p.low.is_none() && low.is_integer()) {
+        (None, true) => Some("int"),
+        (kind, _) => kind,
     };
     let scale = match p.scale.as_deref() {
         None | Some("linear") => Scale::Linear,
@@ -619,7 +647,7 @@ fn to_distribution(p: &ParamSection) -> Result<Distribution, String> {
             ))
         }
     };
-    let d = match p.kind.as_deref() {
+    let d = match kind {
         None | Some("float") => Distribution::Float {
             low: number(low, "low")?,
             high: number(high, "high")?,

@@ -1020,3 +1020,42 @@ fn a_command_that_cannot_succeed_stops_the_run_after_its_first_failures() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the first 2 trials"));
     assert!(trials_json(dir.path(), "two").len() <= 3);
 }
+
+#[test]
+fn a_grid_axis_can_be_written_as_its_values_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = |sampler: &str| {
+        format!(
+            "name = \"axes\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\n\
+             command = [\"sh\", \"-c\", \"echo val_acc=$CAVIAR_PARAM_UNITS\"]\n\
+             [sampler]\nkind = \"{sampler}\"\n\
+             [params]\nunits = {{ values = [64, 128, 256] }}\nlr = {{ values = [0.1, 1e-3], scale = \"log\" }}\n"
+        )
+    };
+    let study = write_study(dir.path(), "axes", &body("grid"));
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trials = trials_json(dir.path(), "axes");
+    assert_eq!(trials.len(), 6, "3 x 2 grid points");
+    let mut units: Vec<i64> = trials
+        .iter()
+        .map(|t| t["params"]["units"].as_i64().expect("an int axis"))
+        .collect();
+    units.sort();
+    units.dedup();
+    assert_eq!(units, vec![64, 128, 256]);
+    // Outside a grid, the error says what to write.
+    let study = write_study(
+        dir.path(),
+        "axes2",
+        &body("random").replace("\"axes\"", "\"axes2\""),
+    );
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("values lists grid points; use [sampler] kind = \"grid\""));
+}
