@@ -31,6 +31,9 @@ pub struct StudyFile {
     /// for 1.75 periods is presumed lost, so a lost trial is marked failed within two periods.
     #[serde(default)]
     pub heartbeat: Option<TimeoutValue>,
+    /// The folder commands run in, relative to this file (default: this file's folder).
+    #[serde(default)]
+    pub workdir: Option<String>,
     /// Stop when the run's first N trials all failed (default 5; 0: never).
     #[serde(default)]
     pub max_failures: Option<u64>,
@@ -481,13 +484,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
     }
     // A program chosen by a parameter ({py}) is checked when the trial starts.
     if let Some(first) = command.first().filter(|p| !p.contains('{')) {
-        let workdir = path.parent().map(Path::to_path_buf);
+        let workdir = command_dir(path, file.workdir.as_deref());
+        if let Some(dir) = workdir.as_deref().filter(|d| !d.is_dir()) {
+            return Err(fail(
+                key_line("workdir"),
+                format!("workdir: {} is not a folder", dir.display()),
+            ));
+        }
         let program = caviar_run::substitute(first, &BTreeMap::new()).unwrap_or_default();
-        caviar_run::check_program(
-            &program,
-            workdir.as_deref().filter(|d| !d.as_os_str().is_empty()),
-        )
-        .map_err(|e| fail(key_line("command"), format!("command: {e}")))?;
+        caviar_run::check_program(&program, workdir.as_deref())
+            .map_err(|e| fail(key_line("command"), format!("command: {e}")))?;
     }
 
     Ok(Study {
@@ -734,6 +740,17 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The folder a study file's commands run in: `workdir` resolved against the file's folder, or
+/// that folder (`None`: the current one).
+fn command_dir(file: &Path, workdir: Option<&str>) -> Option<PathBuf> {
+    let base = file.parent().filter(|d| !d.as_os_str().is_empty());
+    match (workdir, base) {
+        (Some(w), Some(base)) => Some(base.join(w)),
+        (Some(w), None) => Some(PathBuf::from(w)),
+        (None, base) => base.map(Path::to_path_buf),
+    }
+}
+
 impl Study {
     /// `path:line` of a top-level key in the study file (just the path when it is not found),
     /// for errors found after parsing.
@@ -746,10 +763,7 @@ impl Study {
 
     /// The directory commands run in: the study file's.
     pub fn workdir(&self) -> Option<PathBuf> {
-        self.path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map(Path::to_path_buf)
+        command_dir(&self.path, self.file.workdir.as_deref())
     }
 
     /// What is stored with the study so a resume or a worker can check and rebuild it.

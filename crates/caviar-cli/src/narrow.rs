@@ -150,6 +150,30 @@ pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) ->
         params.insert(pname.clone(), toml::Value::Table(param_table(dist)));
     }
     doc.insert("params".into(), toml::Value::Table(params));
+    // Commands run in the study file's folder (or its `workdir`): a file written elsewhere keeps
+    // running them where the original did.
+    let old_file_dir = Path::new(source)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let old_workdir = match doc.get("workdir").and_then(|w| w.as_str()) {
+        Some(w) => old_file_dir.join(w),
+        None => old_file_dir.clone(),
+    };
+    let new_file_dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.canonicalize().ok(),
+        None => Path::new(".").canonicalize().ok(),
+    };
+    let moved = old_file_dir.canonicalize().ok() != new_file_dir;
+    let kept_workdir = old_workdir
+        .canonicalize()
+        .unwrap_or_else(|_| old_workdir.clone());
+    if moved {
+        doc.insert(
+            "workdir".into(),
+            toml::Value::String(kept_workdir.display().to_string()),
+        );
+    }
     let body = toml::to_string_pretty(&doc).context("writing TOML")?;
     let header = format!(
         "# Next round of `{}`: its [params] narrowed to the best {} trials (margin {}).\n# Written by `caviar narrow`; run it with `caviar run {}`.\n",
@@ -159,18 +183,11 @@ pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) ->
         path.display()
     );
     std::fs::write(path, header + &body).with_context(|| format!("writing {}", path.display()))?;
-    let old_dir = Path::new(source).parent().map(|d| d.canonicalize().ok());
-    let new_dir = path.parent().map(|d| {
-        if d.as_os_str().is_empty() {
-            Path::new(".").canonicalize().ok()
-        } else {
-            d.canonicalize().ok()
-        }
-    });
-    if old_dir != new_dir {
+    if moved {
         eprintln!(
-            "note: commands run in the study file's directory; {} is not beside {source}, so check relative paths in `command`",
-            path.display()
+            "note: {} is not beside {source}, so it sets workdir = \"{}\": its commands run where the original study's did, and relative paths in `command` still resolve",
+            path.display(),
+            kept_workdir.display()
         );
     }
     eprintln!(

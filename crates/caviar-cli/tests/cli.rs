@@ -1059,3 +1059,39 @@ fn a_grid_axis_can_be_written_as_its_values_alone() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("values lists grid points; use [sampler] kind = \"grid\""));
 }
+
+#[test]
+fn a_narrowed_study_written_elsewhere_still_finds_its_relative_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let later = dir.path().join("later");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&later).unwrap();
+    std::fs::write(first.join("train.sh"), "echo loss=$CAVIAR_PARAM_X\n").unwrap();
+    let study = first.join("rel.toml");
+    std::fs::write(
+        &study,
+        "name = \"rel\"\nmetric = \"loss\"\ntrials = 12\ncommand = [\"sh\", \"train.sh\"]\n\
+         [params]\nx = { low = 0.0, high = 1.0 }\n",
+    )
+    .unwrap();
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let next = later.join("next.toml");
+    let out = caviar(
+        dir.path(),
+        &["narrow", "rel", "--write", next.to_str().unwrap()],
+    );
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{note}");
+    assert!(note.contains("sets workdir"), "{note}");
+    let out = caviar(dir.path(), &["run", next.to_str().unwrap(), "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["counts"]["complete"], 12, "{summary} {err}");
+}
