@@ -45,7 +45,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "caviar",
     version,
-    about = "Hyperparameter tuning for deep learning: random, grid and Sobol search over any training command, stored in SQLite."
+    about = "Hyperparameter tuning for deep learning: random, grid, Sobol, zoom (coarse to fine), TPE and GP search with median, ASHA and Hyperband pruning, over any training command or the built-in MNIST trainer; studies stored in SQLite or PostgreSQL, shown by a web dashboard."
 )]
 struct Cli {
     /// Where studies are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB or memory:
