@@ -66,7 +66,7 @@ pub fn enqueue(
             format!("; sampled when it runs: {}", sampled.join(", "))
         };
         println!(
-            "queued trial {number} of study `{}`: {}{rest}; the next worker runs it first",
+            "queued trial {number} of study `{}`: {}{rest}; the next worker runs it first (queued trials run even beyond the study's total)",
             record.name,
             listed.join(", ")
         );

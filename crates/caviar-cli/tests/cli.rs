@@ -1095,3 +1095,32 @@ fn a_narrowed_study_written_elsewhere_still_finds_its_relative_command() {
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["counts"]["complete"], 12, "{summary} {err}");
 }
+
+#[test]
+fn trials_enqueued_beyond_the_total_are_explained_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("full.toml");
+    std::fs::write(
+        &study,
+        "name = \"full\"\nmetric = \"loss\"\ntrials = 3\n\
+         command = [\"sh\", \"-c\", \"echo loss=$CAVIAR_PARAM_X\"]\n\
+         [params]\nx = { low = 0.0, high = 1.0 }\n",
+    )
+    .unwrap();
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(out.status.success());
+    let out = caviar(dir.path(), &["enqueue", "full", "x=0.25"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("run even beyond the study's total"));
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("holds 4 trials, beyond its total of 3, because 1 enqueued trial(s) wait"),
+        "{err}"
+    );
+    assert!(!err.contains("raise --trials"), "{err}");
+    let trials = trials_json(dir.path(), "full");
+    assert_eq!(trials.len(), 4);
+    assert_eq!(trials[3]["state"], "complete");
+    assert_eq!(trials[3]["params"]["x"], 0.25);
+}
