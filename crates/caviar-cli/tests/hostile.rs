@@ -14,14 +14,22 @@ fn caviar(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn study_file(dir: &Path, name: &str, settings: &str, params: &str) -> PathBuf {
+    study_of_script(dir, name, settings, "echo val_acc=0.5", params)
+}
+
+/// A study maximising `val_acc` whose command is `sh -c SCRIPT`.
+fn study_of_script(dir: &Path, name: &str, settings: &str, script: &str, params: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "name = \"{name}\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\n\
-         command = [\"sh\", \"-c\", \"echo val_acc=0.5\"]\n{settings}\n\n[params]\n{params}"
+         command = [\"sh\", \"-c\", {}]\n{settings}\n\n[params]\n{params}",
+        serde_json::to_string(script).unwrap()
     );
     std::fs::write(&path, text).unwrap();
     path
 }
+
+const ONE_PARAM: &str = "x = { low = 0.0, high = 1.0 }\n";
 
 /// Runs the study and expects exit 2 with every `needle` in the error, quickly and calmly.
 fn refused(dir: &Path, path: &Path, extra: &[&str], needles: &[&str]) {
@@ -137,16 +145,7 @@ fn a_trial_printing_gigabytes_keeps_the_worker_under_its_memory_ceiling() {
          grep VmHWM /proc/$PPID/status > {}; echo val_acc=0.75",
         hwm.display()
     );
-    let path = dir.path().join("loud.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"loud\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\ntrials = 1\n\
-             command = [\"sh\", \"-c\", {}]\n\n[params]\nx = {{ low = 0.0, high = 1.0 }}\n",
-            serde_json::to_string(&script).unwrap()
-        ),
-    )
-    .unwrap();
+    let path = study_of_script(dir.path(), "loud", "trials = 1", &script, ONE_PARAM);
     let out = caviar(dir.path(), &["run", path.to_str().unwrap(), "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -317,16 +316,13 @@ fn a_full_disk_stops_the_run_and_names_the_trials_left_running() {
     };
     // Each trial stores a log of 200 lines of 1,999 bytes: the disk fills within a few trials.
     let script = "i=0; while [ $i -lt 200 ]; do head -c 1999 /dev/zero | tr '\\0' x; echo; i=$((i+1)); done; echo val_acc=0.5";
-    let path = dir.path().join("full.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"full\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\ntrials = 40\nworkers = 2\n\
-             command = [\"sh\", \"-c\", {}]\n\n[params]\nx = {{ low = 0.0, high = 1.0 }}\n",
-            serde_json::to_string(script).unwrap()
-        ),
-    )
-    .unwrap();
+    let path = study_of_script(
+        dir.path(),
+        "full",
+        "trials = 40\nworkers = 2",
+        script,
+        ONE_PARAM,
+    );
     let url = format!("sqlite:{}", disk.0.join("studies.db").display());
     let out = caviar(
         dir.path(),
@@ -567,16 +563,7 @@ fn a_descendant_that_scrubs_its_environment_does_not_outlive_the_run() {
         "sh -c 'env -i setsid sh -c \"echo \\$\\$ > {}; exec sleep 30\" &' ; sleep 0.3; echo val_acc=0.5",
         pid_file.display()
     );
-    let path = dir.path().join("escape.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"escape\"\ndirection = \"maximize\"\nmetric = \"val_acc\"\ntrials = 1\n\
-             command = [\"sh\", \"-c\", {}]\n\n[params]\nx = {{ low = 0.0, high = 1.0 }}\n",
-            serde_json::to_string(&script).unwrap()
-        ),
-    )
-    .unwrap();
+    let path = study_of_script(dir.path(), "escape", "trials = 1", &script, ONE_PARAM);
     let out = caviar(dir.path(), &["run", path.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
