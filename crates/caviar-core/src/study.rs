@@ -533,12 +533,16 @@ fn trial_last_value(storage: &dyn Storage, id: TrialId) -> Option<f64> {
 
 /// The failure reason for a caught panic of an objective.
 pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
+    format!("the objective panicked: {}", panic_text(panic))
+}
+
+/// The text a caught panic was raised with.
+pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown payload".into());
-    format!("the objective panicked: {text}")
+        .unwrap_or_else(|| "unknown payload".into())
 }
 
 /// A running trial: suggest parameters define-by-run, report intermediate values.

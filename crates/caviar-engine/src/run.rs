@@ -11,7 +11,7 @@ use caviar_core::pruner::Pruner;
 use caviar_core::sampler::Sampler;
 use caviar_core::space::SearchSpace;
 use caviar_core::storage::{Storage, StorageError, TrialCounts};
-use caviar_core::study::{Outcome, Study, StudyError, Trial};
+use caviar_core::study::{panic_text, Outcome, Study, StudyError, Trial};
 use caviar_core::trial::{Direction, TrialId, TrialState};
 use caviar_run::{orphan_reason, WorkerId};
 
@@ -355,15 +355,6 @@ impl Panics {
     fn halted(&self) -> bool {
         self.halted.load(Ordering::SeqCst)
     }
-}
-
-/// The text a panic was raised with.
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Every heartbeat period, the heartbeats of this worker's trials; four times a period, a look

@@ -30,21 +30,21 @@ pub fn new_token() -> String {
 pub fn marked_processes(token: &str) -> Vec<i32> {
     let needle = format!("{TOKEN_VAR}={token}\0").into_bytes();
     let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| {
-        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        if pid == me {
-            return None;
-        }
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        environ
-            .windows(needle.len())
-            .any(|w| w == needle.as_slice())
-            .then_some(pid)
-    })
-    .collect()
+    process_ids()
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .collect()
+}
+
+/// The pids in /proc now.
+fn process_ids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
 }
 
 /// SIGKILLs every process marked with `token` until none is left (a forking process may add
@@ -94,21 +94,12 @@ pub fn adopt_orphans() {
 /// left is a trial's descendant adopted by [`adopt_orphans`]. Returns how many there were.
 pub fn kill_orphans() -> usize {
     let me = std::process::id() as i32;
-    let children: Vec<i32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // Field 4, after the command name in parentheses, is the parent's pid.
-            let ppid: i32 = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            (ppid == me).then_some(pid)
+    let children: Vec<i32> = process_ids()
+        .filter(|&pid| {
+            // Field 4 is the parent's pid.
+            crate::worker::stat_fields(pid as u32)
+                .and_then(|fields| fields.get(1)?.parse::<i32>().ok())
+                == Some(me)
         })
         .collect();
     for &pid in &children {

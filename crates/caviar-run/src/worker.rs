@@ -80,13 +80,24 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Fields 3 (state) and 22 (start time) of /proc/PID/stat; `None` if the process does not exist.
-fn process_state(pid: u32) -> Option<(char, u64)> {
+/// Fields 3 and on of /proc/PID/stat (state, parent, ...); `None` if the process does not exist.
+pub(crate) fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields after the last ')' are plain.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.nth(18)?.parse().ok()?))
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Fields 3 (state) and 22 (start time) of /proc/PID/stat; `None` if the process does not exist.
+fn process_state(pid: u32) -> Option<(char, u64)> {
+    let fields = stat_fields(pid)?;
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields.get(19)?.parse().ok()?))
 }
 
 /// Why a running trial is an orphan, or `None` if it may still be alive: its worker was on this
