@@ -171,10 +171,77 @@ fn fill(
     })
 }
 
+/// Like [`fill`], but each handle is a worker of the engine (`caviar_engine::drive` on one
+/// thread, a random sampler, the heartbeat and orphan sweeps), as `caviar worker` processes are.
+fn drive_workers(handles: &[Arc<dyn Storage>], study_name: &str, total: u64) -> Result<()> {
+    let mut space = caviar_core::space::SearchSpace::new();
+    for (name, dist) in bench_params() {
+        space.add(&name, dist)?;
+    }
+    std::thread::scope(|scope| -> Result<()> {
+        let runs: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(k, storage)| {
+                let space = &space;
+                scope.spawn(move || -> Result<()> {
+                    let study = caviar_core::study::Study::builder(study_name)
+                        .storage(storage.clone())
+                        .direction(Direction::Maximize)
+                        .metric("val_acc")
+                        .sampler(caviar_core::sampler::RandomSampler::new(k as u64))
+                        .worker(format!("bench-{k}"))
+                        .load_if_exists(true)
+                        .build()?;
+                    let limits = caviar_engine::Limits {
+                        total,
+                        deadline: None,
+                        recovery: caviar_engine::Recovery {
+                            retries: 0,
+                            heartbeat: crate::config::DEFAULT_HEARTBEAT,
+                        },
+                        max_failures: 0,
+                    };
+                    let cancel = std::sync::atomic::AtomicBool::new(false);
+                    caviar_engine::drive(
+                        &study,
+                        space,
+                        limits,
+                        1,
+                        &cancel,
+                        &caviar_engine::Silent,
+                        |trial, _| {
+                            for step in 1..=10 {
+                                if let Err(e) = trial.report(step, step as f64 / 10.0) {
+                                    return caviar_core::study::Outcome::Failed(e.to_string());
+                                }
+                            }
+                            caviar_core::study::Outcome::Complete(0.9)
+                        },
+                    )
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                })
+            })
+            .collect();
+        for r in runs {
+            r.join()
+                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        }
+        Ok(())
+    })
+}
+
 /// Trivial-trial throughput with `workers` threads, each with its own storage handle (its own
 /// SQLite connection or PostgreSQL pool, as separate processes would have), on a study that
-/// already holds `prefill` trials. Prints one line per (prefill, workers).
-pub fn workers(url: &str, worker_counts: &[usize], trials: u64, prefills: &[u64]) -> Result<()> {
+/// already holds `prefill` trials. Each worker runs the engine's loop, or with `direct` writes
+/// the storage itself (the storage's own ceiling). Prints one line per (prefill, workers).
+pub fn workers(
+    url: &str,
+    worker_counts: &[usize],
+    trials: u64,
+    prefills: &[u64],
+    direct: bool,
+) -> Result<()> {
     let open = || caviar_store::open_storage(url).map_err(|e| anyhow::anyhow!("{e}"));
     let setup = open()?;
     println!("| study size before | workers | trials | seconds | trials/s |");
@@ -209,7 +276,11 @@ pub fn workers(url: &str, worker_counts: &[usize], trials: u64, prefills: &[u64]
                 (0..w.max(1)).map(|_| open()).collect::<Result<_>>()?;
             let total = prefill + trials;
             let start = Instant::now();
-            fill(&handles, study.id, total)?;
+            if direct {
+                fill(&handles, study.id, total)?;
+            } else {
+                drive_workers(&handles, &study.name, total)?;
+            }
             let secs = start.elapsed().as_secs_f64();
             let counts = setup.counts(study.id)?;
             anyhow::ensure!(

@@ -155,32 +155,49 @@ fn sampler(kind: &str, space: &SearchSpace, seed: u64) -> Arc<dyn Sampler> {
 
 const KINDS: [&str; 6] = ["random", "sobol", "zoom", "tpe", "tpe-mv", "gp"];
 
-/// Best value after 50 and after 100 trials.
+/// Best value after 50 and after 100 trials, run by the engine's loop on one worker thread
+/// (one thread keeps a seed's trials in order).
 fn optimise(problem: &Problem, kind: &str, seed: u64) -> Result<(f64, f64)> {
     let study = Study::builder("bench")
         .shared_sampler(sampler(kind, &problem.space, seed))
         .build()?;
-    let mut best = f64::INFINITY;
-    let mut at50 = f64::INFINITY;
-    for i in 0..100 {
-        let mut trial = study.ask()?;
-        let mut x = Vec::with_capacity(problem.space.len());
-        for (name, dist) in problem.space.iter() {
-            x.push(
-                trial
-                    .suggest(name, dist.clone())?
-                    .as_f64()
-                    .unwrap_or(f64::NAN),
-            );
-        }
-        let y = (problem.f)(&x);
-        best = best.min(y);
-        study.tell(trial, Outcome::Complete(y))?;
-        if i == 49 {
-            at50 = best;
-        }
-    }
-    Ok((at50 - problem.minimum, best - problem.minimum))
+    let best_after = |total: u64| -> Result<f64> {
+        let limits = caviar_engine::Limits {
+            total,
+            deadline: None,
+            recovery: caviar_engine::Recovery {
+                retries: 0,
+                heartbeat: crate::config::DEFAULT_HEARTBEAT,
+            },
+            max_failures: 0,
+        };
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        caviar_engine::drive(
+            &study,
+            &problem.space,
+            limits,
+            1,
+            &cancel,
+            &caviar_engine::Silent,
+            |trial, _| {
+                let params = trial.params();
+                let x: Vec<f64> = problem
+                    .space
+                    .iter()
+                    .map(|(name, _)| params[name].as_f64().unwrap_or(f64::NAN))
+                    .collect();
+                Outcome::Complete((problem.f)(&x))
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(study
+            .best_trial()?
+            .and_then(|t| t.value)
+            .unwrap_or(f64::INFINITY))
+    };
+    let at50 = best_after(50)?;
+    let at100 = best_after(100)?;
+    Ok((at50 - problem.minimum, at100 - problem.minimum))
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {

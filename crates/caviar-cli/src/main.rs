@@ -205,6 +205,10 @@ enum BenchKind {
         /// Study sizes to measure at, comma-separated (trials already in the study).
         #[arg(long, value_delimiter = ',', default_value = "1000")]
         prefill: Vec<u64>,
+        /// Write the storage directly instead of running the engine's worker loop (measures the
+        /// storage alone).
+        #[arg(long)]
+        direct: bool,
     },
     /// Trials written per second (create + 4 params + 10 reports + finish) and the time to open
     /// a large study.
@@ -254,9 +258,10 @@ fn dispatch(cli: Cli) -> Result<u8> {
                     workers,
                     trials,
                     prefill,
+                    direct,
                 },
         } => {
-            bench::workers(&url, &workers, trials, &prefill)?;
+            bench::workers(&url, &workers, trials, &prefill, direct)?;
             Ok(0)
         }
         Command::Bench {

@@ -234,7 +234,8 @@ where
     F: Fn(&mut Trial, &AtomicBool) -> Outcome + Sync,
 {
     let active: Mutex<HashSet<TrialId>> = Mutex::default();
-    let done = AtomicBool::new(false);
+    // Dropping the sender wakes the heartbeat thread at once, so a run ends without a poll delay.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     // Every worker's error is kept: each may name a trial its failed write left running.
     let fatal: Mutex<Vec<EngineError>> = Mutex::new(Vec::new());
     // A panic is a bug in caviar or the objective: no new trials start, running ones finish.
@@ -250,7 +251,7 @@ where
         .min(usize::try_from(left).unwrap_or(usize::MAX))
         .max(1);
     std::thread::scope(|scope| {
-        scope.spawn(|| heartbeat_loop(study, &active, &done, progress, limits.recovery));
+        scope.spawn(|| heartbeat_loop(study, &active, stopped, progress, limits.recovery));
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -277,7 +278,7 @@ where
         for h in handles {
             let _ = h.join();
         }
-        done.store(true, Ordering::SeqCst);
+        drop(stop);
     });
     let mut errors = fatal.into_inner().unwrap();
     if !errors.is_empty() {
@@ -363,26 +364,33 @@ impl Panics {
 fn heartbeat_loop(
     study: &Study,
     active: &Mutex<HashSet<TrialId>>,
-    done: &AtomicBool,
+    stopped: std::sync::mpsc::Receiver<()>,
     progress: &dyn Observer,
     recovery: Recovery,
 ) {
     let me = WorkerId::current();
-    let tick = Duration::from_millis(20).min(recovery.sweep_every());
-    let (mut last_beat, mut last_sweep) = (Instant::now(), Instant::now());
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(tick);
-        if last_beat.elapsed() >= recovery.heartbeat {
-            last_beat = Instant::now();
+    let (mut next_beat, mut next_sweep) = (
+        Instant::now() + recovery.heartbeat,
+        Instant::now() + recovery.sweep_every(),
+    );
+    loop {
+        let due = next_beat.min(next_sweep);
+        match stopped.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let now = Instant::now();
+        if now >= next_beat {
+            next_beat = now + recovery.heartbeat;
             let ids: Vec<TrialId> = active.lock().unwrap().iter().copied().collect();
             for id in ids {
                 let _ = study.storage().heartbeat(id);
             }
         }
-        if last_sweep.elapsed() < recovery.sweep_every() {
+        if now < next_sweep {
             continue;
         }
-        last_sweep = Instant::now();
+        next_sweep = now + recovery.sweep_every();
         if let Ok(failed) = study.fail_orphans(
             |t| orphan_reason(t, &me, recovery.stale_after()),
             recovery.retries,
