@@ -546,6 +546,10 @@ pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// A running trial: suggest parameters define-by-run, report intermediate values.
+///
+/// A clone is a handle to the same running trial (bindings hand a copy to code they do not
+/// own, then take it back); tell the study one of them, once.
+#[derive(Clone)]
 pub struct Trial {
     id: TrialId,
     study: StudyId,

@@ -1,0 +1,427 @@
+"""caviar: hyperparameter tuning on a Rust engine, with Optuna's vocabulary.
+
+Usage::
+
+    import caviar
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        beta1 = trial.suggest_float("beta1", 0.9, 0.999, scale="reverse_log")
+        for epoch in range(10):
+            loss = train_one_epoch(lr, beta1)
+            trial.report(loss, epoch)
+            if trial.should_prune():
+                raise caviar.TrialPruned()
+        return loss
+
+    study = caviar.create_study(storage="sqlite:study.db", study_name="mnist",
+                                sampler=caviar.samplers.TPESampler(seed=0),
+                                pruner=caviar.pruners.MedianPruner())
+    study.optimize(objective, n_trials=100, n_jobs=2)
+    print(study.best_params)
+
+Samplers, pruners, storages and the run loop (worker threads, heartbeats, recovery of trials
+lost with their process) are caviar's Rust engine; a study made here is an ordinary stored
+study that ``caviar studies``, ``caviar best`` and ``caviar dashboard`` read. Differences from
+Optuna are listed in ``docs/python.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum as _enum
+import os as _os
+import uuid as _uuid
+from typing import Any, Callable, Container, Dict, Iterable, List, Optional, Sequence
+
+from . import _caviar, pruners, samplers
+from ._caviar import DuplicatedStudyError, Trial, TrialPruned
+
+__all__ = [
+    "DuplicatedStudyError",
+    "FrozenTrial",
+    "Study",
+    "StudyDirection",
+    "StudySummary",
+    "Trial",
+    "TrialPruned",
+    "TrialState",
+    "create_study",
+    "get_all_study_names",
+    "get_all_study_summaries",
+    "load_study",
+    "pruners",
+    "samplers",
+]
+
+
+class TrialState(_enum.IntEnum):
+    """A trial's state, numbered as Optuna numbers them."""
+
+    RUNNING = 0
+    COMPLETE = 1
+    PRUNED = 2
+    FAIL = 3
+    WAITING = 4
+
+    def is_finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+_STATES = {
+    "running": TrialState.RUNNING,
+    "complete": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "failed": TrialState.FAIL,
+    "waiting": TrialState.WAITING,
+}
+_TELL_STATES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "fail",
+}
+
+
+class StudyDirection(_enum.IntEnum):
+    """Whether the objective is minimized or maximized, numbered as Optuna numbers them."""
+
+    NOT_SET = 0
+    MINIMIZE = 1
+    MAXIMIZE = 2
+
+
+def _datetime(ms: Optional[int]) -> Optional[_dt.datetime]:
+    if ms is None:
+        return None
+    return _dt.datetime.fromtimestamp(ms / 1000.0)
+
+
+class FrozenTrial:
+    """A trial as stored: its state, value, parameters and learning curve.
+
+    ``distributions`` holds caviar's distribution records (dicts such as
+    ``{"type": "float", "low": 1e-5, "high": 0.1, "scale": "log"}``), not Optuna's classes.
+    ``error`` is caviar's: why a failed trial failed (a traceback for a Python exception).
+    """
+
+    __slots__ = (
+        "number",
+        "state",
+        "value",
+        "params",
+        "distributions",
+        "intermediate_values",
+        "datetime_start",
+        "datetime_complete",
+        "error",
+        "worker",
+        "user_attrs",
+        "system_attrs",
+    )
+
+    def __init__(self, record: Dict[str, Any]) -> None:
+        self.number: int = record["number"]
+        self.state: TrialState = _STATES[record["state"]]
+        self.value: Optional[float] = (
+            record["value"] if self.state == TrialState.COMPLETE else None
+        )
+        self.params: Dict[str, Any] = record["params"]
+        self.distributions: Dict[str, Dict[str, Any]] = record["distributions"]
+        self.intermediate_values: Dict[int, float] = record["intermediate_values"]
+        self.datetime_start = _datetime(record["started_ms"])
+        self.datetime_complete = _datetime(record["finished_ms"])
+        self.error: Optional[str] = record["error"]
+        self.worker: Optional[str] = record["worker"]
+        self.user_attrs: Dict[str, Any] = {}
+        self.system_attrs: Dict[str, Any] = {}
+
+    @property
+    def values(self) -> Optional[List[float]]:
+        return None if self.value is None else [self.value]
+
+    @property
+    def duration(self) -> Optional[_dt.timedelta]:
+        if self.datetime_start is None or self.datetime_complete is None:
+            return None
+        return self.datetime_complete - self.datetime_start
+
+    @property
+    def last_step(self) -> Optional[int]:
+        return max(self.intermediate_values) if self.intermediate_values else None
+
+    def __repr__(self) -> str:
+        return (
+            f"FrozenTrial(number={self.number}, state={self.state.name}, "
+            f"value={self.value}, params={self.params})"
+        )
+
+
+class StudySummary:
+    """One study of a storage, as ``get_all_study_summaries`` lists it."""
+
+    def __init__(self, record: Dict[str, Any]) -> None:
+        self.study_name: str = record["study_name"]
+        self.direction = _direction(record["direction"])
+        self.n_trials: int = record["n_trials"]
+        self.best_value: Optional[float] = record["best_value"]
+        self.datetime_start = _datetime(record["created_ms"])
+
+    def __repr__(self) -> str:
+        return f"StudySummary(study_name={self.study_name!r}, n_trials={self.n_trials})"
+
+
+def _direction(text: str) -> StudyDirection:
+    return StudyDirection.MAXIMIZE if text == "maximize" else StudyDirection.MINIMIZE
+
+
+def _direction_text(direction: Any) -> str:
+    if isinstance(direction, StudyDirection):
+        if direction == StudyDirection.NOT_SET:
+            raise ValueError("direction: NOT_SET cannot be optimized; use MINIMIZE or MAXIMIZE")
+        return direction.name.lower()
+    if isinstance(direction, str):
+        return direction.lower()
+    raise TypeError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
+
+
+class Study:
+    """A study: optimize an objective, or ask and tell trials yourself."""
+
+    def __init__(self, inner: "_caviar.Study") -> None:
+        self._inner = inner
+
+    @property
+    def study_name(self) -> str:
+        return self._inner.study_name
+
+    @property
+    def direction(self) -> StudyDirection:
+        return _direction(self._inner.direction)
+
+    @property
+    def storage_url(self) -> str:
+        """caviar's URL of the study's storage (``caviar --storage URL ...`` reads it)."""
+        return self._inner.storage_url
+
+    def optimize(
+        self,
+        func: Callable[[Trial], float],
+        n_trials: Optional[int] = None,
+        timeout: Optional[float] = None,
+        n_jobs: int = 1,
+        catch: Iterable[type] | type = (),
+        callbacks: Optional[Sequence[Callable[["Study", FrozenTrial], None]]] = None,
+        gc_after_trial: bool = False,
+        show_progress_bar: bool = False,
+    ) -> None:
+        """Runs ``func(trial)`` until this call has started ``n_trials`` trials or ``timeout``
+        seconds have passed (with neither, until Ctrl-C).
+
+        ``n_jobs`` threads run trials at once; the GIL is released while caviar samples,
+        stores and waits. An exception from ``func`` fails its trial, with the traceback as
+        the trial's error, and is raised again here unless its type is in ``catch``.
+        Ctrl-C marks the running trials failed ("interrupted") and raises KeyboardInterrupt.
+        ``gc_after_trial`` and ``show_progress_bar`` are accepted for Optuna's sake and do
+        nothing yet.
+        """
+        if n_trials is not None and n_trials < 0:
+            raise ValueError(f"n_trials = {n_trials}; use a number >= 0, or None")
+        if isinstance(catch, type):
+            catch = (catch,)
+        catch = tuple(catch)
+        on_trial = None
+        if callbacks:
+            callbacks = list(callbacks)
+
+            def on_trial(record: Dict[str, Any]) -> None:
+                frozen = FrozenTrial(record)
+                for callback in callbacks:
+                    callback(self, frozen)
+
+        self._inner.optimize(
+            func,
+            n_trials=n_trials,
+            timeout=timeout,
+            n_jobs=n_jobs,
+            catch=catch,
+            on_trial=on_trial,
+        )
+
+    def ask(self) -> Trial:
+        """A new running trial; end it with :meth:`tell`."""
+        return self._inner.ask()
+
+    def tell(
+        self,
+        trial: Trial | int,
+        values: Optional[float | Sequence[float]] = None,
+        state: Optional[TrialState] = None,
+    ) -> FrozenTrial:
+        """Ends a trial from :meth:`ask` (the trial or its number). With a value and no state
+        it is complete; ``state=TrialState.PRUNED`` or ``TrialState.FAIL`` ends it so."""
+        if isinstance(values, (list, tuple)):
+            if len(values) != 1:
+                raise ValueError(
+                    f"tell: {len(values)} values given; caviar studies have one objective"
+                )
+            values = values[0]
+        if state is None:
+            state_text = "complete" if values is not None else "fail"
+        else:
+            try:
+                state_text = _TELL_STATES[TrialState(state)]
+            except (KeyError, ValueError):
+                raise ValueError(
+                    f"tell: state {state!r} cannot end a trial; use COMPLETE, PRUNED or FAIL"
+                ) from None
+        number = trial if isinstance(trial, int) else trial.number
+        value = None if values is None else float(values)
+        self._inner.tell(trial, value, state_text)
+        return FrozenTrial(self._inner.trial(number))
+
+    @property
+    def trials(self) -> List[FrozenTrial]:
+        return self.get_trials()
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Optional[Container[TrialState]] = None
+    ) -> List[FrozenTrial]:
+        """Every trial in number order; with ``states``, those in one of them."""
+        trials = [FrozenTrial(r) for r in self._inner.trials()]
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
+        return trials
+
+    @property
+    def best_trial(self) -> FrozenTrial:
+        record = self._inner.best_trial()
+        if record is None:
+            raise ValueError(
+                f"study {self.study_name!r} has no complete trial yet, so no best trial"
+            )
+        return FrozenTrial(record)
+
+    @property
+    def best_value(self) -> float:
+        value = self.best_trial.value
+        assert value is not None
+        return value
+
+    @property
+    def best_params(self) -> Dict[str, Any]:
+        return self.best_trial.params
+
+    def trials_dataframe(self) -> Any:
+        """The trials as a pandas DataFrame, one row per trial, Optuna's column names
+        (``number``, ``value``, ``datetime_start``, ``datetime_complete``, ``duration``,
+        ``params_NAME``, ``state``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "trials_dataframe() needs pandas: pip install pandas "
+                "(study.trials gives the same data without it)"
+            ) from None
+        rows = []
+        for t in self.trials:
+            row: Dict[str, Any] = {
+                "number": t.number,
+                "value": t.value,
+                "datetime_start": t.datetime_start,
+                "datetime_complete": t.datetime_complete,
+                "duration": t.duration,
+            }
+            for name, value in t.params.items():
+                row[f"params_{name}"] = value
+            row["state"] = t.state.name
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+def _spec(obj: Any, module: Any, what: str) -> Optional[Dict[str, Any]]:
+    if obj is None:
+        return None
+    spec = getattr(obj, "_spec", None)
+    if spec is None:
+        raise TypeError(
+            f"{what}={obj!r} is not one of caviar.{module.__name__.split('.')[-1]}'s classes"
+        )
+    return dict(spec)
+
+
+def _storage_text(storage: Any) -> Optional[str]:
+    if storage is None or isinstance(storage, str):
+        return storage
+    if isinstance(storage, _os.PathLike):
+        return f"sqlite:{_os.fspath(storage)}"
+    raise TypeError(
+        f"storage={storage!r}: pass a URL such as 'sqlite:study.db' or "
+        "'postgres://user@host:5432/db'"
+    )
+
+
+def create_study(
+    storage: Any = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    study_name: Optional[str] = None,
+    direction: Any = "minimize",
+    load_if_exists: bool = False,
+) -> Study:
+    """Creates a study (or, with ``load_if_exists``, opens one of that name).
+
+    ``storage``: ``None`` (in memory, gone with the process), ``"sqlite:PATH"`` (also
+    Optuna's ``"sqlite:///PATH"``) or ``"postgres://USER@HOST:PORT/DB"``.
+    """
+    name = study_name or f"no-name-{_uuid.uuid4()}"
+    inner = _caviar.open_study(
+        name,
+        storage=_storage_text(storage),
+        direction=_direction_text(direction),
+        sampler=_spec(sampler, samplers, "sampler"),
+        pruner=_spec(pruner, pruners, "pruner"),
+        load_if_exists=load_if_exists,
+        create=True,
+    )
+    return Study(inner)
+
+
+def load_study(
+    study_name: Optional[str] = None,
+    storage: Any = None,
+    sampler: Any = None,
+    pruner: Any = None,
+) -> Study:
+    """Opens a stored study; several processes (or machines) may optimize it at once."""
+    url = _storage_text(storage)
+    if url is None:
+        raise ValueError("load_study needs storage=...: an in-memory study lives in one object")
+    if study_name is None:
+        names = get_all_study_names(url)
+        if len(names) != 1:
+            raise ValueError(
+                f"load_study: study_name is needed; {url} holds {len(names)} studies"
+            )
+        study_name = names[0]
+    inner = _caviar.open_study(
+        study_name,
+        storage=url,
+        sampler=_spec(sampler, samplers, "sampler"),
+        pruner=_spec(pruner, pruners, "pruner"),
+        load_if_exists=True,
+        create=False,
+    )
+    return Study(inner)
+
+
+def get_all_study_summaries(storage: Any) -> List[StudySummary]:
+    """Every study in a storage."""
+    return [StudySummary(r) for r in _caviar.study_summaries(_storage_text(storage))]
+
+
+def get_all_study_names(storage: Any) -> List[str]:
+    """The names of every study in a storage."""
+    return [r["study_name"] for r in _caviar.study_summaries(_storage_text(storage))]

@@ -1,0 +1,816 @@
+//! `caviar._caviar`: the Rust half of caviar's Python package. Studies, trials, storages and
+//! the run loop are the engine's (`caviar_engine::drive`, the registry); this module only
+//! converts between Python and Rust and holds the GIL as little as it can. The Python half
+//! (`caviar/__init__.py`) gives it Optuna's names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
+use caviar_core::storage::Storage;
+use caviar_core::study::{Outcome, Study, StudyError, Trial, TrialError};
+use caviar_core::trial::{Direction, FrozenTrial, TrialId, TrialState};
+use caviar_engine::{PrunerSpec, SamplerSpec};
+use pyo3::create_exception;
+use pyo3::exceptions::{
+    PyException, PyKeyError, PyKeyboardInterrupt, PyRuntimeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+create_exception!(
+    _caviar,
+    TrialPruned,
+    PyException,
+    "Raised by an objective to stop its trial as pruned (after `trial.should_prune()`)."
+);
+create_exception!(
+    _caviar,
+    DuplicatedStudyError,
+    PyException,
+    "A study of that name exists already; pass `load_if_exists=True` to open it."
+);
+
+/// How often a waiting `optimize` looks for Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// Heartbeat period of trials run by `optimize` (as `caviar run`'s default).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+fn runtime_error(e: impl std::fmt::Display) -> PyErr {
+    PyRuntimeError::new_err(e.to_string())
+}
+
+fn trial_error(e: TrialError) -> PyErr {
+    match e {
+        TrialError::Space(_) | TrialError::Failed(_) => PyValueError::new_err(e.to_string()),
+        TrialError::Pruned => TrialPruned::new_err("pruned"),
+        other => runtime_error(other),
+    }
+}
+
+/// Optuna's `sqlite:///relative.db` and `sqlite:////absolute.db` mean a path after the third
+/// slash; caviar's own spellings (`sqlite:PATH`, `postgres://...`, `memory:`) pass through.
+fn storage_url(url: Option<&str>) -> String {
+    match url {
+        None => "memory:".into(),
+        Some(u) => match u.strip_prefix("sqlite:///") {
+            Some(path) => format!("sqlite:{path}"),
+            None => u.to_string(),
+        },
+    }
+}
+
+fn open_storage(url: &str) -> PyResult<Arc<dyn Storage>> {
+    caviar_store::open_storage(url).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn direction_of(text: &str) -> PyResult<Direction> {
+    match text {
+        "minimize" => Ok(Direction::Minimize),
+        "maximize" => Ok(Direction::Maximize),
+        other => Err(PyValueError::new_err(format!(
+            "direction = {other:?} is not known; use \"minimize\" or \"maximize\""
+        ))),
+    }
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Minimize => "minimize",
+        Direction::Maximize => "maximize",
+    }
+}
+
+/// A registry spec from the keyword dict the Python classes build (`{"kind": "tpe", ...}`).
+fn spec_of<T: serde::de::DeserializeOwned>(
+    py: Python<'_>,
+    what: &str,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Option<T>> {
+    let Some(options) = options else {
+        return Ok(None);
+    };
+    let json = py
+        .import("json")?
+        .call_method1("dumps", (options,))?
+        .extract::<String>()?;
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+}
+
+fn param_to_py<'py>(py: Python<'py>, value: &ParamValue) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        ParamValue::Int(i) => i.into_pyobject(py)?.into_any(),
+        ParamValue::Float(f) => f.into_pyobject(py)?.into_any(),
+        ParamValue::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        ParamValue::Str(s) => PyString::new(py, s).into_any(),
+    })
+}
+
+fn param_from_py(value: &Bound<'_, PyAny>) -> PyResult<ParamValue> {
+    if value.is_instance_of::<PyBool>() {
+        return Ok(ParamValue::Bool(value.extract()?));
+    }
+    if value.is_instance_of::<PyInt>() {
+        return Ok(ParamValue::Int(value.extract()?));
+    }
+    if value.is_instance_of::<PyFloat>() {
+        return Ok(ParamValue::Float(value.extract()?));
+    }
+    if value.is_instance_of::<PyString>() {
+        return Ok(ParamValue::Str(value.extract()?));
+    }
+    Err(PyValueError::new_err(format!(
+        "choice {} is not a bool, int, float or str; caviar stores those (map other objects to names)",
+        value.repr()?
+    )))
+}
+
+fn distribution_to_py<'py>(py: Python<'py>, dist: &Distribution) -> PyResult<Bound<'py, PyAny>> {
+    let json = serde_json::to_string(dist).map_err(runtime_error)?;
+    py.import("json")?.call_method1("loads", (json,))
+}
+
+/// A finished or running trial as a plain dict; `caviar.FrozenTrial` wraps it.
+fn frozen_to_py<'py>(py: Python<'py>, t: &FrozenTrial) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("number", t.number)?;
+    d.set_item("state", t.state.as_str())?;
+    d.set_item("value", t.value)?;
+    let params = PyDict::new(py);
+    for (name, value) in &t.params {
+        params.set_item(name, param_to_py(py, value)?)?;
+    }
+    d.set_item("params", params)?;
+    let dists = PyDict::new(py);
+    for (name, dist) in &t.distributions {
+        dists.set_item(name, distribution_to_py(py, dist)?)?;
+    }
+    d.set_item("distributions", dists)?;
+    let curve = PyDict::new(py);
+    for (step, value) in &t.intermediate {
+        curve.set_item(step, value)?;
+    }
+    d.set_item("intermediate_values", curve)?;
+    d.set_item("error", t.error.as_deref())?;
+    d.set_item("worker", t.worker.as_deref())?;
+    d.set_item("started_ms", t.started_ms)?;
+    d.set_item("finished_ms", t.finished_ms)?;
+    Ok(d)
+}
+
+/// The text Python itself would print for an exception, traceback included.
+fn traceback_text(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = (|| -> PyResult<String> {
+        let lines = py.import("traceback")?.call_method1(
+            "format_exception",
+            (err.get_type(py), err.value(py), err.traceback(py)),
+        )?;
+        let parts: Vec<String> = lines.extract()?;
+        Ok(parts.concat())
+    })();
+    formatted.unwrap_or_else(|_| err.to_string())
+}
+
+/// A study in a storage, opened or created; `caviar.Study` wraps it.
+#[pyclass(frozen, module = "caviar._caviar", name = "Study")]
+struct PyStudy {
+    study: Arc<Study>,
+    url: String,
+    /// Trials handed out by `ask` and not yet told, by number.
+    asked: Mutex<HashMap<u64, Py<PyTrial>>>,
+}
+
+/// A running trial: `suggest_*`, `report`, `should_prune`.
+#[pyclass(frozen, module = "caviar._caviar", name = "Trial")]
+struct PyTrial {
+    number: u64,
+    /// `None` once the trial has been told.
+    inner: Mutex<Option<Trial>>,
+}
+
+impl PyTrial {
+    fn new(trial: Trial) -> Self {
+        PyTrial {
+            number: trial.number(),
+            inner: Mutex::new(Some(trial)),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Trial) -> Result<R, TrialError>) -> PyResult<R> {
+        let mut guard = self.inner.lock().unwrap();
+        let trial = guard.as_mut().ok_or_else(|| {
+            PyRuntimeError::new_err(format!(
+                "trial {} has finished; its methods work only while it runs",
+                self.number
+            ))
+        })?;
+        f(trial).map_err(trial_error)
+    }
+
+    fn take(&self) -> Option<Trial> {
+        self.inner.lock().unwrap().take()
+    }
+}
+
+#[pymethods]
+impl PyTrial {
+    /// Number within the study, from 0.
+    #[getter]
+    fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// Parameters suggested so far.
+    #[getter]
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let params = self.with(|t| Ok(t.params()))?;
+        let d = PyDict::new(py);
+        for (name, value) in &params {
+            d.set_item(name, param_to_py(py, value)?)?;
+        }
+        Ok(d)
+    }
+
+    /// A float in `[low, high]`: `log=True` for a log scale, `scale="reverse_log"` for values
+    /// near 1 (betas: `1 - x` on a log scale), `step` for a linear grid.
+    #[pyo3(signature = (name, low, high, *, step=None, log=false, scale=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn suggest_float(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        low: f64,
+        high: f64,
+        step: Option<f64>,
+        log: bool,
+        scale: Option<&str>,
+    ) -> PyResult<f64> {
+        let scale = match (scale, log) {
+            (None, false) | (Some("linear"), false) => Scale::Linear,
+            (None, true) | (Some("log"), _) => Scale::Log,
+            (Some("reverse_log"), false) => Scale::ReverseLog,
+            (Some(other), _) => {
+                return Err(PyValueError::new_err(format!(
+                    "suggest_float({name:?}): scale = {other:?} {}",
+                    if log {
+                        "cannot be combined with log=True; pass one of them"
+                    } else {
+                        "is not known; use \"linear\", \"log\" or \"reverse_log\""
+                    }
+                )))
+            }
+        };
+        if step.is_some() && scale != Scale::Linear {
+            return Err(PyValueError::new_err(format!(
+                "suggest_float({name:?}): step works on a linear scale only; drop step or the log scale"
+            )));
+        }
+        let dist = Distribution::Float {
+            low,
+            high,
+            scale,
+            step,
+        };
+        let value = py.detach(|| self.with(|t| t.suggest(name, dist)))?;
+        Ok(value.as_f64().expect("float distributions yield numbers"))
+    }
+
+    /// An int in `[low, high]`, in multiples of `step` from `low`; `log=True` for a log scale.
+    #[pyo3(signature = (name, low, high, step=1, log=false))]
+    fn suggest_int(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        low: i64,
+        high: i64,
+        step: i64,
+        log: bool,
+    ) -> PyResult<i64> {
+        if log && step != 1 {
+            return Err(PyValueError::new_err(format!(
+                "suggest_int({name:?}): step must be 1 on a log scale"
+            )));
+        }
+        let dist = Distribution::Int {
+            low,
+            high,
+            step,
+            scale: if log { Scale::Log } else { Scale::Linear },
+        };
+        let value = py.detach(|| self.with(|t| t.suggest(name, dist)))?;
+        Ok(value.as_i64().expect("int distributions yield integers"))
+    }
+
+    /// One of `choices` (bools, ints, floats or strings), returned as the object given.
+    fn suggest_categorical<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        choices: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let given: Vec<Bound<'py, PyAny>> = choices.try_iter()?.collect::<PyResult<_>>()?;
+        let values: Vec<ParamValue> = given.iter().map(param_from_py).collect::<PyResult<_>>()?;
+        let dist = Distribution::Categorical {
+            choices: values.clone(),
+        };
+        let value = py.detach(|| self.with(|t| t.suggest(name, dist)))?;
+        let idx = values
+            .iter()
+            .position(|v| *v == value)
+            .expect("categorical draws come from the choices");
+        Ok(given[idx].clone())
+    }
+
+    /// Records the objective's value at `step` (an epoch); the pruner judges these.
+    fn report(&self, py: Python<'_>, value: f64, step: u64) -> PyResult<()> {
+        py.detach(|| self.with(|t| t.report(step, value)))
+    }
+
+    /// Whether the study's pruner says to stop now; then `raise caviar.TrialPruned()`.
+    fn should_prune(&self, py: Python<'_>) -> PyResult<bool> {
+        py.detach(|| self.with(|t| t.should_prune()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Trial(number={})", self.number)
+    }
+}
+
+/// What the objective of one `optimize` call did that must outlive its trial.
+#[derive(Default)]
+struct Stop {
+    /// The first exception to re-raise when the run ends (an uncaught objective error, a
+    /// callback's error, Ctrl-C).
+    error: Mutex<Option<PyErr>>,
+    /// Python thread idents of running objectives, to interrupt them on Ctrl-C.
+    threads: Mutex<HashMap<u64, u64>>,
+}
+
+impl Stop {
+    fn keep_first(&self, err: PyErr) {
+        let mut slot = self.error.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+    }
+}
+
+/// Calls the Python callback after each trial (Optuna's `callbacks`, wrapped by Python).
+struct Callbacks<'a> {
+    on_trial: Option<Py<PyAny>>,
+    storage: Arc<dyn Storage>,
+    ids: &'a Mutex<HashMap<u64, TrialId>>,
+    stop: &'a Stop,
+    cancel: &'a AtomicBool,
+}
+
+impl caviar_engine::Observer for Callbacks<'_> {
+    fn trial_done(&self, number: u64, _: TrialState, _: &Outcome, _: Direction) {
+        let Some(on_trial) = &self.on_trial else {
+            return;
+        };
+        let Some(id) = self.ids.lock().unwrap().remove(&number) else {
+            return;
+        };
+        let Ok(frozen) = self.storage.trial(id) else {
+            return;
+        };
+        Python::attach(|py| {
+            let called = frozen_to_py(py, &frozen).and_then(|d| on_trial.call1(py, (d,)));
+            if let Err(e) = called {
+                self.stop.keep_first(e);
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+
+    fn note(&self, _: &str) {}
+}
+
+impl PyStudy {
+    fn trial_by_number(&self, number: u64) -> PyResult<FrozenTrial> {
+        let trials = self
+            .study
+            .storage()
+            .trials_numbered(self.study.record().id, number, number + 1)
+            .map_err(runtime_error)?;
+        trials.into_iter().next().ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "study {:?} has no trial {number}",
+                self.study.name()
+            ))
+        })
+    }
+
+    /// Runs `func` on a trial in a worker thread and says how it ended.
+    fn call_objective(
+        py: Python<'_>,
+        func: &Py<PyAny>,
+        catch: &Py<PyAny>,
+        trial: &mut Trial,
+        stop: &Stop,
+        cancel: &AtomicBool,
+    ) -> Outcome {
+        let number = trial.number();
+        let handle = match Py::new(py, PyTrial::new(trial.clone())) {
+            Ok(h) => h,
+            Err(e) => return Outcome::Failed(traceback_text(py, &e)),
+        };
+        if let Ok(ident) = py
+            .import("threading")
+            .and_then(|m| m.call_method0("get_ident"))
+            .and_then(|i| i.extract::<u64>())
+        {
+            stop.threads.lock().unwrap().insert(number, ident);
+        }
+        let result = func.call1(py, (handle.clone_ref(py),));
+        stop.threads.lock().unwrap().remove(&number);
+        // The trial comes back with what the objective suggested and reported.
+        if let Some(back) = handle.get().take() {
+            *trial = back;
+        }
+        match result {
+            Ok(value) => {
+                let value = value.bind(py);
+                if value.is_none() {
+                    return Outcome::Failed(
+                        "the objective returned None; return the value to optimize (a float)"
+                            .into(),
+                    );
+                }
+                match value.extract::<f64>() {
+                    Ok(v) => Outcome::Complete(v),
+                    Err(_) => Outcome::Failed(format!(
+                        "the objective returned {}, which is not a number",
+                        value.repr().map(|r| r.to_string()).unwrap_or_default()
+                    )),
+                }
+            }
+            Err(e) if e.is_instance_of::<TrialPruned>(py) => Outcome::Pruned,
+            Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
+                cancel.store(true, Ordering::SeqCst);
+                stop.keep_first(e);
+                Outcome::Failed("interrupted".into())
+            }
+            Err(e) => {
+                let text = traceback_text(py, &e);
+                if !e.is_instance(py, catch.bind(py)) {
+                    cancel.store(true, Ordering::SeqCst);
+                    stop.keep_first(e);
+                }
+                Outcome::Failed(text)
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyStudy {
+    /// The study's name.
+    #[getter]
+    fn study_name(&self) -> String {
+        self.study.name().to_string()
+    }
+
+    /// "minimize" or "maximize".
+    #[getter]
+    fn direction(&self) -> &'static str {
+        direction_name(self.study.direction())
+    }
+
+    /// The storage URL the study lives in.
+    #[getter]
+    fn storage_url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Runs `func(trial)` on `n_jobs` threads through the engine's loop until this call has
+    /// started `n_trials` trials (none: no limit) or `timeout` seconds passed.
+    #[pyo3(signature = (func, n_trials=None, timeout=None, n_jobs=1, catch=None, on_trial=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn optimize(
+        &self,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        n_trials: Option<u64>,
+        timeout: Option<f64>,
+        n_jobs: i64,
+        catch: Option<Py<PyAny>>,
+        on_trial: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let workers = match n_jobs {
+            -1 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n >= 1 => n as usize,
+            n => {
+                return Err(PyValueError::new_err(format!(
+                    "n_jobs = {n}; use a positive number of threads, or -1 for one per CPU"
+                )))
+            }
+        };
+        if let Some(t) = timeout {
+            if !(t >= 0.0 && t.is_finite()) {
+                return Err(PyValueError::new_err(format!(
+                    "timeout = {t}; use a number of seconds >= 0, or None"
+                )));
+            }
+        }
+        let catch = catch.unwrap_or_else(|| PyTuple::empty(py).into_any().unbind());
+        let storage = self.study.storage().clone();
+        let held = storage
+            .counts(self.study.record().id)
+            .map_err(runtime_error)?
+            .total();
+        let limits = caviar_engine::Limits {
+            total: n_trials.map_or(u64::MAX, |n| held.saturating_add(n)),
+            deadline: timeout.map(|t| Instant::now() + Duration::from_secs_f64(t)),
+            recovery: caviar_engine::Recovery {
+                retries: 0,
+                heartbeat: HEARTBEAT,
+            },
+            max_failures: 0,
+        };
+        let cancel = AtomicBool::new(false);
+        let stop = Stop::default();
+        let ids: Mutex<HashMap<u64, TrialId>> = Mutex::default();
+        let callbacks = Callbacks {
+            on_trial,
+            storage,
+            ids: &ids,
+            stop: &stop,
+            cancel: &cancel,
+        };
+        let empty = SearchSpace::new();
+        let study = &*self.study;
+        let run = py.detach(|| {
+            std::thread::scope(|scope| {
+                let (done, finished) = std::sync::mpsc::channel::<()>();
+                let driver = scope.spawn(|| {
+                    let result = caviar_engine::drive(
+                        study,
+                        &empty,
+                        limits,
+                        workers,
+                        &cancel,
+                        &callbacks,
+                        |trial, cancel| {
+                            ids.lock().unwrap().insert(trial.number(), trial.id());
+                            Python::attach(|py| {
+                                Self::call_objective(py, &func, &catch, trial, &stop, cancel)
+                            })
+                        },
+                    );
+                    drop(done);
+                    result
+                });
+                // The main thread waits here, so it is the one that sees Ctrl-C.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    finished.recv_timeout(SIGNAL_POLL)
+                {
+                    let signal = Python::attach(|py| py.check_signals().err());
+                    if let Some(err) = signal {
+                        cancel.store(true, Ordering::SeqCst);
+                        stop.keep_first(err);
+                        interrupt_objectives(&stop);
+                    }
+                }
+                driver.join()
+            })
+        });
+        if let Some(err) = stop.error.lock().unwrap().take() {
+            return Err(err);
+        }
+        match run {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.is_bad_input() => Err(PyValueError::new_err(e.to_string())),
+            Ok(Err(e)) => Err(runtime_error(e)),
+            Err(_) => Err(PyRuntimeError::new_err(
+                "the run loop panicked (a bug in caviar; please report it)",
+            )),
+        }
+    }
+
+    /// A new running trial, for `tell` later.
+    fn ask(&self, py: Python<'_>) -> PyResult<Py<PyTrial>> {
+        let trial = py
+            .detach(|| self.study.ask())
+            .map_err(runtime_error)?;
+        let number = trial.number();
+        let handle = Py::new(py, PyTrial::new(trial))?;
+        self.asked
+            .lock()
+            .unwrap()
+            .insert(number, handle.clone_ref(py));
+        Ok(handle)
+    }
+
+    /// Ends a trial from `ask` (the trial or its number): `state` is "complete" (needs a
+    /// finite `value`), "pruned" or "fail". Returns the state recorded.
+    #[pyo3(signature = (trial, value=None, state=None))]
+    fn tell(
+        &self,
+        py: Python<'_>,
+        trial: &Bound<'_, PyAny>,
+        value: Option<f64>,
+        state: Option<&str>,
+    ) -> PyResult<&'static str> {
+        let number = match trial.cast::<PyTrial>() {
+            Ok(t) => t.get().number,
+            Err(_) => trial.extract::<u64>().map_err(|_| {
+                PyValueError::new_err("tell(trial, ...): pass the trial from ask() or its number")
+            })?,
+        };
+        let handle = self.asked.lock().unwrap().remove(&number).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "trial {number} was not asked by this study object or was told already"
+            ))
+        })?;
+        let outcome = match (state.unwrap_or("complete"), value) {
+            ("complete", Some(v)) => Outcome::Complete(v),
+            ("complete", None) => {
+                self.asked.lock().unwrap().insert(number, handle);
+                return Err(PyValueError::new_err(format!(
+                    "tell(trial {number}): a complete trial needs its value; pass value=..., or state=\"fail\" / \"pruned\""
+                )));
+            }
+            ("pruned", _) => Outcome::Pruned,
+            ("fail", _) | ("failed", _) => Outcome::Failed("told failed".into()),
+            (other, _) => {
+                self.asked.lock().unwrap().insert(number, handle);
+                return Err(PyValueError::new_err(format!(
+                    "tell: state = {other:?} is not known; use \"complete\", \"pruned\" or \"fail\""
+                )));
+            }
+        };
+        let inner = handle.get().take().ok_or_else(|| {
+            PyRuntimeError::new_err(format!("trial {number} has finished already"))
+        })?;
+        let state = py
+            .detach(|| self.study.tell(inner, outcome))
+            .map_err(runtime_error)?;
+        Ok(state.as_str())
+    }
+
+    /// Every trial, in number order, as dicts.
+    fn trials<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let trials = py.detach(|| self.study.trials()).map_err(runtime_error)?;
+        let list = PyList::empty(py);
+        for t in &trials {
+            list.append(frozen_to_py(py, t)?)?;
+        }
+        Ok(list)
+    }
+
+    /// The best complete trial as a dict, or None.
+    fn best_trial<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let best = py
+            .detach(|| self.study.best_trial())
+            .map_err(runtime_error)?;
+        best.map(|t| frozen_to_py(py, &t)).transpose()
+    }
+
+    /// One trial by number, as a dict.
+    fn trial<'py>(&self, py: Python<'py>, number: u64) -> PyResult<Bound<'py, PyDict>> {
+        let t = py.detach(|| self.trial_by_number(number))?;
+        frozen_to_py(py, &t)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Study(study_name={:?}, direction={:?}, storage={:?})",
+            self.study.name(),
+            direction_name(self.study.direction()),
+            self.url
+        )
+    }
+}
+
+/// Raises KeyboardInterrupt inside every running objective (their threads are not the main
+/// one, so Python would not interrupt them itself).
+fn interrupt_objectives(stop: &Stop) {
+    let threads: Vec<u64> = stop.threads.lock().unwrap().values().copied().collect();
+    Python::attach(|py| {
+        for ident in threads {
+            let exc = py.get_type::<PyKeyboardInterrupt>();
+            // SAFETY: called with the GIL held, on a live exception type object.
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr());
+            }
+        }
+    });
+}
+
+/// Opens or creates a study (the engine's `Study`), with a sampler and pruner from the
+/// registry. `create`: make it when missing; `load_if_exists`: open it when present.
+#[pyfunction]
+#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true))]
+#[allow(clippy::too_many_arguments)]
+fn open_study(
+    py: Python<'_>,
+    study_name: &str,
+    storage: Option<&str>,
+    direction: &str,
+    sampler: Option<&Bound<'_, PyDict>>,
+    pruner: Option<&Bound<'_, PyDict>>,
+    load_if_exists: bool,
+    create: bool,
+) -> PyResult<PyStudy> {
+    let url = storage_url(storage);
+    let direction = direction_of(direction)?;
+    let sampler_spec: SamplerSpec = spec_of(py, "sampler", sampler)?.unwrap_or_default();
+    let pruner_spec: PrunerSpec = spec_of(py, "pruner", pruner)?.unwrap_or_default();
+    let built_sampler = sampler_spec
+        .build(&SearchSpace::new(), &BTreeMap::new())
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let built_pruner = pruner_spec
+        .build()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let name = study_name.to_string();
+    let study = py.detach(|| -> PyResult<Study> {
+        let store = open_storage(&url)?;
+        let existing = store.study(&name).map_err(runtime_error)?;
+        match (&existing, create, load_if_exists) {
+            (Some(_), true, false) => {
+                return Err(DuplicatedStudyError::new_err(format!(
+                    "study {name:?} exists in {url}; pass load_if_exists=True to open it, or choose another name"
+                )))
+            }
+            (None, false, _) => {
+                return Err(PyKeyError::new_err(format!(
+                    "no study {name:?} in {url}; `caviar --storage {url} studies` lists them"
+                )))
+            }
+            _ => {}
+        }
+        let mut builder = Study::builder(name.clone())
+            .storage(store)
+            .shared_sampler(built_sampler)
+            .shared_pruner(built_pruner)
+            .worker(caviar_run::WorkerId::current().to_string())
+            .load_if_exists(true);
+        if let Some(record) = &existing {
+            // Loading keeps the stored direction (Optuna's load_study has none to give).
+            builder = builder.direction(record.direction);
+            if let Some(metric) = &record.metric {
+                builder = builder.metric(metric.clone());
+            }
+        } else {
+            builder = builder.direction(direction).metric("value").spec(serde_json::json!({
+                "front_end": "python",
+                "sampler": sampler_spec,
+                "pruner": pruner_spec,
+            }));
+        }
+        builder.build().map_err(|e| match e {
+            StudyError::Mismatch { .. } => PyValueError::new_err(e.to_string()),
+            other => runtime_error(other),
+        })
+    })?;
+    Ok(PyStudy {
+        study: Arc::new(study),
+        url,
+        asked: Mutex::default(),
+    })
+}
+
+/// Every study in a storage: name, direction, trial counts, best value, created time.
+#[pyfunction]
+fn study_summaries<'py>(py: Python<'py>, storage: &str) -> PyResult<Bound<'py, PyList>> {
+    let url = storage_url(Some(storage));
+    let summaries = py.detach(|| -> PyResult<_> {
+        open_storage(&url)?.studies().map_err(runtime_error)
+    })?;
+    let list = PyList::empty(py);
+    for s in &summaries {
+        let d = PyDict::new(py);
+        d.set_item("study_name", &s.study.name)?;
+        d.set_item("direction", direction_name(s.study.direction))?;
+        d.set_item("n_trials", s.counts.total())?;
+        d.set_item("n_complete", s.counts.complete)?;
+        d.set_item("best_value", s.best_value)?;
+        d.set_item("created_ms", s.study.created_ms)?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
+/// The Rust half of the `caviar` package.
+#[pymodule]
+fn _caviar(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyStudy>()?;
+    m.add_class::<PyTrial>()?;
+    m.add_function(wrap_pyfunction!(open_study, m)?)?;
+    m.add_function(wrap_pyfunction!(study_summaries, m)?)?;
+    m.add("TrialPruned", m.py().get_type::<TrialPruned>())?;
+    m.add(
+        "DuplicatedStudyError",
+        m.py().get_type::<DuplicatedStudyError>(),
+    )?;
+    m.add("SAMPLERS", caviar_engine::SAMPLERS.to_vec())?;
+    m.add("PRUNERS", caviar_engine::PRUNERS.to_vec())?;
+    Ok(())
+}
