@@ -385,6 +385,7 @@ def create_study(
         pruner=_spec(pruner, pruners, "pruner"),
         load_if_exists=load_if_exists,
         create=True,
+        grid=getattr(sampler, "_grid", None),
     )
     return Study(inner)
 
@@ -413,6 +414,7 @@ def load_study(
         pruner=_spec(pruner, pruners, "pruner"),
         load_if_exists=True,
         create=False,
+        grid=getattr(sampler, "_grid", None),
     )
     return Study(inner)
 

@@ -5,9 +5,18 @@ concept is the same. ``seed=None`` draws a seed from the operating system."""
 from __future__ import annotations
 
 import os as _os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
-__all__ = ["BaseSampler", "GPSampler", "RandomSampler", "TPESampler"]
+__all__ = [
+    "BaseSampler",
+    "GPSampler",
+    "GridSampler",
+    "QMCSampler",
+    "RandomSampler",
+    "SobolSampler",
+    "TPESampler",
+    "ZoomSampler",
+]
 
 
 def _seed(seed: Optional[int]) -> int:
@@ -28,6 +37,7 @@ class BaseSampler:
     """A sampler by the engine's kind and options."""
 
     _spec: Dict[str, Any]
+    _grid: Optional[Dict[str, list]] = None
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self._spec.items() if k != "kind")
@@ -84,3 +94,64 @@ class GPSampler(BaseSampler):
             "startup_trials": _count("n_startup_trials", n_startup_trials, 0),
             "candidates": _count("n_candidates", n_candidates, 1),
         }
+
+
+class QMCSampler(BaseSampler):
+    """Scrambled Sobol points (quasi-Monte Carlo): an even cover of the space, for a first
+    coarse look. In a define-by-run study the points cover the parameters every complete
+    trial has; until one completes, draws are random. Only ``qmc_type="sobol"`` exists."""
+
+    def __init__(self, *, qmc_type: str = "sobol", seed: Optional[int] = None) -> None:
+        if qmc_type != "sobol":
+            raise ValueError(f"qmc_type = {qmc_type!r}; caviar has 'sobol' only")
+        self._spec = {"kind": "sobol", "seed": _seed(seed)}
+
+
+class SobolSampler(QMCSampler):
+    """caviar's name for :class:`QMCSampler`."""
+
+    def __init__(self, *, seed: Optional[int] = None) -> None:
+        super().__init__(seed=seed)
+
+
+class ZoomSampler(BaseSampler):
+    """Coarse to fine: rounds of ``round_size`` trials, each searching the box around the best
+    ``keep`` share of earlier trials, widened by ``margin`` on each side (caviar's own)."""
+
+    def __init__(
+        self,
+        *,
+        seed: Optional[int] = None,
+        round_size: int = 20,
+        keep: float = 0.2,
+        margin: float = 0.05,
+    ) -> None:
+        self._spec = {
+            "kind": "zoom",
+            "seed": _seed(seed),
+            "round_size": _count("round_size", round_size, 1),
+            "keep": float(keep),
+            "margin": float(margin),
+        }
+
+
+class GridSampler(BaseSampler):
+    """Every combination of the listed values, each once, in a seeded shuffled order; the
+    study stops when the grid is exhausted. ``search_space`` maps each parameter the
+    objective suggests to its values."""
+
+    def __init__(
+        self, search_space: Mapping[str, Sequence[Any]], seed: Optional[int] = None
+    ) -> None:
+        if not isinstance(search_space, Mapping) or not search_space:
+            raise ValueError(
+                "GridSampler(search_space): give a dict of parameter name -> list of values"
+            )
+        grid: Dict[str, list] = {}
+        for name, values in search_space.items():
+            values = list(values)
+            if not values:
+                raise ValueError(f"GridSampler: {name!r} has no values; list at least one")
+            grid[str(name)] = values
+        self._spec = {"kind": "grid", "seed": _seed(0 if seed is None else seed)}
+        self._grid = grid

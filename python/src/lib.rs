@@ -596,9 +596,7 @@ impl PyStudy {
 
     /// A new running trial, for `tell` later.
     fn ask(&self, py: Python<'_>) -> PyResult<Py<PyTrial>> {
-        let trial = py
-            .detach(|| self.study.ask())
-            .map_err(runtime_error)?;
+        let trial = py.detach(|| self.study.ask()).map_err(runtime_error)?;
         let number = trial.number();
         let handle = Py::new(py, PyTrial::new(trial))?;
         self.asked
@@ -707,7 +705,7 @@ fn interrupt_objectives(stop: &Stop) {
 /// Opens or creates a study (the engine's `Study`), with a sampler and pruner from the
 /// registry. `create`: make it when missing; `load_if_exists`: open it when present.
 #[pyfunction]
-#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true))]
+#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true, grid=None))]
 #[allow(clippy::too_many_arguments)]
 fn open_study(
     py: Python<'_>,
@@ -718,13 +716,26 @@ fn open_study(
     pruner: Option<&Bound<'_, PyDict>>,
     load_if_exists: bool,
     create: bool,
+    grid: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<PyStudy> {
     let url = storage_url(storage);
     let direction = direction_of(direction)?;
     let sampler_spec: SamplerSpec = spec_of(py, "sampler", sampler)?.unwrap_or_default();
     let pruner_spec: PrunerSpec = spec_of(py, "pruner", pruner)?.unwrap_or_default();
+    let mut grid_values: BTreeMap<String, Vec<ParamValue>> = BTreeMap::new();
+    if let Some(grid) = grid {
+        for (name, values) in grid.iter() {
+            let name: String = name.extract()?;
+            let values: Vec<ParamValue> = values
+                .try_iter()?
+                .map(|v| param_from_py(&v?))
+                .collect::<PyResult<_>>()
+                .map_err(|e| PyValueError::new_err(format!("GridSampler {name:?}: {e}")))?;
+            grid_values.insert(name, values);
+        }
+    }
     let built_sampler = sampler_spec
-        .build(&SearchSpace::new(), &BTreeMap::new())
+        .build_define_by_run(&grid_values)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let built_pruner = pruner_spec
         .build()
@@ -763,6 +774,7 @@ fn open_study(
                 "front_end": "python",
                 "sampler": sampler_spec,
                 "pruner": pruner_spec,
+                "grid": grid_values,
             }));
         }
         builder.build().map_err(|e| match e {
@@ -781,9 +793,8 @@ fn open_study(
 #[pyfunction]
 fn study_summaries<'py>(py: Python<'py>, storage: &str) -> PyResult<Bound<'py, PyList>> {
     let url = storage_url(Some(storage));
-    let summaries = py.detach(|| -> PyResult<_> {
-        open_storage(&url)?.studies().map_err(runtime_error)
-    })?;
+    let summaries =
+        py.detach(|| -> PyResult<_> { open_storage(&url)?.studies().map_err(runtime_error) })?;
     let list = PyList::empty(py);
     for s in &summaries {
         let d = PyDict::new(py);

@@ -242,6 +242,55 @@ impl SamplerSpec {
             }
         })
     }
+
+    /// The configured sampler for a define-by-run study, which declares no space up front
+    /// (the Python API, `Study::optimize`): random and TPE draw each parameter as it is
+    /// suggested; GP, Sobol and zoom model the space every complete trial shares
+    /// ([`InferredSpace`](caviar_core::sampler::InferredSpace)); a grid visits every
+    /// combination of `grid_values`, which it needs.
+    pub fn build_define_by_run(
+        &self,
+        grid_values: &BTreeMap<String, Vec<ParamValue>>,
+    ) -> Result<Arc<dyn Sampler>, RegistryError> {
+        self.validate()?;
+        if !grid_values.is_empty() && self.kind != "grid" {
+            return Err(fault(
+                "kind",
+                format!(
+                    "[sampler] grid values are for kind = \"grid\" only, not \"{}\"; remove them",
+                    self.kind
+                ),
+            ));
+        }
+        match self.kind.as_str() {
+            "random" | "tpe" => self.build(&SearchSpace::new(), &BTreeMap::new()),
+            "grid" if grid_values.is_empty() => Err(fault(
+                "kind",
+                "[sampler] a grid needs its points before the first trial; give each parameter's values (Python: GridSampler({name: [values]}))".into(),
+            )),
+            "grid" => {
+                let axes = grid_values
+                    .iter()
+                    .map(|(name, values)| (name.clone(), values.clone()))
+                    .collect();
+                Ok(Arc::new(GridSampler::new(axes, self.seed).map_err(|e| {
+                    RegistryError {
+                        key: None,
+                        message: format!("[sampler] grid: {e}"),
+                    }
+                })?))
+            }
+            _ => {
+                let spec = self.clone();
+                Ok(Arc::new(caviar_core::sampler::InferredSpace::new(Box::new(
+                    move |space| {
+                        spec.build(space, &BTreeMap::new())
+                            .expect("a validated spec builds for any space")
+                    },
+                ))))
+            }
+        }
+    }
 }
 
 /// A pruner by kind with its options: a study file's `[pruner]` table, the kurobako flags, the

@@ -7,6 +7,7 @@
 
 mod gp;
 mod grid;
+mod inferred;
 mod random;
 mod sobol;
 mod tpe;
@@ -15,6 +16,7 @@ mod zoom;
 
 pub use gp::GpSampler;
 pub use grid::GridSampler;
+pub use inferred::{BuildForSpace, InferredSpace};
 pub use random::RandomSampler;
 pub use sobol::{SobolSampler, SobolSequence};
 pub use tpe::TpeSampler;
