@@ -341,6 +341,14 @@ impl PyTrial {
     }
 }
 
+/// What a worker thread asks of the thread that called `optimize`.
+enum Lane {
+    /// Run the objective on this trial and send it back with its outcome.
+    Job(Trial, std::sync::mpsc::SyncSender<(Trial, Outcome)>),
+    /// The run is over.
+    Done,
+}
+
 /// What the objective of one `optimize` call did that must outlive its trial.
 #[derive(Default)]
 struct Stop {
@@ -352,6 +360,17 @@ struct Stop {
 }
 
 impl Stop {
+    /// Whether the run stops for Ctrl-C.
+    fn interrupted(&self) -> bool {
+        Python::attach(|py| {
+            self.error
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|e| e.is_instance_of::<PyKeyboardInterrupt>(py))
+        })
+    }
+
     fn keep_first(&self, err: PyErr) {
         let mut slot = self.error.lock().unwrap();
         if slot.is_none() {
@@ -546,9 +565,12 @@ impl PyStudy {
         };
         let empty = SearchSpace::new();
         let study = &*self.study;
+        // One worker thread hands its trials to the calling (main) thread, so that with
+        // n_jobs=1 the objective runs where Python delivers Ctrl-C, as in Optuna.
+        let main_lane: Mutex<Option<std::thread::ThreadId>> = Mutex::new(None);
         let run = py.detach(|| {
+            let (lane, served) = std::sync::mpsc::channel::<Lane>();
             std::thread::scope(|scope| {
-                let (done, finished) = std::sync::mpsc::channel::<()>();
                 let driver = scope.spawn(|| {
                     let result = caviar_engine::drive(
                         study,
@@ -559,22 +581,52 @@ impl PyStudy {
                         &callbacks,
                         |trial, cancel| {
                             ids.lock().unwrap().insert(trial.number(), trial.id());
-                            Python::attach(|py| {
-                                Self::call_objective(py, &func, &catch, trial, &stop, cancel)
-                            })
+                            let me = std::thread::current().id();
+                            let on_main = *main_lane.lock().unwrap().get_or_insert(me) == me;
+                            if !on_main {
+                                return Python::attach(|py| {
+                                    Self::call_objective(py, &func, &catch, trial, &stop, cancel)
+                                });
+                            }
+                            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+                            if lane.send(Lane::Job(trial.clone(), reply)).is_err() {
+                                return Outcome::Failed("interrupted".into());
+                            }
+                            match answer.recv() {
+                                Ok((back, outcome)) => {
+                                    *trial = back;
+                                    outcome
+                                }
+                                Err(_) => Outcome::Failed("interrupted".into()),
+                            }
                         },
                     );
-                    drop(done);
+                    let _ = lane.send(Lane::Done);
                     result
                 });
-                // The main thread waits here, so it is the one that sees Ctrl-C.
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    finished.recv_timeout(SIGNAL_POLL)
-                {
+                let mut interrupted = false;
+                loop {
+                    match served.recv_timeout(SIGNAL_POLL) {
+                        Ok(Lane::Job(mut trial, reply)) => {
+                            let outcome = Python::attach(|py| {
+                                Self::call_objective(py, &func, &catch, &mut trial, &stop, &cancel)
+                            });
+                            let _ = reply.send((trial, outcome));
+                        }
+                        Ok(Lane::Done) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            break
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    }
                     let signal = Python::attach(|py| py.check_signals().err());
                     if let Some(err) = signal {
                         cancel.store(true, Ordering::SeqCst);
                         stop.keep_first(err);
+                    }
+                    // Ctrl-C, seen here or inside the objective on this thread, stops the
+                    // objectives on the other threads too (once).
+                    if !interrupted && stop.interrupted() {
+                        interrupted = true;
                         interrupt_objectives(&stop);
                     }
                 }

@@ -1,0 +1,187 @@
+"""The study API with Optuna's names: create, load, optimize, ask and tell, best, trials."""
+
+import pytest
+
+import caviar
+from caviar import TrialState
+
+
+def quadratic(trial):
+    x = trial.suggest_float("x", -10, 10)
+    y = trial.suggest_int("y", -3, 3)
+    return (x - 2) ** 2 + y * y
+
+
+def test_optimize_runs_n_trials_and_finds_the_best():
+    study = caviar.create_study(sampler=caviar.samplers.TPESampler(seed=3))
+    study.optimize(quadratic, n_trials=60)
+    assert len(study.trials) == 60
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    best = study.best_trial
+    assert best.value == min(t.value for t in study.trials)
+    assert study.best_value == best.value
+    assert study.best_params == best.params
+    assert set(best.params) == {"x", "y"}
+    assert study.best_value < 1.0
+    # A second call adds n_trials more, as Optuna's does.
+    study.optimize(quadratic, n_trials=5)
+    assert len(study.trials) == 65
+    assert [t.number for t in study.trials] == list(range(65))
+
+
+def test_maximize_and_directions():
+    study = caviar.create_study(direction="maximize")
+    study.optimize(lambda t: -quadratic(t), n_trials=20)
+    assert study.direction == caviar.StudyDirection.MAXIMIZE
+    assert study.best_value == max(t.value for t in study.trials)
+    enum_study = caviar.create_study(direction=caviar.StudyDirection.MAXIMIZE)
+    assert enum_study.direction == caviar.StudyDirection.MAXIMIZE
+    with pytest.raises(ValueError, match="minimize"):
+        caviar.create_study(direction="up")
+
+
+def test_timeout_stops_starting_trials():
+    import time
+
+    study = caviar.create_study()
+    start = time.monotonic()
+    study.optimize(lambda t: time.sleep(0.05) or t.suggest_float("x", 0, 1), timeout=0.5)
+    elapsed = time.monotonic() - start
+    assert 0.45 < elapsed < 3.0
+    assert 3 <= len(study.trials) <= 12
+
+
+def test_ask_and_tell():
+    study = caviar.create_study(sampler=caviar.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    x = trial.suggest_float("x", 0, 1)
+    assert trial.params == {"x": x}
+    frozen = study.tell(trial, x * 2)
+    assert frozen.state == TrialState.COMPLETE and frozen.value == x * 2
+    # By number, and the other states.
+    second = study.ask()
+    second.suggest_float("x", 0, 1)
+    assert study.tell(second.number, state=TrialState.PRUNED).state == TrialState.PRUNED
+    third = study.ask()
+    assert study.tell(third, state=TrialState.FAIL).state == TrialState.FAIL
+    with pytest.raises(ValueError, match="told already"):
+        study.tell(third, 1.0)
+    with pytest.raises(RuntimeError, match="has finished"):
+        third.suggest_float("x", 0, 1)
+    fourth = study.ask()
+    with pytest.raises(ValueError, match="cannot end a trial"):
+        study.tell(fourth, 1.0, state=TrialState.RUNNING)
+    study.tell(fourth, [0.5])
+    assert [t.state for t in study.trials] == [
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
+    assert study.best_value == 0.5
+
+
+def test_best_trial_of_an_empty_study_says_why():
+    study = caviar.create_study(study_name="empty")
+    with pytest.raises(ValueError, match="no complete trial"):
+        study.best_trial
+
+
+def test_sqlite_study_is_stored_and_loaded(sqlite_url):
+    study = caviar.create_study(storage=sqlite_url, study_name="stored")
+    study.optimize(quadratic, n_trials=10)
+    again = caviar.load_study(study_name="stored", storage=sqlite_url)
+    assert len(again.trials) == 10
+    assert again.best_value == study.best_value
+    again.optimize(quadratic, n_trials=5)
+    assert len(study.trials) == 15
+    names = caviar.get_all_study_names(sqlite_url)
+    assert names == ["stored"]
+    (summary,) = caviar.get_all_study_summaries(storage=sqlite_url)
+    assert summary.study_name == "stored" and summary.n_trials == 15
+    assert summary.best_value == study.best_value
+
+
+def test_optuna_sqlite_spelling_is_a_relative_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = caviar.create_study(storage="sqlite:///optuna-style.db", study_name="s")
+    study.optimize(quadratic, n_trials=2)
+    assert (tmp_path / "optuna-style.db").exists()
+    assert len(caviar.load_study(study_name="s", storage="sqlite:optuna-style.db").trials) == 2
+
+
+def test_duplicate_and_missing_studies(sqlite_url):
+    caviar.create_study(storage=sqlite_url, study_name="a")
+    with pytest.raises(caviar.DuplicatedStudyError, match="load_if_exists"):
+        caviar.create_study(storage=sqlite_url, study_name="a")
+    same = caviar.create_study(storage=sqlite_url, study_name="a", load_if_exists=True)
+    assert same.study_name == "a"
+    with pytest.raises(KeyError, match="no study"):
+        caviar.load_study(study_name="b", storage=sqlite_url)
+    with pytest.raises(ValueError, match="not understood"):
+        caviar.create_study(storage="mysql://x")
+    with pytest.raises(ValueError, match="needs storage"):
+        caviar.load_study(study_name="a")
+
+
+def test_frozen_trials_carry_curves_and_times(sqlite_url):
+    study = caviar.create_study(storage=sqlite_url)
+
+    def curve(trial):
+        lr = trial.suggest_float("lr", 1e-4, 1, log=True)
+        for epoch in range(3):
+            trial.report(lr * (epoch + 1), epoch)
+        return lr
+
+    study.optimize(curve, n_trials=3)
+    for t in caviar.load_study(study_name=study.study_name, storage=sqlite_url).trials:
+        assert t.intermediate_values == {
+            0: pytest.approx(t.value),
+            1: pytest.approx(2 * t.value),
+            2: pytest.approx(3 * t.value),
+        }
+        assert t.last_step == 2
+        assert t.datetime_start <= t.datetime_complete
+        assert t.duration.total_seconds() >= 0
+        assert t.distributions["lr"]["scale"] == "log"
+
+
+def test_get_trials_filters_by_state():
+    study = caviar.create_study()
+
+    def sometimes(trial):
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number % 3 == 0:
+            raise caviar.TrialPruned()
+        return x
+
+    study.optimize(sometimes, n_trials=9)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert [t.number for t in pruned] == [0, 3, 6]
+    assert len(study.get_trials(states=[TrialState.COMPLETE])) == 6
+
+
+def test_trials_dataframe_or_a_clear_error():
+    study = caviar.create_study()
+    study.optimize(quadratic, n_trials=4)
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install pandas"):
+            study.trials_dataframe()
+        return
+    frame = study.trials_dataframe()
+    assert list(frame["number"]) == [0, 1, 2, 3]
+    assert {"value", "params_x", "params_y", "state", "duration"} <= set(frame.columns)
+
+
+def test_bad_arguments_name_the_fix():
+    study = caviar.create_study()
+    with pytest.raises(ValueError, match="n_jobs"):
+        study.optimize(quadratic, n_trials=1, n_jobs=0)
+    with pytest.raises(ValueError, match="timeout"):
+        study.optimize(quadratic, n_trials=1, timeout=-1)
+    with pytest.raises(ValueError, match="n_trials"):
+        study.optimize(quadratic, n_trials=-1)
+    with pytest.raises(TypeError, match="caviar.samplers"):
+        caviar.create_study(sampler=object())
