@@ -213,6 +213,8 @@ class Study:
         callbacks: Optional[Sequence[Callable[["Study", FrozenTrial], None]]] = None,
         gc_after_trial: bool = False,
         show_progress_bar: bool = False,
+        *,
+        retries: int = 0,
     ) -> None:
         """Runs ``func(trial)`` until this call has started ``n_trials`` trials or ``timeout``
         seconds have passed (with neither, until Ctrl-C).
@@ -221,6 +223,9 @@ class Study:
         stores and waits. An exception from ``func`` fails its trial, with the traceback as
         the trial's error, and is raised again here unless its type is in ``catch``.
         Ctrl-C marks the running trials failed ("interrupted") and raises KeyboardInterrupt.
+        Several processes (or machines) may optimize one stored study at once: a trial whose
+        process died is marked failed by the others, and with ``retries=N`` (caviar's) its
+        parameters are queued again up to N times.
         ``gc_after_trial`` and ``show_progress_bar`` are accepted for Optuna's sake and do
         nothing yet.
         """
@@ -245,6 +250,7 @@ class Study:
             n_jobs=n_jobs,
             catch=catch,
             on_trial=on_trial,
+            retries=retries,
         )
 
     def ask(self) -> Trial:

@@ -510,7 +510,7 @@ impl PyStudy {
 
     /// Runs `func(trial)` on `n_jobs` threads through the engine's loop until this call has
     /// started `n_trials` trials (none: no limit) or `timeout` seconds passed.
-    #[pyo3(signature = (func, n_trials=None, timeout=None, n_jobs=1, catch=None, on_trial=None))]
+    #[pyo3(signature = (func, n_trials=None, timeout=None, n_jobs=1, catch=None, on_trial=None, retries=0))]
     #[allow(clippy::too_many_arguments)]
     fn optimize(
         &self,
@@ -521,6 +521,7 @@ impl PyStudy {
         n_jobs: i64,
         catch: Option<Py<PyAny>>,
         on_trial: Option<Py<PyAny>>,
+        retries: u32,
     ) -> PyResult<()> {
         let workers = match n_jobs {
             -1 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -539,18 +540,22 @@ impl PyStudy {
             }
         }
         let catch = catch.unwrap_or_else(|| PyTuple::empty(py).into_any().unbind());
+        let recovery = caviar_engine::Recovery {
+            retries,
+            heartbeat: HEARTBEAT,
+        };
+        // Trials of dead workers (a process killed mid-trial) are failed, or queued again
+        // with `retries`, before this run starts; the heartbeat thread keeps looking.
+        py.detach(|| {
+            caviar_engine::recover(&self.study, &caviar_run::WorkerId::current(), recovery)
+        })
+        .map_err(runtime_error)?;
         let storage = self.study.storage().clone();
-        let held = storage
-            .counts(self.study.record().id)
-            .map_err(runtime_error)?
-            .total();
         let limits = caviar_engine::Limits {
-            total: n_trials.map_or(u64::MAX, |n| held.saturating_add(n)),
+            total: u64::MAX,
+            run_trials: n_trials,
             deadline: timeout.map(|t| Instant::now() + Duration::from_secs_f64(t)),
-            recovery: caviar_engine::Recovery {
-                retries: 0,
-                heartbeat: HEARTBEAT,
-            },
+            recovery,
             max_failures: 0,
         };
         let cancel = AtomicBool::new(false);

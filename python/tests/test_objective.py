@@ -130,7 +130,8 @@ import sys, time, caviar
 study = caviar.create_study(storage=sys.argv[1], study_name="ctrl-c")
 def slow(trial):
     trial.suggest_float("x", 0, 1)
-    print("started", trial.number, flush=True)
+    sys.stdout.write(f"started {trial.number}\n")  # one write: two threads print
+    sys.stdout.flush()
     if sys.argv[2] == "1":
         time.sleep(60)  # one long call, on the main thread as in Optuna
     else:

@@ -201,6 +201,7 @@ fn drive_workers(handles: &[Arc<dyn Storage>], study_name: &str, total: u64) -> 
                             heartbeat: crate::config::DEFAULT_HEARTBEAT,
                         },
                         max_failures: 0,
+                        run_trials: None,
                     };
                     let cancel = std::sync::atomic::AtomicBool::new(false);
                     caviar_engine::drive(

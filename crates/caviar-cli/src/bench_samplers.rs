@@ -170,6 +170,7 @@ fn optimise(problem: &Problem, kind: &str, seed: u64) -> Result<(f64, f64)> {
                 heartbeat: crate::config::DEFAULT_HEARTBEAT,
             },
             max_failures: 0,
+            run_trials: None,
         };
         let cancel = std::sync::atomic::AtomicBool::new(false);
         caviar_engine::drive(

@@ -241,6 +241,7 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             deadline: None,
             recovery,
             max_failures: caviar_engine::DEFAULT_MAX_FAILURES,
+            run_trials: None,
         },
         workers,
         &cancel,

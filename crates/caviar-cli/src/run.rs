@@ -160,6 +160,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                         .file
                         .max_failures
                         .unwrap_or(caviar_engine::DEFAULT_MAX_FAILURES),
+                    run_trials: None,
                 },
                 workers,
                 &cancel,
@@ -220,6 +221,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                         .file
                         .max_failures
                         .unwrap_or(caviar_engine::DEFAULT_MAX_FAILURES),
+                    run_trials: None,
                 },
                 workers,
                 &cancel,

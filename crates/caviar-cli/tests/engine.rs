@@ -100,6 +100,7 @@ fn a_rust_program_runs_a_study_through_the_engine_and_caviar_run_finishes_it() {
             deadline: None,
             recovery,
             max_failures: caviar_engine::DEFAULT_MAX_FAILURES,
+            run_trials: None,
         },
         2,
         &cancel,

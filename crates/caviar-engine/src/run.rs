@@ -206,6 +206,8 @@ pub fn recover(study: &Study, me: &WorkerId, recovery: Recovery) -> Result<Recov
 pub struct Limits {
     /// Trials the study should hold.
     pub total: u64,
+    /// Trials this run starts at most, whatever other runs add (Optuna's `n_trials`).
+    pub run_trials: Option<u64>,
     /// No trial starts after this (running ones finish).
     pub deadline: Option<Instant>,
     /// Heartbeats, and what happens to lost trials.
@@ -246,7 +248,12 @@ where
         .storage()
         .counts(study.record().id)
         .map_err(|e| EngineError::storage("counting trials", e))?;
-    let left = limits.total.saturating_sub(held.total());
+    let left = limits
+        .total
+        .saturating_sub(held.total())
+        .min(limits.run_trials.unwrap_or(u64::MAX));
+    // Trials this run has claimed the right to start (for `Limits::run_trials`).
+    let started = std::sync::atomic::AtomicU64::new(0);
     let workers = workers
         .min(usize::try_from(left).unwrap_or(usize::MAX))
         .max(1);
@@ -257,8 +264,8 @@ where
                 scope.spawn(|| {
                     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         worker_loop(
-                            study, space, limits, cancel, &panics, &failures, &active, progress,
-                            &objective,
+                            study, space, limits, &started, cancel, &panics, &failures, &active,
+                            progress, &objective,
                         )
                     }));
                     match run {
@@ -409,6 +416,7 @@ fn worker_loop<F>(
     study: &Study,
     space: &SearchSpace,
     limits: Limits,
+    started: &std::sync::atomic::AtomicU64,
     cancel: &AtomicBool,
     panics: &Panics,
     failures: &Failures,
@@ -426,6 +434,12 @@ where
         if limits.deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());
         }
+        if limits
+            .run_trials
+            .is_some_and(|n| started.fetch_add(1, Ordering::SeqCst) >= n)
+        {
+            return Ok(());
+        }
         let Some(mut trial) = study
             .ask_within(Some(limits.total))
             .map_err(|e| EngineError::storage("starting a trial", e))?
@@ -438,6 +452,9 @@ where
                     .counts(study.record().id)
                     .map_err(|e| EngineError::storage("counting trials", e))?;
                 if counts.running + counts.waiting > 0 {
+                    if limits.run_trials.is_some() {
+                        started.fetch_sub(1, Ordering::SeqCst);
+                    }
                     std::thread::sleep(limits.recovery.sweep_every());
                     continue;
                 }
@@ -550,6 +567,7 @@ mod tests {
                 heartbeat: Duration::from_secs(1),
             },
             max_failures: 0,
+            run_trials: None,
         };
         let progress = Silent;
         let result = drive(
@@ -602,5 +620,35 @@ mod tests {
     fn an_objective_panic_fails_its_trial_and_the_run() {
         let (result, study) = run_study(Arc::new(RandomSampler::new(1)), Some(4));
         check_stopped_by_panic(result, &study, 4, "objective bug");
+    }
+
+    #[test]
+    fn run_trials_counts_this_run_whatever_runs_beside_it_add() {
+        let study = Study::builder("two-runs").build().unwrap();
+        let space = SearchSpace::new();
+        let limits = Limits {
+            total: u64::MAX,
+            deadline: None,
+            recovery: Recovery {
+                retries: 0,
+                heartbeat: Duration::from_secs(1),
+            },
+            max_failures: 0,
+            run_trials: Some(25),
+        };
+        let cancel = AtomicBool::new(false);
+        let objective = |_: &mut Trial, _: &AtomicBool| {
+            std::thread::sleep(Duration::from_millis(1));
+            Outcome::Complete(1.0)
+        };
+        std::thread::scope(|scope| {
+            for workers in [1, 3] {
+                let (study, space, cancel) = (&study, &space, &cancel);
+                scope.spawn(move || {
+                    drive(study, space, limits, workers, cancel, &Silent, objective).unwrap()
+                });
+            }
+        });
+        assert_eq!(study.trials().unwrap().len(), 50);
     }
 }
