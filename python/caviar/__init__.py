@@ -433,3 +433,7 @@ def get_all_study_summaries(storage: Any) -> List[StudySummary]:
 def get_all_study_names(storage: Any) -> List[str]:
     """The names of every study in a storage."""
     return [r["study_name"] for r in _caviar.study_summaries(_storage_text(storage))]
+
+# Optuna's submodule names (`optuna.trial.TrialState`, `optuna.study.StudyDirection`, ...),
+# imported last: they re-export the classes above.
+from . import exceptions, study, trial  # noqa: E402

@@ -866,6 +866,13 @@ fn study_summaries<'py>(py: Python<'py>, storage: &str) -> PyResult<Bound<'py, P
     Ok(list)
 }
 
+/// Runs the `caviar` command (the same CLI as the Rust binary) with `argv` and returns its
+/// exit code; the package's `caviar` console script calls it.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| caviar_cli::main_from(argv))
+}
+
 /// The Rust half of the `caviar` package.
 #[pymodule]
 fn _caviar(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -873,6 +880,7 @@ fn _caviar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTrial>()?;
     m.add_function(wrap_pyfunction!(open_study, m)?)?;
     m.add_function(wrap_pyfunction!(study_summaries, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("TrialPruned", m.py().get_type::<TrialPruned>())?;
     m.add(
         "DuplicatedStudyError",

@@ -1,0 +1,5 @@
+"""Optuna's ``optuna.exceptions`` names."""
+
+from ._caviar import DuplicatedStudyError, TrialPruned
+
+__all__ = ["DuplicatedStudyError", "TrialPruned"]
