@@ -1,5 +1,7 @@
 """The study API with Optuna's names: create, load, optimize, ask and tell, best, trials."""
 
+import sys
+
 import pytest
 
 import caviar
@@ -161,18 +163,23 @@ def test_get_trials_filters_by_state():
     assert len(study.get_trials(states=[TrialState.COMPLETE])) == 6
 
 
-def test_trials_dataframe_or_a_clear_error():
+def test_trials_dataframe_without_pandas_says_how_to_get_it(monkeypatch):
+    study = caviar.create_study()
+    study.optimize(quadratic, n_trials=2)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now fails
+    with pytest.raises(ImportError, match="pip install pandas"):
+        study.trials_dataframe()
+
+
+def test_trials_dataframe_has_optunas_columns():
+    pd = pytest.importorskip("pandas", reason="pandas is not installed here")
     study = caviar.create_study()
     study.optimize(quadratic, n_trials=4)
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install pandas"):
-            study.trials_dataframe()
-        return
     frame = study.trials_dataframe()
+    assert isinstance(frame, pd.DataFrame)
     assert list(frame["number"]) == [0, 1, 2, 3]
     assert {"value", "params_x", "params_y", "state", "duration"} <= set(frame.columns)
+    assert list(frame["value"]) == [t.value for t in study.trials]
 
 
 def test_bad_arguments_name_the_fix():
