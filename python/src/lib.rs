@@ -33,9 +33,6 @@ create_exception!(
     "A study of that name exists already; pass `load_if_exists=True` to open it."
 );
 
-/// How often a waiting `optimize` looks for Ctrl-C.
-const SIGNAL_POLL: Duration = Duration::from_millis(50);
-
 /// Heartbeat period of trials run by `optimize` (as `caviar run`'s default).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -341,14 +338,6 @@ impl PyTrial {
     }
 }
 
-/// What a worker thread asks of the thread that called `optimize`.
-enum Lane {
-    /// Run the objective on this trial and send it back with its outcome.
-    Job(Trial, std::sync::mpsc::SyncSender<(Trial, Outcome)>),
-    /// The run is over.
-    Done,
-}
-
 /// What the objective of one `optimize` call did that must outlive its trial.
 #[derive(Default)]
 struct Stop {
@@ -386,6 +375,22 @@ struct Callbacks<'a> {
     ids: &'a Mutex<HashMap<u64, TrialId>>,
     stop: &'a Stop,
     cancel: &'a AtomicBool,
+    /// The other threads' objectives have been sent KeyboardInterrupt.
+    interrupted: AtomicBool,
+}
+
+impl Callbacks<'_> {
+    /// On the main thread: runs Python's signal handlers; Ctrl-C (seen here or inside an
+    /// objective) stops new trials and interrupts the objectives on the other threads, once.
+    fn check_signals(&self, py: Python<'_>) {
+        if let Err(err) = py.check_signals() {
+            self.cancel.store(true, Ordering::SeqCst);
+            self.stop.keep_first(err);
+        }
+        if self.stop.interrupted() && !self.interrupted.swap(true, Ordering::SeqCst) {
+            interrupt_objectives(self.stop);
+        }
+    }
 }
 
 impl caviar_engine::Observer for Callbacks<'_> {
@@ -409,6 +414,10 @@ impl caviar_engine::Observer for Callbacks<'_> {
     }
 
     fn note(&self, _: &str) {}
+
+    fn waiting(&self) {
+        Python::attach(|py| self.check_signals(py));
+    }
 }
 
 impl PyStudy {
@@ -434,21 +443,27 @@ impl PyStudy {
         trial: &mut Trial,
         stop: &Stop,
         cancel: &AtomicBool,
+        on_main: bool,
     ) -> Outcome {
         let number = trial.number();
         let handle = match Py::new(py, PyTrial::new(trial.clone())) {
             Ok(h) => h,
             Err(e) => return Outcome::Failed(traceback_text(py, &e)),
         };
-        if let Ok(ident) = py
-            .import("threading")
-            .and_then(|m| m.call_method0("get_ident"))
-            .and_then(|i| i.extract::<u64>())
-        {
-            stop.threads.lock().unwrap().insert(number, ident);
+        // Objectives off the main thread are interrupted by ident on Ctrl-C.
+        if !on_main {
+            if let Ok(ident) = py
+                .import("threading")
+                .and_then(|m| m.call_method0("get_ident"))
+                .and_then(|i| i.extract::<u64>())
+            {
+                stop.threads.lock().unwrap().insert(number, ident);
+            }
         }
         let result = func.call1(py, (handle.clone_ref(py),));
-        stop.threads.lock().unwrap().remove(&number);
+        if !on_main {
+            stop.threads.lock().unwrap().remove(&number);
+        }
         // The trial comes back with what the objective suggested and reported.
         if let Some(back) = handle.get().take() {
             *trial = back;
@@ -567,87 +582,44 @@ impl PyStudy {
             ids: &ids,
             stop: &stop,
             cancel: &cancel,
+            interrupted: AtomicBool::new(false),
         };
         let empty = SearchSpace::new();
         let study = &*self.study;
-        // One worker thread hands its trials to the calling (main) thread, so that with
-        // n_jobs=1 the objective runs where Python delivers Ctrl-C, as in Optuna.
-        let main_lane: Mutex<Option<std::thread::ThreadId>> = Mutex::new(None);
+        // drive runs one worker on this thread, so with n_jobs=1 every objective runs on the
+        // thread that called optimize (where Python delivers Ctrl-C), as in Optuna.
+        let caller = std::thread::current().id();
         let run = py.detach(|| {
-            let (lane, served) = std::sync::mpsc::channel::<Lane>();
-            std::thread::scope(|scope| {
-                let driver = scope.spawn(|| {
-                    let result = caviar_engine::drive(
-                        study,
-                        &empty,
-                        limits,
-                        workers,
-                        &cancel,
-                        &callbacks,
-                        |trial, cancel| {
-                            ids.lock().unwrap().insert(trial.number(), trial.id());
-                            let me = std::thread::current().id();
-                            let on_main = *main_lane.lock().unwrap().get_or_insert(me) == me;
-                            if !on_main {
-                                return Python::attach(|py| {
-                                    Self::call_objective(py, &func, &catch, trial, &stop, cancel)
-                                });
-                            }
-                            let (reply, answer) = std::sync::mpsc::sync_channel(1);
-                            if lane.send(Lane::Job(trial.clone(), reply)).is_err() {
-                                return Outcome::Failed("interrupted".into());
-                            }
-                            match answer.recv() {
-                                Ok((back, outcome)) => {
-                                    *trial = back;
-                                    outcome
-                                }
-                                Err(_) => Outcome::Failed("interrupted".into()),
-                            }
-                        },
-                    );
-                    let _ = lane.send(Lane::Done);
-                    result
-                });
-                let mut interrupted = false;
-                loop {
-                    match served.recv_timeout(SIGNAL_POLL) {
-                        Ok(Lane::Job(mut trial, reply)) => {
-                            let outcome = Python::attach(|py| {
-                                Self::call_objective(py, &func, &catch, &mut trial, &stop, &cancel)
-                            });
-                            let _ = reply.send((trial, outcome));
+            caviar_engine::drive(
+                study,
+                &empty,
+                limits,
+                workers,
+                &cancel,
+                &callbacks,
+                |trial, cancel| {
+                    if callbacks.on_trial.is_some() {
+                        ids.lock().unwrap().insert(trial.number(), trial.id());
+                    }
+                    let on_main = std::thread::current().id() == caller;
+                    Python::attach(|py| {
+                        let outcome =
+                            Self::call_objective(py, &func, &catch, trial, &stop, cancel, on_main);
+                        if on_main {
+                            callbacks.check_signals(py);
                         }
-                        Ok(Lane::Done) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                            break
-                        }
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    }
-                    let signal = Python::attach(|py| py.check_signals().err());
-                    if let Some(err) = signal {
-                        cancel.store(true, Ordering::SeqCst);
-                        stop.keep_first(err);
-                    }
-                    // Ctrl-C, seen here or inside the objective on this thread, stops the
-                    // objectives on the other threads too (once).
-                    if !interrupted && stop.interrupted() {
-                        interrupted = true;
-                        interrupt_objectives(&stop);
-                    }
-                }
-                driver.join()
-            })
+                        outcome
+                    })
+                },
+            )
         });
         if let Some(err) = stop.error.lock().unwrap().take() {
             return Err(err);
         }
         match run {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if e.is_bad_input() => Err(PyValueError::new_err(e.to_string())),
-            Ok(Err(e)) => Err(runtime_error(e)),
-            Err(_) => Err(PyRuntimeError::new_err(
-                "the run loop panicked (a bug in caviar; please report it)",
-            )),
+            Ok(()) => Ok(()),
+            Err(e) if e.is_bad_input() => Err(PyValueError::new_err(e.to_string())),
+            Err(e) => Err(runtime_error(e)),
         }
     }
 

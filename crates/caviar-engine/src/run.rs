@@ -84,7 +84,13 @@ pub trait Observer: Sync {
     fn trial_done(&self, number: u64, state: TrialState, outcome: &Outcome, direction: Direction);
     /// Something worth a line: trials of dead workers marked failed, a result dropped.
     fn note(&self, text: &str);
+    /// Called on the thread that called [`drive`], every 50 ms while it waits for the other
+    /// workers' last trials (a front end checks for interrupts here).
+    fn waiting(&self) {}
 }
+
+/// How often a waiting [`drive`] calls [`Observer::waiting`].
+const WAIT_TICK: Duration = Duration::from_millis(50);
 
 /// An observer that ignores everything.
 pub struct Silent;
@@ -220,7 +226,7 @@ pub struct Limits {
 /// The default of [`Limits::max_failures`].
 pub const DEFAULT_MAX_FAILURES: u64 = 5;
 
-/// Runs trials on `workers` threads until the study holds `limits.total` trials, the sampler
+/// Runs trials on `workers` threads (the calling thread is one of them) until the study holds `limits.total` trials, the sampler
 /// is exhausted, the deadline passes or `cancel` is set. `objective` gets a trial whose parameters from `space` are
 /// already suggested, and says how it ended.
 pub fn drive<F>(
@@ -259,30 +265,34 @@ where
         .max(1);
     std::thread::scope(|scope| {
         scope.spawn(|| heartbeat_loop(study, &active, stopped, progress, limits.recovery));
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        worker_loop(
-                            study, space, limits, &started, cancel, &panics, &failures, &active,
-                            progress, &objective,
-                        )
-                    }));
-                    match run {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            cancel.store(true, Ordering::SeqCst);
-                            fatal.lock().unwrap().push(e);
-                        }
-                        Err(panic) => panics.record(format!(
-                            "a worker thread panicked outside any trial: {}",
-                            panic_text(&panic)
-                        )),
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
+        let work = || {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                worker_loop(
+                    study, space, limits, &started, cancel, &panics, &failures, &active, progress,
+                    &objective,
+                )
+            }));
+            match run {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    cancel.store(true, Ordering::SeqCst);
+                    fatal.lock().unwrap().push(e);
+                }
+                Err(panic) => panics.record(format!(
+                    "a worker thread panicked outside any trial: {}",
+                    panic_text(&panic)
+                )),
+            }
+        };
+        let others: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+        // One worker runs on the calling thread: a front end whose objective must run there
+        // (Python's main thread sees Ctrl-C) gets one lane of trials on it, with no hand-off.
+        work();
+        while others.iter().any(|h| !h.is_finished()) {
+            progress.waiting();
+            std::thread::sleep(WAIT_TICK);
+        }
+        for h in others {
             let _ = h.join();
         }
         drop(stop);
