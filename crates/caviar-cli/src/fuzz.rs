@@ -2,7 +2,7 @@
 //! in, lines dropped or repeated) must give `Ok` or a clear error, never a panic.
 //!
 //! CI runs a few thousand cases; a longer run:
-//! `CAVIAR_FUZZ_CASES=200000 cargo test --release -p caviar-cli --bin caviar fuzz`.
+//! `CAVIAR_FUZZ_CASES=200000 cargo test --release -p caviar-cli --lib fuzz`.
 
 use std::path::Path;
 
