@@ -682,6 +682,25 @@ impl PyStudy {
         Ok(state.as_str())
     }
 
+    /// Queues a trial with these values (a dict); the next trial started takes them when it
+    /// suggests those names, and samples the rest. Returns its number.
+    fn enqueue(&self, py: Python<'_>, params: &Bound<'_, PyDict>) -> PyResult<u64> {
+        let mut values = Vec::with_capacity(params.len());
+        for (name, value) in params.iter() {
+            let name: String = name.extract().map_err(|_| {
+                PyValueError::new_err("enqueue_trial: parameter names must be strings")
+            })?;
+            let value = param_from_py(&value)
+                .map_err(|e| PyValueError::new_err(format!("enqueue_trial {name:?}: {e}")))?;
+            values.push((name, value));
+        }
+        py.detach(|| self.study.enqueue_values(&values))
+            .map_err(|e| match e {
+                StudyError::Space(_) => PyValueError::new_err(e.to_string()),
+                other => runtime_error(other),
+            })
+    }
+
     /// Every trial, in number order, as dicts.
     fn trials<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let trials = py.detach(|| self.study.trials()).map_err(runtime_error)?;

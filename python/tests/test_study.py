@@ -192,3 +192,41 @@ def test_bad_arguments_name_the_fix():
         study.optimize(quadratic, n_trials=-1)
     with pytest.raises(TypeError, match="caviar.samplers"):
         caviar.create_study(sampler=object())
+
+
+def test_enqueued_values_run_first_and_the_rest_is_sampled(sqlite_url):
+    study = caviar.create_study(storage=sqlite_url, sampler=caviar.samplers.TPESampler(seed=0))
+    study.enqueue_trial({"lr": 0.01, "layers": 3})
+    study.enqueue_trial({"lr": 1})  # an int for a float parameter is that float
+    study.enqueue_trial({"lr": 0.01, "layers": 3}, skip_if_exists=True)  # already queued
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-4, 1, log=True)
+        layers = trial.suggest_int("layers", 1, 4)
+        act = trial.suggest_categorical("act", ["relu", "tanh"])
+        return lr * layers + (act == "tanh")
+
+    study.optimize(objective, n_trials=4)
+    trials = study.trials
+    assert len(trials) == 4
+    assert trials[0].params["lr"] == 0.01 and trials[0].params["layers"] == 3
+    assert trials[0].params["act"] in ("relu", "tanh")
+    assert trials[1].params["lr"] == 1.0 and isinstance(trials[1].params["lr"], float)
+    # The stored distributions are the suggested ones, so samplers learn from these trials.
+    assert trials[0].distributions["lr"]["type"] == "float"
+    assert trials[0].distributions["lr"]["scale"] == "log"
+    assert trials[0].distributions["layers"]["type"] == "int"
+
+
+def test_an_enqueued_value_outside_its_distribution_fails_that_trial():
+    study = caviar.create_study()
+    study.enqueue_trial({"lr": 5.0})
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1, log=True), n_trials=2, catch=ValueError)
+    first, second = study.trials
+    assert first.state == TrialState.FAIL
+    assert "enqueued value 5 lies outside" in first.error
+    assert second.state == TrialState.COMPLETE
+    with pytest.raises(ValueError, match="user_attrs"):
+        study.enqueue_trial({"lr": 0.1}, user_attrs={"why": "paper"})
+    with pytest.raises(ValueError, match="bool, int, float or str"):
+        study.enqueue_trial({"lr": [0.1]})

@@ -213,6 +213,15 @@ pub trait Storage: Send + Sync {
         dist: &Distribution,
         value: &ParamValue,
     ) -> Result<(), StorageError>;
+    /// Replaces a parameter already recorded on a running trial: a value queued without its
+    /// distribution (a pinned value) gets the distribution it was suggested from.
+    fn replace_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError>;
     /// Records an intermediate value of a running trial (a later report at the same step
     /// replaces the earlier one). Also counts as a heartbeat.
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
@@ -532,6 +541,25 @@ impl Storage for InMemoryStorage {
         let t = &mut m.running_mut(trial)?.trial;
         if t.params.contains_key(name) {
             return Err(StorageError::ParamExists(name.to_string()));
+        }
+        t.params.insert(name.to_string(), value.clone());
+        t.distributions.insert(name.to_string(), dist.clone());
+        Ok(())
+    }
+
+    fn replace_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let t = &mut m.running_mut(trial)?.trial;
+        if !t.params.contains_key(name) {
+            return Err(StorageError::Backend(format!(
+                "parameter `{name}` is not recorded on this trial, so it cannot be replaced"
+            )));
         }
         t.params.insert(name.to_string(), value.clone());
         t.distributions.insert(name.to_string(), dist.clone());

@@ -330,7 +330,7 @@ impl Study {
             (Arc::default(), Arc::default())
         };
         // A trial from the waiting queue (a retry) keeps the parameters it was queued with.
-        let params = if new.from_queue {
+        let params: BTreeMap<String, (Distribution, ParamValue)> = if new.from_queue {
             queued_params(self.storage.trial(new.id)?)
                 .into_iter()
                 .map(|(name, dist, value)| (name, (dist, value)))
@@ -338,6 +338,11 @@ impl Study {
         } else {
             BTreeMap::new()
         };
+        let pinned = params
+            .iter()
+            .filter(|(_, (dist, value))| is_pin(dist, value))
+            .map(|(name, _)| name.clone())
+            .collect();
         Ok(Some(Trial {
             id: new.id,
             study: self.record.id,
@@ -353,6 +358,7 @@ impl Study {
             joint: None,
             reported: Vec::new(),
             learn_from_pruned: self.pruner.is_active(),
+            pinned,
         }))
     }
 
@@ -467,6 +473,27 @@ impl Study {
             .number)
     }
 
+    /// Queues a trial with chosen values and no distributions (Optuna's `enqueue_trial`): the
+    /// next trial started takes each value when it suggests that name from any distribution
+    /// that holds it, and samples the parameters not given. Returns the queued trial's number.
+    ///
+    /// ```
+    /// use caviar_core::prelude::*;
+    /// let study = Study::builder("warm-start").build().unwrap();
+    /// study.enqueue_values(&[("lr".into(), ParamValue::Float(0.01))]).unwrap();
+    /// let mut trial = study.ask().unwrap();
+    /// assert_eq!(trial.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap(), 0.01);
+    /// let layers = trial.suggest_int("layers", 1, 4, Scale::Linear).unwrap();
+    /// assert!((1..=4).contains(&layers));
+    /// ```
+    pub fn enqueue_values(&self, values: &[(String, ParamValue)]) -> Result<u64, StudyError> {
+        let params: Vec<QueuedParam> = values
+            .iter()
+            .map(|(name, value)| (name.clone(), pin(value), value.clone()))
+            .collect();
+        self.enqueue(&params)
+    }
+
     /// Marks failed every running trial for which `is_orphan` gives a reason (its worker died,
     /// its heartbeat is stale), and queues its parameters again while it has had fewer than
     /// `retries` retries. Safe against races: a trial that ends meanwhile is left alone.
@@ -510,6 +537,33 @@ impl Study {
         }
         Ok(failed)
     }
+}
+
+/// A value queued without a distribution is stored as the one choice of a categorical: the
+/// first suggestion of its name gives it its real distribution.
+fn pin(value: &ParamValue) -> Distribution {
+    Distribution::Categorical {
+        choices: vec![value.clone()],
+    }
+}
+
+fn is_pin(dist: &Distribution, value: &ParamValue) -> bool {
+    matches!(dist, Distribution::Categorical { choices } if choices.len() == 1 && choices[0] == *value)
+}
+
+/// A pinned value as a value of `dist` (a whole number for a float parameter, an integral
+/// float for an int one), if `dist` holds it.
+fn pinned_as(value: &ParamValue, dist: &Distribution) -> Option<ParamValue> {
+    let value = match (value, dist) {
+        (ParamValue::Int(i), Distribution::Float { .. }) => ParamValue::Float(*i as f64),
+        (ParamValue::Float(f), Distribution::Int { .. })
+            if f.fract() == 0.0 && f.abs() < 9.0e15 =>
+        {
+            ParamValue::Int(*f as i64)
+        }
+        _ => value.clone(),
+    };
+    dist.contains(&value).then_some(value)
 }
 
 /// A stored trial's parameters with the distribution each was drawn from.
@@ -568,6 +622,8 @@ pub struct Trial {
     reported: Vec<(u64, f64)>,
     /// Whether the study prunes (model-based samplers then learn from pruned trials too).
     learn_from_pruned: bool,
+    /// Queued values that wait for their distribution (see [`Study::enqueue_values`]).
+    pinned: std::collections::BTreeSet<String>,
 }
 
 impl Trial {
@@ -625,7 +681,7 @@ impl Trial {
     }
 
     /// The value already suggested for `name` with `dist`, after checking both.
-    fn known(&self, name: &str, dist: &Distribution) -> Result<Option<ParamValue>, TrialError> {
+    fn known(&mut self, name: &str, dist: &Distribution) -> Result<Option<ParamValue>, TrialError> {
         crate::space::check_name(name)?;
         dist.validate().map_err(|reason| SpaceError {
             name: name.into(),
@@ -633,6 +689,20 @@ impl Trial {
         })?;
         match self.params.get(name) {
             Some((known, value)) if known == dist => Ok(Some(value.clone())),
+            Some((_, value)) if self.pinned.contains(name) => {
+                let value = pinned_as(value, dist).ok_or_else(|| SpaceError {
+                    name: name.into(),
+                    reason: format!(
+                        "the enqueued value {value} lies outside {}; enqueue a value inside it",
+                        dist.describe()
+                    ),
+                })?;
+                self.storage.replace_param(self.id, name, dist, &value)?;
+                self.params
+                    .insert(name.to_string(), (dist.clone(), value.clone()));
+                self.pinned.remove(name);
+                Ok(Some(value))
+            }
             Some((known, _)) => Err(SpaceError {
                 name: name.into(),
                 reason: format!(

@@ -501,6 +501,7 @@ retried! {
     fn create_trial(&self, study: StudyId, worker: &str, limit: Option<u64>) -> Result<Option<NewTrial>, StorageError>;
     fn enqueue_trial(&self, study: StudyId, params: &[caviar_core::storage::QueuedParam], attempt: u32) -> Result<NewTrial, StorageError>;
     fn set_param(&self, trial: TrialId, name: &str, dist: &Distribution, value: &ParamValue) -> Result<(), StorageError>;
+    fn replace_param(&self, trial: TrialId, name: &str, dist: &Distribution, value: &ParamValue) -> Result<(), StorageError>;
     fn set_params(&self, trial: TrialId, params: &[(String, Distribution, ParamValue)]) -> Result<(), StorageError>;
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
@@ -751,6 +752,31 @@ impl Storage for Attempt<'_> {
             }
             Err(e) => Err(backend(e)),
         }
+    }
+
+    fn replace_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError> {
+        let value_json = serde_json::to_string(value).map_err(json_err)?;
+        let dist_json = serde_json::to_string(dist).map_err(json_err)?;
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let changed = tx
+            .execute(
+                "UPDATE trial_params SET value = $3, distribution = $4
+                 WHERE trial_id = $1 AND name = $2 AND EXISTS
+                   (SELECT 1 FROM trials WHERE id = $1 AND state = 'running')",
+                &[&trial.0, &name, &value_json, &dist_json],
+            )
+            .map_err(backend)?;
+        if changed == 1 {
+            return tx.commit().map_err(backend);
+        }
+        Err(not_running(&mut tx, trial))
     }
 
     fn set_param(

@@ -564,6 +564,33 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn replace_param(
+        &self,
+        trial: TrialId,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<(), StorageError> {
+        let value_json = serde_json::to_string(value).map_err(json_err)?;
+        let dist_json = serde_json::to_string(dist).map_err(json_err)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let changed = tx
+            .execute(
+                "UPDATE trial_params SET value = ?3, distribution = ?4
+                 WHERE trial_id = ?1 AND name = ?2 AND EXISTS
+                   (SELECT 1 FROM trials WHERE id = ?1 AND state = 'running')",
+                params![trial.0, name, value_json, dist_json],
+            )
+            .map_err(backend)?;
+        if changed == 1 {
+            return tx.commit().map_err(backend);
+        }
+        Err(not_running(&tx, trial))
+    }
+
     fn set_param(
         &self,
         trial: TrialId,

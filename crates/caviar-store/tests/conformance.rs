@@ -720,3 +720,34 @@ fn many_params_are_stored_at_once_or_not_at_all_and_pages_and_analysis_reads_agr
         assert_eq!(analysed[0].value, Some(0.5), "{name}");
     }
 }
+
+#[test]
+fn a_recorded_parameter_is_replaced_only_while_its_trial_runs() {
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("pin")).unwrap();
+        let pinned = Distribution::categorical([1i64]).unwrap();
+        let queued = s
+            .enqueue_trial(study.id, &[("lr".into(), pinned, ParamValue::Int(1))], 0)
+            .unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        assert_eq!(t.id, queued.id, "{name}");
+        let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+        s.replace_param(t.id, "lr", &lr, &ParamValue::Float(1.0))
+            .unwrap();
+        let stored = s.trial(t.id).unwrap();
+        assert_eq!(stored.params["lr"], ParamValue::Float(1.0), "{name}");
+        assert_eq!(stored.distributions["lr"], lr, "{name}");
+        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
+            .unwrap();
+        assert!(
+            s.replace_param(t.id, "lr", &lr, &ParamValue::Float(0.5))
+                .is_err(),
+            "{name}: a finished trial's parameter was replaced"
+        );
+        assert_eq!(
+            s.trial(t.id).unwrap().params["lr"],
+            ParamValue::Float(1.0),
+            "{name}"
+        );
+    }
+}
