@@ -291,7 +291,37 @@ pub trait Storage: Send + Sync {
     fn set_trial_log(&self, trial: TrialId, text: &str) -> Result<(), StorageError>;
     /// What a trial's program printed, if anything was stored.
     fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError>;
+    /// Sets a user attribute of a study or trial (Optuna's `set_user_attr`): any JSON value,
+    /// replacing the key's earlier one.
+    fn set_user_attr(
+        &self,
+        owner: AttrOwner,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StorageError>;
+    /// The user attributes of a study or trial, by key.
+    fn user_attrs(
+        &self,
+        owner: AttrOwner,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError>;
+    /// The user attributes of every trial of a study that has some, by trial.
+    fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError>;
+    /// Deletes a study with its trials and everything recorded of them. A study that another
+    /// names as its parent is kept (delete the child first).
+    fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
 }
+
+/// Whose user attribute: a study's or a trial's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttrOwner {
+    /// The study's own.
+    Study(StudyId),
+    /// One trial's.
+    Trial(TrialId),
+}
+
+/// User attributes of the trials of a study, by trial.
+pub type TrialUserAttrs = BTreeMap<TrialId, BTreeMap<String, serde_json::Value>>;
 
 /// In-memory storage: fast, shared between threads, gone with the process.
 ///
@@ -323,6 +353,10 @@ struct Memory {
     finish_order: BTreeMap<i64, Vec<usize>>,
     attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
     logs: BTreeMap<i64, String>,
+    /// Study ids are never reused, even after a study is deleted.
+    next_study: i64,
+    study_user_attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
+    trial_user_attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
 }
 
 struct StoredTrial {
@@ -379,8 +413,10 @@ impl Storage for InMemoryStorage {
                 return Err(StorageError::NoSuchStudy(parent.clone()));
             }
         }
+        let id = m.next_study;
+        m.next_study += 1;
         let record = StudyRecord {
-            id: StudyId(m.studies.len() as i64),
+            id: StudyId(id),
             name: new.name.clone(),
             direction: new.direction,
             metric: new.metric.clone(),
@@ -721,5 +757,82 @@ impl Storage for InMemoryStorage {
 
     fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError> {
         Ok(self.lock().logs.get(&trial.0).cloned())
+    }
+
+    fn set_user_attr(
+        &self,
+        owner: AttrOwner,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let map = match owner {
+            AttrOwner::Study(study) => {
+                if !m.studies.iter().any(|s| s.id == study) {
+                    return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+                }
+                m.study_user_attrs.entry(study.0).or_default()
+            }
+            AttrOwner::Trial(trial) => {
+                if m.trials.get(trial.0 as usize).is_none() {
+                    return Err(StorageError::NoSuchTrial(trial.0));
+                }
+                m.trial_user_attrs.entry(trial.0).or_default()
+            }
+        };
+        map.insert(key.to_string(), value.clone());
+        Ok(())
+    }
+
+    fn user_attrs(
+        &self,
+        owner: AttrOwner,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError> {
+        let m = self.lock();
+        let found = match owner {
+            AttrOwner::Study(study) => m.study_user_attrs.get(&study.0),
+            AttrOwner::Trial(trial) => m.trial_user_attrs.get(&trial.0),
+        };
+        Ok(found.cloned().unwrap_or_default())
+    }
+
+    fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError> {
+        let m = self.lock();
+        Ok(m.study_trials(study)
+            .filter_map(|t| {
+                let attrs = m.trial_user_attrs.get(&t.trial.id.0)?;
+                Some((t.trial.id, attrs.clone()))
+            })
+            .collect())
+    }
+
+    fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let Some(at) = m.studies.iter().position(|s| s.id == study) else {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        };
+        let name = m.studies[at].name.clone();
+        if let Some(child) = m
+            .studies
+            .iter()
+            .find(|s| s.parent.as_deref() == Some(&name))
+        {
+            return Err(StorageError::Backend(format!(
+                "study `{name}` is the parent of `{}`; delete that one first",
+                child.name
+            )));
+        }
+        m.studies.remove(at);
+        // The trials stay in the arena (ids index it) but no study lists them any more.
+        for index in m.by_study.remove(&study.0).unwrap_or_default() {
+            let id = m.trials[index].trial.id.0;
+            m.trial_user_attrs.remove(&id);
+            m.logs.remove(&id);
+        }
+        m.retried.remove(&study.0);
+        m.finish_order.remove(&study.0);
+        m.attrs.remove(&study.0);
+        m.study_user_attrs.remove(&study.0);
+        Ok(())
     }
 }

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
+    AttrOwner, NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary,
+    TrialCounts, TrialUserAttrs,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
 /// The schema version this build writes; a newer database is refused rather than damaged.
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 4;
 
 /// Changes from each version to the next, applied in order to older databases.
 const MIGRATIONS: &[&str] = &[
@@ -25,6 +26,19 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS trial_logs (
          trial_id  BIGINT PRIMARY KEY REFERENCES trials(id),
          text      TEXT NOT NULL
+     )",
+    // Version 4: user attributes of studies and trials (JSON values; a later write replaces).
+    "CREATE TABLE IF NOT EXISTS study_user_attrs (
+         study_id  BIGINT NOT NULL REFERENCES studies(id),
+         key       TEXT NOT NULL,
+         value     TEXT NOT NULL,
+         PRIMARY KEY (study_id, key)
+     );
+     CREATE TABLE IF NOT EXISTS trial_user_attrs (
+         trial_id  BIGINT NOT NULL REFERENCES trials(id),
+         key       TEXT NOT NULL,
+         value     TEXT NOT NULL,
+         PRIMARY KEY (trial_id, key)
      )",
 ];
 
@@ -518,6 +532,10 @@ retried! {
     fn running_trials(&self, study: StudyId) -> Result<Vec<RunningTrial>, StorageError>;
     fn set_trial_log(&self, trial: TrialId, text: &str) -> Result<(), StorageError>;
     fn trial_log(&self, trial: TrialId) -> Result<Option<String>, StorageError>;
+    fn set_user_attr(&self, owner: AttrOwner, key: &str, value: &serde_json::Value) -> Result<(), StorageError>;
+    fn user_attrs(&self, owner: AttrOwner) -> Result<BTreeMap<String, serde_json::Value>, StorageError>;
+    fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError>;
+    fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
 }
 
 impl Storage for Attempt<'_> {
@@ -1054,6 +1072,124 @@ impl Storage for Attempt<'_> {
             )
             .map_err(backend)?
             .map(|r| r.get(0)))
+    }
+
+    fn set_user_attr(
+        &self,
+        owner: AttrOwner,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let (sql, id, missing) = match owner {
+            AttrOwner::Study(s) => (
+                "INSERT INTO study_user_attrs (study_id, key, value)
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM studies WHERE id = $1)
+                 ON CONFLICT (study_id, key) DO UPDATE SET value = excluded.value",
+                s.0,
+                StorageError::NoSuchStudy(format!("id {}", s.0)),
+            ),
+            AttrOwner::Trial(t) => (
+                "INSERT INTO trial_user_attrs (trial_id, key, value)
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM trials WHERE id = $1)
+                 ON CONFLICT (trial_id, key) DO UPDATE SET value = excluded.value",
+                t.0,
+                StorageError::NoSuchTrial(t.0),
+            ),
+        };
+        match conn.execute(sql, &[&id, &key, &value.to_string()]) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(missing),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn user_attrs(
+        &self,
+        owner: AttrOwner,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError> {
+        let mut conn = self.conn()?;
+        let (sql, id) = match owner {
+            AttrOwner::Study(s) => (
+                "SELECT key, value FROM study_user_attrs WHERE study_id = $1",
+                s.0,
+            ),
+            AttrOwner::Trial(t) => (
+                "SELECT key, value FROM trial_user_attrs WHERE trial_id = $1",
+                t.0,
+            ),
+        };
+        let mut out = BTreeMap::new();
+        for row in conn.query(sql, &[&id]).map_err(backend)? {
+            let value: String = row.get(1);
+            out.insert(row.get(0), serde_json::from_str(&value).map_err(json_err)?);
+        }
+        Ok(out)
+    }
+
+    fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT a.trial_id, a.key, a.value FROM trial_user_attrs a
+                 JOIN trials t ON t.id = a.trial_id WHERE t.study_id = $1",
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        let mut out = TrialUserAttrs::new();
+        for row in rows {
+            let value: String = row.get(2);
+            out.entry(TrialId(row.get(0)))
+                .or_default()
+                .insert(row.get(1), serde_json::from_str(&value).map_err(json_err)?);
+        }
+        Ok(out)
+    }
+
+    fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let name: String = tx
+            .query_opt("SELECT name FROM studies WHERE id = $1", &[&study.0])
+            .map_err(backend)?
+            .ok_or_else(|| StorageError::NoSuchStudy(format!("id {}", study.0)))?
+            .get(0);
+        if let Some(child) = tx
+            .query_opt(
+                "SELECT name FROM studies WHERE parent_id = $1 LIMIT 1",
+                &[&study.0],
+            )
+            .map_err(backend)?
+        {
+            let child: String = child.get(0);
+            return Err(StorageError::Backend(format!(
+                "study `{name}` is the parent of `{child}`; delete that one first"
+            )));
+        }
+        for table in [
+            "trial_params",
+            "trial_values",
+            "param_changes",
+            "trial_logs",
+            "trial_user_attrs",
+        ] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE trial_id IN (SELECT id FROM trials WHERE study_id = $1)"
+                ),
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        }
+        for sql in [
+            "DELETE FROM trials WHERE study_id = $1",
+            "DELETE FROM study_attrs WHERE study_id = $1",
+            "DELETE FROM study_user_attrs WHERE study_id = $1",
+            "DELETE FROM studies WHERE id = $1",
+        ] {
+            tx.execute(sql, &[&study.0]).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
     }
 }
 

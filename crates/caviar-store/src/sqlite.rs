@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
+    AttrOwner, NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary,
+    TrialCounts, TrialUserAttrs,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -96,6 +97,21 @@ CREATE TABLE trial_logs (
     trial_id  INTEGER PRIMARY KEY REFERENCES trials(id),
     text      TEXT NOT NULL
 );
+"#,
+    r#"
+-- Version 7: user attributes of studies and trials (JSON values; a later write replaces).
+CREATE TABLE study_user_attrs (
+    study_id  INTEGER NOT NULL REFERENCES studies(id),
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (study_id, key)
+) WITHOUT ROWID;
+CREATE TABLE trial_user_attrs (
+    trial_id  INTEGER NOT NULL REFERENCES trials(id),
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (trial_id, key)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -931,6 +947,142 @@ impl Storage for SqliteStorage {
             )
             .optional()
             .map_err(backend)
+    }
+
+    fn set_user_attr(
+        &self,
+        owner: AttrOwner,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StorageError> {
+        let conn = self.conn();
+        let (sql, id, missing) = match owner {
+            AttrOwner::Study(s) => (
+                "INSERT INTO study_user_attrs (study_id, key, value)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM studies WHERE id = ?1)
+                 ON CONFLICT (study_id, key) DO UPDATE SET value = excluded.value",
+                s.0,
+                StorageError::NoSuchStudy(format!("id {}", s.0)),
+            ),
+            AttrOwner::Trial(t) => (
+                "INSERT INTO trial_user_attrs (trial_id, key, value)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM trials WHERE id = ?1)
+                 ON CONFLICT (trial_id, key) DO UPDATE SET value = excluded.value",
+                t.0,
+                StorageError::NoSuchTrial(t.0),
+            ),
+        };
+        match conn.execute(sql, params![id, key, value.to_string()]) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(missing),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn user_attrs(
+        &self,
+        owner: AttrOwner,
+    ) -> Result<BTreeMap<String, serde_json::Value>, StorageError> {
+        let conn = self.conn();
+        let (sql, id) = match owner {
+            AttrOwner::Study(s) => (
+                "SELECT key, value FROM study_user_attrs WHERE study_id = ?1",
+                s.0,
+            ),
+            AttrOwner::Trial(t) => (
+                "SELECT key, value FROM trial_user_attrs WHERE trial_id = ?1",
+                t.0,
+            ),
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (key, value) = row.map_err(backend)?;
+            out.insert(key, serde_json::from_str(&value).map_err(json_err)?);
+        }
+        Ok(out)
+    }
+
+    fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT a.trial_id, a.key, a.value FROM trial_user_attrs a
+                 JOIN trials t ON t.id = a.trial_id WHERE t.study_id = ?1",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([study.0], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut out = TrialUserAttrs::new();
+        for row in rows {
+            let (trial, key, value) = row.map_err(backend)?;
+            out.entry(TrialId(trial))
+                .or_default()
+                .insert(key, serde_json::from_str(&value).map_err(json_err)?);
+        }
+        Ok(out)
+    }
+
+    fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let name: String = tx
+            .query_row("SELECT name FROM studies WHERE id = ?1", [study.0], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StorageError::NoSuchStudy(format!("id {}", study.0)))?;
+        let child: Option<String> = tx
+            .query_row(
+                "SELECT name FROM studies WHERE parent_id = ?1 LIMIT 1",
+                [study.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some(child) = child {
+            return Err(StorageError::Backend(format!(
+                "study `{name}` is the parent of `{child}`; delete that one first"
+            )));
+        }
+        let of_trials = "IN (SELECT id FROM trials WHERE study_id = ?1)";
+        for table in [
+            "trial_params",
+            "trial_values",
+            "param_changes",
+            "trial_logs",
+            "trial_user_attrs",
+        ] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE trial_id {of_trials}"),
+                [study.0],
+            )
+            .map_err(backend)?;
+        }
+        for sql in [
+            "DELETE FROM trials WHERE study_id = ?1",
+            "DELETE FROM study_attrs WHERE study_id = ?1",
+            "DELETE FROM study_user_attrs WHERE study_id = ?1",
+            "DELETE FROM studies WHERE id = ?1",
+        ] {
+            tx.execute(sql, [study.0]).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
     }
 }
 

@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -472,6 +472,7 @@ fn postgres_handles_and_processes_share_numbers_and_data() {
     // A version-1 schema is brought up to date.
     c.batch_execute(&format!(
         "SET search_path TO \"{0}\"; DROP INDEX trials_retried; DROP TABLE trial_logs;
+         DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs;
          UPDATE caviar_meta SET value = '1' WHERE key = 'schema_version'",
         _schema.name
     ))
@@ -487,7 +488,7 @@ fn postgres_handles_and_processes_share_numbers_and_data() {
         .unwrap();
     assert_eq!(
         (row.get::<_, String>(0), row.get::<_, i64>(1)),
-        ("3".into(), 1)
+        (caviar_store::PG_SCHEMA_VERSION.to_string(), 1)
     );
     c.batch_execute(&format!(
         "UPDATE \"{}\".caviar_meta SET value = '99' WHERE key = 'schema_version'",
@@ -747,6 +748,103 @@ fn a_recorded_parameter_is_replaced_only_while_its_trial_runs() {
         assert_eq!(
             s.trial(t.id).unwrap().params["lr"],
             ParamValue::Float(1.0),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn user_attributes_are_set_replaced_and_read_per_study_and_trial() {
+    use caviar_core::storage::AttrOwner;
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("attrs")).unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        let other = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        s.set_user_attr(AttrOwner::Study(study.id), "dataset", &"mnist".into())
+            .unwrap();
+        s.set_user_attr(AttrOwner::Trial(t.id), "epochs", &serde_json::json!(3))
+            .unwrap();
+        s.set_user_attr(AttrOwner::Trial(t.id), "epochs", &serde_json::json!(5))
+            .unwrap();
+        s.set_user_attr(
+            AttrOwner::Trial(t.id),
+            "notes",
+            &serde_json::json!({"gpu": [0, 1]}),
+        )
+        .unwrap();
+        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
+            .unwrap();
+        // A finished trial still takes attributes (annotations after the fact).
+        s.set_user_attr(AttrOwner::Trial(t.id), "checked", &true.into())
+            .unwrap();
+        let attrs = s.user_attrs(AttrOwner::Trial(t.id)).unwrap();
+        assert_eq!(attrs["epochs"], serde_json::json!(5), "{name}");
+        assert_eq!(attrs["notes"]["gpu"][1], serde_json::json!(1), "{name}");
+        assert_eq!(attrs.len(), 3, "{name}");
+        assert_eq!(
+            s.user_attrs(AttrOwner::Study(study.id)).unwrap()["dataset"],
+            "mnist",
+            "{name}"
+        );
+        let all = s.trial_user_attrs(study.id).unwrap();
+        assert_eq!(all.len(), 1, "{name}: only the trial with attributes");
+        assert_eq!(all[&t.id], attrs, "{name}");
+        assert!(s.user_attrs(AttrOwner::Trial(other.id)).unwrap().is_empty());
+        assert!(matches!(
+            s.set_user_attr(AttrOwner::Trial(TrialId(987_654)), "k", &1.into()),
+            Err(StorageError::NoSuchTrial(_))
+        ));
+    }
+}
+
+#[test]
+fn a_deleted_study_leaves_nothing_behind_and_its_name_is_free() {
+    use caviar_core::storage::AttrOwner;
+    for (name, s, _keep) in backends() {
+        let keep = s.create_study(&new_study("keep")).unwrap();
+        let gone = s.create_study(&new_study("gone")).unwrap();
+        for study in [&keep, &gone] {
+            let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+            let lr = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+            s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.01))
+                .unwrap();
+            s.report(t.id, 1, 0.5).unwrap();
+            s.set_trial_log(t.id, "epoch 1").unwrap();
+            s.set_user_attr(AttrOwner::Trial(t.id), "k", &1.into())
+                .unwrap();
+            s.finish_trial(t.id, TrialState::Complete, Some(0.5), None)
+                .unwrap();
+            s.study_attr_insert(study.id, "zoom", &1.into()).unwrap();
+            s.set_user_attr(AttrOwner::Study(study.id), "k", &1.into())
+                .unwrap();
+        }
+        let mut child = new_study("child");
+        child.parent = Some("gone".into());
+        let child = s.create_study(&child).unwrap();
+        let refused = s.delete_study(gone.id).unwrap_err().to_string();
+        assert!(refused.contains("parent of `child`"), "{name}: {refused}");
+        s.delete_study(child.id).unwrap();
+        s.delete_study(gone.id).unwrap();
+        assert!(s.study("gone").unwrap().is_none(), "{name}");
+        let names: Vec<String> = s
+            .studies()
+            .unwrap()
+            .into_iter()
+            .map(|x| x.study.name)
+            .collect();
+        assert_eq!(names, ["keep"], "{name}");
+        assert!(s.trials(gone.id).unwrap().is_empty(), "{name}");
+        assert!(s.trial_user_attrs(gone.id).unwrap().is_empty(), "{name}");
+        assert!(s.study_attrs(gone.id).unwrap().is_empty(), "{name}");
+        // The other study is whole, and the name can be used again.
+        assert_eq!(s.trials(keep.id).unwrap().len(), 1, "{name}");
+        assert_eq!(s.trial_user_attrs(keep.id).unwrap().len(), 1, "{name}");
+        let again = s.create_study(&new_study("gone")).unwrap();
+        assert_ne!(again.id, keep.id, "{name}");
+        assert!(s.trials(again.id).unwrap().is_empty(), "{name}");
+        assert!(
+            matches!(s.delete_study(gone.id), Err(StorageError::NoSuchStudy(_)))
+                || gone.id == again.id,
             "{name}"
         );
     }
