@@ -47,6 +47,7 @@ __all__ = [
     "TrialPruned",
     "TrialState",
     "create_study",
+    "delete_study",
     "get_all_study_names",
     "get_all_study_summaries",
     "load_study",
@@ -132,7 +133,7 @@ class FrozenTrial:
         self.datetime_complete = _datetime(record["finished_ms"])
         self.error: Optional[str] = record["error"]
         self.worker: Optional[str] = record["worker"]
-        self.user_attrs: Dict[str, Any] = {}
+        self.user_attrs: Dict[str, Any] = record["user_attrs"]
         self.system_attrs: Dict[str, Any] = {}
 
     @property
@@ -284,6 +285,14 @@ class Study:
         value = None if values is None else float(values)
         self._inner.tell(trial, value, state_text)
         return FrozenTrial(self._inner.trial(number))
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Stores a JSON-serializable value with the study (replacing the key's old one)."""
+        self._inner.set_user_attr(key, value)
+
+    @property
+    def user_attrs(self) -> Dict[str, Any]:
+        return self._inner.user_attrs
 
     def enqueue_trial(
         self,
@@ -443,6 +452,14 @@ def load_study(
         grid=getattr(sampler, "_grid", None),
     )
     return Study(inner)
+
+
+def delete_study(study_name: str, storage: Any) -> None:
+    """Deletes a stored study with its trials, curves and attributes."""
+    url = _storage_text(storage)
+    if url is None:
+        raise ValueError("delete_study needs storage=...: an in-memory study lives in one object")
+    _caviar.delete_study(study_name, url)
 
 
 def get_all_study_summaries(storage: Any) -> List[StudySummary]:

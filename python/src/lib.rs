@@ -127,14 +127,50 @@ fn param_from_py(value: &Bound<'_, PyAny>) -> PyResult<ParamValue> {
     )))
 }
 
+fn json_from_py(value: &Bound<'_, PyAny>, what: &str) -> PyResult<serde_json::Value> {
+    let text = value
+        .py()
+        .import("json")?
+        .call_method1("dumps", (value,))
+        .map_err(|e| {
+            PyValueError::new_err(format!("{what}: the value must be JSON-serializable ({e})"))
+        })?
+        .extract::<String>()?;
+    serde_json::from_str(&text).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+}
+
+fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    py.import("json")?
+        .call_method1("loads", (value.to_string(),))
+}
+
+fn attrs_to_py<'py>(
+    py: Python<'py>,
+    attrs: &BTreeMap<String, serde_json::Value>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (key, value) in attrs {
+        d.set_item(key, json_to_py(py, value)?)?;
+    }
+    Ok(d)
+}
+
 fn distribution_to_py<'py>(py: Python<'py>, dist: &Distribution) -> PyResult<Bound<'py, PyAny>> {
     let json = serde_json::to_string(dist).map_err(runtime_error)?;
     py.import("json")?.call_method1("loads", (json,))
 }
 
 /// A finished or running trial as a plain dict; `caviar.FrozenTrial` wraps it.
-fn frozen_to_py<'py>(py: Python<'py>, t: &FrozenTrial) -> PyResult<Bound<'py, PyDict>> {
+fn frozen_to_py<'py>(
+    py: Python<'py>,
+    t: &FrozenTrial,
+    user_attrs: Option<&BTreeMap<String, serde_json::Value>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    match user_attrs {
+        Some(attrs) => d.set_item("user_attrs", attrs_to_py(py, attrs)?)?,
+        None => d.set_item("user_attrs", PyDict::new(py))?,
+    }
     d.set_item("number", t.number)?;
     d.set_item("state", t.state.as_str())?;
     d.set_item("value", t.value)?;
@@ -323,6 +359,38 @@ impl PyTrial {
         Ok(given[idx].clone())
     }
 
+    /// Sets a user attribute of this trial (any JSON-serializable value): extra metrics,
+    /// notes; stored with the trial and shown by `caviar trials --json`.
+    fn set_user_attr(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = json_from_py(value, &format!("set_user_attr({key:?})"))?;
+        py.detach(|| {
+            let guard = self.inner.lock().unwrap();
+            let trial = guard.as_ref().ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "trial {} has finished; its methods work only while it runs",
+                    self.number
+                ))
+            })?;
+            trial.set_user_attr(key, &value).map_err(runtime_error)
+        })
+    }
+
+    /// This trial's user attributes.
+    #[getter]
+    fn user_attrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let attrs = py.detach(|| {
+            let guard = self.inner.lock().unwrap();
+            let trial = guard.as_ref().ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "trial {} has finished; its methods work only while it runs",
+                    self.number
+                ))
+            })?;
+            trial.user_attrs().map_err(runtime_error)
+        })?;
+        attrs_to_py(py, &attrs)
+    }
+
     /// Records the objective's value at `step` (an epoch); the pruner judges these.
     fn report(&self, py: Python<'_>, value: f64, step: u64) -> PyResult<()> {
         py.detach(|| self.with(|t| t.report(step, value)))
@@ -404,8 +472,13 @@ impl caviar_engine::Observer for Callbacks<'_> {
         let Ok(frozen) = self.storage.trial(id) else {
             return;
         };
+        let attrs = self
+            .storage
+            .user_attrs(caviar_core::storage::AttrOwner::Trial(id))
+            .unwrap_or_default();
         Python::attach(|py| {
-            let called = frozen_to_py(py, &frozen).and_then(|d| on_trial.call1(py, (d,)));
+            let called =
+                frozen_to_py(py, &frozen, Some(&attrs)).and_then(|d| on_trial.call1(py, (d,)));
             if let Err(e) = called {
                 self.stop.keep_first(e);
                 self.cancel.store(true, Ordering::SeqCst);
@@ -701,12 +774,20 @@ impl PyStudy {
             })
     }
 
-    /// Every trial, in number order, as dicts.
+    /// Every trial, in number order, as dicts (with their user attributes).
     fn trials<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let trials = py.detach(|| self.study.trials()).map_err(runtime_error)?;
+        let (trials, attrs) = py
+            .detach(|| -> Result<_, StudyError> {
+                let attrs = self
+                    .study
+                    .storage()
+                    .trial_user_attrs(self.study.record().id)?;
+                Ok((self.study.trials()?, attrs))
+            })
+            .map_err(runtime_error)?;
         let list = PyList::empty(py);
         for t in &trials {
-            list.append(frozen_to_py(py, t)?)?;
+            list.append(frozen_to_py(py, t, attrs.get(&t.id))?)?;
         }
         Ok(list)
     }
@@ -714,15 +795,49 @@ impl PyStudy {
     /// The best complete trial as a dict, or None.
     fn best_trial<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let best = py
-            .detach(|| self.study.best_trial())
+            .detach(|| -> Result<_, StudyError> {
+                let Some(t) = self.study.best_trial()? else {
+                    return Ok(None);
+                };
+                let attrs = self
+                    .study
+                    .storage()
+                    .user_attrs(caviar_core::storage::AttrOwner::Trial(t.id))?;
+                Ok(Some((t, attrs)))
+            })
             .map_err(runtime_error)?;
-        best.map(|t| frozen_to_py(py, &t)).transpose()
+        best.map(|(t, attrs)| frozen_to_py(py, &t, Some(&attrs)))
+            .transpose()
     }
 
     /// One trial by number, as a dict.
     fn trial<'py>(&self, py: Python<'py>, number: u64) -> PyResult<Bound<'py, PyDict>> {
-        let t = py.detach(|| self.trial_by_number(number))?;
-        frozen_to_py(py, &t)
+        let (t, attrs) = py.detach(|| -> PyResult<_> {
+            let t = self.trial_by_number(number)?;
+            let attrs = self
+                .study
+                .storage()
+                .user_attrs(caviar_core::storage::AttrOwner::Trial(t.id))
+                .map_err(runtime_error)?;
+            Ok((t, attrs))
+        })?;
+        frozen_to_py(py, &t, Some(&attrs))
+    }
+
+    /// Sets a user attribute of the study (any JSON-serializable value).
+    fn set_user_attr(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = json_from_py(value, &format!("set_user_attr({key:?})"))?;
+        py.detach(|| self.study.set_user_attr(key, &value))
+            .map_err(runtime_error)
+    }
+
+    /// The study's user attributes.
+    #[getter]
+    fn user_attrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let attrs = py
+            .detach(|| self.study.user_attrs())
+            .map_err(runtime_error)?;
+        attrs_to_py(py, &attrs)
     }
 
     fn __repr__(&self) -> String {
@@ -837,6 +952,24 @@ fn open_study(
     })
 }
 
+/// Deletes a study with its trials and everything recorded of them.
+#[pyfunction]
+fn delete_study(py: Python<'_>, study_name: &str, storage: &str) -> PyResult<()> {
+    let url = storage_url(Some(storage));
+    py.detach(|| {
+        let store = open_storage(&url)?;
+        let record = store
+            .study(study_name)
+            .map_err(runtime_error)?
+            .ok_or_else(|| {
+                PyKeyError::new_err(format!(
+                    "no study {study_name:?} in {url}; `caviar --storage {url} studies` lists them"
+                ))
+            })?;
+        store.delete_study(record.id).map_err(runtime_error)
+    })
+}
+
 /// Every study in a storage: name, direction, trial counts, best value, created time.
 #[pyfunction]
 fn study_summaries<'py>(py: Python<'py>, storage: &str) -> PyResult<Bound<'py, PyList>> {
@@ -872,6 +1005,7 @@ fn _caviar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open_study, m)?)?;
     m.add_function(wrap_pyfunction!(study_summaries, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(delete_study, m)?)?;
     m.add("TrialPruned", m.py().get_type::<TrialPruned>())?;
     m.add(
         "DuplicatedStudyError",

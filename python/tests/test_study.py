@@ -230,3 +230,43 @@ def test_an_enqueued_value_outside_its_distribution_fails_that_trial():
         study.enqueue_trial({"lr": 0.1}, user_attrs={"why": "paper"})
     with pytest.raises(ValueError, match="bool, int, float or str"):
         study.enqueue_trial({"lr": [0.1]})
+
+
+def test_user_attributes_of_studies_and_trials(sqlite_url, cli):
+    import json
+
+    study = caviar.create_study(storage=sqlite_url, study_name="attrs")
+    study.set_user_attr("dataset", {"name": "mnist", "split": 0.2})
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("train_loss", x / 2)
+        trial.set_user_attr("train_loss", x / 3)  # replaced
+        trial.set_user_attr("tags", ["fast", trial.number])
+        assert trial.user_attrs["train_loss"] == x / 3
+        return x
+
+    seen = []
+    study.optimize(objective, n_trials=3, callbacks=[lambda s, t: seen.append(t.user_attrs)])
+    assert study.user_attrs == {"dataset": {"name": "mnist", "split": 0.2}}
+    again = caviar.load_study(study_name="attrs", storage=sqlite_url)
+    for t in again.trials:
+        assert t.user_attrs == {"train_loss": t.params["x"] / 3, "tags": ["fast", t.number]}
+    assert seen == [t.user_attrs for t in again.trials]
+    assert again.best_trial.user_attrs["tags"][0] == "fast"
+    listed = json.loads(cli("--storage", sqlite_url, "trials", "attrs", "--json").stdout)
+    assert [t["user_attrs"]["tags"] for t in listed] == [["fast", n] for n in range(3)]
+    with pytest.raises(ValueError, match="JSON-serializable"):
+        study.set_user_attr("bad", object())
+
+
+def test_delete_study_removes_it_and_frees_its_name(sqlite_url):
+    for name in ("a", "b"):
+        caviar.create_study(storage=sqlite_url, study_name=name).optimize(quadratic, n_trials=3)
+    caviar.delete_study(study_name="a", storage=sqlite_url)
+    assert caviar.get_all_study_names(sqlite_url) == ["b"]
+    assert len(caviar.load_study(study_name="b", storage=sqlite_url).trials) == 3
+    fresh = caviar.create_study(storage=sqlite_url, study_name="a")
+    assert fresh.trials == []
+    with pytest.raises(KeyError, match="no study"):
+        caviar.delete_study(study_name="zzz", storage=sqlite_url)

@@ -24,6 +24,17 @@ pub fn trial_json(t: &FrozenTrial) -> Value {
     })
 }
 
+/// A trial for `caviar trials --json`: [`trial_json`] plus its user attributes (set from the
+/// Python API; `{}` when it has none).
+pub fn listed_trial_json(
+    t: &FrozenTrial,
+    user_attrs: &caviar_core::storage::TrialUserAttrs,
+) -> Value {
+    let mut v = trial_json(t);
+    v["user_attrs"] = json!(user_attrs.get(&t.id).cloned().unwrap_or_default());
+    v
+}
+
 /// The seed-format line: `Best-1 (val_acc:0.8300) | lr:0.0092, weight_decay:3.86e-07`.
 pub fn best_line(rank: usize, metric: &str, t: &FrozenTrial) -> String {
     let params: Vec<String> = t
@@ -107,6 +118,9 @@ fn stream_trials_json(
     out: &mut impl Write,
 ) -> Result<()> {
     let mut out = std::io::BufWriter::new(out);
+    let user_attrs = storage
+        .trial_user_attrs(record.id)
+        .context("reading user attributes")?;
     let mut wrote_any = false;
     let mut from = 0;
     loop {
@@ -125,7 +139,7 @@ fn stream_trials_json(
         for trial in &page {
             out.write_all(if wrote_any { b",\n" } else { b"[\n" })?;
             wrote_any = true;
-            let text = serde_json::to_string_pretty(&trial_json(trial))?;
+            let text = serde_json::to_string_pretty(&listed_trial_json(trial, &user_attrs))?;
             for (i, line) in text.lines().enumerate() {
                 if i > 0 {
                     out.write_all(b"\n")?;
@@ -325,6 +339,12 @@ mod tests {
             let value = x.from_unit(i as f64 / 2345.0);
             storage.set_param(t.id, "x", &x, &value).unwrap();
             storage.report(t.id, 1, 0.5).unwrap();
+            if i % 100 == 0 {
+                let owner = caviar_core::storage::AttrOwner::Trial(t.id);
+                storage
+                    .set_user_attr(owner, "fold", &json!({"k": i}))
+                    .unwrap();
+            }
             if i % 7 == 0 {
                 let why = "crashed:\n\"quoted\" \u{e9}";
                 storage
@@ -336,13 +356,17 @@ mod tests {
                     .unwrap();
             }
         }
+        let attrs = storage.trial_user_attrs(record.id).unwrap();
         let all: Vec<Value> = storage
             .trials(record.id)
             .unwrap()
             .iter()
-            .map(trial_json)
+            .map(|t| listed_trial_json(t, &attrs))
             .collect();
         let whole = format!("{}\n", serde_json::to_string_pretty(&all).unwrap());
         assert_eq!(stream(&storage), whole);
+        let listed: Vec<Value> = serde_json::from_str(&whole).unwrap();
+        assert_eq!(listed[200]["user_attrs"]["fold"]["k"], json!(200));
+        assert_eq!(listed[201]["user_attrs"], json!({}));
     }
 }

@@ -473,6 +473,29 @@ impl Study {
             .number)
     }
 
+    /// Sets a user attribute of the study (any JSON value; a later one replaces it).
+    ///
+    /// ```
+    /// use caviar_core::prelude::*;
+    /// let study = Study::builder("notes").build().unwrap();
+    /// study.set_user_attr("dataset", &"mnist".into()).unwrap();
+    /// assert_eq!(study.user_attrs().unwrap()["dataset"], "mnist");
+    /// ```
+    pub fn set_user_attr(&self, key: &str, value: &serde_json::Value) -> Result<(), StudyError> {
+        Ok(self.storage.set_user_attr(
+            crate::storage::AttrOwner::Study(self.record.id),
+            key,
+            value,
+        )?)
+    }
+
+    /// The study's user attributes.
+    pub fn user_attrs(&self) -> Result<BTreeMap<String, serde_json::Value>, StudyError> {
+        Ok(self
+            .storage
+            .user_attrs(crate::storage::AttrOwner::Study(self.record.id))?)
+    }
+
     /// Queues a trial with chosen values and no distributions (Optuna's `enqueue_trial`): the
     /// next trial started takes each value when it suggests that name from any distribution
     /// that holds it, and samples the parameters not given. Returns the queued trial's number.
@@ -641,6 +664,20 @@ impl Trial {
     /// dashboard's trial page shows it.
     pub fn store_log(&self, text: &str) -> Result<(), StudyError> {
         Ok(self.storage.set_trial_log(self.id, text)?)
+    }
+
+    /// Sets a user attribute of this trial (any JSON value; a later one replaces it).
+    pub fn set_user_attr(&self, key: &str, value: &serde_json::Value) -> Result<(), StudyError> {
+        Ok(self
+            .storage
+            .set_user_attr(crate::storage::AttrOwner::Trial(self.id), key, value)?)
+    }
+
+    /// This trial's user attributes.
+    pub fn user_attrs(&self) -> Result<BTreeMap<String, serde_json::Value>, StudyError> {
+        Ok(self
+            .storage
+            .user_attrs(crate::storage::AttrOwner::Trial(self.id))?)
     }
 
     /// Parameters suggested so far.

@@ -849,3 +849,42 @@ fn a_deleted_study_leaves_nothing_behind_and_its_name_is_free() {
         );
     }
 }
+
+#[test]
+fn parameter_values_and_attributes_read_back_bit_for_bit() {
+    use caviar_core::storage::AttrOwner;
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("bits")).unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        let unit = Distribution::float(0.0, 1.0, Scale::Linear).unwrap();
+        // Shortest-repr decimals whose naive parse lands one unit in the last place off.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let values: Vec<f64> = (0..300)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 11) as f64 / (1u64 << 53) as f64
+            })
+            .collect();
+        let params: Vec<(String, Distribution, ParamValue)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("p{i}"), unit.clone(), ParamValue::Float(*v)))
+            .collect();
+        s.set_params(t.id, &params).unwrap();
+        s.set_user_attr(AttrOwner::Trial(t.id), "all", &serde_json::json!(values))
+            .unwrap();
+        let stored = s.trial(t.id).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(
+                stored.params[&format!("p{i}")],
+                ParamValue::Float(*v),
+                "{name}: p{i}"
+            );
+        }
+        let attrs = s.user_attrs(AttrOwner::Trial(t.id)).unwrap();
+        let back: Vec<f64> = serde_json::from_value(attrs["all"].clone()).unwrap();
+        assert_eq!(back, values, "{name}");
+    }
+}
