@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum as _enum
 import os as _os
+import sys as _sys
 import uuid as _uuid
 from typing import Any, Callable, Container, Dict, Iterable, List, Optional, Sequence
 
@@ -227,32 +228,40 @@ class Study:
         Several processes (or machines) may optimize one stored study at once: a trial whose
         process died is marked failed by the others, and with ``retries=N`` (caviar's) its
         parameters are queued again up to N times.
-        ``gc_after_trial`` and ``show_progress_bar`` are accepted for Optuna's sake and do
-        nothing yet.
+        ``show_progress_bar`` draws a bar on stderr (tqdm's when it is installed, else one
+        line rewritten in place). ``gc_after_trial`` is accepted for Optuna's sake and does
+        nothing.
         """
         if n_trials is not None and n_trials < 0:
             raise ValueError(f"n_trials = {n_trials}; use a number >= 0, or None")
         if isinstance(catch, type):
             catch = (catch,)
         catch = tuple(catch)
+        callbacks = list(callbacks or [])
+        progress = _Progress(self, n_trials) if show_progress_bar else None
+        if progress is not None:
+            callbacks.append(progress)
         on_trial = None
         if callbacks:
-            callbacks = list(callbacks)
 
             def on_trial(record: Dict[str, Any]) -> None:
                 frozen = FrozenTrial(record)
                 for callback in callbacks:
                     callback(self, frozen)
 
-        self._inner.optimize(
-            func,
-            n_trials=n_trials,
-            timeout=timeout,
-            n_jobs=n_jobs,
-            catch=catch,
-            on_trial=on_trial,
-            retries=retries,
-        )
+        try:
+            self._inner.optimize(
+                func,
+                n_trials=n_trials,
+                timeout=timeout,
+                n_jobs=n_jobs,
+                catch=catch,
+                on_trial=on_trial,
+                retries=retries,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
 
     def ask(self) -> Trial:
         """A new running trial; end it with :meth:`tell`."""
@@ -374,6 +383,40 @@ class Study:
 
     def __repr__(self) -> str:
         return repr(self._inner)
+
+
+class _Progress:
+    """`show_progress_bar`: trials done (of this call's `n_trials`) and the best value."""
+
+    def __init__(self, study: "Study", total: Optional[int]) -> None:
+        self._done = 0
+        self._total = total
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self._bar = None
+        else:
+            self._bar = tqdm(total=total, desc=study.study_name, unit="trial")
+
+    def __call__(self, study: "Study", trial: FrozenTrial) -> None:
+        self._done += 1
+        try:
+            best = f"{study.best_value:.6g}"
+        except ValueError:
+            best = "none yet"
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"best {best}", refresh=False)
+            self._bar.update(1)
+            return
+        of = f"/{self._total}" if self._total is not None else ""
+        _sys.stderr.write(f"\r{study.study_name}: {self._done}{of} trials, best {best}  ")
+        _sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._done:
+            _sys.stderr.write("\n")
 
 
 def _spec(obj: Any, module: Any, what: str) -> Optional[Dict[str, Any]]:

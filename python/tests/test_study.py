@@ -270,3 +270,13 @@ def test_delete_study_removes_it_and_frees_its_name(sqlite_url):
     assert fresh.trials == []
     with pytest.raises(KeyError, match="no study"):
         caviar.delete_study(study_name="zzz", storage=sqlite_url)
+
+
+def test_show_progress_bar_counts_trials_and_the_best(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the plain line, whatever is installed
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    study = caviar.create_study(study_name="bar")
+    study.optimize(quadratic, n_trials=5, show_progress_bar=True)
+    err = capsys.readouterr().err
+    assert "bar: 5/5 trials, best " in err
+    assert f"best {study.best_value:.6g}" in err.splitlines()[-1]
