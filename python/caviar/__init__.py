@@ -421,7 +421,8 @@ class _Progress:
 
 def _spec(obj: Any, module: Any, what: str) -> Optional[Dict[str, Any]]:
     if obj is None:
-        return None
+        # Optuna's defaults: TPE (seeded from the OS) and the median rule.
+        obj = samplers.TPESampler() if module is samplers else pruners.MedianPruner()
     spec = getattr(obj, "_spec", None)
     if spec is None:
         raise TypeError(
@@ -450,6 +451,9 @@ def create_study(
     load_if_exists: bool = False,
 ) -> Study:
     """Creates a study (or, with ``load_if_exists``, opens one of that name).
+
+    As in Optuna, ``sampler=None`` is ``TPESampler()`` and ``pruner=None`` is
+    ``MedianPruner()`` (it prunes only trials that report and ask ``should_prune``).
 
     ``storage``: ``None`` (in memory, gone with the process), ``"sqlite:PATH"`` (also
     Optuna's ``"sqlite:///PATH"``) or ``"postgres://USER@HOST:PORT/DB"``.

@@ -280,3 +280,26 @@ def test_show_progress_bar_counts_trials_and_the_best(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "bar: 5/5 trials, best " in err
     assert f"best {study.best_value:.6g}" in err.splitlines()[-1]
+
+
+def test_defaults_are_optunas_tpe_and_median_rule(sqlite_url):
+    import json
+
+    study = caviar.create_study(storage=sqlite_url, study_name="defaults")
+
+    def curve(trial):
+        level = trial.suggest_float("level", 0, 1)
+        for step in range(8):
+            trial.report(level + 1.0 / (step + 1), step)
+            if trial.should_prune():
+                raise caviar.TrialPruned()
+        return level
+
+    study.optimize(curve, n_trials=30)
+    assert study.get_trials(states=[TrialState.PRUNED]), "the median rule pruned nothing"
+    import sqlite3
+
+    path = sqlite_url.split(":", 1)[1]
+    (spec,) = sqlite3.connect(path).execute("SELECT spec FROM studies").fetchone()
+    spec = json.loads(spec)
+    assert spec["sampler"]["kind"] == "tpe" and spec["pruner"]["kind"] == "median"
