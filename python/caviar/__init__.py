@@ -312,16 +312,13 @@ class Study:
         """Queues a trial with these parameter values: the next trial started takes each when
         it suggests that name (from any distribution that holds the value) and samples the
         others. With ``skip_if_exists``, nothing is queued when a trial with the same values
-        exists. Several processes sharing the study take queued trials in order."""
-        if user_attrs:
-            raise ValueError(
-                "enqueue_trial: user_attrs are not stored by caviar yet; pass the values only"
-            )
+        exists. ``user_attrs`` are stored with the queued trial. Several processes sharing
+        the study take queued trials in order."""
         if not isinstance(params, dict):
             raise TypeError(f"enqueue_trial(params): a dict of name -> value, not {params!r}")
         if skip_if_exists and any(t.params == params for t in self.trials):
             return
-        self._inner.enqueue(params)
+        self._inner.enqueue(params, user_attrs)
 
     @property
     def trials(self) -> List[FrozenTrial]:

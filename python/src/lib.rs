@@ -755,9 +755,15 @@ impl PyStudy {
         Ok(state.as_str())
     }
 
-    /// Queues a trial with these values (a dict); the next trial started takes them when it
-    /// suggests those names, and samples the rest. Returns its number.
-    fn enqueue(&self, py: Python<'_>, params: &Bound<'_, PyDict>) -> PyResult<u64> {
+    /// Queues a trial with these values (a dict) and user attributes; the next trial started
+    /// takes the values when it suggests those names, and samples the rest. Returns its number.
+    #[pyo3(signature = (params, user_attrs=None))]
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        params: &Bound<'_, PyDict>,
+        user_attrs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<u64> {
         let mut values = Vec::with_capacity(params.len());
         for (name, value) in params.iter() {
             let name: String = name.extract().map_err(|_| {
@@ -767,11 +773,34 @@ impl PyStudy {
                 .map_err(|e| PyValueError::new_err(format!("enqueue_trial {name:?}: {e}")))?;
             values.push((name, value));
         }
-        py.detach(|| self.study.enqueue_values(&values))
-            .map_err(|e| match e {
+        let mut attrs = Vec::new();
+        for (key, value) in user_attrs.into_iter().flat_map(|d| d.iter()) {
+            let key: String = key.extract().map_err(|_| {
+                PyValueError::new_err("enqueue_trial: user attribute names must be strings")
+            })?;
+            let value = json_from_py(&value, &format!("enqueue_trial user_attrs {key:?}"))?;
+            attrs.push((key, value));
+        }
+        py.detach(|| -> PyResult<u64> {
+            let number = self.study.enqueue_values(&values).map_err(|e| match e {
                 StudyError::Space(_) => PyValueError::new_err(e.to_string()),
                 other => runtime_error(other),
-            })
+            })?;
+            if !attrs.is_empty() {
+                let queued = self.trial_by_number(number)?;
+                for (key, value) in &attrs {
+                    self.study
+                        .storage()
+                        .set_user_attr(
+                            caviar_core::storage::AttrOwner::Trial(queued.id),
+                            key,
+                            value,
+                        )
+                        .map_err(runtime_error)?;
+                }
+            }
+            Ok(number)
+        })
     }
 
     /// Every trial, in number order, as dicts (with their user attributes).

@@ -226,8 +226,10 @@ def test_an_enqueued_value_outside_its_distribution_fails_that_trial():
     assert first.state == TrialState.FAIL
     assert "enqueued value 5 lies outside" in first.error
     assert second.state == TrialState.COMPLETE
-    with pytest.raises(ValueError, match="user_attrs"):
-        study.enqueue_trial({"lr": 0.1}, user_attrs={"why": "paper"})
+    study.enqueue_trial({"lr": 0.1}, user_attrs={"why": "the paper's setting"})
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1, log=True), n_trials=1)
+    assert study.trials[2].params["lr"] == 0.1
+    assert study.trials[2].user_attrs == {"why": "the paper's setting"}
     with pytest.raises(ValueError, match="bool, int, float or str"):
         study.enqueue_trial({"lr": [0.1]})
 
