@@ -63,3 +63,39 @@ def test_report_and_dashboard_data_of_a_python_study(cli, sqlite_url, tmp_path):
     cli("--storage", sqlite_url, "report", "from-python", "--out", str(out))
     html = out.read_text()
     assert "from-python" in html and "lr" in html
+
+
+def test_the_dashboard_serves_a_python_study_with_its_curves_and_attributes(sqlite_url):
+    import subprocess
+    import urllib.request
+
+    from conftest import caviar_command
+
+    study = caviar.create_study(storage=sqlite_url, study_name="dash")
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        trial.report(x, 0)
+        trial.report(x / 2, 1)
+        trial.set_user_attr("fold", trial.number % 3)
+        return x / 2
+
+    study.optimize(objective, n_trials=6)
+    server = subprocess.Popen(
+        [*caviar_command(), "--storage", sqlite_url, "dashboard", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = server.stdout.readline().split()[-1].rstrip("/")
+        get = lambda path: json.loads(urllib.request.urlopen(url + path, timeout=10).read())
+        (listed,) = get("/api/studies")["studies"]
+        assert listed["name"] == "dash" and listed["trials"] == 6
+        best = study.best_trial
+        detail = get(f"/api/studies/dash/trials/{best.number}")
+        assert detail["intermediate"] == [[0, best.params["x"]], [1, best.params["x"] / 2]]
+        assert detail["user_attrs"] == {"fold": best.number % 3}
+    finally:
+        server.kill()
+        server.wait()

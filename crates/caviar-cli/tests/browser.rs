@@ -204,7 +204,19 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
     );
     browser.screenshot(&shots.join("dashboard-study.png"));
 
-    // A trial page.
+    // A trial page, with user attributes as the Python API stores them.
+    {
+        let store = caviar_store::open_storage(&storage).unwrap();
+        let record = store.study("toy").unwrap().unwrap();
+        let first = store.trials_numbered(record.id, 0, 1).unwrap().remove(0);
+        let owner = caviar_core::storage::AttrOwner::Trial(first.id);
+        store
+            .set_user_attr(owner, "fold", &serde_json::json!(2))
+            .unwrap();
+        store
+            .set_user_attr(owner, "tags", &serde_json::json!(["fast", "<b>"]))
+            .unwrap();
+    }
     browser.open(&format!("{}#/study/toy/trial/0", server.url));
     let trial = browser.eval("fetch('/api/studies/toy/trials/0').then((r) => r.json())");
     assert_eq!(
@@ -219,6 +231,10 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
     let log = browser.eval("document.getElementById('trial-log').textContent");
     assert_eq!(log, trial["log"]);
     assert!(log.as_str().unwrap().contains("val_acc="), "{log}");
+    assert_eq!(
+        browser.eval("[...document.querySelectorAll('#trial-attrs tr')].map((r) => r.innerText.replace('\\t', ' '))"),
+        serde_json::json!(["fold 2", "tags [\"fast\",\"<b>\"]"])
+    );
     browser.screenshot(&shots.join("dashboard-trial.png"));
 
     // A study that runs while the page is open: the page follows without a reload.

@@ -345,6 +345,8 @@ async function trialPage(name, number) {
       el('section', { class: 'card' }, el('h2', { text: 'Parameters' }), el('table', { id: 'trial-params' }, ...rows)),
       el('section', { class: 'card' }, el('h2', { text: 'Intermediate values' }), el('div', { id: 'trial-curve', class: 'chart' }))),
     ...(t.error ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Reason' }), el('pre', { id: 'trial-error', text: t.error }))] : []),
+    ...(t.user_attrs && Object.keys(t.user_attrs).length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'User attributes' }),
+      el('table', { id: 'trial-attrs' }, ...Object.entries(t.user_attrs).map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: typeof v === 'number' ? fmt(v) : JSON.stringify(v) })))))] : []),
     ...(t.log ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Output (last lines)' }), el('pre', { id: 'trial-log', text: t.log }))] : []));
   draw('trial-curve', {
     animation: false, tooltip: { trigger: 'axis' },

@@ -296,6 +296,8 @@ async fn trial(
             ))
         })?;
         detail["log"] = json!(storage.trial_log(id)?);
+        detail["user_attrs"] =
+            json!(storage.user_attrs(caviar_core::storage::AttrOwner::Trial(id))?);
         Ok(detail)
     })
     .await?;
