@@ -263,6 +263,11 @@ class Study:
             if progress is not None:
                 progress.close()
 
+    def stop(self) -> None:
+        """From an objective or a callback: the running :meth:`optimize` starts no new
+        trials and returns when the running ones end."""
+        self._inner.stop()
+
     def ask(self) -> Trial:
         """A new running trial; end it with :meth:`tell`."""
         return self._inner.ask()
@@ -352,10 +357,24 @@ class Study:
     def best_params(self) -> Dict[str, Any]:
         return self.best_trial.params
 
-    def trials_dataframe(self) -> Any:
-        """The trials as a pandas DataFrame, one row per trial, Optuna's column names
-        (``number``, ``value``, ``datetime_start``, ``datetime_complete``, ``duration``,
-        ``params_NAME``, ``state``)."""
+    def trials_dataframe(
+        self,
+        attrs: Sequence[str] = (
+            "number",
+            "value",
+            "datetime_start",
+            "datetime_complete",
+            "duration",
+            "params",
+            "user_attrs",
+            "state",
+        ),
+        multi_index: bool = False,
+    ) -> Any:
+        """The trials as a pandas DataFrame, one row per trial, with Optuna's columns:
+        ``number``, ``value``, ``datetime_start``, ``datetime_complete``, ``duration``,
+        ``params_NAME``, ``user_attrs_NAME``, ``state`` (``attrs`` picks among them;
+        ``multi_index=True`` splits ``params_lr`` into (``params``, ``lr``))."""
         try:
             import pandas as pd
         except ImportError:
@@ -363,20 +382,38 @@ class Study:
                 "trials_dataframe() needs pandas: pip install pandas "
                 "(study.trials gives the same data without it)"
             ) from None
+        known = {
+            "number",
+            "value",
+            "datetime_start",
+            "datetime_complete",
+            "duration",
+            "params",
+            "user_attrs",
+            "state",
+            "intermediate_values",
+        }
+        unknown = [a for a in attrs if a not in known]
+        if unknown:
+            raise ValueError(
+                f"trials_dataframe: attrs {unknown} are not known; use some of {sorted(known)}"
+            )
         rows = []
         for t in self.trials:
-            row: Dict[str, Any] = {
-                "number": t.number,
-                "value": t.value,
-                "datetime_start": t.datetime_start,
-                "datetime_complete": t.datetime_complete,
-                "duration": t.duration,
-            }
-            for name, value in t.params.items():
-                row[f"params_{name}"] = value
-            row["state"] = t.state.name
+            row: Dict[Any, Any] = {}
+            for attr in attrs:
+                if attr in ("params", "user_attrs", "intermediate_values"):
+                    for name, value in getattr(t, attr).items():
+                        row[(attr, name) if multi_index else f"{attr}_{name}"] = value
+                elif attr == "state":
+                    row[(attr, "") if multi_index else attr] = t.state.name
+                else:
+                    row[(attr, "") if multi_index else attr] = getattr(t, attr)
             rows.append(row)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        if multi_index and len(frame.columns):
+            frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+        return frame
 
     def __repr__(self) -> str:
         return repr(self._inner)
@@ -517,4 +554,4 @@ def get_all_study_names(storage: Any) -> List[str]:
 
 # Optuna's submodule names (`optuna.trial.TrialState`, `optuna.study.StudyDirection`, ...),
 # imported last: they re-export the classes above.
-from . import exceptions, study, trial  # noqa: E402
+from . import exceptions, logging, study, trial  # noqa: E402

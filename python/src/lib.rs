@@ -216,6 +216,10 @@ struct PyStudy {
     url: String,
     /// Trials handed out by `ask` and not yet told, by number.
     asked: Mutex<HashMap<u64, Py<PyTrial>>>,
+    /// Set by `stop()`: the running `optimize` calls start no new trials.
+    stopping: AtomicBool,
+    /// How many `optimize` calls run now.
+    optimizing: std::sync::atomic::AtomicUsize,
 }
 
 /// A running trial: `suggest_*`, `report`, `should_prune`.
@@ -311,6 +315,28 @@ impl PyTrial {
         };
         let value = py.detach(|| self.with(|t| t.suggest(name, dist)))?;
         Ok(value.as_f64().expect("float distributions yield numbers"))
+    }
+
+    /// Optuna's older name: `suggest_float(name, low, high)`.
+    fn suggest_uniform(&self, py: Python<'_>, name: &str, low: f64, high: f64) -> PyResult<f64> {
+        self.suggest_float(py, name, low, high, None, false, None)
+    }
+
+    /// Optuna's older name: `suggest_float(name, low, high, log=True)`.
+    fn suggest_loguniform(&self, py: Python<'_>, name: &str, low: f64, high: f64) -> PyResult<f64> {
+        self.suggest_float(py, name, low, high, None, true, None)
+    }
+
+    /// Optuna's older name: `suggest_float(name, low, high, step=q)`.
+    fn suggest_discrete_uniform(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        low: f64,
+        high: f64,
+        q: f64,
+    ) -> PyResult<f64> {
+        self.suggest_float(py, name, low, high, Some(q), false, None)
     }
 
     /// An int in `[low, high]`, in multiples of `step` from `low`; `log=True` for a log scale.
@@ -646,7 +672,18 @@ impl PyStudy {
             recovery,
             max_failures: 0,
         };
-        let cancel = AtomicBool::new(false);
+        let cancel = &self.stopping;
+        if self.optimizing.fetch_add(1, Ordering::SeqCst) == 0 {
+            cancel.store(false, Ordering::SeqCst);
+        }
+        // Counted down however this call ends.
+        struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _running = Running(&self.optimizing);
         let stop = Stop::default();
         let ids: Mutex<HashMap<u64, TrialId>> = Mutex::default();
         let callbacks = Callbacks {
@@ -654,7 +691,7 @@ impl PyStudy {
             storage,
             ids: &ids,
             stop: &stop,
-            cancel: &cancel,
+            cancel,
             interrupted: AtomicBool::new(false),
         };
         let empty = SearchSpace::new();
@@ -668,7 +705,7 @@ impl PyStudy {
                 &empty,
                 limits,
                 workers,
-                &cancel,
+                cancel,
                 &callbacks,
                 |trial, cancel| {
                     if callbacks.on_trial.is_some() {
@@ -694,6 +731,18 @@ impl PyStudy {
             Err(e) if e.is_bad_input() => Err(PyValueError::new_err(e.to_string())),
             Err(e) => Err(runtime_error(e)),
         }
+    }
+
+    /// Stops the running `optimize` calls of this study object after their running trials
+    /// (from an objective or a callback, as Optuna's `Study.stop`).
+    fn stop(&self) -> PyResult<()> {
+        if self.optimizing.load(Ordering::SeqCst) == 0 {
+            return Err(PyRuntimeError::new_err(
+                "stop() ends a running optimize(); call it from the objective or a callback",
+            ));
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// A new running trial, for `tell` later.
@@ -978,6 +1027,8 @@ fn open_study(
         study: Arc::new(study),
         url,
         asked: Mutex::default(),
+        stopping: AtomicBool::new(false),
+        optimizing: Default::default(),
     })
 }
 

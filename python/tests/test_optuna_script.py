@@ -28,6 +28,7 @@ def objective(trial):
 
 
 if __name__ == "__main__":
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=10),

@@ -305,3 +305,55 @@ def test_defaults_are_optunas_tpe_and_median_rule(sqlite_url):
     (spec,) = sqlite3.connect(path).execute("SELECT spec FROM studies").fetchone()
     spec = json.loads(spec)
     assert spec["sampler"]["kind"] == "tpe" and spec["pruner"]["kind"] == "median"
+
+
+def test_stop_from_a_callback_ends_optimize():
+    study = caviar.create_study()
+
+    def enough(study, trial):
+        if trial.number == 4:
+            study.stop()
+
+    study.optimize(quadratic, n_trials=100, callbacks=[enough])
+    assert len(study.trials) == 5
+    # A new optimize starts afresh.
+    study.optimize(quadratic, n_trials=3)
+    assert len(study.trials) == 8
+    with pytest.raises(RuntimeError, match="running optimize"):
+        study.stop()
+
+
+def test_optunas_older_suggest_names():
+    study = caviar.create_study()
+    trial = study.ask()
+    assert 0.5 <= trial.suggest_uniform("u", 0.5, 2.0) <= 2.0
+    assert 1e-5 <= trial.suggest_loguniform("l", 1e-5, 1e-1) <= 1e-1
+    d = trial.suggest_discrete_uniform("d", 0.0, 1.0, 0.25)
+    assert d in (0.0, 0.25, 0.5, 0.75, 1.0)
+    frozen = study.tell(trial, 1.0)
+    assert frozen.distributions["l"]["scale"] == "log"
+    assert frozen.distributions["d"]["step"] == 0.25
+
+
+def test_logging_names_exist_and_record_the_verbosity():
+    caviar.logging.set_verbosity(caviar.logging.WARNING)
+    assert caviar.logging.get_verbosity() == caviar.logging.WARNING
+    caviar.logging.set_verbosity(caviar.logging.INFO)
+    caviar.logging.disable_default_handler()
+
+
+def test_trials_dataframe_attrs_and_multi_index():
+    pytest.importorskip("pandas", reason="pandas is not installed here")
+    study = caviar.create_study()
+
+    def objective(trial):
+        trial.set_user_attr("fold", trial.number % 2)
+        return quadratic(trial)
+
+    study.optimize(objective, n_trials=3)
+    frame = study.trials_dataframe(attrs=("number", "params", "user_attrs"))
+    assert list(frame.columns) == ["number", "params_x", "params_y", "user_attrs_fold"]
+    multi = study.trials_dataframe(attrs=("number", "value", "params"), multi_index=True)
+    assert ("params", "x") in multi.columns and ("value", "") in multi.columns
+    with pytest.raises(ValueError, match="not known"):
+        study.trials_dataframe(attrs=("system_attrs",))
