@@ -309,6 +309,60 @@ pub trait Storage: Send + Sync {
     /// Deletes a study with its trials and everything recorded of them. A study that another
     /// names as its parent is kept (delete the child first).
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
+    /// Asks a running trial to change a parameter it has (panda mode): recorded now, in
+    /// effect when the trial applies it. Returns the change's id (ids only grow).
+    fn ask_param_change(
+        &self,
+        trial: TrialId,
+        change: &NewParamChange,
+    ) -> Result<i64, StorageError>;
+    /// Changes asked of a trial and not yet applied, oldest first.
+    fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
+    /// The trial applies change `id` at `step`: its parameter takes the new value, and the
+    /// record gets the old one and the step.
+    fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError>;
+    /// Every change asked of a trial, applied or not, oldest first.
+    fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
+}
+
+/// A parameter change asked of a running trial.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewParamChange {
+    /// The parameter.
+    pub name: String,
+    /// Its new value.
+    pub value: ParamValue,
+    /// Who asked (`user@host`, or a scheduler's name).
+    pub who: String,
+    /// Why, in the asker's words.
+    pub note: Option<String>,
+    /// The value lies outside the parameter's distribution and was asked for anyway.
+    pub forced: bool,
+}
+
+/// A recorded parameter change.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParamChange {
+    /// Its id (ids only grow, so they order changes).
+    pub id: i64,
+    /// The parameter.
+    pub name: String,
+    /// The value before it took effect (known once applied).
+    pub old: Option<ParamValue>,
+    /// The value asked for.
+    pub new: ParamValue,
+    /// Who asked.
+    pub who: String,
+    /// Why.
+    pub note: Option<String>,
+    /// Asked outside the parameter's distribution.
+    pub forced: bool,
+    /// When it was asked, ms since the Unix epoch.
+    pub asked_ms: i64,
+    /// The step at which the trial applied it.
+    pub applied_step: Option<u64>,
+    /// When the trial applied it.
+    pub applied_ms: Option<i64>,
 }
 
 /// Whose user attribute: a study's or a trial's.
@@ -357,6 +411,9 @@ struct Memory {
     next_study: i64,
     study_user_attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
     trial_user_attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
+    /// Parameter changes by trial, oldest first.
+    changes: BTreeMap<i64, Vec<ParamChange>>,
+    next_change: i64,
 }
 
 struct StoredTrial {
@@ -806,6 +863,87 @@ impl Storage for InMemoryStorage {
             .collect())
     }
 
+    fn ask_param_change(
+        &self,
+        trial: TrialId,
+        change: &NewParamChange,
+    ) -> Result<i64, StorageError> {
+        let mut m = self.lock();
+        let t = &m.running_mut(trial)?.trial;
+        if !t.params.contains_key(&change.name) {
+            return Err(StorageError::Backend(format!(
+                "trial {} has no parameter `{}`",
+                t.number, change.name
+            )));
+        }
+        m.next_change += 1;
+        let id = m.next_change;
+        m.changes.entry(trial.0).or_default().push(ParamChange {
+            id,
+            name: change.name.clone(),
+            old: None,
+            new: change.value.clone(),
+            who: change.who.clone(),
+            note: change.note.clone(),
+            forced: change.forced,
+            asked_ms: now_ms(),
+            applied_step: None,
+            applied_ms: None,
+        });
+        Ok(id)
+    }
+
+    fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
+        let m = self.lock();
+        Ok(m.changes
+            .get(&trial.0)
+            .map(|all| {
+                all.iter()
+                    .filter(|c| c.applied_step.is_none())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        m.running_mut(trial)?;
+        let (name, new) = {
+            let Some(change) = m
+                .changes
+                .get(&trial.0)
+                .and_then(|all| all.iter().find(|c| c.id == id && c.applied_step.is_none()))
+            else {
+                return Err(StorageError::Backend(format!(
+                    "no pending change {id} of trial id {}",
+                    trial.0
+                )));
+            };
+            (change.name.clone(), change.new.clone())
+        };
+        let t = &mut m.running_mut(trial)?.trial;
+        let old = t.params.insert(name, new);
+        let change = m
+            .changes
+            .get_mut(&trial.0)
+            .and_then(|all| all.iter_mut().find(|c| c.id == id))
+            .expect("found above");
+        change.old = old;
+        change.applied_step = Some(step);
+        change.applied_ms = Some(now_ms());
+        Ok(())
+    }
+
+    fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
+        Ok(self
+            .lock()
+            .changes
+            .get(&trial.0)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
         let mut m = self.lock();
         let Some(at) = m.studies.iter().position(|s| s.id == study) else {
@@ -828,6 +966,7 @@ impl Storage for InMemoryStorage {
             let id = m.trials[index].trial.id.0;
             m.trial_user_attrs.remove(&id);
             m.logs.remove(&id);
+            m.changes.remove(&id);
         }
         m.retried.remove(&study.0);
         m.finish_order.remove(&study.0);

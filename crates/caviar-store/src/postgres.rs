@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    AttrOwner, NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary,
-    TrialCounts, TrialUserAttrs,
+    AttrOwner, NewParamChange, NewStudy, NewTrial, ParamChange, RunningTrial, Storage,
+    StorageError, StudyRecord, StudySummary, TrialCounts, TrialUserAttrs,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
 /// The schema version this build writes; a newer database is refused rather than damaged.
-pub const PG_SCHEMA_VERSION: i64 = 4;
+pub const PG_SCHEMA_VERSION: i64 = 5;
 
 /// Changes from each version to the next, applied in order to older databases.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,12 @@ const MIGRATIONS: &[&str] = &[
          value     TEXT NOT NULL,
          PRIMARY KEY (trial_id, key)
      )",
+    // Version 5: parameter changes of running trials (panda mode): `at_ms` is when it was
+    // asked, `step` and `applied_ms` when the trial applied it.
+    "ALTER TABLE param_changes ADD COLUMN IF NOT EXISTS note TEXT;
+     ALTER TABLE param_changes ADD COLUMN IF NOT EXISTS forced BOOLEAN NOT NULL DEFAULT false;
+     ALTER TABLE param_changes ADD COLUMN IF NOT EXISTS applied_ms BIGINT;
+     CREATE INDEX IF NOT EXISTS param_changes_by_trial ON param_changes (trial_id, id)",
 ];
 
 const SCHEMA: &str = r#"
@@ -536,6 +542,10 @@ retried! {
     fn user_attrs(&self, owner: AttrOwner) -> Result<BTreeMap<String, serde_json::Value>, StorageError>;
     fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError>;
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
+    fn ask_param_change(&self, trial: TrialId, change: &NewParamChange) -> Result<i64, StorageError>;
+    fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
+    fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError>;
+    fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
 }
 
 impl Storage for Attempt<'_> {
@@ -1146,6 +1156,105 @@ impl Storage for Attempt<'_> {
         Ok(out)
     }
 
+    fn ask_param_change(
+        &self,
+        trial: TrialId,
+        change: &NewParamChange,
+    ) -> Result<i64, StorageError> {
+        let value = serde_json::to_string(&change.value).map_err(json_err)?;
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let state: String = tx
+            .query_opt("SELECT state FROM trials WHERE id = $1", &[&trial.0])
+            .map_err(backend)?
+            .ok_or(StorageError::NoSuchTrial(trial.0))?
+            .get(0);
+        if state != "running" {
+            return Err(not_running(&mut tx, trial));
+        }
+        let has = tx
+            .query_opt(
+                "SELECT 1 FROM trial_params WHERE trial_id = $1 AND name = $2",
+                &[&trial.0, &change.name],
+            )
+            .map_err(backend)?
+            .is_some();
+        if !has {
+            return Err(StorageError::Backend(format!(
+                "the trial has no parameter `{}`",
+                change.name
+            )));
+        }
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO param_changes (trial_id, name, new_value, who, at_ms, note, forced)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &trial.0,
+                    &change.name,
+                    &value,
+                    &change.who,
+                    &now_ms(),
+                    &change.note,
+                    &change.forced,
+                ],
+            )
+            .map_err(backend)?
+            .get(0);
+        tx.commit().map_err(backend)?;
+        Ok(id)
+    }
+
+    fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
+        read_changes(&mut *self.conn()?, trial, true)
+    }
+
+    fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let Some(found) = tx
+            .query_opt(
+                "SELECT name, new_value FROM param_changes
+                 WHERE id = $1 AND trial_id = $2 AND applied_ms IS NULL FOR UPDATE",
+                &[&id, &trial.0],
+            )
+            .map_err(backend)?
+        else {
+            return Err(StorageError::Backend(format!(
+                "no pending change {id} of trial id {}",
+                trial.0
+            )));
+        };
+        let (name, new_value): (String, String) = (found.get(0), found.get(1));
+        let old: Option<String> = tx
+            .query_opt(
+                "SELECT value FROM trial_params WHERE trial_id = $1 AND name = $2",
+                &[&trial.0, &name],
+            )
+            .map_err(backend)?
+            .map(|r| r.get(0));
+        let changed = tx
+            .execute(
+                "UPDATE trial_params SET value = $3 WHERE trial_id = $1 AND name = $2
+                 AND EXISTS (SELECT 1 FROM trials WHERE id = $1 AND state = 'running')",
+                &[&trial.0, &name, &new_value],
+            )
+            .map_err(backend)?;
+        if changed != 1 {
+            return Err(not_running(&mut tx, trial));
+        }
+        tx.execute(
+            "UPDATE param_changes SET old_value = $2, step = $3, applied_ms = $4 WHERE id = $1",
+            &[&id, &old, &(step as i64), &now_ms()],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
+        read_changes(&mut *self.conn()?, trial, false)
+    }
+
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
@@ -1191,6 +1300,50 @@ impl Storage for Attempt<'_> {
         }
         tx.commit().map_err(backend)
     }
+}
+
+/// A trial's parameter changes, oldest first; only those not yet applied with `pending`.
+fn read_changes(
+    conn: &mut impl GenericClient,
+    trial: TrialId,
+    pending: bool,
+) -> Result<Vec<ParamChange>, StorageError> {
+    let filter = if pending {
+        "AND applied_ms IS NULL"
+    } else {
+        ""
+    };
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT id, name, old_value, new_value, who, note, forced, at_ms, step, applied_ms
+                 FROM param_changes WHERE trial_id = $1 {filter} ORDER BY id"
+            ),
+            &[&trial.0],
+        )
+        .map_err(backend)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let old: Option<String> = r.get(2);
+        let new: String = r.get(3);
+        let step: Option<i64> = r.get(8);
+        out.push(ParamChange {
+            id: r.get(0),
+            name: r.get(1),
+            old: old
+                .map(|o| serde_json::from_str(&o))
+                .transpose()
+                .map_err(json_err)?,
+            new: serde_json::from_str(&new).map_err(json_err)?,
+            who: r.get::<_, Option<String>>(4).unwrap_or_default(),
+            note: r.get(5),
+            forced: r.get(6),
+            asked_ms: r.get(7),
+            applied_step: step.map(|s| s as u64),
+            applied_ms: r.get(9),
+        });
+    }
+    Ok(out)
 }
 
 /// Loads trials matching `filter` (on alias `t`, parameters `$1..` bound to `keys`) with their

@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    AttrOwner, NewStudy, NewTrial, RunningTrial, Storage, StorageError, StudyRecord, StudySummary,
-    TrialCounts, TrialUserAttrs,
+    AttrOwner, NewParamChange, NewStudy, NewTrial, ParamChange, RunningTrial, Storage,
+    StorageError, StudyRecord, StudySummary, TrialCounts, TrialUserAttrs,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -112,6 +112,14 @@ CREATE TABLE trial_user_attrs (
     value     TEXT NOT NULL,
     PRIMARY KEY (trial_id, key)
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- Version 8: parameter changes of running trials (panda mode): `at_ms` is when it was asked,
+-- `step` and `applied_ms` when the trial applied it.
+ALTER TABLE param_changes ADD COLUMN note TEXT;
+ALTER TABLE param_changes ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE param_changes ADD COLUMN applied_ms INTEGER;
+CREATE INDEX param_changes_by_trial ON param_changes (trial_id, id);
 "#,
 ];
 
@@ -1035,6 +1043,114 @@ impl Storage for SqliteStorage {
         Ok(out)
     }
 
+    fn ask_param_change(
+        &self,
+        trial: TrialId,
+        change: &NewParamChange,
+    ) -> Result<i64, StorageError> {
+        let value = serde_json::to_string(&change.value).map_err(json_err)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let running: bool = tx
+            .query_row(
+                "SELECT state = 'running' FROM trials WHERE id = ?1",
+                [trial.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or(StorageError::NoSuchTrial(trial.0))?;
+        if !running {
+            return Err(not_running(&tx, trial));
+        }
+        let has: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM trial_params WHERE trial_id = ?1 AND name = ?2)",
+                params![trial.0, change.name],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if !has {
+            return Err(StorageError::Backend(format!(
+                "the trial has no parameter `{}`",
+                change.name
+            )));
+        }
+        tx.execute(
+            "INSERT INTO param_changes (trial_id, name, new_value, who, at_ms, note, forced)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                trial.0,
+                change.name,
+                value,
+                change.who,
+                now_ms(),
+                change.note,
+                change.forced
+            ],
+        )
+        .map_err(backend)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(backend)?;
+        Ok(id)
+    }
+
+    fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
+        read_changes(&self.conn(), trial, true)
+    }
+
+    fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let found: Option<(String, String)> = tx
+            .query_row(
+                "SELECT name, new_value FROM param_changes
+                 WHERE id = ?1 AND trial_id = ?2 AND applied_ms IS NULL",
+                params![id, trial.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let Some((name, new_value)) = found else {
+            return Err(StorageError::Backend(format!(
+                "no pending change {id} of trial id {}",
+                trial.0
+            )));
+        };
+        let old: Option<String> = tx
+            .query_row(
+                "SELECT value FROM trial_params WHERE trial_id = ?1 AND name = ?2",
+                params![trial.0, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let changed = tx
+            .execute(
+                "UPDATE trial_params SET value = ?3 WHERE trial_id = ?1 AND name = ?2
+                 AND EXISTS (SELECT 1 FROM trials WHERE id = ?1 AND state = 'running')",
+                params![trial.0, name, new_value],
+            )
+            .map_err(backend)?;
+        if changed != 1 {
+            return Err(not_running(&tx, trial));
+        }
+        tx.execute(
+            "UPDATE param_changes SET old_value = ?2, step = ?3, applied_ms = ?4 WHERE id = ?1",
+            params![id, old, step as i64, now_ms()],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
+        read_changes(&self.conn(), trial, false)
+    }
+
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
         let mut conn = self.conn();
         let tx = conn
@@ -1084,6 +1200,59 @@ impl Storage for SqliteStorage {
         }
         tx.commit().map_err(backend)
     }
+}
+
+/// A trial's parameter changes, oldest first; only those not yet applied with `pending`.
+fn read_changes(
+    conn: &Connection,
+    trial: TrialId,
+    pending: bool,
+) -> Result<Vec<ParamChange>, StorageError> {
+    let sql = if pending {
+        "SELECT id, name, old_value, new_value, who, note, forced, at_ms, step, applied_ms
+         FROM param_changes WHERE trial_id = ?1 AND applied_ms IS NULL ORDER BY id"
+    } else {
+        "SELECT id, name, old_value, new_value, who, note, forced, at_ms, step, applied_ms
+         FROM param_changes WHERE trial_id = ?1 ORDER BY id"
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map([trial.0], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, bool>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<i64>>(9)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, name, old, new, who, note, forced, asked_ms, step, applied_ms) =
+            row.map_err(backend)?;
+        out.push(ParamChange {
+            id,
+            name,
+            old: old
+                .map(|o| serde_json::from_str(&o))
+                .transpose()
+                .map_err(json_err)?,
+            new: serde_json::from_str(&new).map_err(json_err)?,
+            who: who.unwrap_or_default(),
+            note,
+            forced,
+            asked_ms,
+            applied_step: step.map(|s| s as u64),
+            applied_ms,
+        });
+    }
+    Ok(out)
 }
 
 /// Loads trials matching `filter` (on alias `t`, with parameters `?1..` bound to `keys`) with

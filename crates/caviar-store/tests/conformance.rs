@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -886,5 +886,72 @@ fn parameter_values_and_attributes_read_back_bit_for_bit() {
         let attrs = s.user_attrs(AttrOwner::Trial(t.id)).unwrap();
         let back: Vec<f64> = serde_json::from_value(attrs["all"].clone()).unwrap();
         assert_eq!(back, values, "{name}");
+    }
+}
+
+#[test]
+fn parameter_changes_are_asked_applied_at_a_step_and_kept() {
+    use caviar_core::storage::NewParamChange;
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("panda")).unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        let lr = Distribution::float(1e-5, 1.0, Scale::Log).unwrap();
+        s.set_param(t.id, "lr", &lr, &ParamValue::Float(0.01))
+            .unwrap();
+        let ask = |value: f64, note: Option<&str>, forced: bool| NewParamChange {
+            name: "lr".into(),
+            value: ParamValue::Float(value),
+            who: "ann@box".into(),
+            note: note.map(String::from),
+            forced,
+        };
+        let first = s
+            .ask_param_change(t.id, &ask(0.02, Some("day one looks slow"), false))
+            .unwrap();
+        let second = s.ask_param_change(t.id, &ask(3.0, None, true)).unwrap();
+        assert!(second > first, "{name}");
+        let missing = NewParamChange {
+            name: "momentum".into(),
+            ..ask(0.9, None, false)
+        };
+        assert!(s.ask_param_change(t.id, &missing).is_err(), "{name}");
+        let pending = s.pending_param_changes(t.id).unwrap();
+        assert_eq!(
+            pending.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [first, second],
+            "{name}"
+        );
+        // Nothing changes until the trial applies it.
+        assert_eq!(s.trial(t.id).unwrap().params["lr"], ParamValue::Float(0.01));
+        s.apply_param_change(t.id, first, 3).unwrap();
+        assert_eq!(
+            s.trial(t.id).unwrap().params["lr"],
+            ParamValue::Float(0.02),
+            "{name}"
+        );
+        assert!(
+            s.apply_param_change(t.id, first, 4).is_err(),
+            "{name}: applied twice"
+        );
+        assert_eq!(s.pending_param_changes(t.id).unwrap().len(), 1, "{name}");
+        s.apply_param_change(t.id, second, 5).unwrap();
+        let history = s.param_changes(t.id).unwrap();
+        assert_eq!(history.len(), 2, "{name}");
+        assert_eq!(history[0].old, Some(ParamValue::Float(0.01)), "{name}");
+        assert_eq!(history[0].new, ParamValue::Float(0.02), "{name}");
+        assert_eq!(history[0].applied_step, Some(3), "{name}");
+        assert_eq!(history[0].note.as_deref(), Some("day one looks slow"));
+        assert_eq!(history[0].who, "ann@box");
+        assert!(!history[0].forced && history[1].forced, "{name}");
+        assert_eq!(history[1].old, Some(ParamValue::Float(0.02)), "{name}");
+        assert!(history[0].asked_ms <= history[0].applied_ms.unwrap());
+        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
+            .unwrap();
+        assert!(matches!(
+            s.ask_param_change(t.id, &ask(0.5, None, false)),
+            Err(StorageError::NotRunning { .. })
+        ));
+        s.delete_study(study.id).unwrap();
+        assert!(s.param_changes(t.id).unwrap().is_empty(), "{name}");
     }
 }
