@@ -119,6 +119,7 @@ class FrozenTrial:
         "worker",
         "user_attrs",
         "system_attrs",
+        "param_history",
     )
 
     def __init__(self, record: Dict[str, Any]) -> None:
@@ -135,6 +136,9 @@ class FrozenTrial:
         self.error: Optional[str] = record["error"]
         self.worker: Optional[str] = record["worker"]
         self.user_attrs: Dict[str, Any] = record["user_attrs"]
+        # caviar's: changes asked while it ran (panda mode), oldest first, each a dict with
+        # name, old, new, who, note, forced, asked_ms, applied_step, applied_ms.
+        self.param_history: List[Dict[str, Any]] = record["param_history"]
         self.system_attrs: Dict[str, Any] = {}
 
     @property
@@ -299,6 +303,21 @@ class Study:
         value = None if values is None else float(values)
         self._inner.tell(trial, value, state_text)
         return FrozenTrial(self._inner.trial(number))
+
+    def set_trial_params(
+        self,
+        number: int,
+        params: Dict[str, Any],
+        note: Optional[str] = None,
+        force: bool = False,
+    ) -> List[Dict[str, Any]]:
+        """Changes parameters of running trial ``number`` while it trains (panda mode, caviar's
+        own). Each value is checked against the parameter's distribution (``force=True``
+        allows leaving it, and the record says so); the change is recorded with who asked and
+        ``note``, and the trial applies it at its next ``report``, after which ``trial.params``
+        and ``trial.suggest_*`` give the new value. Works from any process sharing the study
+        (``caviar set`` is the same from a shell). Returns the changes as asked."""
+        return self._inner.set_trial_params(number, params, note=note, force=force)
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Stores a JSON-serializable value with the study (replacing the key's old one)."""

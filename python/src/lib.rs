@@ -160,13 +160,40 @@ fn distribution_to_py<'py>(py: Python<'py>, dist: &Distribution) -> PyResult<Bou
     py.import("json")?.call_method1("loads", (json,))
 }
 
+/// A recorded parameter change as a dict.
+fn change_to_py<'py>(
+    py: Python<'py>,
+    c: &caviar_core::storage::ParamChange,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("name", &c.name)?;
+    d.set_item(
+        "old",
+        c.old.as_ref().map(|v| param_to_py(py, v)).transpose()?,
+    )?;
+    d.set_item("new", param_to_py(py, &c.new)?)?;
+    d.set_item("who", &c.who)?;
+    d.set_item("note", c.note.as_deref())?;
+    d.set_item("forced", c.forced)?;
+    d.set_item("asked_ms", c.asked_ms)?;
+    d.set_item("applied_step", c.applied_step)?;
+    d.set_item("applied_ms", c.applied_ms)?;
+    Ok(d)
+}
+
 /// A finished or running trial as a plain dict; `caviar.FrozenTrial` wraps it.
 fn frozen_to_py<'py>(
     py: Python<'py>,
     t: &FrozenTrial,
     user_attrs: Option<&BTreeMap<String, serde_json::Value>>,
+    changes: Option<&Vec<caviar_core::storage::ParamChange>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    let history = PyList::empty(py);
+    for c in changes.into_iter().flatten() {
+        history.append(change_to_py(py, c)?)?;
+    }
+    d.set_item("param_history", history)?;
     match user_attrs {
         Some(attrs) => d.set_item("user_attrs", attrs_to_py(py, attrs)?)?,
         None => d.set_item("user_attrs", PyDict::new(py))?,
@@ -417,9 +444,17 @@ impl PyTrial {
         attrs_to_py(py, &attrs)
     }
 
-    /// Records the objective's value at `step` (an epoch); the pruner judges these.
+    /// Records the objective's value at `step` (an epoch); the pruner judges these. Changes
+    /// asked of this trial while it runs (`caviar set`, `Study.set_trial_params`) are applied
+    /// here, after this step (recorded as `applied_step`): `params` and later `suggest_*`
+    /// calls give the new values, so the next epoch uses them.
     fn report(&self, py: Python<'_>, value: f64, step: u64) -> PyResult<()> {
-        py.detach(|| self.with(|t| t.report(step, value)))
+        py.detach(|| {
+            self.with(|t| {
+                t.report(step, value)?;
+                t.apply_param_changes(step).map(|_| ())
+            })
+        })
     }
 
     /// Whether the study's pruner says to stop now; then `raise caviar.TrialPruned()`.
@@ -502,9 +537,10 @@ impl caviar_engine::Observer for Callbacks<'_> {
             .storage
             .user_attrs(caviar_core::storage::AttrOwner::Trial(id))
             .unwrap_or_default();
+        let changes = self.storage.param_changes(id).ok();
         Python::attach(|py| {
-            let called =
-                frozen_to_py(py, &frozen, Some(&attrs)).and_then(|d| on_trial.call1(py, (d,)));
+            let called = frozen_to_py(py, &frozen, Some(&attrs), changes.as_ref())
+                .and_then(|d| on_trial.call1(py, (d,)));
             if let Err(e) = called {
                 self.stop.keep_first(e);
                 self.cancel.store(true, Ordering::SeqCst);
@@ -854,18 +890,18 @@ impl PyStudy {
 
     /// Every trial, in number order, as dicts (with their user attributes).
     fn trials<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let (trials, attrs) = py
+        let (trials, attrs, changes) = py
             .detach(|| -> Result<_, StudyError> {
-                let attrs = self
-                    .study
-                    .storage()
-                    .trial_user_attrs(self.study.record().id)?;
-                Ok((self.study.trials()?, attrs))
+                let storage = self.study.storage();
+                let id = self.study.record().id;
+                let attrs = storage.trial_user_attrs(id)?;
+                let changes = storage.study_param_changes(id)?;
+                Ok((self.study.trials()?, attrs, changes))
             })
             .map_err(runtime_error)?;
         let list = PyList::empty(py);
         for t in &trials {
-            list.append(frozen_to_py(py, t, attrs.get(&t.id))?)?;
+            list.append(frozen_to_py(py, t, attrs.get(&t.id), changes.get(&t.id))?)?;
         }
         Ok(list)
     }
@@ -877,29 +913,79 @@ impl PyStudy {
                 let Some(t) = self.study.best_trial()? else {
                     return Ok(None);
                 };
-                let attrs = self
-                    .study
-                    .storage()
-                    .user_attrs(caviar_core::storage::AttrOwner::Trial(t.id))?;
-                Ok(Some((t, attrs)))
+                let storage = self.study.storage();
+                let attrs = storage.user_attrs(caviar_core::storage::AttrOwner::Trial(t.id))?;
+                let changes = storage.param_changes(t.id)?;
+                Ok(Some((t, attrs, changes)))
             })
             .map_err(runtime_error)?;
-        best.map(|(t, attrs)| frozen_to_py(py, &t, Some(&attrs)))
+        best.map(|(t, attrs, changes)| frozen_to_py(py, &t, Some(&attrs), Some(&changes)))
             .transpose()
     }
 
     /// One trial by number, as a dict.
     fn trial<'py>(&self, py: Python<'py>, number: u64) -> PyResult<Bound<'py, PyDict>> {
-        let (t, attrs) = py.detach(|| -> PyResult<_> {
+        let (t, attrs, changes) = py.detach(|| -> PyResult<_> {
             let t = self.trial_by_number(number)?;
-            let attrs = self
-                .study
-                .storage()
+            let storage = self.study.storage();
+            let attrs = storage
                 .user_attrs(caviar_core::storage::AttrOwner::Trial(t.id))
                 .map_err(runtime_error)?;
-            Ok((t, attrs))
+            let changes = storage.param_changes(t.id).map_err(runtime_error)?;
+            Ok((t, attrs, changes))
         })?;
-        frozen_to_py(py, &t, Some(&attrs))
+        frozen_to_py(py, &t, Some(&attrs), Some(&changes))
+    }
+
+    /// Asks running trial `number` to change parameters (panda mode): each value is checked
+    /// against its distribution (`force` lets one leave it, and the record says so); the trial
+    /// applies them at its next report. Returns the changes as asked.
+    #[pyo3(signature = (number, params, note=None, force=false))]
+    fn set_trial_params<'py>(
+        &self,
+        py: Python<'py>,
+        number: u64,
+        params: &Bound<'py, PyDict>,
+        note: Option<&str>,
+        force: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut changes = Vec::with_capacity(params.len());
+        for (name, value) in params.iter() {
+            let name: String = name.extract().map_err(|_| {
+                PyValueError::new_err("set_trial_params: parameter names must be strings")
+            })?;
+            let value = param_from_py(&value)
+                .map_err(|e| PyValueError::new_err(format!("set_trial_params {name:?}: {e}")))?;
+            changes.push((name, caviar_engine::NewValue::Value(value)));
+        }
+        let asked = py.detach(|| {
+            caviar_engine::ask_changes(
+                &**self.study.storage(),
+                self.study.record(),
+                number,
+                &changes,
+                &caviar_engine::asker(),
+                note,
+                force,
+            )
+        });
+        let asked = asked.map_err(|e| {
+            if e.is_bad_input() {
+                PyValueError::new_err(e.to_string())
+            } else {
+                runtime_error(e)
+            }
+        })?;
+        let list = PyList::empty(py);
+        for a in &asked {
+            let d = PyDict::new(py);
+            d.set_item("name", &a.name)?;
+            d.set_item("current", param_to_py(py, &a.current)?)?;
+            d.set_item("new", param_to_py(py, &a.new)?)?;
+            d.set_item("forced", a.forced)?;
+            list.append(d)?;
+        }
+        Ok(list)
     }
 
     /// Sets a user attribute of the study (any JSON-serializable value).

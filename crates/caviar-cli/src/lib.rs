@@ -18,6 +18,7 @@ mod output;
 mod plot;
 mod rounds;
 mod run;
+mod set;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,6 +109,27 @@ enum Command {
         #[arg(required = true, value_name = "NAME=VALUE")]
         params: Vec<String>,
         /// Print JSON: {"number", "params"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change parameters of a running trial (panda mode): each value is checked against its
+    /// distribution, recorded with who asked and the note, and applied at the trial's next
+    /// report (trials of Python-made studies today).
+    Set {
+        /// Study name.
+        study: String,
+        /// Trial number.
+        trial: u64,
+        /// NAME=VALUE for each parameter to change.
+        #[arg(required = true, value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Why, kept with the change.
+        #[arg(long)]
+        note: Option<String>,
+        /// Allow a value outside the parameter's range (the record says so).
+        #[arg(long)]
+        force: bool,
+        /// Print JSON: {"study", "trial", "changes": [{"id", "name", "current", "new", "forced"}]}.
         #[arg(long)]
         json: bool,
     },
@@ -326,6 +348,28 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let storage = open(&cli.storage)?;
             let record = find_study(&*storage, &study, &cli.storage)?;
             enqueue::enqueue(&*storage, &record, &params, json)?;
+            Ok(0)
+        }
+        Command::Set {
+            study,
+            trial,
+            params,
+            note,
+            force,
+            json,
+        } => {
+            drop(open_for_reading(&cli.storage, Some(&study))?);
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &study, &cli.storage)?;
+            set::set(
+                &*storage,
+                &record,
+                trial,
+                &params,
+                note.as_deref(),
+                force,
+                json,
+            )?;
             Ok(0)
         }
         Command::Importance(args) => {

@@ -26,13 +26,37 @@ pub fn trial_json(t: &FrozenTrial) -> Value {
 
 /// A trial for `caviar trials --json`: [`trial_json`] plus its user attributes (set from the
 /// Python API; `{}` when it has none).
-pub fn listed_trial_json(
-    t: &FrozenTrial,
-    user_attrs: &caviar_core::storage::TrialUserAttrs,
-) -> Value {
+pub fn listed_trial_json(t: &FrozenTrial, extra: &TrialExtras) -> Value {
     let mut v = trial_json(t);
-    v["user_attrs"] = json!(user_attrs.get(&t.id).cloned().unwrap_or_default());
+    v["user_attrs"] = json!(extra.user_attrs.get(&t.id).cloned().unwrap_or_default());
+    v["param_history"] = json!(extra.changes.get(&t.id).cloned().unwrap_or_default());
     v
+}
+
+/// What `caviar trials --json` adds to each trial, read for the whole study at once.
+#[derive(Default)]
+pub struct TrialExtras {
+    /// User attributes, by trial.
+    pub user_attrs: caviar_core::storage::TrialUserAttrs,
+    /// Parameter changes asked while it ran (panda mode), by trial.
+    pub changes: std::collections::BTreeMap<
+        caviar_core::trial::TrialId,
+        Vec<caviar_core::storage::ParamChange>,
+    >,
+}
+
+impl TrialExtras {
+    /// Reads them for a study.
+    pub fn of(storage: &dyn Storage, record: &StudyRecord) -> Result<Self> {
+        Ok(TrialExtras {
+            user_attrs: storage
+                .trial_user_attrs(record.id)
+                .context("reading user attributes")?,
+            changes: storage
+                .study_param_changes(record.id)
+                .context("reading parameter changes")?,
+        })
+    }
 }
 
 /// The seed-format line: `Best-1 (val_acc:0.8300) | lr:0.0092, weight_decay:3.86e-07`.
@@ -118,9 +142,7 @@ fn stream_trials_json(
     out: &mut impl Write,
 ) -> Result<()> {
     let mut out = std::io::BufWriter::new(out);
-    let user_attrs = storage
-        .trial_user_attrs(record.id)
-        .context("reading user attributes")?;
+    let extras = TrialExtras::of(storage, record)?;
     let mut wrote_any = false;
     let mut from = 0;
     loop {
@@ -139,7 +161,7 @@ fn stream_trials_json(
         for trial in &page {
             out.write_all(if wrote_any { b",\n" } else { b"[\n" })?;
             wrote_any = true;
-            let text = serde_json::to_string_pretty(&listed_trial_json(trial, &user_attrs))?;
+            let text = serde_json::to_string_pretty(&listed_trial_json(trial, &extras))?;
             for (i, line) in text.lines().enumerate() {
                 if i > 0 {
                     out.write_all(b"\n")?;
@@ -356,12 +378,12 @@ mod tests {
                     .unwrap();
             }
         }
-        let attrs = storage.trial_user_attrs(record.id).unwrap();
+        let extras = TrialExtras::of(&storage, &record).unwrap();
         let all: Vec<Value> = storage
             .trials(record.id)
             .unwrap()
             .iter()
-            .map(|t| listed_trial_json(t, &attrs))
+            .map(|t| listed_trial_json(t, &extras))
             .collect();
         let whole = format!("{}\n", serde_json::to_string_pretty(&all).unwrap());
         assert_eq!(stream(&storage), whole);

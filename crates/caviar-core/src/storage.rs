@@ -323,6 +323,11 @@ pub trait Storage: Send + Sync {
     fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError>;
     /// Every change asked of a trial, applied or not, oldest first.
     fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
+    /// The changes of every trial of a study that has some, by trial.
+    fn study_param_changes(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError>;
 }
 
 /// A parameter change asked of a running trial.
@@ -942,6 +947,16 @@ impl Storage for InMemoryStorage {
             .get(&trial.0)
             .cloned()
             .unwrap_or_default())
+    }
+
+    fn study_param_changes(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError> {
+        let m = self.lock();
+        Ok(m.study_trials(study)
+            .filter_map(|t| Some((t.trial.id, m.changes.get(&t.trial.id.0)?.clone())))
+            .collect())
     }
 
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {

@@ -844,6 +844,23 @@ impl Trial {
         Ok(())
     }
 
+    /// Applies the parameter changes asked of this trial since the last call (panda mode), as
+    /// taking effect at `step`: `params` and later suggestions of those names give the new
+    /// values. Returns the changes applied, oldest first.
+    pub fn apply_param_changes(
+        &mut self,
+        step: u64,
+    ) -> Result<Vec<crate::storage::ParamChange>, TrialError> {
+        let pending = self.storage.pending_param_changes(self.id)?;
+        for change in &pending {
+            self.storage.apply_param_change(self.id, change.id, step)?;
+            if let Some((_, value)) = self.params.get_mut(&change.name) {
+                *value = change.new.clone();
+            }
+        }
+        Ok(pending)
+    }
+
     /// What this trial has reported so far, by step.
     pub fn reported(&self) -> &[(u64, f64)] {
         &self.reported

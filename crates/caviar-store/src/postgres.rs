@@ -546,6 +546,7 @@ retried! {
     fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
     fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError>;
     fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
+    fn study_param_changes(&self, study: StudyId) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError>;
 }
 
 impl Storage for Attempt<'_> {
@@ -1206,7 +1207,8 @@ impl Storage for Attempt<'_> {
     }
 
     fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
-        read_changes(&mut *self.conn()?, trial, true)
+        read_changes(&mut *self.conn()?, ChangesOf::Trial(trial, true))
+            .map(|mut all| all.remove(&trial).unwrap_or_default())
     }
 
     fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError> {
@@ -1252,7 +1254,15 @@ impl Storage for Attempt<'_> {
     }
 
     fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
-        read_changes(&mut *self.conn()?, trial, false)
+        read_changes(&mut *self.conn()?, ChangesOf::Trial(trial, false))
+            .map(|mut all| all.remove(&trial).unwrap_or_default())
+    }
+
+    fn study_param_changes(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError> {
+        read_changes(&mut *self.conn()?, ChangesOf::Study(study))
     }
 
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
@@ -1302,46 +1312,56 @@ impl Storage for Attempt<'_> {
     }
 }
 
-/// A trial's parameter changes, oldest first; only those not yet applied with `pending`.
+/// Whose parameter changes to read: one trial's (only those not yet applied, with `true`), or
+/// a whole study's.
+enum ChangesOf {
+    Trial(TrialId, bool),
+    Study(StudyId),
+}
+
+/// Parameter changes by trial, each trial's oldest first.
 fn read_changes(
     conn: &mut impl GenericClient,
-    trial: TrialId,
-    pending: bool,
-) -> Result<Vec<ParamChange>, StorageError> {
-    let filter = if pending {
-        "AND applied_ms IS NULL"
-    } else {
-        ""
+    of: ChangesOf,
+) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError> {
+    const COLUMNS: &str = "c.id, c.name, c.old_value, c.new_value, c.who, c.note, c.forced, c.at_ms, c.step, c.applied_ms, c.trial_id";
+    let (sql, key) = match of {
+        ChangesOf::Trial(t, true) => (
+            format!("SELECT {COLUMNS} FROM param_changes c WHERE c.trial_id = $1 AND c.applied_ms IS NULL ORDER BY c.id"),
+            t.0,
+        ),
+        ChangesOf::Trial(t, false) => (
+            format!("SELECT {COLUMNS} FROM param_changes c WHERE c.trial_id = $1 ORDER BY c.id"),
+            t.0,
+        ),
+        ChangesOf::Study(s) => (
+            format!("SELECT {COLUMNS} FROM param_changes c JOIN trials t ON t.id = c.trial_id WHERE t.study_id = $1 ORDER BY c.id"),
+            s.0,
+        ),
     };
-    let rows = conn
-        .query(
-            &format!(
-                "SELECT id, name, old_value, new_value, who, note, forced, at_ms, step, applied_ms
-                 FROM param_changes WHERE trial_id = $1 {filter} ORDER BY id"
-            ),
-            &[&trial.0],
-        )
-        .map_err(backend)?;
-    let mut out = Vec::with_capacity(rows.len());
+    let rows = conn.query(&sql, &[&key]).map_err(backend)?;
+    let mut out: BTreeMap<TrialId, Vec<ParamChange>> = BTreeMap::new();
     for r in rows {
         let old: Option<String> = r.get(2);
         let new: String = r.get(3);
         let step: Option<i64> = r.get(8);
-        out.push(ParamChange {
-            id: r.get(0),
-            name: r.get(1),
-            old: old
-                .map(|o| serde_json::from_str(&o))
-                .transpose()
-                .map_err(json_err)?,
-            new: serde_json::from_str(&new).map_err(json_err)?,
-            who: r.get::<_, Option<String>>(4).unwrap_or_default(),
-            note: r.get(5),
-            forced: r.get(6),
-            asked_ms: r.get(7),
-            applied_step: step.map(|s| s as u64),
-            applied_ms: r.get(9),
-        });
+        out.entry(TrialId(r.get(10)))
+            .or_default()
+            .push(ParamChange {
+                id: r.get(0),
+                name: r.get(1),
+                old: old
+                    .map(|o| serde_json::from_str(&o))
+                    .transpose()
+                    .map_err(json_err)?,
+                new: serde_json::from_str(&new).map_err(json_err)?,
+                who: r.get::<_, Option<String>>(4).unwrap_or_default(),
+                note: r.get(5),
+                forced: r.get(6),
+                asked_ms: r.get(7),
+                applied_step: step.map(|s| s as u64),
+                applied_ms: r.get(9),
+            });
     }
     Ok(out)
 }

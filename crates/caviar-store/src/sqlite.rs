@@ -1098,7 +1098,8 @@ impl Storage for SqliteStorage {
     }
 
     fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
-        read_changes(&self.conn(), trial, true)
+        read_changes(&self.conn(), ChangesOf::Trial(trial, true))
+            .map(|mut all| all.remove(&trial).unwrap_or_default())
     }
 
     fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError> {
@@ -1148,7 +1149,15 @@ impl Storage for SqliteStorage {
     }
 
     fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError> {
-        read_changes(&self.conn(), trial, false)
+        read_changes(&self.conn(), ChangesOf::Trial(trial, false))
+            .map(|mut all| all.remove(&trial).unwrap_or_default())
+    }
+
+    fn study_param_changes(
+        &self,
+        study: StudyId,
+    ) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError> {
+        read_changes(&self.conn(), ChangesOf::Study(study))
     }
 
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
@@ -1202,22 +1211,37 @@ impl Storage for SqliteStorage {
     }
 }
 
-/// A trial's parameter changes, oldest first; only those not yet applied with `pending`.
+/// Whose parameter changes to read: one trial's (only those not yet applied, with `true`), or
+/// a whole study's.
+enum ChangesOf {
+    Trial(TrialId, bool),
+    Study(StudyId),
+}
+
+/// Parameter changes by trial, each trial's oldest first.
 fn read_changes(
     conn: &Connection,
-    trial: TrialId,
-    pending: bool,
-) -> Result<Vec<ParamChange>, StorageError> {
-    let sql = if pending {
-        "SELECT id, name, old_value, new_value, who, note, forced, at_ms, step, applied_ms
-         FROM param_changes WHERE trial_id = ?1 AND applied_ms IS NULL ORDER BY id"
-    } else {
-        "SELECT id, name, old_value, new_value, who, note, forced, at_ms, step, applied_ms
-         FROM param_changes WHERE trial_id = ?1 ORDER BY id"
+    of: ChangesOf,
+) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError> {
+    const COLUMNS: &str =
+        "c.id, c.name, c.old_value, c.new_value, c.who, c.note, c.forced, c.at_ms, c.step, c.applied_ms, c.trial_id";
+    let (sql, key) = match of {
+        ChangesOf::Trial(t, true) => (
+            format!("SELECT {COLUMNS} FROM param_changes c WHERE c.trial_id = ?1 AND c.applied_ms IS NULL ORDER BY c.id"),
+            t.0,
+        ),
+        ChangesOf::Trial(t, false) => (
+            format!("SELECT {COLUMNS} FROM param_changes c WHERE c.trial_id = ?1 ORDER BY c.id"),
+            t.0,
+        ),
+        ChangesOf::Study(s) => (
+            format!("SELECT {COLUMNS} FROM param_changes c JOIN trials t ON t.id = c.trial_id WHERE t.study_id = ?1 ORDER BY c.id"),
+            s.0,
+        ),
     };
-    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let rows = stmt
-        .query_map([trial.0], |r| {
+        .query_map([key], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -1229,14 +1253,15 @@ fn read_changes(
                 r.get::<_, i64>(7)?,
                 r.get::<_, Option<i64>>(8)?,
                 r.get::<_, Option<i64>>(9)?,
+                r.get::<_, i64>(10)?,
             ))
         })
         .map_err(backend)?;
-    let mut out = Vec::new();
+    let mut out: BTreeMap<TrialId, Vec<ParamChange>> = BTreeMap::new();
     for row in rows {
-        let (id, name, old, new, who, note, forced, asked_ms, step, applied_ms) =
+        let (id, name, old, new, who, note, forced, asked_ms, step, applied_ms, trial) =
             row.map_err(backend)?;
-        out.push(ParamChange {
+        out.entry(TrialId(trial)).or_default().push(ParamChange {
             id,
             name,
             old: old

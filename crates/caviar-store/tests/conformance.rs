@@ -945,6 +945,9 @@ fn parameter_changes_are_asked_applied_at_a_step_and_kept() {
         assert!(!history[0].forced && history[1].forced, "{name}");
         assert_eq!(history[1].old, Some(ParamValue::Float(0.02)), "{name}");
         assert!(history[0].asked_ms <= history[0].applied_ms.unwrap());
+        let bulk = s.study_param_changes(study.id).unwrap();
+        assert_eq!(bulk.len(), 1, "{name}");
+        assert_eq!(bulk[&t.id], history, "{name}");
         s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
             .unwrap();
         assert!(matches!(

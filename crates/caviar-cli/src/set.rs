@@ -1,0 +1,68 @@
+//! `caviar set`: change parameters of a running trial (panda mode), recorded with who asked and
+//! why; the trial applies them at its next report.
+
+use anyhow::Result;
+use caviar_core::storage::{Storage, StudyRecord};
+use caviar_engine::{ask_changes, asker, LiveError, NewValue};
+use serde_json::json;
+
+use crate::BadInput;
+
+/// Asks trial `number` of `record` for the `NAME=VALUE` changes.
+pub fn set(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    number: u64,
+    assignments: &[String],
+    note: Option<&str>,
+    force: bool,
+    as_json: bool,
+) -> Result<()> {
+    let mut changes: Vec<(String, NewValue)> = Vec::with_capacity(assignments.len());
+    for assignment in assignments {
+        let Some((name, text)) = assignment.split_once('=') else {
+            return Err(BadInput(format!("`{assignment}`: write NAME=VALUE, e.g. lr=0.02")).into());
+        };
+        let name = name.trim().to_string();
+        if changes.iter().any(|(n, _)| *n == name) {
+            return Err(BadInput(format!("`{name}` is given twice; give it once")).into());
+        }
+        changes.push((name, NewValue::Text(text.to_string())));
+    }
+    let asked = ask_changes(storage, record, number, &changes, &asker(), note, force).map_err(
+        |e| -> anyhow::Error {
+            match e {
+                LiveError::Storage(s) => anyhow::Error::new(s).context("recording the change"),
+                other => BadInput(other.to_string()).into(),
+            }
+        },
+    )?;
+    if as_json {
+        let rows: Vec<_> = asked
+            .iter()
+            .map(|a| {
+                json!({"id": a.id, "name": a.name, "current": a.current, "new": a.new, "forced": a.forced})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"study": record.name, "trial": number, "changes": rows})
+        );
+        return Ok(());
+    }
+    for a in &asked {
+        let forced = if a.forced {
+            " (outside its range, forced)"
+        } else {
+            ""
+        };
+        println!(
+            "trial {number} of `{}`: {} {} -> {}{forced}; applied at the trial's next report",
+            record.name,
+            a.name,
+            a.current.short(),
+            a.new.short()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Live changes of a running trial's parameters (panda mode): every front end asks through
+//! [`ask_changes`], which checks each value against the parameter's distribution and records
+//! who asked and why. The trial applies a change at a later step
+//! (`caviar_core::study::Trial::apply_param_changes`), and the record keeps that step.
+
+use caviar_core::space::{Distribution, ParamValue};
+use caviar_core::storage::{NewParamChange, Storage, StorageError, StudyRecord};
+use caviar_core::trial::TrialState;
+
+/// A new value: text to read by the parameter's distribution (the CLI), or a typed value
+/// (Python).
+#[derive(Clone, Debug, PartialEq)]
+pub enum NewValue {
+    /// `0.02`, `relu`: read as the parameter's type.
+    Text(String),
+    /// Already typed.
+    Value(ParamValue),
+}
+
+/// Why a change was not asked. Every variant but `Storage` is the asker's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The study has no trial of that number.
+    #[error("study `{study}` has no trial {number}")]
+    NoSuchTrial {
+        /// Study name.
+        study: String,
+        /// Trial number.
+        number: u64,
+    },
+    /// The trial has ended (or not started): only running trials change.
+    #[error("trial {number} is {state}, not running; only a running trial's parameters change")]
+    NotRunning {
+        /// Trial number.
+        number: u64,
+        /// Its state.
+        state: TrialState,
+    },
+    /// The trial has no such parameter.
+    #[error("trial {number} has no parameter `{name}`; its parameters: {known}")]
+    NoSuchParam {
+        /// Trial number.
+        number: u64,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: String,
+    },
+    /// The value cannot be read as the parameter's type, or lies outside its distribution.
+    #[error("`{name}`: {reason}")]
+    BadValue {
+        /// The parameter.
+        name: String,
+        /// What is wrong and the fix.
+        reason: String,
+    },
+    /// The trial's front end cannot take changes yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl LiveError {
+    /// Whether the asker can fix it (front ends report it as bad input: exit 2).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, LiveError::Storage(_))
+    }
+}
+
+/// A change as asked: the parameter, its old and new value, and whether it leaves the range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Asked {
+    /// The change's id.
+    pub id: i64,
+    /// The parameter.
+    pub name: String,
+    /// Its value now.
+    pub current: ParamValue,
+    /// The value asked for.
+    pub new: ParamValue,
+    /// Outside the distribution (asked with `force`).
+    pub forced: bool,
+}
+
+/// `user@host` of this process, for the change record.
+pub fn asker() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", caviar_run::WorkerId::current().host)
+}
+
+/// Reads `text` as a value of `dist`'s type, in range or not (the range is checked apart).
+fn read(dist: &Distribution, text: &str) -> Result<ParamValue, String> {
+    let text = text.trim();
+    Ok(match dist {
+        Distribution::Float { .. } => ParamValue::Float(
+            text.parse()
+                .map_err(|_| format!("`{text}` is not a number"))?,
+        ),
+        Distribution::Int { .. } => ParamValue::Int(
+            text.parse()
+                .map_err(|_| format!("`{text}` is not a whole number"))?,
+        ),
+        Distribution::Categorical { choices } => choices
+            .iter()
+            .find(|c| c.to_string() == text || c.short() == text)
+            .cloned()
+            .unwrap_or_else(|| ParamValue::Str(text.to_string())),
+    })
+}
+
+/// Asks running trial `number` of `study` to change parameters; every value is checked
+/// before any is recorded.
+/// A value outside its parameter's distribution is refused unless `force`.
+///
+/// Only studies made through the Python package take changes today (their trials apply them
+/// at their next report); command trials will get them through a parameters file.
+pub fn ask_changes(
+    storage: &dyn Storage,
+    study: &StudyRecord,
+    number: u64,
+    changes: &[(String, NewValue)],
+    who: &str,
+    note: Option<&str>,
+    force: bool,
+) -> Result<Vec<Asked>, LiveError> {
+    let front_end = study
+        .spec
+        .as_ref()
+        .and_then(|s| s.get("front_end"))
+        .and_then(|f| f.as_str());
+    if front_end != Some("python") {
+        return Err(LiveError::Unsupported(format!(
+            "study `{}` runs its trials as commands or the built-in trainer, which do not take live changes yet; studies made with the Python package do (their trials apply a change at their next report)",
+            study.name
+        )));
+    }
+    let trial = storage
+        .trials_numbered(study.id, number, number + 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| LiveError::NoSuchTrial {
+            study: study.name.clone(),
+            number,
+        })?;
+    if trial.state != TrialState::Running {
+        return Err(LiveError::NotRunning {
+            number,
+            state: trial.state,
+        });
+    }
+    let mut checked = Vec::with_capacity(changes.len());
+    for (name, value) in changes {
+        let (Some(dist), Some(current)) = (trial.distributions.get(name), trial.params.get(name))
+        else {
+            let known: Vec<&str> = trial.params.keys().map(String::as_str).collect();
+            return Err(LiveError::NoSuchParam {
+                number,
+                name: name.clone(),
+                known: known.join(", "),
+            });
+        };
+        let bad = |reason: String| LiveError::BadValue {
+            name: name.clone(),
+            reason,
+        };
+        let new = match value {
+            NewValue::Text(text) => read(dist, text).map_err(bad)?,
+            NewValue::Value(ParamValue::Int(i)) if matches!(dist, Distribution::Float { .. }) => {
+                ParamValue::Float(*i as f64)
+            }
+            NewValue::Value(v) => v.clone(),
+        };
+        let inside = dist.contains(&new);
+        if !inside && !force {
+            return Err(bad(format!(
+                "{} is outside {}; give a value inside it, or force it (caviar set --force, Python force=True) and the record says so",
+                new.short(),
+                dist.describe()
+            )));
+        }
+        checked.push((name.clone(), current.clone(), new, !inside));
+    }
+    let mut asked = Vec::with_capacity(checked.len());
+    for (name, current, new, forced) in checked {
+        let id = storage.ask_param_change(
+            trial.id,
+            &NewParamChange {
+                name: name.clone(),
+                value: new.clone(),
+                who: who.to_string(),
+                note: note.map(String::from),
+                forced,
+            },
+        )?;
+        asked.push(Asked {
+            id,
+            name,
+            current,
+            new,
+            forced,
+        });
+    }
+    Ok(asked)
+}
