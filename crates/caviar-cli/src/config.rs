@@ -37,6 +37,10 @@ pub struct StudyFile {
     /// Stop when the run's first N trials all failed (default 5; 0: never).
     #[serde(default)]
     pub max_failures: Option<u64>,
+    /// Signal sent to a command when `CAVIAR_PARAMS_FILE` changes (`caviar set`):
+    /// "SIGUSR1", "SIGUSR2" or "SIGHUP" (default: none; the command rereads the file itself).
+    #[serde(default)]
+    pub on_change: Option<String>,
     /// The trial program; or use `objective` for the built-in trainer.
     #[serde(default)]
     pub command: Option<Vec<String>>,
@@ -117,6 +121,8 @@ pub struct Study {
     pub timeout: Option<Duration>,
     /// How often running trials signal life.
     pub heartbeat: Duration,
+    /// The signal `on_change` names.
+    pub on_change: Option<i32>,
 }
 
 /// The heartbeat period when the study file sets none.
@@ -496,6 +502,26 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             .map_err(|e| fail(key_line("command"), format!("command: {e}")))?;
     }
 
+    let on_change = match file.on_change.as_deref() {
+        None => None,
+        Some("SIGUSR1") => Some(libc::SIGUSR1),
+        Some("SIGUSR2") => Some(libc::SIGUSR2),
+        Some("SIGHUP") => Some(libc::SIGHUP),
+        Some(other) => {
+            return Err(fail(
+                key_line("on_change"),
+                format!("on_change = \"{other}\" is not a signal caviar sends; use \"SIGUSR1\", \"SIGUSR2\" or \"SIGHUP\", or leave it out"),
+            ))
+        }
+    };
+    if on_change.is_some() && file.command.is_none() {
+        return Err(fail(
+            key_line("on_change"),
+            "on_change signals a command; the built-in trainer takes no signal, so remove it"
+                .into(),
+        ));
+    }
+
     Ok(Study {
         text: text.to_string(),
         file,
@@ -506,6 +532,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         grid_values,
         timeout,
         heartbeat,
+        on_change,
     })
 }
 

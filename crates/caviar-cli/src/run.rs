@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use caviar_core::sampler::Sampler;
 use caviar_core::study::Outcome;
 use caviar_core::trial::{best_trials, TrialState};
-use caviar_run::{run_command, CommandSpec, Control, TrialInput, WorkerId};
+use caviar_run::{run_command_live, CommandSpec, Control, TrialInput, WorkerId};
 use serde_json::json;
 
 use crate::builtin;
@@ -147,6 +147,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
             let mut spec = CommandSpec::new(command.clone(), cfg.file.metric.clone());
             spec.timeout = cfg.timeout;
             spec.workdir = cfg.workdir();
+            spec.on_change = cfg.on_change;
             // Orphans of trials become ours, so none outlives the run (see kill_orphans below).
             caviar_run::adopt_orphans();
             let driven = driver::run_trials(
@@ -167,6 +168,10 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                 &progress,
                 |trial, cancel| {
                     let params = trial.params();
+                    let live = StoredChanges {
+                        storage: study.storage().clone(),
+                        trial: trial.id(),
+                    };
                     let input = TrialInput {
                         study: study.name(),
                         number: trial.number(),
@@ -184,7 +189,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                             Control::Abort(format!("stopped: could not record a report: {e}"))
                         }
                     };
-                    match run_command(&spec, &input, cancel, &mut on_report) {
+                    match run_command_live(&spec, &input, cancel, &mut on_report, Some(&live)) {
                         Ok(result) => {
                             // Best effort: the log helps, the outcome matters.
                             let _ = trial.store_log(&result.output);
@@ -304,4 +309,28 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
         return Ok(1);
     }
     Ok(0)
+}
+
+/// Live parameter changes of one command trial, as stored (`caviar set`).
+struct StoredChanges {
+    storage: std::sync::Arc<dyn caviar_core::storage::Storage>,
+    trial: caviar_core::trial::TrialId,
+}
+
+impl caviar_run::LiveParams for StoredChanges {
+    fn pending(&self) -> Vec<(i64, String, caviar_core::space::ParamValue)> {
+        // A failed read delivers nothing now; the next poll tries again.
+        self.storage
+            .pending_param_changes(self.trial)
+            .map(|all| all.into_iter().map(|c| (c.id, c.name, c.new)).collect())
+            .unwrap_or_default()
+    }
+
+    fn applied(&self, version: i64, step: u64) {
+        if let Ok(pending) = self.storage.pending_param_changes(self.trial) {
+            for change in pending.into_iter().filter(|c| c.id <= version) {
+                let _ = self.storage.apply_param_change(self.trial, change.id, step);
+            }
+        }
+    }
 }

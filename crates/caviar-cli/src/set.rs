@@ -1,5 +1,5 @@
 //! `caviar set`: change parameters of a running trial (panda mode), recorded with who asked and
-//! why; the trial applies them at its next report.
+//! why; a Python trial applies them at its next report, a command when it prints `applied=V`.
 
 use anyhow::Result;
 use caviar_core::storage::{Storage, StudyRecord};
@@ -57,7 +57,7 @@ pub fn set(
             ""
         };
         println!(
-            "trial {number} of `{}`: {} {} -> {}{forced}; applied at the trial's next report",
+            "trial {number} of `{}`: {} {} -> {}{forced}; applied when the trial takes it (its next report, or a command's applied=VERSION)",
             record.name,
             a.name,
             a.current.short(),

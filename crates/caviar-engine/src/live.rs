@@ -116,8 +116,9 @@ fn read(dist: &Distribution, text: &str) -> Result<ParamValue, String> {
 /// before any is recorded.
 /// A value outside its parameter's distribution is refused unless `force`.
 ///
-/// Only studies made through the Python package take changes today (their trials apply them
-/// at their next report); command trials will get them through a parameters file.
+/// Python trials apply a change at their next report; command trials read it from
+/// `CAVIAR_PARAMS_FILE` and acknowledge it with `applied=VERSION`. The built-in trainer does
+/// not take changes yet.
 pub fn ask_changes(
     storage: &dyn Storage,
     study: &StudyRecord,
@@ -127,14 +128,17 @@ pub fn ask_changes(
     note: Option<&str>,
     force: bool,
 ) -> Result<Vec<Asked>, LiveError> {
-    let front_end = study
-        .spec
-        .as_ref()
+    let spec = study.spec.as_ref();
+    let python = spec
         .and_then(|s| s.get("front_end"))
-        .and_then(|f| f.as_str());
-    if front_end != Some("python") {
+        .and_then(|f| f.as_str())
+        == Some("python");
+    let command = spec
+        .and_then(|s| s.get("command"))
+        .is_some_and(|c| !c.is_null());
+    if !python && !command {
         return Err(LiveError::Unsupported(format!(
-            "study `{}` runs its trials as commands or the built-in trainer, which do not take live changes yet; studies made with the Python package do (their trials apply a change at their next report)",
+            "study `{}` does not run its trials as commands or from the Python package, so they cannot take live changes (the built-in trainer does not yet)",
             study.name
         )));
     }

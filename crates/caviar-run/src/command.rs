@@ -42,6 +42,8 @@ pub struct CommandSpec {
     pub workdir: Option<PathBuf>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Signal sent to the command's process group after its parameters file changes.
+    pub on_change: Option<i32>,
 }
 
 impl CommandSpec {
@@ -54,9 +56,23 @@ impl CommandSpec {
             kill_grace: Duration::from_secs(5),
             workdir: None,
             env: Vec::new(),
+            on_change: None,
         }
     }
 }
+
+/// Parameter changes delivered to a running command (panda mode): the command reads
+/// `CAVIAR_PARAMS_FILE` (`{"version": V, "params": {...}}`, rewritten atomically when a change
+/// arrives) and acknowledges with `applied=V` in a report line.
+pub trait LiveParams {
+    /// Changes asked and not yet applied, oldest first: (version, name, value).
+    fn pending(&self) -> Vec<(i64, String, ParamValue)>;
+    /// The command applied every change up to `version`, after the report of `step`.
+    fn applied(&self, version: i64, step: u64);
+}
+
+/// How often a running command's pending parameter changes are looked up.
+const LIVE_POLL: Duration = Duration::from_millis(500);
 
 /// The trial a command runs.
 #[derive(Clone, Debug)]
@@ -253,6 +269,31 @@ pub fn run_command(
     cancel: &AtomicBool,
     on_report: &mut dyn FnMut(u64, f64) -> Control,
 ) -> Result<RunResult, RunError> {
+    run_command_live(spec, input, cancel, on_report, None)
+}
+
+/// Writes the parameters file: to a temporary name, then renamed, so a reader never sees half.
+fn write_params_file(
+    path: &Path,
+    version: i64,
+    params: &BTreeMap<String, ParamValue>,
+) -> std::io::Result<()> {
+    let payload = serde_json::json!({"version": version, "params": params});
+    let temporary = path.with_extension("json.new");
+    std::fs::write(&temporary, payload.to_string())?;
+    std::fs::rename(&temporary, path)
+}
+
+/// [`run_command`] with live parameter changes: `live` is asked for pending changes every half
+/// second, each new one is written to the parameters file (and `spec.on_change` signalled), and
+/// an `applied=V` in a report line is passed back.
+pub fn run_command_live(
+    spec: &CommandSpec,
+    input: &TrialInput<'_>,
+    cancel: &AtomicBool,
+    on_report: &mut dyn FnMut(u64, f64) -> Control,
+    live: Option<&dyn LiveParams>,
+) -> Result<RunResult, RunError> {
     let started = Instant::now();
     let program = spec.argv.first().ok_or(RunError::EmptyCommand)?;
     let args = spec.argv[1..]
@@ -270,6 +311,13 @@ pub fn run_command(
     std::fs::write(&trial_file, payload.to_string())
         .map_err(|e| RunError::TrialFile(trial_file.clone(), e))?;
     let _cleanup = RemoveOnDrop(trial_file.clone());
+    let params_file = trial_file.with_extension("params.json");
+    let mut current = input.params.clone();
+    let mut written_version = 0i64;
+    write_params_file(&params_file, 0, &current)
+        .map_err(|e| RunError::TrialFile(params_file.clone(), e))?;
+    let _cleanup_params = RemoveOnDrop(params_file.clone());
+    let mut last_poll = Instant::now();
 
     let token = crate::tree::new_token();
     let mut cmd = Command::new(&program);
@@ -281,6 +329,7 @@ pub fn run_command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("CAVIAR_TRIAL_FILE", &trial_file)
+        .env("CAVIAR_PARAMS_FILE", &params_file)
         .env("CAVIAR_TRIAL_NUMBER", input.number.to_string())
         .env("CAVIAR_STUDY", input.study)
         // Its own process group, so a stop reaches the command's children too.
@@ -362,12 +411,38 @@ pub fn run_command(
             stop = Some(StopReason::Timeout);
             break;
         }
+        if let Some(live) = live {
+            if last_poll.elapsed() >= LIVE_POLL {
+                last_poll = Instant::now();
+                let pending = live.pending();
+                if pending.iter().any(|(v, _, _)| *v > written_version) {
+                    for (version, name, value) in pending {
+                        current.insert(name, value);
+                        written_version = written_version.max(version);
+                    }
+                    // A failed write leaves the old file; the next poll tries again.
+                    if write_params_file(&params_file, written_version, &current).is_ok() {
+                        if let Some(signal) = spec.on_change {
+                            kill_group(pgid, signal);
+                        }
+                    } else {
+                        written_version = 0;
+                    }
+                }
+            }
+        }
         if stdout_open {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
                     push_output(&output, &line);
                     match parse_report(&line) {
                         Some(report) => {
+                            if let (Some(live), Some(version)) = (live, report.get("applied")) {
+                                let step = report.step().unwrap_or(reports);
+                                if version.is_finite() && version >= 1.0 {
+                                    live.applied(version as i64, step);
+                                }
+                            }
                             if let Some(v) = report.get(&spec.metric) {
                                 if report.is_final {
                                     final_metric = Some(v);

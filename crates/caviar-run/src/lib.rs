@@ -13,8 +13,9 @@ mod tree;
 mod worker;
 
 pub use command::{
-    check_program, kill_running_commands, param_env_var, run_command, substitute, CommandSpec,
-    Control, RunError, RunResult, TrialInput, MAX_LINE_BYTES, OUTPUT_LINES,
+    check_program, kill_running_commands, param_env_var, run_command, run_command_live, substitute,
+    CommandSpec, Control, LiveParams, RunError, RunResult, TrialInput, MAX_LINE_BYTES,
+    OUTPUT_LINES,
 };
 pub use report::{is_report_key, parse_report, Report};
 pub use tree::{adopt_orphans, kill_marked, kill_orphans, marked_processes, TOKEN_VAR};

@@ -1,0 +1,150 @@
+//! Panda mode for command trials: `caviar set` changes a running command's parameter; the
+//! command reads it from `CAVIAR_PARAMS_FILE` (signalled with `on_change`), acknowledges with
+//! `applied=VERSION`, and its curve and the record show it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const TRAIN: &str = r#"
+import json, os, signal, time
+signals = [0]
+signal.signal(signal.SIGUSR1, lambda *_: signals.__setitem__(0, signals[0] + 1))
+path = os.environ["CAVIAR_PARAMS_FILE"]
+seen = 0
+for epoch in range(1, 61):
+    with open(path) as f:
+        doc = json.load(f)
+    ack = f" applied={doc['version']}" if doc["version"] > seen else ""
+    seen = doc["version"]
+    print(f"epoch={epoch} val={doc['params']['lr']} signals={signals[0]}{ack}", flush=True)
+    time.sleep(0.1)
+"#;
+
+const STUDY: &str = r#"name = "babysat"
+direction = "minimize"
+metric = "val"
+trials = 1
+command = ["python3", "train.py"]
+on_change = "SIGUSR1"
+
+[params]
+lr = { low = 0.0001, high = 0.1, scale = "log" }
+"#;
+
+fn caviar(storage: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .arg("--storage")
+        .arg(storage)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn trials(storage: &str) -> serde_json::Value {
+    let out = caviar(storage, &["trials", "babysat", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited too long for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn caviar_set_reaches_a_running_command_through_its_parameters_file() {
+    if Command::new("python3").arg("-c").arg("1").output().is_err() {
+        println!("skipped: no python3 to run the trial script");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.py"), TRAIN).unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, STUDY).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("s.db").display());
+    let mut run = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .args(["--storage", &storage, "run"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("three reports", || {
+        trials(&storage)[0]["intermediate"]
+            .as_array()
+            .is_some_and(|c| c.len() >= 3)
+    });
+    // Out of range: refused, naming the parameter and its range.
+    let refused = caviar(&storage, &["set", "babysat", "0", "lr=0.5"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("`lr`") && message.contains("outside float [0.0001, 0.1] log"),
+        "{message}"
+    );
+    let asked = caviar(
+        &storage,
+        &[
+            "set", "babysat", "0", "lr=0.05", "--note", "faster", "--json",
+        ],
+    );
+    assert!(
+        asked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{:?}", run.stderr.take());
+    let listed = trials(&storage);
+    let trial = &listed[0];
+    let (change,) = match trial["param_history"].as_array().unwrap().as_slice() {
+        [c] => (c.clone(),),
+        other => panic!("one change expected: {other:?}"),
+    };
+    assert_eq!(change["new"], 0.05);
+    assert_eq!(change["note"], "faster");
+    let applied = change["applied_step"]
+        .as_u64()
+        .expect("the command acknowledged it");
+    let old = change["old"].as_f64().unwrap();
+    // The curve: the old rate up to the step before, the new one from the acknowledged step.
+    for point in trial["intermediate"].as_array().unwrap() {
+        let (step, value) = (point[0].as_u64().unwrap(), point[1].as_f64().unwrap());
+        let expected = if step < applied { old } else { 0.05 };
+        assert_eq!(value, expected, "step {step} (applied at {applied})");
+    }
+    assert!(applied > 3 && applied < 60, "{applied}");
+    assert_eq!(trial["params"]["lr"], 0.05);
+    // on_change = "SIGUSR1" reached the command: its last lines count the signal.
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let record = store.study("babysat").unwrap().unwrap();
+    let id = store.trials(record.id).unwrap()[0].id;
+    let log = store.trial_log(id).unwrap().unwrap_or_default();
+    assert!(
+        log.lines().last().is_some_and(|l| l.contains("signals=1")),
+        "{log}"
+    );
+    assert!(Path::new(&dir.path().join("s.db")).exists());
+}
+
+#[test]
+fn on_change_names_a_signal_caviar_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.py"), TRAIN).unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, STUDY.replace("SIGUSR1", "SIGKILL")).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("s.db").display());
+    let out = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("on_change") && message.contains("SIGUSR1"),
+        "{message}"
+    );
+}
