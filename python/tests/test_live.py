@@ -85,6 +85,10 @@ def test_caviar_set_from_a_shell_checks_ranges_and_records_forcing(sqlite_url, c
     assert change["forced"] is True and change["note"] == "try a silly rate"
     assert change["applied_step"] == 2 and change["old"] == 0.001 and change["new"] == 2.0
     assert listed[0]["params"]["lr"] == 2.0
+    best = json.loads(cli("--storage", sqlite_url, "best", "shell", "--json").stdout)
+    assert best[0]["changed"] is True and best[0]["param_history"][0]["new"] == 2.0
+    text = cli("--storage", sqlite_url, "best", "shell").stdout
+    assert "[changed while running: lr 0.001->2 after step 2]" in text, text
     # A finished trial takes no changes.
     done = cli("--storage", sqlite_url, "set", "shell", "0", "lr=0.1", check=False)
     assert done.returncode == 2 and "not running" in done.stderr

@@ -299,6 +299,21 @@ pub fn best(
     } else {
         best_trials(&trials, record.direction, k)
     };
+    // Parameters changed while a trial ran (panda mode): its params are the final ones.
+    let changes = storage
+        .study_param_changes(record.id)
+        .context("reading parameter changes")?;
+    let applied = |t: &FrozenTrial| -> Vec<caviar_core::storage::ParamChange> {
+        changes
+            .get(&t.id)
+            .map(|all| {
+                all.iter()
+                    .filter(|c| c.applied_step.is_some())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut out = std::io::stdout().lock();
     if as_json {
         let rows: Vec<Value> = top
@@ -307,6 +322,9 @@ pub fn best(
             .map(|(i, t)| {
                 let mut v = trial_json(t);
                 v["rank"] = json!(i + 1);
+                let history = applied(t);
+                v["changed"] = json!(!history.is_empty());
+                v["param_history"] = json!(history);
                 v
             })
             .collect();
@@ -324,7 +342,26 @@ pub fn best(
             (TrialState::Pruned, None) => " [pruned]".into(),
             _ => String::new(),
         };
-        writeln!(out, "{}{mark}", best_line(i + 1, metric, t))?;
+        let history = applied(t);
+        let changed = if history.is_empty() {
+            String::new()
+        } else {
+            let what: Vec<String> = history
+                .iter()
+                .map(|c| {
+                    let old = c.old.as_ref().map_or("?".into(), |o| o.short());
+                    format!(
+                        "{} {}->{} after step {}",
+                        c.name,
+                        old,
+                        c.new.short(),
+                        c.applied_step.unwrap_or(0)
+                    )
+                })
+                .collect();
+            format!(" [changed while running: {}]", what.join("; "))
+        };
+        writeln!(out, "{}{mark}{changed}", best_line(i + 1, metric, t))?;
     }
     Ok(())
 }

@@ -237,6 +237,54 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
     );
     browser.screenshot(&shots.join("dashboard-trial.png"));
 
+    // A trial whose learning rate was changed while it ran: the change is listed and marked on
+    // its curve.
+    {
+        use caviar_core::prelude::*;
+        let store = caviar_store::open_storage(&storage).unwrap();
+        let study = Study::builder("panda")
+            .storage(store.clone())
+            .spec(serde_json::json!({"front_end": "python"}))
+            .build()
+            .unwrap();
+        let mut trial = study.ask().unwrap();
+        trial.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+        for step in 1..=3 {
+            trial.report(step, 0.5).unwrap();
+        }
+        caviar_engine::ask_changes(
+            &*store,
+            study.record(),
+            0,
+            &[("lr".into(), caviar_engine::NewValue::Text("0.02".into()))],
+            "ann@box",
+            Some("<i>flat</i>"),
+            false,
+        )
+        .unwrap();
+        trial.apply_param_changes(3).unwrap();
+        for step in 4..=6 {
+            trial.report(step, 0.3).unwrap();
+        }
+        study.tell(trial, Outcome::Complete(0.3)).unwrap();
+    }
+    browser.open(&format!("{}#/study/panda/trial/0", server.url));
+    browser.wait_for(
+        "document.querySelectorAll('#trial-changes td').length === 4",
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!(
+        browser.eval(
+            "[...document.querySelectorAll('#trial-changes td')].slice(2).map((c) => c.innerText)"
+        ),
+        serde_json::json!(["after step 3", "ann@box: <i>flat</i>"])
+    );
+    assert_eq!(
+        browser.eval("echarts.getInstanceByDom(document.getElementById('trial-curve')).getOption().series[0].markLine.data.map((d) => d.xAxis)"),
+        serde_json::json!([3])
+    );
+    browser.screenshot(&shots.join("dashboard-trial-changed.png"));
+
     // A study that runs while the page is open: the page follows without a reload.
     browser.open(&format!("{}#/study/toy", server.url));
     browser.eval("window.notReloaded = true");

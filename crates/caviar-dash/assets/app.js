@@ -347,13 +347,27 @@ async function trialPage(name, number) {
     ...(t.error ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Reason' }), el('pre', { id: 'trial-error', text: t.error }))] : []),
     ...(t.user_attrs && Object.keys(t.user_attrs).length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'User attributes' }),
       el('table', { id: 'trial-attrs' }, ...Object.entries(t.user_attrs).map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: typeof v === 'number' ? fmt(v) : JSON.stringify(v) })))))] : []),
+    ...(t.param_history && t.param_history.length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Changes while it ran' }),
+      el('table', { id: 'trial-changes' }, ...t.param_history.map((c) => el('tr', {},
+        el('td', { text: c.name }),
+        el('td', { class: 'num', text: `${c.old === null ? '?' : fmt(c.old)} → ${fmt(c.new)}${c.forced ? ' (forced)' : ''}` }),
+        el('td', { class: 'meta', text: c.applied_step === null ? 'asked, not applied yet' : `after step ${c.applied_step}` }),
+        el('td', { class: 'meta', text: `${c.who}${c.note ? ': ' + c.note : ''}` })))))] : []),
     ...(t.log ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Output (last lines)' }), el('pre', { id: 'trial-log', text: t.log }))] : []));
   draw('trial-curve', {
     animation: false, tooltip: { trigger: 'axis' },
     grid: { left: 60, right: 20, top: 20, bottom: 40 },
     xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25 },
     yAxis: { type: 'value', scale: true },
-    series: [{ type: 'line', data: t.intermediate, showSymbol: t.intermediate.length < 50 }],
+    series: [{
+      type: 'line', data: t.intermediate, showSymbol: t.intermediate.length < 50,
+      // Where a parameter changed while the trial ran (panda mode).
+      markLine: {
+        symbol: 'none', label: { formatter: (p) => p.name },
+        data: (t.param_history || []).filter((c) => c.applied_step !== null)
+          .map((c) => ({ xAxis: c.applied_step, name: `${c.name} → ${fmt(c.new)}` })),
+      },
+    }],
   }, t.intermediate.length);
   setStatus(`trial ${t.number} of ${name}`);
 }

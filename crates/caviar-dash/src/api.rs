@@ -298,6 +298,7 @@ async fn trial(
         detail["log"] = json!(storage.trial_log(id)?);
         detail["user_attrs"] =
             json!(storage.user_attrs(caviar_core::storage::AttrOwner::Trial(id))?);
+        detail["param_history"] = json!(storage.param_changes(id)?);
         Ok(detail)
     })
     .await?;
