@@ -417,6 +417,49 @@ fn the_api_answers_errors_in_json_and_refuses_writes_without_the_token() {
     );
     assert_eq!(code, 400, "{reply}");
     assert!(reply.contains("outside"), "{reply}");
+
+    // Changing a running trial's parameters (panda mode) takes the token too.
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let study = caviar_core::study::Study::builder("live")
+        .storage(store.clone())
+        .spec(serde_json::json!({"front_end": "python"}))
+        .build()
+        .unwrap();
+    let mut trial = study.ask().unwrap();
+    trial
+        .suggest_float("lr", 1e-4, 1.0, caviar_core::space::Scale::Log)
+        .unwrap();
+    let change = "/api/studies/live/trials/0/params";
+    let body = r#"{"params": {"lr": 0.02}, "note": "from the dashboard"}"#;
+    let (code, _) = http(url, "POST", change, None, body);
+    assert_eq!(code, 401);
+    let (code, reply) = http(url, "POST", change, Some(token), r#"{"params": {"lr": 3}}"#);
+    assert_eq!(code, 400, "{reply}");
+    assert!(
+        reply.contains("outside") && reply.contains("force"),
+        "{reply}"
+    );
+    let (code, reply) = http(url, "POST", change, Some(token), body);
+    assert_eq!(code, 202, "{reply}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply).unwrap()["changes"][0]["new"],
+        0.02
+    );
+    let pending = store.pending_param_changes(trial.id()).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].note.as_deref(), Some("from the dashboard"));
+    assert!(
+        pending[0].who.ends_with("(dashboard)"),
+        "{}",
+        pending[0].who
+    );
+    trial.report(1, 0.5).unwrap();
+    trial.apply_param_changes(1).unwrap();
+    let (code, reply) = http(url, "GET", "/api/studies/live/trials/0", None, "");
+    assert_eq!(code, 200);
+    let detail: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(detail["params"]["lr"], 0.02);
+    assert_eq!(detail["param_history"][0]["applied_step"], 1);
 }
 
 /// A minimal HTTP/1.1 request over a TCP socket; returns the status and the body.

@@ -22,6 +22,10 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/studies/{name}/version", get(version))
         .route("/api/studies/{name}/trials/{number}", get(trial))
         .route("/api/studies/{name}/enqueue", post(enqueue))
+        .route(
+            "/api/studies/{name}/trials/{number}/params",
+            post(change_params),
+        )
         .fallback(|| async {
             ApiError::not_found("no such page or API route; the API starts at /api/studies")
         })
@@ -341,6 +345,66 @@ async fn enqueue(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(queued)).into_response())
+}
+
+/// Asks a running trial to change parameters (panda mode), with the write token:
+/// `{"params": {"lr": 0.02}, "note": "why", "force": false}`.
+async fn change_params(
+    State(d): State<Dashboard>,
+    Path((name, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    check_token(&d, &headers)?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("trial `{number}`: give a trial number")))?;
+    let request: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let changes: Vec<(String, caviar_engine::NewValue)> = request
+        .get("params")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::bad_request("give {\"params\": {\"NAME\": VALUE, ...}}"))?
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (key.clone(), caviar_engine::NewValue::Text(text))
+        })
+        .collect();
+    let note = request
+        .get("note")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let force = request
+        .get("force")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let asked = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let who = format!("{} (dashboard)", caviar_engine::asker());
+        caviar_engine::ask_changes(
+            &*d.inner.storage,
+            &record,
+            number,
+            &changes,
+            &who,
+            note.as_deref(),
+            force,
+        )
+        .map_err(|e| match e {
+            caviar_engine::LiveError::Storage(s) => ApiError::from(s),
+            other => ApiError::bad_request(other.to_string()),
+        })
+    })
+    .await?;
+    let rows: Vec<Value> = asked
+        .iter()
+        .map(|a| json!({"name": a.name, "current": a.current, "new": a.new, "forced": a.forced}))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "changes": rows }))).into_response())
 }
 
 fn check_token(d: &Dashboard, headers: &HeaderMap) -> Result<(), ApiError> {
