@@ -9,7 +9,7 @@ use caviar_core::trial::FrozenTrial;
 use caviar_core::study::{Outcome, Trial};
 use caviar_nn::data::Split;
 use caviar_nn::net::{NetConfig, Network};
-use caviar_nn::train::{train, EpochReport, TrainConfig, TrainError};
+use caviar_nn::train::{train_live, EpochReport, LiveChange, Next, TrainConfig, TrainError};
 
 /// Trains one network, reporting validation accuracy after every epoch to `report` (which
 /// returns `false` to stop).
@@ -20,14 +20,37 @@ pub fn fit(
     cfg: &TrainConfig,
     report: &mut dyn FnMut(&EpochReport) -> bool,
 ) -> (Network, Result<EpochReport, TrainError>) {
+    fit_live(split, net, net_seed, cfg, &mut |r| {
+        if report(r) {
+            Next::Continue
+        } else {
+            Next::Stop
+        }
+    })
+}
+
+/// [`fit`] whose callback may change hyperparameters between epochs.
+pub fn fit_live(
+    split: &Split,
+    net: NetConfig,
+    net_seed: u64,
+    cfg: &TrainConfig,
+    report: &mut dyn FnMut(&EpochReport) -> Next,
+) -> (Network, Result<EpochReport, TrainError>) {
     let mut network = Network::new(net, net_seed);
-    let result = train(&mut network, &split.train, &split.validation, cfg, report);
+    let result = train_live(&mut network, &split.train, &split.validation, cfg, report);
     (network, result)
 }
 
+/// Rebuilds a trial's network and training settings from its parameters (after a live change).
+pub type Rebuild<'a> = &'a dyn Fn(
+    &std::collections::BTreeMap<String, caviar_core::space::ParamValue>,
+) -> Result<(NetConfig, TrainConfig), String>;
+
 /// Runs `fit` as the objective of `trial`: every epoch's validation accuracy is stored and shown
 /// to the study's pruner, which may stop it (pruned); a set `cancel` stops it as interrupted,
-/// divergence fails it.
+/// divergence fails it. With `rebuild`, changes asked of the trial while it trains (`caviar
+/// set`) are applied after each epoch's report.
 pub fn fit_trial(
     trial: &mut Trial,
     cancel: &AtomicBool,
@@ -35,6 +58,7 @@ pub fn fit_trial(
     net: NetConfig,
     net_seed: u64,
     cfg: &TrainConfig,
+    rebuild: Option<Rebuild<'_>>,
 ) -> Outcome {
     let mut storage_error = None;
     let mut pruned = false;
@@ -49,7 +73,7 @@ pub fn fit_trial(
             "epoch={} train_loss={:.5} val_acc={:.4}",
             r.epoch, r.train_loss, r.val_acc
         ));
-        match trial
+        let go_on = match trial
             .report(r.epoch as u64, r.val_acc)
             .and_then(|()| trial.should_prune())
         {
@@ -61,9 +85,49 @@ pub fn fit_trial(
                 storage_error = Some(e.to_string());
                 false
             }
+        };
+        if !go_on {
+            return Next::Stop;
+        }
+        let Some(rebuild) = rebuild else {
+            return Next::Continue;
+        };
+        match trial.apply_param_changes(r.epoch as u64) {
+            Ok(applied) if !applied.is_empty() => match rebuild(&trial.params()) {
+                Ok((net, train)) => {
+                    for c in &applied {
+                        log.push(format!(
+                            "after epoch {}: {} = {} ({})",
+                            r.epoch,
+                            c.name,
+                            c.new.short(),
+                            c.who
+                        ));
+                    }
+                    Next::Change(LiveChange {
+                        lr: Some(train.lr),
+                        lr_decay: Some(train.lr_decay),
+                        optimizer: Some(train.optimizer),
+                        dropout: Some(net.dropout),
+                        weight_decay: Some(net.weight_decay),
+                    })
+                }
+                Err(e) => {
+                    log.push(format!("after epoch {}: change not applied: {e}", r.epoch));
+                    Next::Continue
+                }
+            },
+            Ok(_) => Next::Continue,
+            Err(e) => {
+                log.push(format!(
+                    "after epoch {}: could not read changes: {e}",
+                    r.epoch
+                ));
+                Next::Continue
+            }
         }
     };
-    let result = fit(split, net, net_seed, cfg, &mut report).1;
+    let result = fit_live(split, net, net_seed, cfg, &mut report).1;
     if let Err(e) = &result {
         log.push(e.to_string());
     }

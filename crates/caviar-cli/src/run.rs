@@ -238,7 +238,23 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                     split.train.dim(),
                 ) {
                     Ok((net, net_seed, train_cfg)) => {
-                        builtin::fit_trial(trial, cancel, &split, net, net_seed, &train_cfg)
+                        let number = trial.number();
+                        let rebuild = |params: &std::collections::BTreeMap<
+                            String,
+                            caviar_core::space::ParamValue,
+                        >| {
+                            builtin::trial_setup(settings, params, number, split.train.dim())
+                                .map(|(net, _, train)| (net, train))
+                        };
+                        builtin::fit_trial(
+                            trial,
+                            cancel,
+                            &split,
+                            net,
+                            net_seed,
+                            &train_cfg,
+                            Some(&rebuild),
+                        )
                     }
                     Err(e) => Outcome::Failed(e),
                 },

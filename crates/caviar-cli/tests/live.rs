@@ -148,3 +148,90 @@ fn on_change_names_a_signal_caviar_sends() {
         "{message}"
     );
 }
+
+const TRAINER_STUDY: &str = r#"name = "trainer"
+direction = "maximize"
+metric = "val_acc"
+trials = 1
+objective = "mnist"
+
+[mnist]
+images = 1000
+validation_fraction = 0.2
+seed = 0
+epochs = 150
+layers = 1
+batch_size = 64
+
+[params]
+lr = { low = 0.001, high = 0.1, scale = "log" }
+units = { low = 8, high = 32, type = "int" }
+"#;
+
+#[test]
+fn the_built_in_trainer_applies_changes_after_an_epoch_and_refuses_structural_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, TRAINER_STUDY).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("t.db").display());
+    let mut run = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .args(["--storage", &storage, "run"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list = |storage: &str| {
+        let out = caviar(storage, &["trials", "trainer", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let start = Instant::now();
+    while !list(&storage)[0]["intermediate"]
+        .as_array()
+        .is_some_and(|c| c.len() >= 3)
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "no reports");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let structural = caviar(&storage, &["set", "trainer", "0", "units=20"]);
+    assert_eq!(structural.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&structural.stderr);
+    assert!(
+        message.contains("`units`") && message.contains("cannot change it during training"),
+        "{message}"
+    );
+    let asked = caviar(
+        &storage,
+        &["set", "trainer", "0", "lr=0.002", "--note", "calmer"],
+    );
+    assert!(
+        asked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{:?}", run.stderr.take());
+    let trial = &list(&storage)[0];
+    let change = &trial["param_history"][0];
+    assert_eq!(change["new"], 0.002);
+    assert_eq!(change["note"], "calmer");
+    let applied = change["applied_step"]
+        .as_u64()
+        .expect("applied after an epoch");
+    assert!(applied >= 3 && applied < 150, "{applied}");
+    assert_eq!(trial["params"]["lr"], 0.002);
+    assert_eq!(
+        trial["intermediate"].as_array().unwrap().len(),
+        150,
+        "it trained on"
+    );
+    // The trainer's log says when it took the change.
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let record = store.study("trainer").unwrap().unwrap();
+    let id = store.trials(record.id).unwrap()[0].id;
+    let log = store.trial_log(id).unwrap().unwrap_or_default();
+    assert!(
+        log.contains(&format!("after epoch {applied}: lr = 0.002")),
+        "{log}"
+    );
+}

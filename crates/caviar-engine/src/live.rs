@@ -117,8 +117,9 @@ fn read(dist: &Distribution, text: &str) -> Result<ParamValue, String> {
 /// A value outside its parameter's distribution is refused unless `force`.
 ///
 /// Python trials apply a change at their next report; command trials read it from
-/// `CAVIAR_PARAMS_FILE` and acknowledge it with `applied=VERSION`. The built-in trainer does
-/// not take changes yet.
+/// `CAVIAR_PARAMS_FILE` and acknowledge it with `applied=VERSION`; the built-in trainer applies
+/// learning rates, optimizer settings and regularisation after its next epoch and refuses
+/// structural parameters.
 pub fn ask_changes(
     storage: &dyn Storage,
     study: &StudyRecord,
@@ -129,18 +130,29 @@ pub fn ask_changes(
     force: bool,
 ) -> Result<Vec<Asked>, LiveError> {
     let spec = study.spec.as_ref();
-    let python = spec
-        .and_then(|s| s.get("front_end"))
-        .and_then(|f| f.as_str())
-        == Some("python");
-    let command = spec
-        .and_then(|s| s.get("command"))
-        .is_some_and(|c| !c.is_null());
-    if !python && !command {
+    let field = |key: &str| spec.and_then(|s| s.get(key)).filter(|v| !v.is_null());
+    let python = field("front_end").and_then(|f| f.as_str()) == Some("python");
+    let command = field("command").is_some();
+    let trainer = field("objective").and_then(|o| o.as_str()) == Some("mnist");
+    if !python && !command && !trainer {
         return Err(LiveError::Unsupported(format!(
-            "study `{}` does not run its trials as commands or from the Python package, so they cannot take live changes (the built-in trainer does not yet)",
+            "study `{}` does not run its trials as commands, with the built-in trainer or from the Python package, so they cannot take live changes",
             study.name
         )));
+    }
+    if trainer {
+        if let Some((name, _)) = changes
+            .iter()
+            .find(|(name, _)| !caviar_nn::hparams::LIVE.contains(&name.as_str()))
+        {
+            return Err(LiveError::BadValue {
+                name: name.clone(),
+                reason: format!(
+                    "the built-in trainer cannot change it during training (it shapes the network or the run); it changes {} between epochs",
+                    caviar_nn::hparams::LIVE.join(", ")
+                ),
+            });
+        }
     }
     let trial = storage
         .trials_numbered(study.id, number, number + 1)?

@@ -119,6 +119,19 @@ fn unit_interval(name: &str, v: &ParamValue) -> Result<f64, String> {
     }
 }
 
+/// Hyperparameters the trainer can change between epochs; the others shape the network or
+/// the run (layers, units, activation, batch norm, batch size, epochs, the optimizer's kind).
+pub const LIVE: &[&str] = &[
+    "lr",
+    "lr_decay",
+    "momentum",
+    "beta1",
+    "beta2",
+    "epsilon",
+    "weight_decay",
+    "dropout",
+];
+
 impl Hyperparams {
     /// Overrides defaults with `values` (fixed settings first, then a trial's parameters).
     /// Unknown names and bad values give an error naming the hyperparameter.

@@ -225,6 +225,16 @@ pub struct Network {
 }
 
 impl Network {
+    /// Changes the regularisation between epochs (a live change); `None` keeps a setting.
+    pub fn set_regularization(&mut self, dropout: Option<f32>, weight_decay: Option<f32>) {
+        if let Some(p) = dropout {
+            self.cfg.dropout = p;
+        }
+        if let Some(l) = weight_decay {
+            self.cfg.weight_decay = l;
+        }
+    }
+
     /// A freshly initialised network; `seed` fixes weights and dropout masks.
     pub fn new(cfg: NetConfig, seed: u64) -> Self {
         let mut rng = Rng::keyed(seed, &[0x6e6e]);

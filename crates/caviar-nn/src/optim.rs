@@ -63,6 +63,16 @@ impl OptimizerState {
         }
     }
 
+    /// Changes the rule's settings (a live change); a rule of the same kind keeps its moments,
+    /// another kind starts afresh.
+    pub fn set_rule(&mut self, rule: Optimizer) {
+        if std::mem::discriminant(&rule) != std::mem::discriminant(&self.rule) {
+            *self = OptimizerState::new(rule);
+        } else {
+            self.rule = rule;
+        }
+    }
+
     /// Applies one update with learning rate `lr` to every `(param, grad)` pair.
     pub fn step(&mut self, lr: f32, tensors: Vec<(&mut [f32], &[f32])>) {
         self.steps += 1;

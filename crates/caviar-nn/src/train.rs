@@ -58,6 +58,32 @@ pub enum TrainError {
     Stopped(usize),
 }
 
+/// What the epoch callback of [`train_live`] decides.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// Go on as before.
+    Continue,
+    /// Stop now.
+    Stop,
+    /// Go on with changed hyperparameters (panda mode).
+    Change(LiveChange),
+}
+
+/// Hyperparameters changed between epochs; the others stay.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LiveChange {
+    /// The base learning rate of the decay schedule.
+    pub lr: Option<f32>,
+    /// The inverse-time decay per epoch.
+    pub lr_decay: Option<f32>,
+    /// The update rule's settings (momentum, betas, epsilon); the same kind keeps its state.
+    pub optimizer: Option<Optimizer>,
+    /// Dropout probability of hidden units.
+    pub dropout: Option<f32>,
+    /// L2 coefficient.
+    pub weight_decay: Option<f32>,
+}
+
 /// Trains `net` on `train`, evaluating `validation` after every epoch and handing the result to
 /// `on_epoch`, which returns `false` to stop. Returns the last report.
 pub fn train(
@@ -67,6 +93,24 @@ pub fn train(
     cfg: &TrainConfig,
     on_epoch: &mut dyn FnMut(&EpochReport) -> bool,
 ) -> Result<EpochReport, TrainError> {
+    train_live(net, train, validation, cfg, &mut |r| {
+        if on_epoch(r) {
+            Next::Continue
+        } else {
+            Next::Stop
+        }
+    })
+}
+
+/// [`train`] whose callback may also change hyperparameters for the epochs after.
+pub fn train_live(
+    net: &mut Network,
+    train: &Dataset,
+    validation: &Dataset,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochReport) -> Next,
+) -> Result<EpochReport, TrainError> {
+    let mut cfg = cfg.clone();
     let n = train.len();
     if n == 0 {
         return Err(TrainError::NoData);
@@ -76,6 +120,7 @@ pub fn train(
     let iters_per_epoch = (n / batch).max(1);
     let mut rng = Rng::keyed(cfg.seed, &[0x0062_6174_6368]);
     let mut optimizer = OptimizerState::new(cfg.optimizer);
+    let cfg = &mut cfg;
     let mut x = vec![0.0f32; batch * dim];
     let mut y = vec![0u8; batch];
     let mut order: Vec<usize> = (0..n).collect();
@@ -109,8 +154,17 @@ pub fn train(
             train_loss: loss_sum / iters_per_epoch as f64,
         };
         last = Some(report);
-        if !on_epoch(&report) {
-            return Err(TrainError::Stopped(epoch));
+        match on_epoch(&report) {
+            Next::Continue => {}
+            Next::Stop => return Err(TrainError::Stopped(epoch)),
+            Next::Change(change) => {
+                cfg.lr = change.lr.unwrap_or(cfg.lr);
+                cfg.lr_decay = change.lr_decay.unwrap_or(cfg.lr_decay);
+                if let Some(rule) = change.optimizer {
+                    optimizer.set_rule(rule);
+                }
+                net.set_regularization(change.dropout, change.weight_decay);
+            }
         }
     }
     Ok(last.unwrap_or(EpochReport {
@@ -118,4 +172,64 @@ pub fn train(
         val_acc: net.accuracy(validation.features(), validation.labels()),
         train_loss: f64::NAN,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::NetConfig;
+
+    /// Two separable blobs.
+    fn blobs(n: usize, seed: u64) -> Dataset {
+        let mut rng = Rng::keyed(seed, &[7]);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let label = (i % 2) as u8;
+            let centre = if label == 0 { -1.0 } else { 1.0 };
+            x.push(centre + 0.5 * (rng.next_f64() as f32 - 0.5));
+            x.push(-centre + 0.5 * (rng.next_f64() as f32 - 0.5));
+            y.push(label);
+        }
+        Dataset::new(x, y, 2, 2)
+    }
+
+    #[test]
+    fn a_live_change_takes_effect_in_the_epochs_after_it() {
+        let (train_set, validation) = (blobs(200, 1), blobs(100, 2));
+        let cfg = TrainConfig {
+            epochs: 6,
+            batch_size: 20,
+            lr: 0.5,
+            lr_decay: 0.0,
+            optimizer: Optimizer::Momentum { momentum: 0.5 },
+            with_replacement: false,
+            seed: 3,
+        };
+        let mut net = Network::new(NetConfig::mlp(2, vec![8], 2), 4);
+        let mut losses = Vec::new();
+        train_live(&mut net, &train_set, &validation, &cfg, &mut |r| {
+            losses.push(r.train_loss);
+            if r.epoch == 2 {
+                // A learning rate of zero (and no momentum left over) freezes the network.
+                Next::Change(LiveChange {
+                    lr: Some(0.0),
+                    optimizer: Some(Optimizer::Sgd),
+                    ..LiveChange::default()
+                })
+            } else {
+                Next::Continue
+            }
+        })
+        .unwrap();
+        assert_eq!(losses.len(), 6);
+        assert!(
+            losses[1] < losses[0],
+            "it learned before the change: {losses:?}"
+        );
+        // Frozen from epoch 3 on: every later epoch sees the same network (batch order aside,
+        // the mean loss over a whole epoch of the same examples is the same).
+        for later in &losses[3..] {
+            assert!((later - losses[2]).abs() < 1e-6, "{losses:?}");
+        }
+    }
 }
