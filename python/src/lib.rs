@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
-use caviar_core::storage::Storage;
+use caviar_core::storage::{Storage, StorageError};
 use caviar_core::study::{Outcome, Study, StudyError, Trial, TrialError};
 use caviar_core::trial::{Direction, FrozenTrial, TrialId, TrialState};
 use caviar_engine::{PrunerSpec, SamplerSpec};
@@ -32,9 +32,6 @@ create_exception!(
     PyException,
     "A study of that name exists already; pass `load_if_exists=True` to open it."
 );
-
-/// Heartbeat period of trials run by `optimize` (as `caviar run`'s default).
-const HEARTBEAT: Duration = Duration::from_secs(5);
 
 fn runtime_error(e: impl std::fmt::Display) -> PyErr {
     PyRuntimeError::new_err(e.to_string())
@@ -181,6 +178,19 @@ fn change_to_py<'py>(
     Ok(d)
 }
 
+/// What `caviar.FrozenTrial` shows beside a stored trial: its user attributes and changes.
+type Extras = (
+    BTreeMap<String, serde_json::Value>,
+    Vec<caviar_core::storage::ParamChange>,
+);
+
+fn extras_of(storage: &dyn Storage, id: TrialId) -> Result<Extras, StorageError> {
+    Ok((
+        storage.user_attrs(caviar_core::storage::AttrOwner::Trial(id))?,
+        storage.param_changes(id)?,
+    ))
+}
+
 /// A finished or running trial as a plain dict; `caviar.FrozenTrial` wraps it.
 fn frozen_to_py<'py>(
     py: Python<'py>,
@@ -266,6 +276,11 @@ impl PyTrial {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Trial) -> Result<R, TrialError>) -> PyResult<R> {
+        self.with_any(|t| f(t).map_err(trial_error))
+    }
+
+    /// Runs `f` on the running trial; an error once it has been told.
+    fn with_any<R>(&self, f: impl FnOnce(&mut Trial) -> PyResult<R>) -> PyResult<R> {
         let mut guard = self.inner.lock().unwrap();
         let trial = guard.as_mut().ok_or_else(|| {
             PyRuntimeError::new_err(format!(
@@ -273,7 +288,7 @@ impl PyTrial {
                 self.number
             ))
         })?;
-        f(trial).map_err(trial_error)
+        f(trial)
     }
 
     fn take(&self) -> Option<Trial> {
@@ -416,31 +431,13 @@ impl PyTrial {
     /// notes; stored with the trial and shown by `caviar trials --json`.
     fn set_user_attr(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let value = json_from_py(value, &format!("set_user_attr({key:?})"))?;
-        py.detach(|| {
-            let guard = self.inner.lock().unwrap();
-            let trial = guard.as_ref().ok_or_else(|| {
-                PyRuntimeError::new_err(format!(
-                    "trial {} has finished; its methods work only while it runs",
-                    self.number
-                ))
-            })?;
-            trial.set_user_attr(key, &value).map_err(runtime_error)
-        })
+        py.detach(|| self.with_any(|t| t.set_user_attr(key, &value).map_err(runtime_error)))
     }
 
     /// This trial's user attributes.
     #[getter]
     fn user_attrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let attrs = py.detach(|| {
-            let guard = self.inner.lock().unwrap();
-            let trial = guard.as_ref().ok_or_else(|| {
-                PyRuntimeError::new_err(format!(
-                    "trial {} has finished; its methods work only while it runs",
-                    self.number
-                ))
-            })?;
-            trial.user_attrs().map_err(runtime_error)
-        })?;
+        let attrs = py.detach(|| self.with_any(|t| t.user_attrs().map_err(runtime_error)))?;
         attrs_to_py(py, &attrs)
     }
 
@@ -533,13 +530,9 @@ impl caviar_engine::Observer for Callbacks<'_> {
         let Ok(frozen) = self.storage.trial(id) else {
             return;
         };
-        let attrs = self
-            .storage
-            .user_attrs(caviar_core::storage::AttrOwner::Trial(id))
-            .unwrap_or_default();
-        let changes = self.storage.param_changes(id).ok();
+        let (attrs, changes) = extras_of(&*self.storage, id).unwrap_or_default();
         Python::attach(|py| {
-            let called = frozen_to_py(py, &frozen, Some(&attrs), changes.as_ref())
+            let called = frozen_to_py(py, &frozen, Some(&attrs), Some(&changes))
                 .and_then(|d| on_trial.call1(py, (d,)));
             if let Err(e) = called {
                 self.stop.keep_first(e);
@@ -692,7 +685,7 @@ impl PyStudy {
         let catch = catch.unwrap_or_else(|| PyTuple::empty(py).into_any().unbind());
         let recovery = caviar_engine::Recovery {
             retries,
-            heartbeat: HEARTBEAT,
+            heartbeat: caviar_engine::DEFAULT_HEARTBEAT,
         };
         // Trials of dead workers (a process killed mid-trial) are failed, or queued again
         // with `retries`, before this run starts; the heartbeat thread keeps looking.
@@ -913,26 +906,20 @@ impl PyStudy {
                 let Some(t) = self.study.best_trial()? else {
                     return Ok(None);
                 };
-                let storage = self.study.storage();
-                let attrs = storage.user_attrs(caviar_core::storage::AttrOwner::Trial(t.id))?;
-                let changes = storage.param_changes(t.id)?;
-                Ok(Some((t, attrs, changes)))
+                let extras = extras_of(&**self.study.storage(), t.id)?;
+                Ok(Some((t, extras)))
             })
             .map_err(runtime_error)?;
-        best.map(|(t, attrs, changes)| frozen_to_py(py, &t, Some(&attrs), Some(&changes)))
+        best.map(|(t, (attrs, changes))| frozen_to_py(py, &t, Some(&attrs), Some(&changes)))
             .transpose()
     }
 
     /// One trial by number, as a dict.
     fn trial<'py>(&self, py: Python<'py>, number: u64) -> PyResult<Bound<'py, PyDict>> {
-        let (t, attrs, changes) = py.detach(|| -> PyResult<_> {
+        let (t, (attrs, changes)) = py.detach(|| -> PyResult<_> {
             let t = self.trial_by_number(number)?;
-            let storage = self.study.storage();
-            let attrs = storage
-                .user_attrs(caviar_core::storage::AttrOwner::Trial(t.id))
-                .map_err(runtime_error)?;
-            let changes = storage.param_changes(t.id).map_err(runtime_error)?;
-            Ok((t, attrs, changes))
+            let extras = extras_of(&**self.study.storage(), t.id).map_err(runtime_error)?;
+            Ok((t, extras))
         })?;
         frozen_to_py(py, &t, Some(&attrs), Some(&changes))
     }

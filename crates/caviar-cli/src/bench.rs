@@ -193,16 +193,7 @@ fn drive_workers(handles: &[Arc<dyn Storage>], study_name: &str, total: u64) -> 
                         .worker(format!("bench-{k}"))
                         .load_if_exists(true)
                         .build()?;
-                    let limits = caviar_engine::Limits {
-                        total,
-                        deadline: None,
-                        recovery: caviar_engine::Recovery {
-                            retries: 0,
-                            heartbeat: crate::config::DEFAULT_HEARTBEAT,
-                        },
-                        max_failures: 0,
-                        run_trials: None,
-                    };
+                    let limits = caviar_engine::Limits::up_to(total);
                     let cancel = std::sync::atomic::AtomicBool::new(false);
                     caviar_engine::drive(
                         &study,

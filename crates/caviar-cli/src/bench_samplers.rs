@@ -162,16 +162,7 @@ fn optimise(problem: &Problem, kind: &str, seed: u64) -> Result<(f64, f64)> {
         .shared_sampler(sampler(kind, &problem.space, seed))
         .build()?;
     let best_after = |total: u64| -> Result<f64> {
-        let limits = caviar_engine::Limits {
-            total,
-            deadline: None,
-            recovery: caviar_engine::Recovery {
-                retries: 0,
-                heartbeat: crate::config::DEFAULT_HEARTBEAT,
-            },
-            max_failures: 0,
-            run_trials: None,
-        };
+        let limits = caviar_engine::Limits::up_to(total);
         let cancel = std::sync::atomic::AtomicBool::new(false);
         caviar_engine::drive(
             &study,

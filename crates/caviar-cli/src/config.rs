@@ -126,7 +126,7 @@ pub struct Study {
 }
 
 /// The heartbeat period when the study file sets none.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+pub use caviar_engine::DEFAULT_HEARTBEAT;
 
 /// Most trials one process runs at once (`workers`, `--workers`): one thread each, so more
 /// would only exhaust the machine. Wider runs start more `caviar worker` processes.

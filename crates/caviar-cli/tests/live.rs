@@ -41,9 +41,25 @@ fn caviar(storage: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn trials(storage: &str) -> serde_json::Value {
-    let out = caviar(storage, &["trials", "babysat", "--json"]);
+/// `caviar run FILE` in the background (its errors kept for the test's message).
+fn start_run(storage: &str, file: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .args(["--storage", storage, "run"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The trials of `study` as `caviar trials --json` lists them (null while none can be read).
+fn listed(storage: &str, study: &str) -> serde_json::Value {
+    let out = caviar(storage, &["trials", study, "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn trials(storage: &str) -> serde_json::Value {
+    listed(storage, "babysat")
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -68,13 +84,7 @@ fn caviar_set_reaches_a_running_command_through_its_parameters_file() {
     let file = dir.path().join("study.toml");
     std::fs::write(&file, STUDY).unwrap();
     let storage = format!("sqlite:{}", dir.path().join("s.db").display());
-    let mut run = Command::new(env!("CARGO_BIN_EXE_caviar"))
-        .args(["--storage", &storage, "run"])
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = start_run(&storage, &file);
     wait_for("three reports", || {
         trials(&storage)[0]["intermediate"]
             .as_array()
@@ -174,17 +184,8 @@ fn the_built_in_trainer_applies_changes_after_an_epoch_and_refuses_structural_on
     let file = dir.path().join("study.toml");
     std::fs::write(&file, TRAINER_STUDY).unwrap();
     let storage = format!("sqlite:{}", dir.path().join("t.db").display());
-    let mut run = Command::new(env!("CARGO_BIN_EXE_caviar"))
-        .args(["--storage", &storage, "run"])
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let list = |storage: &str| {
-        let out = caviar(storage, &["trials", "trainer", "--json"]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
+    let mut run = start_run(&storage, &file);
+    let list = |storage: &str| listed(storage, "trainer");
     wait_for("three reports", || {
         list(&storage)[0]["intermediate"]
             .as_array()

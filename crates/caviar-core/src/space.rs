@@ -541,7 +541,29 @@ impl Distribution {
     /// ```
     pub fn parse_value(&self, text: &str) -> Result<ParamValue, Invalid> {
         let text = text.trim();
-        let value = match self {
+        let value = self.read_value(text)?;
+        if let Distribution::Categorical { choices } = self {
+            if !choices.contains(&value) {
+                let names: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
+                return Err(format!(
+                    "`{text}` is not a choice; use one of {}",
+                    names.join(", ")
+                ));
+            }
+        }
+        if self.contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!("{text} is outside {}", self.describe()))
+        }
+    }
+
+    /// Reads `text` as a value of this distribution's type, in range or not (a categorical
+    /// text that names no choice comes back as a string): [`parse_value`](Self::parse_value)
+    /// without the range check, for values that may leave it on purpose (a forced live change).
+    pub fn read_value(&self, text: &str) -> Result<ParamValue, Invalid> {
+        let text = text.trim();
+        Ok(match self {
             Distribution::Float { .. } => ParamValue::Float(
                 text.parse()
                     .map_err(|_| format!("`{text}` is not a number"))?,
@@ -554,15 +576,31 @@ impl Distribution {
                 .iter()
                 .find(|c| c.to_string() == text || c.short() == text)
                 .cloned()
-                .ok_or_else(|| {
-                    let names: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
-                    format!("`{text}` is not a choice; use one of {}", names.join(", "))
-                })?,
-        };
-        if self.contains(&value) {
-            Ok(value)
-        } else {
-            Err(format!("{text} is outside {}", self.describe()))
+                .unwrap_or_else(|| ParamValue::Str(text.to_string())),
+        })
+    }
+
+    /// `value` as this distribution's kind of number: a whole number given for a float
+    /// parameter is that float, an integral float given for an int parameter that int; other
+    /// values are returned as they are (whether they fit is [`contains`](Self::contains)'s
+    /// question).
+    ///
+    /// ```
+    /// use caviar_core::space::{Distribution, ParamValue, Scale};
+    /// let x = Distribution::float(0.0, 2.0, Scale::Linear).unwrap();
+    /// assert_eq!(x.as_own_type(&ParamValue::Int(1)), ParamValue::Float(1.0));
+    /// let n = Distribution::int(1, 4, Scale::Linear).unwrap();
+    /// assert_eq!(n.as_own_type(&ParamValue::Float(3.0)), ParamValue::Int(3));
+    /// ```
+    pub fn as_own_type(&self, value: &ParamValue) -> ParamValue {
+        match (value, self) {
+            (ParamValue::Int(i), Distribution::Float { .. }) => ParamValue::Float(*i as f64),
+            (ParamValue::Float(f), Distribution::Int { .. })
+                if f.fract() == 0.0 && f.abs() < 9.0e15 =>
+            {
+                ParamValue::Int(*f as i64)
+            }
+            _ => value.clone(),
         }
     }
 

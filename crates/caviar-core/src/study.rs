@@ -577,15 +577,7 @@ fn is_pin(dist: &Distribution, value: &ParamValue) -> bool {
 /// A pinned value as a value of `dist` (a whole number for a float parameter, an integral
 /// float for an int one), if `dist` holds it.
 fn pinned_as(value: &ParamValue, dist: &Distribution) -> Option<ParamValue> {
-    let value = match (value, dist) {
-        (ParamValue::Int(i), Distribution::Float { .. }) => ParamValue::Float(*i as f64),
-        (ParamValue::Float(f), Distribution::Int { .. })
-            if f.fract() == 0.0 && f.abs() < 9.0e15 =>
-        {
-            ParamValue::Int(*f as i64)
-        }
-        _ => value.clone(),
-    };
+    let value = dist.as_own_type(value);
     dist.contains(&value).then_some(value)
 }
 

@@ -25,5 +25,5 @@ pub use live::{ask_changes, asker, Asked, LiveError, NewValue};
 pub use registry::{PrunerSpec, RegistryError, SamplerSpec, PRUNERS, SAMPLERS};
 pub use run::{
     drive, open_study, recover, EngineError, Limits, Observer, Recovered, Recovery, Silent,
-    StudySetup, DEFAULT_MAX_FAILURES,
+    StudySetup, DEFAULT_HEARTBEAT, DEFAULT_MAX_FAILURES,
 };

@@ -3,7 +3,7 @@
 //! who asked and why. The trial applies a change at a later step
 //! (`caviar_core::study::Trial::apply_param_changes`), and the record keeps that step.
 
-use caviar_core::space::{Distribution, ParamValue};
+use caviar_core::space::ParamValue;
 use caviar_core::storage::{NewParamChange, Storage, StorageError, StudyRecord};
 use caviar_core::trial::TrialState;
 
@@ -92,26 +92,6 @@ pub fn asker() -> String {
     format!("{user}@{}", caviar_run::WorkerId::current().host)
 }
 
-/// Reads `text` as a value of `dist`'s type, in range or not (the range is checked apart).
-fn read(dist: &Distribution, text: &str) -> Result<ParamValue, String> {
-    let text = text.trim();
-    Ok(match dist {
-        Distribution::Float { .. } => ParamValue::Float(
-            text.parse()
-                .map_err(|_| format!("`{text}` is not a number"))?,
-        ),
-        Distribution::Int { .. } => ParamValue::Int(
-            text.parse()
-                .map_err(|_| format!("`{text}` is not a whole number"))?,
-        ),
-        Distribution::Categorical { choices } => choices
-            .iter()
-            .find(|c| c.to_string() == text || c.short() == text)
-            .cloned()
-            .unwrap_or_else(|| ParamValue::Str(text.to_string())),
-    })
-}
-
 /// Asks running trial `number` of `study` to change parameters; every value is checked
 /// before any is recorded.
 /// A value outside its parameter's distribution is refused unless `force`.
@@ -184,11 +164,8 @@ pub fn ask_changes(
             reason,
         };
         let new = match value {
-            NewValue::Text(text) => read(dist, text).map_err(bad)?,
-            NewValue::Value(ParamValue::Int(i)) if matches!(dist, Distribution::Float { .. }) => {
-                ParamValue::Float(*i as f64)
-            }
-            NewValue::Value(v) => v.clone(),
+            NewValue::Text(text) => dist.read_value(text).map_err(bad)?,
+            NewValue::Value(v) => dist.as_own_type(v),
         };
         let inside = dist.contains(&new);
         if !inside && !force {

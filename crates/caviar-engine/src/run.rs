@@ -226,6 +226,26 @@ pub struct Limits {
 /// The default of [`Limits::max_failures`].
 pub const DEFAULT_MAX_FAILURES: u64 = 5;
 
+/// The heartbeat period when a study sets none.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+impl Limits {
+    /// Trials until the study holds `total`: no deadline, no retries of lost trials, the
+    /// default heartbeat, no stop on failures, no cap on this run's own trials.
+    pub fn up_to(total: u64) -> Self {
+        Limits {
+            total,
+            deadline: None,
+            recovery: Recovery {
+                retries: 0,
+                heartbeat: DEFAULT_HEARTBEAT,
+            },
+            max_failures: 0,
+            run_trials: None,
+        }
+    }
+}
+
 /// Runs trials on `workers` threads (the calling thread is one of them) until the study holds `limits.total` trials, the sampler
 /// is exhausted, the deadline passes or `cancel` is set. `objective` gets a trial whose parameters from `space` are
 /// already suggested, and says how it ended.

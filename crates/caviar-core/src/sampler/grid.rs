@@ -150,11 +150,8 @@ impl Sampler for GridSampler {
         let value = point
             .into_iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| match (v, dist) {
-                // A whole number listed for a float parameter (`[0, 0.5, 1]`) is that float.
-                (ParamValue::Int(i), Distribution::Float { .. }) => ParamValue::Float(*i as f64),
-                _ => v.clone(),
-            })
+            // A whole number listed for a float parameter (`[0, 0.5, 1]`) is that float.
+            .map(|(_, v)| dist.as_own_type(v))
             .ok_or_else(|| SamplerError::Unsupported {
                 name: name.into(),
                 reason: "is not on the grid; add it to the grid's parameters".into(),
