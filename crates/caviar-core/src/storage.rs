@@ -328,6 +328,96 @@ pub trait Storage: Send + Sync {
         &self,
         study: StudyId,
     ) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError>;
+    /// Asks a running trial to pause, resume or stop: recorded now, done when the trial's
+    /// front end takes it. Returns the request's id (ids only grow).
+    fn ask_control(&self, trial: TrialId, control: &NewControl) -> Result<i64, StorageError>;
+    /// Every pause, resume and stop asked of a trial, done or not, oldest first.
+    fn controls(&self, trial: TrialId) -> Result<Vec<ControlRecord>, StorageError>;
+    /// The trial's front end did request `id` (after the report of `step`, when it had one).
+    fn apply_control(&self, trial: TrialId, id: i64, step: Option<u64>)
+        -> Result<(), StorageError>;
+}
+
+/// What a running trial can be asked to do besides changing parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlAction {
+    /// Hold still (a command's processes stopped, the built-in trainer waiting between
+    /// batches); the heartbeat goes on, so nobody presumes it dead.
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// End now as complete with the last reported value: the user decided it is done.
+    Stop,
+}
+
+impl ControlAction {
+    /// The word stored and shown: `pause`, `resume`, `stop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlAction::Pause => "pause",
+            ControlAction::Resume => "resume",
+            ControlAction::Stop => "stop",
+        }
+    }
+
+    /// Reads a stored word back.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pause" => Some(ControlAction::Pause),
+            "resume" => Some(ControlAction::Resume),
+            "stop" => Some(ControlAction::Stop),
+            _ => None,
+        }
+    }
+}
+
+/// A pause, resume or stop asked of a running trial.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewControl {
+    /// What to do.
+    pub action: ControlAction,
+    /// Who asked (`user@host`, or a scheduler's name).
+    pub who: String,
+    /// Why, in the asker's words.
+    pub note: Option<String>,
+}
+
+/// A recorded pause, resume or stop.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ControlRecord {
+    /// Its id (ids only grow, so they order requests).
+    pub id: i64,
+    /// What was asked.
+    pub action: ControlAction,
+    /// Who asked.
+    pub who: String,
+    /// Why.
+    pub note: Option<String>,
+    /// When it was asked, ms since the Unix epoch.
+    pub asked_ms: i64,
+    /// When the trial did it.
+    pub applied_ms: Option<i64>,
+    /// The step of the trial's last report when it did it.
+    pub applied_step: Option<u64>,
+}
+
+/// Whether a trial is paused by its control record: its last done request is a pause.
+///
+/// ```
+/// use caviar_core::storage::{is_paused, ControlAction, ControlRecord};
+/// let done = |id, action| ControlRecord {
+///     id, action, who: "me".into(), note: None, asked_ms: 0, applied_ms: Some(1), applied_step: None,
+/// };
+/// assert!(is_paused(&[done(1, ControlAction::Pause)]));
+/// assert!(!is_paused(&[done(1, ControlAction::Pause), done(2, ControlAction::Resume)]));
+/// ```
+pub fn is_paused(controls: &[ControlRecord]) -> bool {
+    controls
+        .iter()
+        .rev()
+        .find(|c| c.applied_ms.is_some() && c.action != ControlAction::Stop)
+        .is_some_and(|c| c.action == ControlAction::Pause)
 }
 
 /// A parameter change asked of a running trial.
@@ -418,6 +508,8 @@ struct Memory {
     trial_user_attrs: BTreeMap<i64, BTreeMap<String, serde_json::Value>>,
     /// Parameter changes by trial, oldest first.
     changes: BTreeMap<i64, Vec<ParamChange>>,
+    /// Pause, resume and stop requests by trial, oldest first.
+    controls: BTreeMap<i64, Vec<ControlRecord>>,
     next_change: i64,
 }
 
@@ -959,6 +1051,56 @@ impl Storage for InMemoryStorage {
             .collect())
     }
 
+    fn ask_control(&self, trial: TrialId, control: &NewControl) -> Result<i64, StorageError> {
+        let mut m = self.lock();
+        m.running_mut(trial)?;
+        m.next_change += 1;
+        let id = m.next_change;
+        m.controls.entry(trial.0).or_default().push(ControlRecord {
+            id,
+            action: control.action,
+            who: control.who.clone(),
+            note: control.note.clone(),
+            asked_ms: now_ms(),
+            applied_ms: None,
+            applied_step: None,
+        });
+        Ok(id)
+    }
+
+    fn controls(&self, trial: TrialId) -> Result<Vec<ControlRecord>, StorageError> {
+        Ok(self
+            .lock()
+            .controls
+            .get(&trial.0)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn apply_control(
+        &self,
+        trial: TrialId,
+        id: i64,
+        step: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        let Some(request) = m
+            .controls
+            .get_mut(&trial.0)
+            .and_then(|all| all.iter_mut().find(|c| c.id == id))
+        else {
+            return Err(StorageError::Backend(format!(
+                "no control request {id} of trial id {}",
+                trial.0
+            )));
+        };
+        if request.applied_ms.is_none() {
+            request.applied_ms = Some(now_ms());
+            request.applied_step = step;
+        }
+        Ok(())
+    }
+
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
         let mut m = self.lock();
         let Some(at) = m.studies.iter().position(|s| s.id == study) else {
@@ -982,6 +1124,7 @@ impl Storage for InMemoryStorage {
             m.trial_user_attrs.remove(&id);
             m.logs.remove(&id);
             m.changes.remove(&id);
+            m.controls.remove(&id);
         }
         m.retried.remove(&study.0);
         m.finish_order.remove(&study.0);

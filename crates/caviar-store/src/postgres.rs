@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    AttrOwner, NewParamChange, NewStudy, NewTrial, ParamChange, RunningTrial, Storage,
-    StorageError, StudyRecord, StudySummary, TrialCounts, TrialUserAttrs,
+    AttrOwner, ControlAction, ControlRecord, NewControl, NewParamChange, NewStudy, NewTrial,
+    ParamChange, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
+    TrialUserAttrs,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
 /// The schema version this build writes; a newer database is refused rather than damaged.
-pub const PG_SCHEMA_VERSION: i64 = 5;
+pub const PG_SCHEMA_VERSION: i64 = 6;
 
 /// Changes from each version to the next, applied in order to older databases.
 const MIGRATIONS: &[&str] = &[
@@ -46,6 +47,18 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE param_changes ADD COLUMN IF NOT EXISTS forced BOOLEAN NOT NULL DEFAULT false;
      ALTER TABLE param_changes ADD COLUMN IF NOT EXISTS applied_ms BIGINT;
      CREATE INDEX IF NOT EXISTS param_changes_by_trial ON param_changes (trial_id, id)",
+    // Version 6: pause, resume and stop asked of running trials, and when each was done.
+    "CREATE TABLE IF NOT EXISTS trial_controls (
+         id          BIGSERIAL PRIMARY KEY,
+         trial_id    BIGINT NOT NULL REFERENCES trials(id),
+         action      TEXT NOT NULL,
+         who         TEXT NOT NULL,
+         note        TEXT,
+         asked_ms    BIGINT NOT NULL,
+         applied_ms  BIGINT,
+         step        BIGINT
+     );
+     CREATE INDEX IF NOT EXISTS trial_controls_by_trial ON trial_controls (trial_id, id)",
 ];
 
 const SCHEMA: &str = r#"
@@ -547,6 +560,9 @@ retried! {
     fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError>;
     fn param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
     fn study_param_changes(&self, study: StudyId) -> Result<BTreeMap<TrialId, Vec<ParamChange>>, StorageError>;
+    fn ask_control(&self, trial: TrialId, control: &NewControl) -> Result<i64, StorageError>;
+    fn controls(&self, trial: TrialId) -> Result<Vec<ControlRecord>, StorageError>;
+    fn apply_control(&self, trial: TrialId, id: i64, step: Option<u64>) -> Result<(), StorageError>;
 }
 
 impl Storage for Attempt<'_> {
@@ -1265,6 +1281,86 @@ impl Storage for Attempt<'_> {
         read_changes(&mut *self.conn()?, ChangesOf::Study(study))
     }
 
+    fn ask_control(&self, trial: TrialId, control: &NewControl) -> Result<i64, StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        let state: String = tx
+            .query_opt("SELECT state FROM trials WHERE id = $1", &[&trial.0])
+            .map_err(backend)?
+            .ok_or(StorageError::NoSuchTrial(trial.0))?
+            .get(0);
+        if state != "running" {
+            return Err(not_running(&mut tx, trial));
+        }
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO trial_controls (trial_id, action, who, note, asked_ms)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[
+                    &trial.0,
+                    &control.action.as_str(),
+                    &control.who,
+                    &control.note,
+                    &now_ms(),
+                ],
+            )
+            .map_err(backend)?
+            .get(0);
+        tx.commit().map_err(backend)?;
+        Ok(id)
+    }
+
+    fn controls(&self, trial: TrialId) -> Result<Vec<ControlRecord>, StorageError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT id, action, who, note, asked_ms, applied_ms, step FROM trial_controls
+                 WHERE trial_id = $1 ORDER BY id",
+                &[&trial.0],
+            )
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let action: String = r.get(1);
+                Ok(ControlRecord {
+                    id: r.get(0),
+                    action: ControlAction::parse(&action).ok_or_else(|| {
+                        StorageError::Backend(format!("unknown control `{action}` in database"))
+                    })?,
+                    who: r.get(2),
+                    note: r.get(3),
+                    asked_ms: r.get(4),
+                    applied_ms: r.get(5),
+                    applied_step: r.get::<_, Option<i64>>(6).map(|s| s as u64),
+                })
+            })
+            .collect()
+    }
+
+    fn apply_control(
+        &self,
+        trial: TrialId,
+        id: i64,
+        step: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let found = self
+            .conn()?
+            .execute(
+                "UPDATE trial_controls SET applied_ms = coalesce(applied_ms, $3),
+                 step = CASE WHEN applied_ms IS NULL THEN $4 ELSE step END
+                 WHERE id = $1 AND trial_id = $2",
+                &[&id, &trial.0, &now_ms(), &step.map(|s| s as i64)],
+            )
+            .map_err(backend)?;
+        if found != 1 {
+            return Err(StorageError::Backend(format!(
+                "no control request {id} of trial id {}",
+                trial.0
+            )));
+        }
+        Ok(())
+    }
+
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
@@ -1289,6 +1385,7 @@ impl Storage for Attempt<'_> {
             "trial_params",
             "trial_values",
             "param_changes",
+            "trial_controls",
             "trial_logs",
             "trial_user_attrs",
         ] {

@@ -5,15 +5,16 @@ use std::time::Duration;
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    AttrOwner, NewParamChange, NewStudy, NewTrial, ParamChange, RunningTrial, Storage,
-    StorageError, StudyRecord, StudySummary, TrialCounts, TrialUserAttrs,
+    AttrOwner, ControlAction, ControlRecord, NewControl, NewParamChange, NewStudy, NewTrial,
+    ParamChange, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
+    TrialUserAttrs,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -120,6 +121,20 @@ ALTER TABLE param_changes ADD COLUMN note TEXT;
 ALTER TABLE param_changes ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE param_changes ADD COLUMN applied_ms INTEGER;
 CREATE INDEX param_changes_by_trial ON param_changes (trial_id, id);
+"#,
+    r#"
+-- Version 9: pause, resume and stop asked of running trials, and when each was done.
+CREATE TABLE trial_controls (
+    id          INTEGER PRIMARY KEY,
+    trial_id    INTEGER NOT NULL REFERENCES trials(id),
+    action      TEXT NOT NULL,
+    who         TEXT NOT NULL,
+    note        TEXT,
+    asked_ms    INTEGER NOT NULL,
+    applied_ms  INTEGER,
+    step        INTEGER
+);
+CREATE INDEX trial_controls_by_trial ON trial_controls (trial_id, id);
 "#,
 ];
 
@@ -1160,6 +1175,104 @@ impl Storage for SqliteStorage {
         read_changes(&self.conn(), ChangesOf::Study(study))
     }
 
+    fn ask_control(&self, trial: TrialId, control: &NewControl) -> Result<i64, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let running: bool = tx
+            .query_row(
+                "SELECT state = 'running' FROM trials WHERE id = ?1",
+                [trial.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or(StorageError::NoSuchTrial(trial.0))?;
+        if !running {
+            return Err(not_running(&tx, trial));
+        }
+        tx.execute(
+            "INSERT INTO trial_controls (trial_id, action, who, note, asked_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                trial.0,
+                control.action.as_str(),
+                control.who,
+                control.note,
+                now_ms()
+            ],
+        )
+        .map_err(backend)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(backend)?;
+        Ok(id)
+    }
+
+    fn controls(&self, trial: TrialId) -> Result<Vec<ControlRecord>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, action, who, note, asked_ms, applied_ms, step FROM trial_controls
+                 WHERE trial_id = ?1 ORDER BY id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([trial.0], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, action, who, note, asked_ms, applied_ms, step) = row.map_err(backend)?;
+            let action = ControlAction::parse(&action).ok_or_else(|| {
+                StorageError::Backend(format!("unknown control `{action}` in database"))
+            })?;
+            out.push(ControlRecord {
+                id,
+                action,
+                who,
+                note,
+                asked_ms,
+                applied_ms,
+                applied_step: step.map(|s| s as u64),
+            });
+        }
+        Ok(out)
+    }
+
+    fn apply_control(
+        &self,
+        trial: TrialId,
+        id: i64,
+        step: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let conn = self.conn();
+        let found = conn
+            .execute(
+                "UPDATE trial_controls SET applied_ms = coalesce(applied_ms, ?3),
+                 step = CASE WHEN applied_ms IS NULL THEN ?4 ELSE step END
+                 WHERE id = ?1 AND trial_id = ?2",
+                params![id, trial.0, now_ms(), step.map(|s| s as i64)],
+            )
+            .map_err(backend)?;
+        if found != 1 {
+            return Err(StorageError::Backend(format!(
+                "no control request {id} of trial id {}",
+                trial.0
+            )));
+        }
+        Ok(())
+    }
+
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
         let mut conn = self.conn();
         let tx = conn
@@ -1190,6 +1303,7 @@ impl Storage for SqliteStorage {
             "trial_params",
             "trial_values",
             "param_changes",
+            "trial_controls",
             "trial_logs",
             "trial_user_attrs",
         ] {

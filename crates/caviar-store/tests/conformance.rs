@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -472,6 +472,7 @@ fn postgres_handles_and_processes_share_numbers_and_data() {
     // A version-1 schema is brought up to date.
     c.batch_execute(&format!(
         "SET search_path TO \"{0}\"; DROP INDEX trials_retried; DROP TABLE trial_logs;
+         DROP TABLE trial_controls;
          DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs;
          UPDATE caviar_meta SET value = '1' WHERE key = 'schema_version'",
         _schema.name
@@ -956,5 +957,49 @@ fn parameter_changes_are_asked_applied_at_a_step_and_kept() {
         ));
         s.delete_study(study.id).unwrap();
         assert!(s.param_changes(t.id).unwrap().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn pause_resume_and_stop_are_recorded_until_done() {
+    use caviar_core::storage::{is_paused, ControlAction, NewControl};
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("panda-control")).unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        let ask = |action| NewControl {
+            action,
+            who: "ann@box".into(),
+            note: Some("lunch".into()),
+        };
+        let pause = s.ask_control(t.id, &ask(ControlAction::Pause)).unwrap();
+        let all = s.controls(t.id).unwrap();
+        assert_eq!(all.len(), 1, "{name}");
+        assert_eq!(all[0].action, ControlAction::Pause, "{name}");
+        assert_eq!(all[0].note.as_deref(), Some("lunch"), "{name}");
+        assert!(all[0].applied_ms.is_none(), "{name}");
+        assert!(!is_paused(&all), "{name}: asked, not done");
+        s.apply_control(t.id, pause, Some(7)).unwrap();
+        // Done twice keeps the first record.
+        s.apply_control(t.id, pause, Some(9)).unwrap();
+        let all = s.controls(t.id).unwrap();
+        assert_eq!(all[0].applied_step, Some(7), "{name}");
+        assert!(all[0].asked_ms <= all[0].applied_ms.unwrap(), "{name}");
+        assert!(is_paused(&all), "{name}");
+        let resume = s.ask_control(t.id, &ask(ControlAction::Resume)).unwrap();
+        assert!(resume > pause, "{name}");
+        s.apply_control(t.id, resume, None).unwrap();
+        assert!(!is_paused(&s.controls(t.id).unwrap()), "{name}");
+        assert!(
+            s.apply_control(t.id, resume + 1000, None).is_err(),
+            "{name}"
+        );
+        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
+            .unwrap();
+        assert!(matches!(
+            s.ask_control(t.id, &ask(ControlAction::Stop)),
+            Err(StorageError::NotRunning { .. })
+        ));
+        s.delete_study(study.id).unwrap();
+        assert!(s.controls(t.id).unwrap().is_empty(), "{name}");
     }
 }
