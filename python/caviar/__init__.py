@@ -319,6 +319,22 @@ class Study:
         (``caviar set`` is the same from a shell). Returns the changes as asked."""
         return self._inner.set_trial_params(number, params, note=note, force=force)
 
+    def pause_trial(self, number: int, note: Optional[str] = None) -> int:
+        """Pauses running trial ``number`` (caviar's own): it waits inside its next
+        ``report`` until resumed; its heartbeat goes on, so no process presumes it dead.
+        ``caviar pause STUDY NUMBER`` is the same from a shell. Returns the request's id."""
+        return self._inner.pause_trial(number, note=note)
+
+    def resume_trial(self, number: int, note: Optional[str] = None) -> int:
+        """Resumes paused trial ``number`` (``caviar resume``). Returns the request's id."""
+        return self._inner.resume_trial(number, note=note)
+
+    def stop_trial(self, number: int, note: Optional[str] = None) -> int:
+        """Ends running trial ``number`` as done (``caviar stop``): its next ``should_prune``
+        says yes, and raising ``TrialPruned`` then records it COMPLETE with the last value it
+        reported, not pruned. Returns the request's id."""
+        return self._inner.stop_trial(number, note=note)
+
     def set_user_attr(self, key: str, value: Any) -> None:
         """Stores a JSON-serializable value with the study (replacing the key's old one)."""
         self._inner.set_user_attr(key, value)

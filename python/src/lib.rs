@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
-use caviar_core::storage::{Storage, StorageError};
+use caviar_core::storage::{ControlAction, Storage, StorageError};
 use caviar_core::study::{Outcome, Study, StudyError, Trial, TrialError};
 use caviar_core::trial::{Direction, FrozenTrial, TrialId, TrialState};
 use caviar_engine::{PrunerSpec, SamplerSpec};
@@ -445,18 +445,30 @@ impl PyTrial {
     /// asked of this trial while it runs (`caviar set`, `Study.set_trial_params`) are applied
     /// here, after this step (recorded as `applied_step`): `params` and later `suggest_*`
     /// calls give the new values, so the next epoch uses them.
+    ///
+    /// A trial paused from outside (`caviar pause`, `Study.pause_trial`) waits here until it
+    /// is resumed or stopped; Ctrl-C still interrupts the wait.
     fn report(&self, py: Python<'_>, value: f64, step: u64) -> PyResult<()> {
-        py.detach(|| {
+        let mut steer = py.detach(|| {
             self.with(|t| {
                 t.report(step, value)?;
-                t.apply_param_changes(step).map(|_| ())
+                t.apply_param_changes(step)?;
+                t.take_controls(Some(step))
             })
-        })
+        })?;
+        while steer.paused && !steer.stop {
+            py.detach(|| std::thread::sleep(std::time::Duration::from_millis(250)));
+            py.check_signals()?;
+            steer = py.detach(|| self.with(|t| t.take_controls(Some(step))))?;
+        }
+        Ok(())
     }
 
-    /// Whether the study's pruner says to stop now; then `raise caviar.TrialPruned()`.
+    /// Whether the study's pruner says to stop now; then `raise caviar.TrialPruned()`. Also
+    /// yes once the trial has been asked to stop (`caviar stop`, `Study.stop_trial`): raising
+    /// `TrialPruned` then records it as complete with its last reported value.
     fn should_prune(&self, py: Python<'_>) -> PyResult<bool> {
-        py.detach(|| self.with(|t| t.should_prune()))
+        py.detach(|| self.with(|t| Ok(t.steer().stop || t.should_prune()?)))
     }
 
     fn __repr__(&self) -> String {
@@ -548,7 +560,37 @@ impl caviar_engine::Observer for Callbacks<'_> {
     }
 }
 
+/// A refused live request is the caller's to fix (ValueError); a storage failure is not.
+fn live_error(e: caviar_engine::LiveError) -> PyErr {
+    if e.is_bad_input() {
+        PyValueError::new_err(e.to_string())
+    } else {
+        runtime_error(e)
+    }
+}
+
 impl PyStudy {
+    /// Records a pause, resume or stop of running trial `number`.
+    fn control(
+        &self,
+        py: Python<'_>,
+        number: u64,
+        action: ControlAction,
+        note: Option<&str>,
+    ) -> PyResult<i64> {
+        py.detach(|| {
+            caviar_engine::ask_control(
+                &**self.study.storage(),
+                self.study.record(),
+                number,
+                action,
+                &caviar_engine::asker(),
+                note,
+            )
+        })
+        .map_err(live_error)
+    }
+
     fn trial_by_number(&self, number: u64) -> PyResult<FrozenTrial> {
         let trials = self
             .study
@@ -613,7 +655,13 @@ impl PyStudy {
                     )),
                 }
             }
-            Err(e) if e.is_instance_of::<TrialPruned>(py) => Outcome::Pruned,
+            Err(e) if e.is_instance_of::<TrialPruned>(py) => {
+                if trial.steer().stop {
+                    trial.stopped_outcome()
+                } else {
+                    Outcome::Pruned
+                }
+            }
             Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
                 cancel.store(true, Ordering::SeqCst);
                 stop.keep_first(e);
@@ -924,6 +972,27 @@ impl PyStudy {
         frozen_to_py(py, &t, Some(&attrs), Some(&changes))
     }
 
+    /// Asks running trial `number` to pause: it waits inside its next `report` until resumed
+    /// (its heartbeat goes on). Returns the request's id.
+    #[pyo3(signature = (number, note=None))]
+    fn pause_trial(&self, py: Python<'_>, number: u64, note: Option<&str>) -> PyResult<i64> {
+        self.control(py, number, ControlAction::Pause, note)
+    }
+
+    /// Resumes paused trial `number`. Returns the request's id.
+    #[pyo3(signature = (number, note=None))]
+    fn resume_trial(&self, py: Python<'_>, number: u64, note: Option<&str>) -> PyResult<i64> {
+        self.control(py, number, ControlAction::Resume, note)
+    }
+
+    /// Asks running trial `number` to stop: its next `should_prune` says yes, and raising
+    /// `TrialPruned` then records it complete with its last reported value. Returns the
+    /// request's id.
+    #[pyo3(signature = (number, note=None))]
+    fn stop_trial(&self, py: Python<'_>, number: u64, note: Option<&str>) -> PyResult<i64> {
+        self.control(py, number, ControlAction::Stop, note)
+    }
+
     /// Asks running trial `number` to change parameters (panda mode): each value is checked
     /// against its distribution (`force` lets one leave it, and the record says so); the trial
     /// applies them at its next report. Returns the changes as asked.
@@ -956,13 +1025,7 @@ impl PyStudy {
                 force,
             )
         });
-        let asked = asked.map_err(|e| {
-            if e.is_bad_input() {
-                PyValueError::new_err(e.to_string())
-            } else {
-                runtime_error(e)
-            }
-        })?;
+        let asked = asked.map_err(live_error)?;
         let list = PyList::empty(py);
         for a in &asked {
             let d = PyDict::new(py);

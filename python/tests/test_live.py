@@ -3,6 +3,7 @@
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -115,3 +116,43 @@ def test_changes_are_checked_before_any_is_asked():
     assert study.trials[0].param_history == []  # the valid lr change was not asked either
     with pytest.raises(ValueError, match="not running"):
         study.set_trial_params(0, {"lr": 0.1})
+
+
+def test_pause_holds_a_trial_in_report_until_resumed_and_stop_completes_it(sqlite_url):
+    study = caviar.create_study(storage=sqlite_url, study_name="held", direction="maximize")
+    reported_at = {}
+
+    def objective(trial):
+        # Another handle on the same study, as another process would have.
+        other = caviar.load_study(study_name="held", storage=sqlite_url)
+        for epoch in range(200):
+            trial.report(float(epoch), epoch)
+            reported_at[epoch] = time.monotonic()
+            if epoch == 2:
+                other.pause_trial(trial.number, note="lunch")
+                with pytest.raises(ValueError, match="already paused"):
+                    other.pause_trial(trial.number)
+
+                def resume_later():
+                    time.sleep(1.0)
+                    other.resume_trial(trial.number)
+
+                threading.Thread(target=resume_later).start()
+            if epoch == 6:
+                other.stop_trial(trial.number, note="good enough")
+            if trial.should_prune():
+                raise caviar.TrialPruned()
+            time.sleep(0.01)
+        return -1.0
+
+    study.optimize(objective, n_trials=1)
+    (t,) = study.trials
+    # Asked after step 2, taken at step 3's report, which waited for the resume.
+    assert reported_at[3] - reported_at[2] >= 0.9
+    assert reported_at[4] - reported_at[3] < 0.5
+    # Asked after step 6, taken at step 7's report; should_prune said yes and the raise that
+    # followed recorded it complete with its last value, not pruned.
+    assert t.state == TrialState.COMPLETE and t.value == 7.0
+    assert max(t.intermediate_values) == 7
+    with pytest.raises(ValueError, match="not running"):
+        study.stop_trial(t.number)

@@ -9,7 +9,7 @@ use caviar_core::trial::FrozenTrial;
 use caviar_core::study::{Outcome, Trial};
 use caviar_nn::data::Split;
 use caviar_nn::net::{NetConfig, Network};
-use caviar_nn::train::{train_live, EpochReport, LiveChange, Next, TrainConfig, TrainError};
+use caviar_nn::train::{train_steered, EpochReport, LiveChange, Next, TrainConfig, TrainError};
 
 /// Trains one network, reporting validation accuracy after every epoch to `report` (which
 /// returns `false` to stop).
@@ -37,10 +37,32 @@ pub fn fit_live(
     cfg: &TrainConfig,
     report: &mut dyn FnMut(&EpochReport) -> Next,
 ) -> (Network, Result<EpochReport, TrainError>) {
+    fit_steered(split, net, net_seed, cfg, report, &mut || true)
+}
+
+/// [`fit_live`] that asks `between_batches` before every mini-batch (it may wait, or say stop).
+pub fn fit_steered(
+    split: &Split,
+    net: NetConfig,
+    net_seed: u64,
+    cfg: &TrainConfig,
+    report: &mut dyn FnMut(&EpochReport) -> Next,
+    between_batches: &mut dyn FnMut() -> bool,
+) -> (Network, Result<EpochReport, TrainError>) {
     let mut network = Network::new(net, net_seed);
-    let result = train_live(&mut network, &split.train, &split.validation, cfg, report);
+    let result = train_steered(
+        &mut network,
+        &split.train,
+        &split.validation,
+        cfg,
+        report,
+        between_batches,
+    );
     (network, result)
 }
+
+/// How often a trial in the built-in trainer looks for pause, resume and stop requests.
+const STEER_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Rebuilds a trial's network and training settings from its parameters (after a live change).
 pub type Rebuild<'a> = &'a dyn Fn(
@@ -62,6 +84,34 @@ pub fn fit_trial(
 ) -> Outcome {
     let mut storage_error = None;
     let mut pruned = false;
+    // Another handle to the same trial: the batch hook reads its requests while the epoch
+    // callback reports through `trial`.
+    let handle = trial.clone();
+    let last_epoch = std::cell::Cell::new(None::<u64>);
+    let mut last_poll = std::time::Instant::now();
+    let mut between_batches = || {
+        if cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        if last_poll.elapsed() < STEER_POLL {
+            return true;
+        }
+        last_poll = std::time::Instant::now();
+        loop {
+            // A failed read keeps the state as it was; the next poll tries again.
+            let steer = handle
+                .take_controls(last_epoch.get())
+                .unwrap_or_else(|_| handle.steer());
+            if steer.stop || cancel.load(Ordering::Relaxed) {
+                return false;
+            }
+            if !steer.paused {
+                return true;
+            }
+            // Paused: the heartbeat thread keeps the trial alive meanwhile.
+            std::thread::sleep(STEER_POLL / 2);
+        }
+    };
     // The trainer's own log, stored with the trial like a command's output.
     let mut log = vec![format!(
         "built-in trainer: {} train / {} validation images",
@@ -69,6 +119,7 @@ pub fn fit_trial(
         split.validation.len()
     )];
     let mut report = |r: &EpochReport| {
+        last_epoch.set(Some(r.epoch as u64));
         log.push(format!(
             "epoch={} train_loss={:.5} val_acc={:.4}",
             r.epoch, r.train_loss, r.val_acc
@@ -127,7 +178,7 @@ pub fn fit_trial(
             }
         }
     };
-    let result = fit_live(split, net, net_seed, cfg, &mut report).1;
+    let result = fit_steered(split, net, net_seed, cfg, &mut report, &mut between_batches).1;
     if let Err(e) = &result {
         log.push(e.to_string());
     }
@@ -140,6 +191,9 @@ pub fn fit_trial(
                 "stopped after epoch {epoch}: could not record a report: {e}"
             )),
             None if pruned => Outcome::Pruned,
+            None if handle.steer().stop && !cancel.load(Ordering::Relaxed) => {
+                trial.stopped_outcome()
+            }
             None => Outcome::Failed("interrupted".into()),
         },
         Err(e) => Outcome::Failed(e.to_string()),

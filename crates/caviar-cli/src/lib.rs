@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use caviar_core::storage::{Storage, StudyRecord};
+use caviar_core::storage::{ControlAction, Storage, StudyRecord};
 use clap::{Parser, Subcommand};
 
 /// Bad input from the user (file, flag, URL): exit code 2.
@@ -59,6 +59,37 @@ struct Cli {
     storage: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which running trial to pause, resume or stop, and why.
+#[derive(clap::Args)]
+struct ControlArgs {
+    /// Study name.
+    study: String,
+    /// Trial number.
+    trial: u64,
+    /// Why, kept with the request.
+    #[arg(long)]
+    note: Option<String>,
+    /// Print JSON: {"study", "trial", "action", "id"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `caviar pause|resume|stop`: records the request for the trial's front end to carry out.
+fn control(url: &str, action: ControlAction, args: ControlArgs) -> Result<u8> {
+    drop(open_for_reading(url, Some(&args.study))?);
+    let storage = open(url)?;
+    let record = find_study(&*storage, &args.study, url)?;
+    set::control(
+        &*storage,
+        &record,
+        args.trial,
+        action,
+        args.note.as_deref(),
+        args.json,
+    )?;
+    Ok(0)
 }
 
 #[derive(Subcommand)]
@@ -133,6 +164,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pause a running trial: a command's processes are stopped (SIGSTOP), the built-in
+    /// trainer waits between batches, a Python trial waits in its next report; its heartbeat
+    /// goes on, so it is not presumed dead.
+    Pause(ControlArgs),
+    /// Resume a paused trial.
+    Resume(ControlArgs),
+    /// End a running trial now as complete with the last value it reported (you decided it
+    /// is done); a Python trial ends at its next should_prune.
+    Stop(ControlArgs),
     /// Which hyperparameters mattered: PED-ANOVA in the scaled space, with bootstrap error bars.
     Importance(importance::ImportanceArgs),
     /// Serve the web dashboard: studies, plots and importance, updated live (read-only; a
@@ -372,6 +412,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             )?;
             Ok(0)
         }
+        Command::Pause(args) => control(&cli.storage, ControlAction::Pause, args),
+        Command::Resume(args) => control(&cli.storage, ControlAction::Resume, args),
+        Command::Stop(args) => control(&cli.storage, ControlAction::Stop, args),
         Command::Importance(args) => {
             let storage = open_for_reading(&cli.storage, Some(&args.study))?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;

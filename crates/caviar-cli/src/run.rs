@@ -171,6 +171,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                     let live = StoredChanges {
                         storage: study.storage().clone(),
                         trial: trial.id(),
+                        handle: trial.clone(),
                     };
                     let input = TrialInput {
                         study: study.name(),
@@ -331,6 +332,8 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
 struct StoredChanges {
     storage: std::sync::Arc<dyn caviar_core::storage::Storage>,
     trial: caviar_core::trial::TrialId,
+    /// The same running trial, for its pause and stop requests.
+    handle: caviar_core::study::Trial,
 }
 
 impl caviar_run::LiveParams for StoredChanges {
@@ -348,5 +351,12 @@ impl caviar_run::LiveParams for StoredChanges {
                 let _ = self.storage.apply_param_change(self.trial, change.id, step);
             }
         }
+    }
+
+    fn steer(&self, step: Option<u64>) -> caviar_core::study::Steer {
+        // A failed read keeps the state as it was; the next poll tries again.
+        self.handle
+            .take_controls(step)
+            .unwrap_or_else(|_| self.handle.steer())
     }
 }

@@ -2,8 +2,8 @@
 //! why; a Python trial applies them at its next report, a command when it prints `applied=V`.
 
 use anyhow::Result;
-use caviar_core::storage::{Storage, StudyRecord};
-use caviar_engine::{ask_changes, asker, LiveError, NewValue};
+use caviar_core::storage::{ControlAction, Storage, StudyRecord};
+use caviar_engine::{ask_changes, ask_control, asker, LiveError, NewValue};
 use serde_json::json;
 
 use crate::BadInput;
@@ -29,14 +29,8 @@ pub fn set(
         }
         changes.push((name, NewValue::Text(text.to_string())));
     }
-    let asked = ask_changes(storage, record, number, &changes, &asker(), note, force).map_err(
-        |e| -> anyhow::Error {
-            match e {
-                LiveError::Storage(s) => anyhow::Error::new(s).context("recording the change"),
-                other => BadInput(other.to_string()).into(),
-            }
-        },
-    )?;
+    let asked = ask_changes(storage, record, number, &changes, &asker(), note, force)
+        .map_err(|e| refused(e, "recording the change"))?;
     if as_json {
         let rows: Vec<_> = asked
             .iter()
@@ -64,5 +58,46 @@ pub fn set(
             a.new.short()
         );
     }
+    Ok(())
+}
+
+/// A refusal is the asker's to fix (exit 2); a storage failure is ours.
+fn refused(e: LiveError, doing: &'static str) -> anyhow::Error {
+    match e {
+        LiveError::Storage(s) => anyhow::Error::new(s).context(doing),
+        other => BadInput(other.to_string()).into(),
+    }
+}
+
+/// Asks trial `number` of `record` to pause, resume or stop.
+pub fn control(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    number: u64,
+    action: ControlAction,
+    note: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let id = ask_control(storage, record, number, action, &asker(), note)
+        .map_err(|e| refused(e, "recording the request"))?;
+    if as_json {
+        println!(
+            "{}",
+            json!({"study": record.name, "trial": number, "action": action.as_str(), "id": id})
+        );
+        return Ok(());
+    }
+    let when = match action {
+        ControlAction::Pause => "it holds still within a second (a Python trial at its next report)",
+        ControlAction::Resume => "it goes on within a second",
+        ControlAction::Stop => {
+            "it ends within a second as complete with its last reported value (a Python trial at its next should_prune)"
+        }
+    };
+    println!(
+        "trial {number} of `{}`: asked to {}; {when}",
+        record.name,
+        action.as_str()
+    );
     Ok(())
 }

@@ -233,3 +233,139 @@ fn the_built_in_trainer_applies_changes_after_an_epoch_and_refuses_structural_on
         "{log}"
     );
 }
+
+const COUNTER: &str = r#"
+import time
+for epoch in range(1, 601):
+    print(f"epoch={epoch} val={epoch}", flush=True)
+    time.sleep(0.1)
+"#;
+
+const COUNTED: &str = r#"name = "held"
+direction = "maximize"
+metric = "val"
+trials = 1
+command = ["python3", "counter.py"]
+heartbeat = "0.3s"
+
+[params]
+lr = { low = 0.0001, high = 0.1, scale = "log" }
+"#;
+
+fn reports(storage: &str) -> usize {
+    listed(storage, "held")[0]["intermediate"]
+        .as_array()
+        .map_or(0, |c| c.len())
+}
+
+#[test]
+fn pause_holds_a_command_with_its_heartbeat_alive_resume_continues_and_stop_completes_it() {
+    if Command::new("python3").arg("-c").arg("1").output().is_err() {
+        println!("skipped: no python3 to run the trial script");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("counter.py"), COUNTER).unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, COUNTED).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("s.db").display());
+    let mut run = start_run(&storage, &file);
+    wait_for("three reports", || reports(&storage) >= 3);
+    // Not paused: nothing to resume, refused with exit 2.
+    let refused = caviar(&storage, &["resume", "held", "0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not paused"));
+    let paused = caviar(
+        &storage,
+        &["pause", "held", "0", "--note", "lunch", "--json"],
+    );
+    assert!(
+        paused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&paused.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&paused.stdout).unwrap();
+    assert_eq!(answer["action"], "pause");
+    // Taken within a poll (0.5 s) plus a line in flight.
+    std::thread::sleep(Duration::from_millis(1500));
+    let held_at = reports(&storage);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reports(&storage), held_at, "no reports while paused");
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let record = store.study("held").unwrap().unwrap();
+    let running = store.running_trials(record.id).unwrap();
+    assert_eq!(running.len(), 1, "still running after 10 heartbeat periods");
+    assert!(
+        running[0].silent_ms < 1000,
+        "its heartbeat went on: silent {} ms",
+        running[0].silent_ms
+    );
+    let twice = caviar(&storage, &["pause", "held", "0"]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(caviar(&storage, &["resume", "held", "0"]).status.success());
+    wait_for("reports after the resume", || {
+        reports(&storage) >= held_at + 3
+    });
+    assert!(
+        caviar(&storage, &["stop", "held", "0", "--note", "good enough"])
+            .status
+            .success()
+    );
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{:?}", run.stderr.take());
+    let trial = &listed(&storage, "held")[0];
+    assert_eq!(trial["state"], "complete");
+    let curve = trial["intermediate"].as_array().unwrap();
+    let last = curve.last().unwrap()[1].as_f64().unwrap();
+    assert_eq!(
+        trial["value"].as_f64(),
+        Some(last),
+        "its last reported value"
+    );
+    assert!(last < 300.0, "stopped early: {last}");
+    let requests = store
+        .controls(store.trials(record.id).unwrap()[0].id)
+        .unwrap();
+    let actions: Vec<&str> = requests.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["pause", "resume", "stop"]);
+    assert!(requests.iter().all(|r| r.applied_ms.is_some()));
+    assert_eq!(requests[0].note.as_deref(), Some("lunch"));
+    assert!(requests[0].applied_step.is_some_and(|s| s >= 3));
+}
+
+#[test]
+fn the_built_in_trainer_waits_between_batches_while_paused_and_a_stop_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(
+        &file,
+        TRAINER_STUDY.replace("\"trainer\"", "\"held-trainer\""),
+    )
+    .unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("t.db").display());
+    let mut run = start_run(&storage, &file);
+    let curve = |storage: &str| {
+        listed(storage, "held-trainer")[0]["intermediate"]
+            .as_array()
+            .map_or(0, |c| c.len())
+    };
+    wait_for("three reports", || curve(&storage) >= 3);
+    assert!(caviar(&storage, &["pause", "held-trainer", "0"])
+        .status
+        .success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let held_at = curve(&storage);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(curve(&storage), held_at, "no epochs while paused");
+    // Stopped while paused: it ends at once, complete with its last validation accuracy.
+    assert!(caviar(&storage, &["stop", "held-trainer", "0"])
+        .status
+        .success());
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{:?}", run.stderr.take());
+    let trial = &listed(&storage, "held-trainer")[0];
+    assert_eq!(trial["state"], "complete");
+    let points = trial["intermediate"].as_array().unwrap();
+    assert_eq!(points.len(), held_at, "{points:?}");
+    assert_eq!(trial["value"], points.last().unwrap()[1]);
+}

@@ -10,7 +10,8 @@ use crate::sampler::{
 };
 use crate::space::{Distribution, ParamValue, Scale, SearchSpace, SpaceError};
 use crate::storage::{
-    InMemoryStorage, NewStudy, QueuedParam, RunningTrial, Storage, StorageError, StudyRecord,
+    ControlAction, InMemoryStorage, NewStudy, QueuedParam, RunningTrial, Storage, StorageError,
+    StudyRecord,
 };
 use crate::trial::{best_trials, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 
@@ -359,6 +360,7 @@ impl Study {
             reported: Vec::new(),
             learn_from_pruned: self.pruner.is_active(),
             pinned,
+            steering: Arc::default(),
         }))
     }
 
@@ -639,6 +641,24 @@ pub struct Trial {
     learn_from_pruned: bool,
     /// Queued values that wait for their distribution (see [`Study::enqueue_values`]).
     pinned: std::collections::BTreeSet<String>,
+    /// Paused or asked to stop, as the trial's requests have set it (clones share it).
+    steering: Arc<Steering>,
+}
+
+/// Pause and stop as a trial's requests have set them.
+#[derive(Debug, Default)]
+struct Steering {
+    paused: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// Where a trial's pause, resume and stop requests leave it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Steer {
+    /// Hold still until resumed.
+    pub paused: bool,
+    /// End now, complete with the last reported value.
+    pub stop: bool,
 }
 
 impl Trial {
@@ -851,6 +871,47 @@ impl Trial {
             }
         }
         Ok(pending)
+    }
+
+    /// Takes the pause, resume and stop requests asked of this trial since the last call
+    /// (`caviar pause|resume|stop`), in order, and marks them done after the report of `step`.
+    /// Returns where they leave the trial; a front end holds still while `paused`
+    /// (calling this again to see a resume) and ends the trial with
+    /// [`stopped_outcome`](Self::stopped_outcome) once `stop`.
+    pub fn take_controls(&self, step: Option<u64>) -> Result<Steer, TrialError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        for request in self.storage.controls(self.id)? {
+            if request.applied_ms.is_some() {
+                continue;
+            }
+            match request.action {
+                ControlAction::Pause => self.steering.paused.store(true, SeqCst),
+                ControlAction::Resume => self.steering.paused.store(false, SeqCst),
+                ControlAction::Stop => self.steering.stop.store(true, SeqCst),
+            }
+            self.storage.apply_control(self.id, request.id, step)?;
+        }
+        Ok(self.steer())
+    }
+
+    /// Where the requests taken so far leave this trial.
+    pub fn steer(&self) -> Steer {
+        use std::sync::atomic::Ordering::SeqCst;
+        Steer {
+            paused: self.steering.paused.load(SeqCst),
+            stop: self.steering.stop.load(SeqCst),
+        }
+    }
+
+    /// The outcome of a trial its user stopped: complete with the last value it reported
+    /// (the user decided it is done), or failed when it reported none.
+    pub fn stopped_outcome(&self) -> Outcome {
+        match self.reported.iter().max_by_key(|r| r.0) {
+            Some(&(_, value)) => Outcome::Complete(value),
+            None => Outcome::Failed(
+                "stopped on request (caviar stop) before it reported any value".into(),
+            ),
+        }
     }
 
     /// What this trial has reported so far, by step.

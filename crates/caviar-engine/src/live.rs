@@ -4,8 +4,10 @@
 //! (`caviar_core::study::Trial::apply_param_changes`), and the record keeps that step.
 
 use caviar_core::space::ParamValue;
-use caviar_core::storage::{NewParamChange, Storage, StorageError, StudyRecord};
-use caviar_core::trial::TrialState;
+use caviar_core::storage::{
+    ControlAction, NewControl, NewParamChange, Storage, StorageError, StudyRecord,
+};
+use caviar_core::trial::{FrozenTrial, TrialState};
 
 /// A new value: text to read by the parameter's distribution (the CLI), or a typed value
 /// (Python).
@@ -54,6 +56,9 @@ pub enum LiveError {
         /// What is wrong and the fix.
         reason: String,
     },
+    /// A pause, resume or stop that does not fit the trial's state.
+    #[error("{0}")]
+    Control(String),
     /// The trial's front end cannot take changes yet.
     #[error("{0}")]
     Unsupported(String),
@@ -67,6 +72,109 @@ impl LiveError {
     pub fn is_bad_input(&self) -> bool {
         !matches!(self, LiveError::Storage(_))
     }
+}
+
+/// Which front end runs a study's trials, as its stored spec says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrontEnd {
+    Python,
+    Command,
+    Trainer,
+}
+
+/// The front end of `study`, when it is one that takes live requests.
+fn front_end(study: &StudyRecord) -> Result<FrontEnd, LiveError> {
+    let spec = study.spec.as_ref();
+    let field = |key: &str| spec.and_then(|s| s.get(key)).filter(|v| !v.is_null());
+    if field("front_end").and_then(|f| f.as_str()) == Some("python") {
+        Ok(FrontEnd::Python)
+    } else if field("command").is_some() {
+        Ok(FrontEnd::Command)
+    } else if field("objective").and_then(|o| o.as_str()) == Some("mnist") {
+        Ok(FrontEnd::Trainer)
+    } else {
+        Err(LiveError::Unsupported(format!(
+            "study `{}` does not run its trials as commands, with the built-in trainer or from the Python package, so they cannot be steered while they run",
+            study.name
+        )))
+    }
+}
+
+/// Trial `number` of `study`, which must be running.
+fn running_trial(
+    storage: &dyn Storage,
+    study: &StudyRecord,
+    number: u64,
+) -> Result<FrozenTrial, LiveError> {
+    let trial = storage
+        .trials_numbered(study.id, number, number + 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| LiveError::NoSuchTrial {
+            study: study.name.clone(),
+            number,
+        })?;
+    if trial.state != TrialState::Running {
+        return Err(LiveError::NotRunning {
+            number,
+            state: trial.state,
+        });
+    }
+    Ok(trial)
+}
+
+/// Asks running trial `number` of `study` to pause, resume or stop; returns the request's id.
+///
+/// A command's process group is stopped (SIGSTOP) and continued, the built-in trainer waits
+/// between batches, a Python trial waits inside its next `report`; the heartbeat goes on, so a
+/// paused trial is never presumed dead. A stopped trial ends complete with the last value it
+/// reported (a Python trial at its next `should_prune`, which then says yes). Pausing a paused
+/// trial, resuming one that is not paused, or stopping one twice is refused.
+pub fn ask_control(
+    storage: &dyn Storage,
+    study: &StudyRecord,
+    number: u64,
+    action: ControlAction,
+    who: &str,
+    note: Option<&str>,
+) -> Result<i64, LiveError> {
+    front_end(study)?;
+    let trial = running_trial(storage, study, number)?;
+    let earlier = storage.controls(trial.id)?;
+    // Requests not yet done count as done: a pause asked twice in a second is still one pause.
+    let mut paused = false;
+    let mut stopping = false;
+    for request in &earlier {
+        match request.action {
+            ControlAction::Pause => paused = true,
+            ControlAction::Resume => paused = false,
+            ControlAction::Stop => stopping = true,
+        }
+    }
+    let refuse = |why: String| Err(LiveError::Control(why));
+    match action {
+        _ if stopping => {
+            return refuse(format!(
+                "trial {number} has already been asked to stop; it ends at its next report"
+            ))
+        }
+        ControlAction::Pause if paused => {
+            return refuse(format!(
+                "trial {number} is already paused; `caviar resume {} {number}` continues it",
+                study.name
+            ))
+        }
+        ControlAction::Resume if !paused => return refuse(format!("trial {number} is not paused")),
+        _ => {}
+    }
+    Ok(storage.ask_control(
+        trial.id,
+        &NewControl {
+            action,
+            who: who.to_string(),
+            note: note.map(String::from),
+        },
+    )?)
 }
 
 /// A change as asked: the parameter, its old and new value, and whether it leaves the range.
@@ -109,17 +217,7 @@ pub fn ask_changes(
     note: Option<&str>,
     force: bool,
 ) -> Result<Vec<Asked>, LiveError> {
-    let spec = study.spec.as_ref();
-    let field = |key: &str| spec.and_then(|s| s.get(key)).filter(|v| !v.is_null());
-    let python = field("front_end").and_then(|f| f.as_str()) == Some("python");
-    let command = field("command").is_some();
-    let trainer = field("objective").and_then(|o| o.as_str()) == Some("mnist");
-    if !python && !command && !trainer {
-        return Err(LiveError::Unsupported(format!(
-            "study `{}` does not run its trials as commands, with the built-in trainer or from the Python package, so they cannot take live changes",
-            study.name
-        )));
-    }
+    let trainer = front_end(study)? == FrontEnd::Trainer;
     if trainer {
         if let Some((name, _)) = changes
             .iter()
@@ -134,20 +232,7 @@ pub fn ask_changes(
             });
         }
     }
-    let trial = storage
-        .trials_numbered(study.id, number, number + 1)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| LiveError::NoSuchTrial {
-            study: study.name.clone(),
-            number,
-        })?;
-    if trial.state != TrialState::Running {
-        return Err(LiveError::NotRunning {
-            number,
-            state: trial.state,
-        });
-    }
+    let trial = running_trial(storage, study, number)?;
     let mut checked = Vec::with_capacity(changes.len());
     for (name, value) in changes {
         let (Some(dist), Some(current)) = (trial.distributions.get(name), trial.params.get(name))

@@ -110,6 +110,20 @@ pub fn train_live(
     cfg: &TrainConfig,
     on_epoch: &mut dyn FnMut(&EpochReport) -> Next,
 ) -> Result<EpochReport, TrainError> {
+    train_steered(net, train, validation, cfg, on_epoch, &mut || true)
+}
+
+/// [`train_live`] that also calls `between_batches` before every mini-batch: it may block
+/// (a paused trial waits there) and returns `false` to stop in the middle of an epoch
+/// ([`TrainError::Stopped`] with the last whole epoch).
+pub fn train_steered(
+    net: &mut Network,
+    train: &Dataset,
+    validation: &Dataset,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochReport) -> Next,
+    between_batches: &mut dyn FnMut() -> bool,
+) -> Result<EpochReport, TrainError> {
     let mut cfg = cfg.clone();
     let n = train.len();
     if n == 0 {
@@ -132,6 +146,9 @@ pub fn train_live(
         }
         let mut loss_sum = 0.0;
         for it in 0..iters_per_epoch {
+            if !between_batches() {
+                return Err(TrainError::Stopped(epoch - 1));
+            }
             for b in 0..batch {
                 let i = if cfg.with_replacement {
                     rng.below(n as u64) as usize
@@ -231,5 +248,39 @@ mod tests {
         for later in &losses[3..] {
             assert!((later - losses[2]).abs() < 1e-6, "{losses:?}");
         }
+    }
+
+    #[test]
+    fn between_batches_is_asked_before_every_batch_and_can_stop_mid_epoch() {
+        let (train_set, validation) = (blobs(200, 1), blobs(100, 2));
+        let cfg = TrainConfig {
+            epochs: 3,
+            batch_size: 20,
+            lr: 0.1,
+            lr_decay: 0.0,
+            optimizer: Optimizer::Sgd,
+            with_replacement: false,
+            seed: 3,
+        };
+        let mut net = Network::new(NetConfig::mlp(2, vec![4], 2), 1);
+        let mut asked = 0;
+        let mut epochs = 0;
+        let result = train_steered(
+            &mut net,
+            &train_set,
+            &validation,
+            &cfg,
+            &mut |_| {
+                epochs += 1;
+                Next::Continue
+            },
+            &mut || {
+                asked += 1;
+                // Ten batches an epoch: stop in the middle of the second.
+                asked <= 15
+            },
+        );
+        assert_eq!(result, Err(TrainError::Stopped(1)));
+        assert_eq!((asked, epochs), (16, 1));
     }
 }

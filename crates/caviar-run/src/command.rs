@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use caviar_core::space::ParamValue;
-use caviar_core::study::Outcome;
+use caviar_core::study::{Outcome, Steer};
 
 use crate::report::parse_report;
 
@@ -69,6 +69,12 @@ pub trait LiveParams {
     fn pending(&self) -> Vec<(i64, String, ParamValue)>;
     /// The command applied every change up to `version`, after the report of `step`.
     fn applied(&self, version: i64, step: u64);
+    /// Takes the pause, resume and stop requests asked since the last call (marked done after
+    /// the report of `step`) and says where they leave the trial (never paused by default).
+    fn steer(&self, step: Option<u64>) -> Steer {
+        let _ = step;
+        Steer::default()
+    }
 }
 
 /// How often a running command's pending parameter changes are looked up.
@@ -259,6 +265,8 @@ enum StopReason {
     Interrupted,
     Pruned,
     Aborted(String),
+    /// `caviar stop`: the user decided the trial is done.
+    Requested,
 }
 
 /// Runs one trial: spawns the command, feeds each metric report to `on_report(step, value)`,
@@ -401,13 +409,18 @@ pub fn run_command_live(
     let mut stdout_open = true;
     let mut log_tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut exited_at: Option<Instant> = None;
+    let mut last_step: Option<u64> = None;
+    // A paused trial's time does not count toward its timeout.
+    let mut paused_since: Option<Instant> = None;
+    let mut paused_before = Duration::ZERO;
 
     while stop.is_none() {
         if cancel.load(Ordering::Relaxed) {
             stop = Some(StopReason::Interrupted);
             break;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        let paused_for = paused_before + paused_since.map_or(Duration::ZERO, |s| s.elapsed());
+        if deadline.is_some_and(|d| Instant::now() >= d + paused_for) {
             stop = Some(StopReason::Timeout);
             break;
         }
@@ -428,6 +441,22 @@ pub fn run_command_live(
                     } else {
                         written_version = 0;
                     }
+                }
+                let steer = live.steer(last_step);
+                if steer.paused && paused_since.is_none() {
+                    kill_group(pgid, libc::SIGSTOP);
+                    paused_since = Some(Instant::now());
+                } else if !steer.paused {
+                    if let Some(since) = paused_since.take() {
+                        kill_group(pgid, libc::SIGCONT);
+                        paused_before += since.elapsed();
+                    }
+                }
+                if steer.stop {
+                    stop = Some(StopReason::Requested);
+                }
+                if stop.is_some() {
+                    break;
                 }
             }
         }
@@ -450,6 +479,7 @@ pub fn run_command_live(
                                     reports += 1;
                                     last_metric = Some(v);
                                     let step = report.step().unwrap_or(reports);
+                                    last_step = Some(step);
                                     let control = std::panic::catch_unwind(
                                         std::panic::AssertUnwindSafe(|| on_report(step, v)),
                                     );
@@ -491,6 +521,10 @@ pub fn run_command_live(
 
     // The leader is not reaped until its group has been signalled, so the group id cannot have
     // been recycled for someone else's processes.
+    if paused_since.is_some() {
+        // A stopped process takes no TERM until it runs again.
+        kill_group(pgid, libc::SIGCONT);
+    }
     if stop.is_some() {
         stop_group(pgid, spec.kill_grace);
     } else {
@@ -541,6 +575,13 @@ pub fn run_command_live(
         Some(StopReason::Pruned) => Outcome::Pruned,
         Some(StopReason::Aborted(why)) => Outcome::Failed(why),
         Some(StopReason::Interrupted) => Outcome::Failed("interrupted".into()),
+        Some(StopReason::Requested) => match last_metric {
+            Some(v) if v.is_finite() => Outcome::Complete(v),
+            Some(v) => Outcome::Failed(format!("stopped on request (caviar stop); its last {metric} was {v}, not a finite number")),
+            None => Outcome::Failed(format!(
+                "stopped on request (caviar stop) before it reported `{metric}`{tail}"
+            )),
+        },
         Some(StopReason::Timeout) => Outcome::Failed(format!(
             "timed out after {:.1} s (timeout = {} s); its process group was stopped{tail}",
             elapsed.as_secs_f64(),
