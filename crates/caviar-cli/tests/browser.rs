@@ -285,6 +285,81 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
     );
     browser.screenshot(&shots.join("dashboard-trial-changed.png"));
 
+    // A running trial's page steers it: new values through the form, pause, with the token.
+    let (store, steered) = {
+        use caviar_core::prelude::*;
+        let store = caviar_store::open_storage(&storage).unwrap();
+        let study = Study::builder("steered")
+            .storage(store.clone())
+            .spec(serde_json::json!({"front_end": "python"}))
+            .build()
+            .unwrap();
+        let mut trial = study.ask().unwrap();
+        trial.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+        trial.report(1, 0.5).unwrap();
+        (store, trial)
+    };
+    browser.open(&format!("{}#/study/steered/trial/0", server.url));
+    browser.wait_for(
+        "document.querySelector('#steer-params input[data-param=lr]') !== null",
+        Duration::from_secs(10),
+    );
+    let fill_and_ask = |browser: &mut Browser, token: &str, lr: &str| {
+        browser.eval(&format!(
+            "document.getElementById('steer-token').value = '{token}';
+             document.querySelector('#steer-params input[data-param=lr]').value = '{lr}';
+             document.getElementById('steer-note').value = 'from the page';
+             document.getElementById('steer-status').textContent = '';
+             document.getElementById('steer-ask').click(); true"
+        ));
+        browser.wait_for(
+            "document.getElementById('steer-status').textContent !== ''",
+            Duration::from_secs(10),
+        );
+        browser.eval("document.getElementById('steer-status').textContent")
+    };
+    let wrong = fill_and_ask(&mut browser, "not-the-token", "0.02");
+    assert!(wrong.as_str().unwrap().starts_with("refused:"), "{wrong}");
+    let outside = fill_and_ask(&mut browser, &server.token, "5");
+    assert!(
+        outside
+            .as_str()
+            .unwrap()
+            .contains("outside float [0.0001, 1] log"),
+        "{outside}"
+    );
+    let asked = fill_and_ask(&mut browser, &server.token, "0.02");
+    assert!(asked.as_str().unwrap().starts_with("asked: lr"), "{asked}");
+    let pending = store.pending_param_changes(steered.id()).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].new, caviar_core::space::ParamValue::Float(0.02));
+    assert_eq!(pending[0].note.as_deref(), Some("from the page"));
+    assert!(
+        pending[0].who.ends_with("(dashboard)"),
+        "{}",
+        pending[0].who
+    );
+    browser.eval("document.getElementById('steer-status').textContent = ''; document.getElementById('steer-pause').click(); true");
+    browser.wait_for(
+        "document.getElementById('steer-status').textContent.startsWith('asked to pause')",
+        Duration::from_secs(10),
+    );
+    let controls = store.controls(steered.id()).unwrap();
+    assert_eq!(controls.len(), 1);
+    assert_eq!(
+        controls[0].action,
+        caviar_core::storage::ControlAction::Pause
+    );
+    browser.screenshot(&shots.join("dashboard-trial-steer.png"));
+    // The trial takes the pause: the page lists it and offers Resume.
+    steered.take_controls(Some(1)).unwrap();
+    browser.open(&format!("{}#/study/steered", server.url));
+    browser.open(&format!("{}#/study/steered/trial/0", server.url));
+    browser.wait_for(
+        "document.getElementById('steer-resume') !== null && document.querySelectorAll('#trial-controls tr').length === 1",
+        Duration::from_secs(10),
+    );
+
     // A study that runs while the page is open: the page follows without a reload.
     browser.open(&format!("{}#/study/toy", server.url));
     browser.eval("window.notReloaded = true");

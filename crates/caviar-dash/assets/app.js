@@ -332,6 +332,70 @@ function slices(view, metric) {
 
 // ---- one trial ----------------------------------------------------------------------------
 
+const TOKEN_KEY = 'caviar-write-token';
+
+// The form that steers a running trial (panda mode): new values for the parameters it can
+// change, pause or resume, stop. Writes need the token the dashboard printed at start-up; it is
+// kept for this tab only.
+function steerCard(name, t) {
+  if (REPORT || t.state !== 'running') return [];
+  const base = `/api/studies/${encodeURIComponent(name)}/trials/${encodeURIComponent(t.number)}`;
+  const status = el('div', { id: 'steer-status', class: 'meta' });
+  const token = el('input', { id: 'steer-token', type: 'password', placeholder: 'write token (printed at start-up)', autocomplete: 'off' });
+  token.value = sessionStorage.getItem(TOKEN_KEY) || '';
+  const post = async (path, payload) => {
+    sessionStorage.setItem(TOKEN_KEY, token.value);
+    const response = await fetch(base + path, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token.value}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(payload),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    return body;
+  };
+  const note = el('input', { id: 'steer-note', placeholder: 'note: why' });
+  const force = el('input', { id: 'steer-force', type: 'checkbox' });
+  const inputs = t.changeable.map((k) => el('input', { 'data-param': k, placeholder: fmt(t.params[k]), size: '10' }));
+  const rows = t.changeable.map((k, i) => el('tr', {},
+    el('td', { text: k }), el('td', { class: 'num', text: fmt(t.params[k]) }), el('td', {}, inputs[i]),
+    el('td', { class: 'meta', text: t.distributions[k] || '' })));
+  const ask = el('button', { id: 'steer-ask', type: 'button', text: 'Ask the change' });
+  ask.addEventListener('click', async () => {
+    const params = {};
+    for (const input of inputs) if (input.value.trim() !== '') params[input.dataset.param] = input.value.trim();
+    if (!Object.keys(params).length) { status.textContent = 'type a new value first'; return; }
+    try {
+      const r = await post('/params', { params, note: note.value || null, force: force.checked });
+      status.textContent = `asked: ${r.changes.map((c) => `${c.name} ${fmt(c.current)} → ${fmt(c.new)}${c.forced ? ' (forced)' : ''}`).join(', ')}; it takes effect at the trial's next report`;
+      for (const input of inputs) input.value = '';
+    } catch (e) {
+      status.textContent = `refused: ${e.message}`;
+    }
+  });
+  const action = (what, label) => {
+    const button = el('button', { id: `steer-${what}`, type: 'button', text: label });
+    button.addEventListener('click', async () => {
+      try {
+        await post('/control', { action: what, note: note.value || null });
+        status.textContent = `asked to ${what}; the trial does it within a second (a Python trial at its next report)`;
+      } catch (e) {
+        status.textContent = `refused: ${e.message}`;
+      }
+    });
+    return button;
+  };
+  return [el('section', { class: 'card', id: 'steer', style: 'margin-top:1rem' },
+    el('h2', { text: t.paused ? 'Steer this trial (paused)' : 'Steer this trial' }),
+    el('div', {}, token),
+    t.changeable.length ? el('table', { id: 'steer-params' }, ...rows)
+      : el('p', { class: 'meta', text: 'none of its parameters can change while it runs' }),
+    el('div', {}, note, ' ', el('label', {}, force, ' allow leaving the range'), ' ', ask),
+    el('div', { style: 'margin-top:.5rem' }, t.paused ? action('resume', 'Resume') : action('pause', 'Pause'), ' ',
+      action('stop', 'Stop: complete with its last value')),
+    status)];
+}
+
 async function trialPage(name, number) {
   const t = await api(`/api/studies/${encodeURIComponent(name)}/trials/${encodeURIComponent(number)}`);
   const rows = Object.entries(t.params).map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: fmt(v) }), el('td', { class: 'meta', text: t.distributions[k] || '' })));
@@ -353,6 +417,12 @@ async function trialPage(name, number) {
         el('td', { class: 'num', text: `${c.old === null ? '?' : fmt(c.old)} → ${fmt(c.new)}${c.forced ? ' (forced)' : ''}` }),
         el('td', { class: 'meta', text: c.applied_step === null ? 'asked, not applied yet' : `after step ${c.applied_step}` }),
         el('td', { class: 'meta', text: `${c.who}${c.note ? ': ' + c.note : ''}` })))))] : []),
+    ...(t.controls && t.controls.length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Paused, resumed, stopped' }),
+      el('table', { id: 'trial-controls' }, ...t.controls.map((c) => el('tr', {},
+        el('td', { text: c.action }),
+        el('td', { class: 'meta', text: c.applied_ms === null ? 'asked, not done yet' : (c.applied_step === null ? 'done before its first report' : `done after step ${c.applied_step}`) }),
+        el('td', { class: 'meta', text: `${c.who}${c.note ? ': ' + c.note : ''}` })))))] : []),
+    ...steerCard(name, t),
     ...(t.log ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Output (last lines)' }), el('pre', { id: 'trial-log', text: t.log }))] : []));
   draw('trial-curve', {
     animation: false, tooltip: { trigger: 'axis' },

@@ -26,6 +26,7 @@ pub fn router(dashboard: Dashboard) -> Router {
             "/api/studies/{name}/trials/{number}/params",
             post(change_params),
         )
+        .route("/api/studies/{name}/trials/{number}/control", post(control))
         .fallback(|| async {
             ApiError::not_found("no such page or API route; the API starts at /api/studies")
         })
@@ -287,8 +288,13 @@ async fn trial(
             .inner
             .caches
             .with_finished(storage, record.id, detail_of)?;
+        let mut changeable = Vec::new();
         if found.is_none() {
-            found = detail_of(&storage.running_with_params(record.id)?);
+            let running = storage.running_with_params(record.id)?;
+            if let Some(t) = running.iter().find(|t| t.number == number) {
+                changeable = caviar_engine::changeable(&record, t);
+            }
+            found = detail_of(&running);
         }
         if found.is_none() {
             // Waiting (queued) trials: rare, so a full read is fine.
@@ -303,6 +309,11 @@ async fn trial(
         detail["user_attrs"] =
             json!(storage.user_attrs(caviar_core::storage::AttrOwner::Trial(id))?);
         detail["param_history"] = json!(storage.param_changes(id)?);
+        let controls = storage.controls(id)?;
+        detail["paused"] = json!(caviar_core::storage::is_paused(&controls));
+        detail["controls"] = json!(controls);
+        // What the steering form offers (running trials only).
+        detail["changeable"] = json!(changeable);
         Ok(detail)
     })
     .await?;
@@ -394,10 +405,7 @@ async fn change_params(
             note.as_deref(),
             force,
         )
-        .map_err(|e| match e {
-            caviar_engine::LiveError::Storage(s) => ApiError::from(s),
-            other => ApiError::bad_request(other.to_string()),
-        })
+        .map_err(live_error)
     })
     .await?;
     let rows: Vec<Value> = asked
@@ -405,6 +413,60 @@ async fn change_params(
         .map(|a| json!({"name": a.name, "current": a.current, "new": a.new, "forced": a.forced}))
         .collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "changes": rows }))).into_response())
+}
+
+/// Pauses, resumes or stops a running trial, with the write token:
+/// `{"action": "pause" | "resume" | "stop", "note": "why"}`.
+async fn control(
+    State(d): State<Dashboard>,
+    Path((name, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    check_token(&d, &headers)?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("trial `{number}`: give a trial number")))?;
+    let request: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let action = request
+        .get("action")
+        .and_then(Value::as_str)
+        .and_then(caviar_core::storage::ControlAction::parse)
+        .ok_or_else(|| {
+            ApiError::bad_request("give {\"action\": \"pause\"}, \"resume\" or \"stop\"")
+        })?;
+    let note = request
+        .get("note")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let id = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let who = format!("{} (dashboard)", caviar_engine::asker());
+        caviar_engine::ask_control(
+            &*d.inner.storage,
+            &record,
+            number,
+            action,
+            &who,
+            note.as_deref(),
+        )
+        .map_err(live_error)
+    })
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"action": action.as_str(), "id": id})),
+    )
+        .into_response())
+}
+
+/// A refused live request is the caller's to fix (400); a storage failure is ours.
+fn live_error(e: caviar_engine::LiveError) -> ApiError {
+    match e {
+        caviar_engine::LiveError::Storage(s) => ApiError::from(s),
+        other => ApiError::bad_request(other.to_string()),
+    }
 }
 
 fn check_token(d: &Dashboard, headers: &HeaderMap) -> Result<(), ApiError> {

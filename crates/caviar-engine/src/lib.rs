@@ -21,7 +21,7 @@ mod live;
 mod registry;
 mod run;
 
-pub use live::{ask_changes, ask_control, asker, Asked, LiveError, NewValue};
+pub use live::{ask_changes, ask_control, asker, changeable, Asked, LiveError, NewValue};
 pub use registry::{PrunerSpec, RegistryError, SamplerSpec, PRUNERS, SAMPLERS};
 pub use run::{
     drive, open_study, recover, EngineError, Limits, Observer, Recovered, Recovery, Silent,

@@ -100,6 +100,22 @@ fn front_end(study: &StudyRecord) -> Result<FrontEnd, LiveError> {
     }
 }
 
+/// The parameters of `trial` that can change while it runs: every one for commands and
+/// Python trials, the learning rate, optimizer settings and regularisation for the built-in
+/// trainer, none for a study whose trials cannot be steered.
+pub fn changeable(study: &StudyRecord, trial: &FrozenTrial) -> Vec<String> {
+    match front_end(study) {
+        Ok(FrontEnd::Trainer) => trial
+            .params
+            .keys()
+            .filter(|name| caviar_nn::hparams::LIVE.contains(&name.as_str()))
+            .cloned()
+            .collect(),
+        Ok(_) => trial.params.keys().cloned().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Trial `number` of `study`, which must be running.
 fn running_trial(
     storage: &dyn Storage,
