@@ -41,6 +41,14 @@ pub struct StudyFile {
     /// "SIGUSR1", "SIGUSR2" or "SIGHUP" (default: none; the command rereads the file itself).
     #[serde(default)]
     pub on_change: Option<String>,
+    /// The folder that holds one folder per trial (`CAVIAR_TRIAL_DIR`), relative to this file
+    /// (default: `caviar-trials/NAME` next to the SQLite file, or next to this file).
+    #[serde(default)]
+    pub trial_dir: Option<String>,
+    /// Trial folders kept when a run ends: those of the best N complete trials (default 5),
+    /// or "all".
+    #[serde(default)]
+    pub keep_checkpoints: Option<KeepValue>,
     /// The trial program; or use `objective` for the built-in trainer.
     #[serde(default)]
     pub command: Option<Vec<String>>,
@@ -73,6 +81,17 @@ fn default_trials() -> u64 {
 fn default_workers() -> u64 {
     1
 }
+
+/// `keep_checkpoints` as written: a count or "all".
+#[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum KeepValue {
+    Count(i64),
+    Text(String),
+}
+
+/// Trial folders kept at the end of a run when the study file says nothing.
+pub const DEFAULT_KEEP_CHECKPOINTS: usize = 5;
 
 #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
 #[serde(untagged)]
@@ -123,6 +142,9 @@ pub struct Study {
     pub heartbeat: Duration,
     /// The signal `on_change` names.
     pub on_change: Option<i32>,
+    /// How many trial folders stay at the end of a run (the best complete trials'); `None`:
+    /// all.
+    pub keep_checkpoints: Option<usize>,
 }
 
 /// The heartbeat period when the study file sets none.
@@ -522,7 +544,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         ));
     }
 
+    let keep_checkpoints = match &file.keep_checkpoints {
+        None => Some(DEFAULT_KEEP_CHECKPOINTS),
+        Some(KeepValue::Count(n)) if *n >= 0 => Some(*n as usize),
+        Some(KeepValue::Text(t)) if t == "all" => None,
+        Some(other) => {
+            let shown = match other {
+                KeepValue::Count(n) => n.to_string(),
+                KeepValue::Text(t) => format!("\"{t}\""),
+            };
+            return Err(fail(
+                key_line("keep_checkpoints"),
+                format!("keep_checkpoints = {shown}: give how many trial folders to keep (the best trials', e.g. 5; 0 keeps none) or \"all\""),
+            ));
+        }
+    };
+
     Ok(Study {
+        keep_checkpoints,
         text: text.to_string(),
         file,
         objective,
@@ -791,6 +830,21 @@ impl Study {
     /// The directory commands run in: the study file's.
     pub fn workdir(&self) -> Option<PathBuf> {
         command_dir(&self.path, self.file.workdir.as_deref())
+    }
+
+    /// Where this study's trials keep their folders when stored at `storage_url`.
+    pub fn trial_dirs(&self, storage_url: &str) -> caviar_engine::TrialDirs {
+        let here = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        caviar_engine::TrialDirs::for_study(
+            &self.file.name,
+            storage_url,
+            self.file.trial_dir.as_deref().map(|d| here.join(d)),
+            here,
+        )
     }
 
     /// What is stored with the study so a resume or a worker can check and rebuild it.

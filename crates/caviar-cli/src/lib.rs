@@ -173,6 +173,23 @@ enum Command {
     /// End a running trial now as complete with the last value it reported (you decided it
     /// is done); a Python trial ends at its next should_prune.
     Stop(ControlArgs),
+    /// Queue a new trial that starts from a trial's latest checkpoint (its folder, given to the
+    /// command as CAVIAR_RESTORE_FROM) with some parameters changed, recorded as its child.
+    Fork {
+        /// Study name.
+        study: String,
+        /// The trial to start from.
+        trial: u64,
+        /// NAME=VALUE for each parameter to change (none: the same parameters).
+        #[arg(value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Why, kept with the new trial.
+        #[arg(long)]
+        note: Option<String>,
+        /// Print JSON: {"study", "parent", "number", "params"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Which hyperparameters mattered: PED-ANOVA in the scaled space, with bootstrap error bars.
     Importance(importance::ImportanceArgs),
     /// Serve the web dashboard: studies, plots and importance, updated live (read-only; a
@@ -408,6 +425,27 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 &params,
                 note.as_deref(),
                 force,
+                json,
+            )?;
+            Ok(0)
+        }
+        Command::Fork {
+            study,
+            trial,
+            params,
+            note,
+            json,
+        } => {
+            drop(open_for_reading(&cli.storage, Some(&study))?);
+            let storage = open(&cli.storage)?;
+            let record = find_study(&*storage, &study, &cli.storage)?;
+            set::fork(
+                &cli.storage,
+                &*storage,
+                &record,
+                trial,
+                &params,
+                note.as_deref(),
                 json,
             )?;
             Ok(0)

@@ -139,6 +139,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
     let cancel = driver::cancel_on_ctrl_c()?;
 
     let progress = Progress::new(before.total(), total, metric_name(study.record()), false);
+    let dirs = cfg.trial_dirs(url);
     let started = Instant::now();
     let deadline = time_budget.map(|t| started + t);
     let mut mnist_split = None;
@@ -167,6 +168,11 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                 &cancel,
                 &progress,
                 |trial, cancel| {
+                    let mut spec = spec.clone();
+                    match dirs.trial_env(&**study.storage(), trial.id(), trial.number()) {
+                        Ok(env) => spec.env.extend(env),
+                        Err(e) => return Outcome::Failed(e),
+                    }
                     let params = trial.params();
                     let live = StoredChanges {
                         storage: study.storage().clone(),
@@ -267,6 +273,9 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
     let all = study.trials()?;
     let counts = storage.counts(study.record().id)?;
     let interrupted = cancel.load(Ordering::SeqCst);
+    if let (Some(keep), false) = (cfg.keep_checkpoints, interrupted) {
+        prune_folders(&*storage, &dirs, &all, study.direction(), keep)?;
+    }
     let metric = metric_name(study.record());
     let top = best_trials(&all, study.direction(), 5);
     eprintln!(
@@ -326,6 +335,31 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
         return Ok(1);
     }
     Ok(0)
+}
+
+/// Removes the folders of finished trials outside the best `keep` (`keep_checkpoints`).
+fn prune_folders(
+    storage: &dyn caviar_core::storage::Storage,
+    dirs: &caviar_engine::TrialDirs,
+    all: &[caviar_core::trial::FrozenTrial],
+    direction: caviar_core::trial::Direction,
+    keep: usize,
+) -> Result<()> {
+    let sources = caviar_engine::pending_fork_sources(storage, all)?;
+    match dirs.prune(all, direction, keep, &sources) {
+        Ok(removed) if !removed.is_empty() => eprintln!(
+            "removed the folders of {} trials outside the best {keep} from {} (keep_checkpoints = \"all\" keeps them)",
+            removed.len(),
+            dirs.root().display()
+        ),
+        Ok(_) => {}
+        // The study's results are safe; only disk space is at stake.
+        Err(e) => eprintln!(
+            "warning: could not remove old trial folders in {}: {e}",
+            dirs.root().display()
+        ),
+    }
+    Ok(())
 }
 
 /// Live parameter changes of one command trial, as stored (`caviar set`).

@@ -18,17 +18,7 @@ pub fn set(
     force: bool,
     as_json: bool,
 ) -> Result<()> {
-    let mut changes: Vec<(String, NewValue)> = Vec::with_capacity(assignments.len());
-    for assignment in assignments {
-        let Some((name, text)) = assignment.split_once('=') else {
-            return Err(BadInput(format!("`{assignment}`: write NAME=VALUE, e.g. lr=0.02")).into());
-        };
-        let name = name.trim().to_string();
-        if changes.iter().any(|(n, _)| *n == name) {
-            return Err(BadInput(format!("`{name}` is given twice; give it once")).into());
-        }
-        changes.push((name, NewValue::Text(text.to_string())));
-    }
+    let changes = read_assignments(assignments)?;
     let asked = ask_changes(storage, record, number, &changes, &asker(), note, force)
         .map_err(|e| refused(e, "recording the change"))?;
     if as_json {
@@ -59,6 +49,84 @@ pub fn set(
         );
     }
     Ok(())
+}
+
+/// `NAME=VALUE` arguments as changes to read by each parameter's type.
+fn read_assignments(assignments: &[String]) -> Result<Vec<(String, NewValue)>> {
+    let mut changes: Vec<(String, NewValue)> = Vec::with_capacity(assignments.len());
+    for assignment in assignments {
+        let Some((name, text)) = assignment.split_once('=') else {
+            return Err(BadInput(format!("`{assignment}`: write NAME=VALUE, e.g. lr=0.02")).into());
+        };
+        let name = name.trim().to_string();
+        if changes.iter().any(|(n, _)| *n == name) {
+            return Err(BadInput(format!("`{name}` is given twice; give it once")).into());
+        }
+        changes.push((name, NewValue::Text(text.to_string())));
+    }
+    Ok(changes)
+}
+
+/// Queues a fork of trial `number`: a new trial that starts from its folder's checkpoint with
+/// the `NAME=VALUE` changes.
+pub fn fork(
+    url: &str,
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    number: u64,
+    assignments: &[String],
+    note: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let changes = read_assignments(assignments)?;
+    // A study file's study: its trials' folders are known, so a fork of a trial that saved
+    // nothing is refused here rather than failing when it starts.
+    if let Some(dirs) = stored_trial_dirs(url, record) {
+        let from = dirs.trial(number);
+        let saved = std::fs::read_dir(&from).is_ok_and(|mut entries| entries.next().is_some());
+        if !saved {
+            return Err(BadInput(format!(
+                "trial {number} has no checkpoint to fork from: its folder {} is missing or empty (the command saves checkpoints in $CAVIAR_TRIAL_DIR)",
+                from.display()
+            ))
+            .into());
+        }
+    }
+    let forked = caviar_engine::fork(storage, record, number, &changes, &asker(), note)
+        .map_err(|e| refused(e, "queueing the fork"))?;
+    if as_json {
+        let params: serde_json::Map<String, serde_json::Value> = forked
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        println!(
+            "{}",
+            json!({"study": record.name, "parent": number, "number": forked.number, "params": params})
+        );
+        return Ok(());
+    }
+    let shown: Vec<String> = forked
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.short()))
+        .collect();
+    println!(
+        "queued trial {} of `{}`, forked from trial {number}: {}; the next worker runs it first, starting from trial {number}'s checkpoint ($CAVIAR_RESTORE_FROM)",
+        forked.number,
+        record.name,
+        shown.join(" ")
+    );
+    Ok(())
+}
+
+/// The trial folders of a study run from a study file (rebuilt from the stored file).
+fn stored_trial_dirs(url: &str, record: &StudyRecord) -> Option<caviar_engine::TrialDirs> {
+    let spec = record.spec.as_ref()?;
+    let text = spec.get("text")?.as_str()?;
+    let path = std::path::PathBuf::from(spec.get("file")?.as_str()?);
+    let cfg = crate::config::parse(text, &path).ok()?;
+    Some(cfg.trial_dirs(url))
 }
 
 /// A refusal is the asker's to fix (exit 2); a storage failure is ours.

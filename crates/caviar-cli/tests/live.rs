@@ -369,3 +369,115 @@ fn the_built_in_trainer_waits_between_batches_while_paused_and_a_stop_completes_
     assert_eq!(points.len(), held_at, "{points:?}");
     assert_eq!(trial["value"], points.last().unwrap()[1]);
 }
+
+const CHECKPOINTED: &str = r#"
+import json, os
+folder = os.environ["CAVIAR_TRIAL_DIR"]
+first = 1
+restore = os.environ.get("CAVIAR_RESTORE_FROM")
+if restore:
+    with open(os.path.join(restore, "checkpoint.json")) as f:
+        first = json.load(f)["epoch"] + 1
+lr = float(os.environ["CAVIAR_PARAM_LR"])
+for epoch in range(first, first + 5):
+    print(f"epoch={epoch} val={epoch * lr}", flush=True)
+    with open(os.path.join(folder, "checkpoint.new"), "w") as f:
+        json.dump({"epoch": epoch}, f)
+    os.replace(os.path.join(folder, "checkpoint.new"), os.path.join(folder, "checkpoint.json"))
+"#;
+
+const FORKED: &str = r#"name = "forked"
+direction = "maximize"
+metric = "val"
+trials = 3
+command = ["python3", "checkpointed.py"]
+keep_checkpoints = 2
+
+[sampler]
+kind = "random"
+seed = 4
+
+[params]
+lr = { low = 0.0001, high = 0.01, scale = "log" }
+"#;
+
+#[test]
+fn trials_get_folders_the_best_keep_theirs_and_a_fork_continues_from_a_checkpoint() {
+    if Command::new("python3").arg("-c").arg("1").output().is_err() {
+        println!("skipped: no python3 to run the trial script");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("checkpointed.py"), CHECKPOINTED).unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, FORKED).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("s.db").display());
+    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let folders = dir.path().join("caviar-trials").join("forked");
+    let trials = listed(&storage, "forked");
+    let mut by_value: Vec<(f64, u64)> = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["value"].as_f64().unwrap(), t["number"].as_u64().unwrap()))
+        .collect();
+    by_value.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // keep_checkpoints = 2: the best two trials keep their folders, the third's is gone.
+    for (rank, (_, number)) in by_value.iter().enumerate() {
+        let kept = folders
+            .join(format!("trial-{number}"))
+            .join("checkpoint.json");
+        assert_eq!(kept.exists(), rank < 2, "trial {number}, rank {rank}");
+    }
+    let (worst, best) = (by_value[2].1, by_value[0].1);
+    let gone = caviar(&storage, &["fork", "forked", &worst.to_string()]);
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("no checkpoint to fork from"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    let outside = caviar(&storage, &["fork", "forked", &best.to_string(), "lr=0.5"]);
+    assert_eq!(outside.status.code(), Some(2));
+    let forked = caviar(
+        &storage,
+        &[
+            "fork",
+            "forked",
+            &best.to_string(),
+            "lr=0.009",
+            "--note",
+            "push on",
+            "--json",
+        ],
+    );
+    assert!(
+        forked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forked.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&forked.stdout).unwrap();
+    assert_eq!(answer["number"], 3);
+    assert_eq!(answer["params"]["lr"], 0.009);
+    // A queued trial runs even beyond the total.
+    let again = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let child = &listed(&storage, "forked")[3];
+    assert_eq!(child["state"], "complete");
+    assert_eq!(child["params"]["lr"], 0.009);
+    assert_eq!(child["user_attrs"]["forked_from"], best);
+    assert_eq!(child["user_attrs"]["fork_note"], "push on");
+    // Its first report continues the parent's curve (epochs 1-5) at epoch 6.
+    let curve = child["intermediate"].as_array().unwrap();
+    assert_eq!(curve[0][0], 6, "{curve:?}");
+    assert_eq!(curve.len(), 5);
+}

@@ -17,10 +17,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod checkpoints;
 mod live;
 mod registry;
 mod run;
 
+pub use checkpoints::{fork, forked_from, pending_fork_sources, Forked, TrialDirs, FORKED_FROM};
 pub use live::{ask_changes, ask_control, asker, changeable, Asked, LiveError, NewValue};
 pub use registry::{PrunerSpec, RegistryError, SamplerSpec, PRUNERS, SAMPLERS};
 pub use run::{

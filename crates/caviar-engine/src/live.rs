@@ -116,6 +116,45 @@ pub fn changeable(study: &StudyRecord, trial: &FrozenTrial) -> Vec<String> {
     }
 }
 
+/// Each change read as its parameter's type and checked against its distribution: (name,
+/// value now, new value, outside the range). A value outside is refused unless `force`.
+pub(crate) fn checked_values(
+    trial: &FrozenTrial,
+    changes: &[(String, NewValue)],
+    force: bool,
+) -> Result<Vec<(String, ParamValue, ParamValue, bool)>, LiveError> {
+    let mut checked = Vec::with_capacity(changes.len());
+    for (name, value) in changes {
+        let (Some(dist), Some(current)) = (trial.distributions.get(name), trial.params.get(name))
+        else {
+            let known: Vec<&str> = trial.params.keys().map(String::as_str).collect();
+            return Err(LiveError::NoSuchParam {
+                number: trial.number,
+                name: name.clone(),
+                known: known.join(", "),
+            });
+        };
+        let bad = |reason: String| LiveError::BadValue {
+            name: name.clone(),
+            reason,
+        };
+        let new = match value {
+            NewValue::Text(text) => dist.read_value(text).map_err(bad)?,
+            NewValue::Value(v) => dist.as_own_type(v),
+        };
+        let inside = dist.contains(&new);
+        if !inside && !force {
+            return Err(bad(format!(
+                "{} is outside {}; give a value inside it, or force it (caviar set --force, Python force=True) and the record says so",
+                new.short(),
+                dist.describe()
+            )));
+        }
+        checked.push((name.clone(), current.clone(), new, !inside));
+    }
+    Ok(checked)
+}
+
 /// Trial `number` of `study`, which must be running.
 fn running_trial(
     storage: &dyn Storage,
@@ -249,35 +288,7 @@ pub fn ask_changes(
         }
     }
     let trial = running_trial(storage, study, number)?;
-    let mut checked = Vec::with_capacity(changes.len());
-    for (name, value) in changes {
-        let (Some(dist), Some(current)) = (trial.distributions.get(name), trial.params.get(name))
-        else {
-            let known: Vec<&str> = trial.params.keys().map(String::as_str).collect();
-            return Err(LiveError::NoSuchParam {
-                number,
-                name: name.clone(),
-                known: known.join(", "),
-            });
-        };
-        let bad = |reason: String| LiveError::BadValue {
-            name: name.clone(),
-            reason,
-        };
-        let new = match value {
-            NewValue::Text(text) => dist.read_value(text).map_err(bad)?,
-            NewValue::Value(v) => dist.as_own_type(v),
-        };
-        let inside = dist.contains(&new);
-        if !inside && !force {
-            return Err(bad(format!(
-                "{} is outside {}; give a value inside it, or force it (caviar set --force, Python force=True) and the record says so",
-                new.short(),
-                dist.describe()
-            )));
-        }
-        checked.push((name.clone(), current.clone(), new, !inside));
-    }
+    let checked = checked_values(&trial, changes, force)?;
     let mut asked = Vec::with_capacity(checked.len());
     for (name, current, new, forced) in checked {
         let id = storage.ask_param_change(

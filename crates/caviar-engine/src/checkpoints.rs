@@ -1,0 +1,227 @@
+//! Trial folders and forks: every trial gets a folder of its own (`CAVIAR_TRIAL_DIR`) where it
+//! keeps checkpoints; a fork is a new trial that starts from another trial's folder
+//! (`CAVIAR_RESTORE_FROM`) with some parameters changed, recorded as that trial's child.
+//!
+//! ```
+//! use caviar_engine::TrialDirs;
+//! let dirs = TrialDirs::for_study("mnist-lr", "sqlite:runs/caviar.db", None, ".".as_ref());
+//! assert_eq!(dirs.trial(7), std::path::Path::new("runs/caviar-trials/mnist-lr/trial-7"));
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use caviar_core::space::ParamValue;
+use caviar_core::storage::{AttrOwner, QueuedParam, Storage, StorageError, StudyRecord};
+use caviar_core::trial::{best_trials, Direction, FrozenTrial, TrialId, TrialState};
+
+use crate::live::{checked_values, LiveError, NewValue};
+
+/// The user attribute of a forked trial that names the trial it started from.
+pub const FORKED_FROM: &str = "forked_from";
+
+/// Where the trials of one study keep their folders: `ROOT/trial-N`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrialDirs {
+    root: PathBuf,
+}
+
+impl TrialDirs {
+    /// The folders of study `study`: under `explicit` when the study file sets `trial_dir`;
+    /// otherwise in `caviar-trials/STUDY` next to the SQLite file of `storage_url`, or, for a
+    /// storage without a file (PostgreSQL, memory), under `fallback` (the study file's folder).
+    /// Workers on several machines share forks only when the folder is on a shared file system.
+    pub fn for_study(
+        study: &str,
+        storage_url: &str,
+        explicit: Option<PathBuf>,
+        fallback: &Path,
+    ) -> Self {
+        if let Some(root) = explicit {
+            return TrialDirs { root };
+        }
+        let near = match caviar_store_path(storage_url) {
+            Some(db) => db
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            None => fallback.to_path_buf(),
+        };
+        TrialDirs {
+            root: near.join("caviar-trials").join(study),
+        }
+    }
+
+    /// The study's folder, which holds one folder per trial.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of trial `number` (it may not exist).
+    pub fn trial(&self, number: u64) -> PathBuf {
+        self.root.join(format!("trial-{number}"))
+    }
+
+    /// Creates the folder of trial `number` and returns it as an absolute path (commands run
+    /// in their own folder).
+    pub fn prepare(&self, number: u64) -> std::io::Result<PathBuf> {
+        let dir = self.trial(number);
+        std::fs::create_dir_all(&dir)?;
+        std::path::absolute(dir)
+    }
+
+    /// The environment a trial runs with: `CAVIAR_TRIAL_DIR`, its own folder (created), and for
+    /// a fork `CAVIAR_RESTORE_FROM`, the folder of the trial it starts from. Errors say why the
+    /// trial cannot start.
+    pub fn trial_env(
+        &self,
+        storage: &dyn Storage,
+        id: TrialId,
+        number: u64,
+    ) -> Result<Vec<(String, String)>, String> {
+        let own = self.prepare(number).map_err(|e| {
+            format!(
+                "cannot create the trial folder {}: {e}",
+                self.trial(number).display()
+            )
+        })?;
+        let mut env = vec![("CAVIAR_TRIAL_DIR".to_string(), own.display().to_string())];
+        let parent = forked_from(storage, id)
+            .map_err(|e| format!("cannot read which trial this one was forked from: {e}"))?;
+        if let Some(parent) = parent {
+            let from = self.trial(parent);
+            if !from.is_dir() {
+                return Err(format!(
+                    "forked from trial {parent}, whose folder {} is not here (removed by keep_checkpoints, or on another machine's disk)",
+                    from.display()
+                ));
+            }
+            let from = std::path::absolute(from).map_err(|e| e.to_string())?;
+            env.push((
+                "CAVIAR_RESTORE_FROM".to_string(),
+                from.display().to_string(),
+            ));
+        }
+        Ok(env)
+    }
+
+    /// Removes the folders of finished trials outside the best `keep` complete ones. Folders of
+    /// running and waiting trials stay, and so do those a running or waiting trial was forked
+    /// from (it may not have restored yet). Returns the trial numbers whose folders went.
+    pub fn prune(
+        &self,
+        trials: &[FrozenTrial],
+        direction: Direction,
+        keep: usize,
+        forked_from: &BTreeSet<u64>,
+    ) -> std::io::Result<Vec<u64>> {
+        let best: BTreeSet<u64> = best_trials(trials, direction, keep)
+            .iter()
+            .map(|t| t.number)
+            .collect();
+        let mut removed = Vec::new();
+        for t in trials {
+            let unfinished = matches!(t.state, TrialState::Running | TrialState::Waiting);
+            if unfinished || best.contains(&t.number) || forked_from.contains(&t.number) {
+                continue;
+            }
+            let dir = self.trial(t.number);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+                removed.push(t.number);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The file of a `sqlite:PATH` storage URL.
+fn caviar_store_path(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(PathBuf::from(path))
+}
+
+/// The trial that trial `id` was forked from, when it is a fork.
+pub fn forked_from(storage: &dyn Storage, id: TrialId) -> Result<Option<u64>, StorageError> {
+    Ok(storage
+        .user_attrs(AttrOwner::Trial(id))?
+        .get(FORKED_FROM)
+        .and_then(serde_json::Value::as_u64))
+}
+
+/// The trials that running or waiting trials of `trials` were forked from (their folders must
+/// stay).
+pub fn pending_fork_sources(
+    storage: &dyn Storage,
+    trials: &[FrozenTrial],
+) -> Result<BTreeSet<u64>, StorageError> {
+    let mut sources = BTreeSet::new();
+    for t in trials {
+        if matches!(t.state, TrialState::Running | TrialState::Waiting) {
+            if let Some(parent) = forked_from(storage, t.id)? {
+                sources.insert(parent);
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// A fork as queued.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forked {
+    /// The new trial's number.
+    pub number: u64,
+    /// Its parameters: the parent's, with the changes.
+    pub params: Vec<(String, ParamValue)>,
+}
+
+/// Queues a new trial of `study` that starts from trial `parent`'s folder with the parent's
+/// parameters, `changes` applied (each checked against its distribution). The new trial is
+/// recorded as the parent's child (user attribute [`FORKED_FROM`], with who asked and the
+/// note); the next worker runs it first, with `CAVIAR_RESTORE_FROM` set to the parent's folder.
+pub fn fork(
+    storage: &dyn Storage,
+    study: &StudyRecord,
+    parent: u64,
+    changes: &[(String, NewValue)],
+    who: &str,
+    note: Option<&str>,
+) -> Result<Forked, LiveError> {
+    let trial = storage
+        .trials_numbered(study.id, parent, parent + 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| LiveError::NoSuchTrial {
+            study: study.name.clone(),
+            number: parent,
+        })?;
+    if trial.state == TrialState::Waiting {
+        return Err(LiveError::Control(format!(
+            "trial {parent} has not started, so it has no checkpoint to fork from"
+        )));
+    }
+    let mut values = trial.params.clone();
+    for (name, _, new, _) in checked_values(&trial, changes, false)? {
+        values.insert(name, new);
+    }
+    let queued: Vec<QueuedParam> = values
+        .iter()
+        .filter_map(|(name, value)| {
+            let dist = trial.distributions.get(name)?;
+            Some((name.clone(), dist.clone(), value.clone()))
+        })
+        .collect();
+    let new = storage.enqueue_trial(study.id, &queued, 0)?;
+    let owner = AttrOwner::Trial(new.id);
+    storage.set_user_attr(owner, FORKED_FROM, &serde_json::json!(parent))?;
+    storage.set_user_attr(owner, "forked_by", &serde_json::json!(who))?;
+    if let Some(note) = note {
+        storage.set_user_attr(owner, "fork_note", &serde_json::json!(note))?;
+    }
+    Ok(Forked {
+        number: new.number,
+        params: values.into_iter().collect(),
+    })
+}
