@@ -9,7 +9,9 @@ use caviar_core::trial::FrozenTrial;
 use caviar_core::study::{Outcome, Trial};
 use caviar_nn::data::Split;
 use caviar_nn::net::{NetConfig, Network};
-use caviar_nn::train::{train_steered, EpochReport, LiveChange, Next, TrainConfig, TrainError};
+use caviar_nn::train::{
+    train_steered, Checkpoints, EpochReport, LiveChange, Next, TrainConfig, TrainError,
+};
 
 /// Trains one network, reporting validation accuracy after every epoch to `report` (which
 /// returns `false` to stop).
@@ -37,7 +39,15 @@ pub fn fit_live(
     cfg: &TrainConfig,
     report: &mut dyn FnMut(&EpochReport) -> Next,
 ) -> (Network, Result<EpochReport, TrainError>) {
-    fit_steered(split, net, net_seed, cfg, report, &mut || true)
+    fit_steered(
+        split,
+        net,
+        net_seed,
+        cfg,
+        report,
+        &mut || true,
+        &Checkpoints::default(),
+    )
 }
 
 /// [`fit_live`] that asks `between_batches` before every mini-batch (it may wait, or say stop).
@@ -48,6 +58,7 @@ pub fn fit_steered(
     cfg: &TrainConfig,
     report: &mut dyn FnMut(&EpochReport) -> Next,
     between_batches: &mut dyn FnMut() -> bool,
+    checkpoints: &Checkpoints,
 ) -> (Network, Result<EpochReport, TrainError>) {
     let mut network = Network::new(net, net_seed);
     let result = train_steered(
@@ -57,6 +68,7 @@ pub fn fit_steered(
         cfg,
         report,
         between_batches,
+        checkpoints,
     );
     (network, result)
 }
@@ -81,6 +93,7 @@ pub fn fit_trial(
     net_seed: u64,
     cfg: &TrainConfig,
     rebuild: Option<Rebuild<'_>>,
+    checkpoints: &Checkpoints,
 ) -> Outcome {
     let mut storage_error = None;
     let mut pruned = false;
@@ -178,7 +191,16 @@ pub fn fit_trial(
             }
         }
     };
-    let result = fit_steered(split, net, net_seed, cfg, &mut report, &mut between_batches).1;
+    let result = fit_steered(
+        split,
+        net,
+        net_seed,
+        cfg,
+        &mut report,
+        &mut between_batches,
+        checkpoints,
+    )
+    .1;
     if let Err(e) = &result {
         log.push(e.to_string());
     }

@@ -255,7 +255,16 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
                 return Outcome::Failed("missing parameters".into());
             };
             let (net, net_seed, cfg) = trial_setup(&settings, &split, lr, wd, trial.number());
-            builtin::fit_trial(trial, cancel, &split, net, net_seed, &cfg, None)
+            builtin::fit_trial(
+                trial,
+                cancel,
+                &split,
+                net,
+                net_seed,
+                &cfg,
+                None,
+                &Default::default(),
+            )
         },
     )?;
     let elapsed = started.elapsed().as_secs_f64();

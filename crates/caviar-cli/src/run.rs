@@ -246,6 +246,15 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                 ) {
                     Ok((net, net_seed, train_cfg)) => {
                         let number = trial.number();
+                        let checkpoints = match dirs.folders(&**study.storage(), trial.id(), number)
+                        {
+                            Ok((own, from)) => caviar_nn::train::Checkpoints {
+                                save_to: Some(own.join(caviar_nn::checkpoint::FILE_NAME)),
+                                restore_from: from
+                                    .map(|f| f.join(caviar_nn::checkpoint::FILE_NAME)),
+                            },
+                            Err(e) => return Outcome::Failed(e),
+                        };
                         let rebuild = |params: &std::collections::BTreeMap<
                             String,
                             caviar_core::space::ParamValue,
@@ -261,6 +270,7 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                             net_seed,
                             &train_cfg,
                             Some(&rebuild),
+                            &checkpoints,
                         )
                     }
                     Err(e) => Outcome::Failed(e),

@@ -481,3 +481,60 @@ fn trials_get_folders_the_best_keep_theirs_and_a_fork_continues_from_a_checkpoin
     assert_eq!(curve[0][0], 6, "{curve:?}");
     assert_eq!(curve.len(), 5);
 }
+
+#[test]
+fn a_fork_of_a_built_in_trainer_trial_continues_from_its_saved_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, TRAINER_STUDY.replace("\"trainer\"", "\"forked-trainer\"")).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("t.db").display());
+    let mut run = start_run(&storage, &file);
+    let list = |storage: &str| listed(storage, "forked-trainer");
+    wait_for("three reports", || {
+        list(&storage)[0]["intermediate"]
+            .as_array()
+            .is_some_and(|c| c.len() >= 3)
+    });
+    assert!(caviar(&storage, &["stop", "forked-trainer", "0"])
+        .status
+        .success());
+    assert!(run.wait().unwrap().success(), "{:?}", run.stderr.take());
+    let parent = &list(&storage)[0];
+    let last_step = parent["intermediate"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()[0]
+        .as_u64()
+        .unwrap();
+    let checkpoint = dir
+        .path()
+        .join("caviar-trials/forked-trainer/trial-0/trainer.ckpt");
+    assert!(checkpoint.exists(), "{}", checkpoint.display());
+    // What shapes the network cannot change: the fork starts from its weights.
+    let structural = caviar(&storage, &["fork", "forked-trainer", "0", "units=20"]);
+    assert_eq!(structural.status.code(), Some(2));
+    let forked = caviar(&storage, &["fork", "forked-trainer", "0", "lr=0.002"]);
+    assert!(
+        forked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forked.stderr)
+    );
+    let again = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let child = &list(&storage)[1];
+    assert_eq!(child["state"], "complete");
+    assert_eq!(child["user_attrs"]["forked_from"], 0);
+    let curve = child["intermediate"].as_array().unwrap();
+    assert_eq!(curve[0][0].as_u64(), Some(last_step + 1), "{curve:?}");
+    assert_eq!(curve.last().unwrap()[0], 150);
+    // It started from trained weights, not from scratch: its first accuracy is the parent's
+    // level, far above a fresh network's first epoch.
+    let parent_first = parent["intermediate"][0][1].as_f64().unwrap();
+    let child_first = curve[0][1].as_f64().unwrap();
+    assert!(child_first >= parent_first - 0.02, "{child_first} vs {parent_first}");
+}

@@ -59,6 +59,25 @@ impl Rng {
         Rng { s }
     }
 
+    /// The generator's whole state, to save it (a checkpoint) and continue later with
+    /// [`Rng::from_state`].
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator that continues from a saved [`Rng::state`].
+    ///
+    /// ```
+    /// use caviar_core::rng::Rng;
+    /// let mut a = Rng::new(7);
+    /// a.next_u64();
+    /// let mut b = Rng::from_state(a.state());
+    /// assert_eq!(a.next_u64(), b.next_u64());
+    /// ```
+    pub fn from_state(s: [u64; 4]) -> Self {
+        Rng { s }
+    }
+
     /// A generator for one (seed, keys...) combination.
     pub fn keyed(seed: u64, keys: &[u64]) -> Self {
         Rng::new(derive_seed(seed, keys))

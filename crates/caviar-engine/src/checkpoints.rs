@@ -70,33 +70,47 @@ impl TrialDirs {
         std::path::absolute(dir)
     }
 
-    /// The environment a trial runs with: `CAVIAR_TRIAL_DIR`, its own folder (created), and for
-    /// a fork `CAVIAR_RESTORE_FROM`, the folder of the trial it starts from. Errors say why the
-    /// trial cannot start.
-    pub fn trial_env(
+    /// The folders trial `id` (number `number`) runs with: its own (created) and, for a fork,
+    /// the folder of the trial it starts from. Errors say why the trial cannot start.
+    pub fn folders(
         &self,
         storage: &dyn Storage,
         id: TrialId,
         number: u64,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<(PathBuf, Option<PathBuf>), String> {
         let own = self.prepare(number).map_err(|e| {
             format!(
                 "cannot create the trial folder {}: {e}",
                 self.trial(number).display()
             )
         })?;
-        let mut env = vec![("CAVIAR_TRIAL_DIR".to_string(), own.display().to_string())];
         let parent = forked_from(storage, id)
             .map_err(|e| format!("cannot read which trial this one was forked from: {e}"))?;
-        if let Some(parent) = parent {
-            let from = self.trial(parent);
-            if !from.is_dir() {
-                return Err(format!(
-                    "forked from trial {parent}, whose folder {} is not here (removed by keep_checkpoints, or on another machine's disk)",
-                    from.display()
-                ));
-            }
-            let from = std::path::absolute(from).map_err(|e| e.to_string())?;
+        let Some(parent) = parent else {
+            return Ok((own, None));
+        };
+        let from = self.trial(parent);
+        if !from.is_dir() {
+            return Err(format!(
+                "forked from trial {parent}, whose folder {} is not here (removed by keep_checkpoints, or on another machine's disk)",
+                from.display()
+            ));
+        }
+        let from = std::path::absolute(from).map_err(|e| e.to_string())?;
+        Ok((own, Some(from)))
+    }
+
+    /// The environment a command trial runs with: `CAVIAR_TRIAL_DIR`, its own folder, and for a
+    /// fork `CAVIAR_RESTORE_FROM`, the folder of the trial it starts from.
+    pub fn trial_env(
+        &self,
+        storage: &dyn Storage,
+        id: TrialId,
+        number: u64,
+    ) -> Result<Vec<(String, String)>, String> {
+        let (own, from) = self.folders(storage, id, number)?;
+        let mut env = vec![("CAVIAR_TRIAL_DIR".to_string(), own.display().to_string())];
+        if let Some(from) = from {
             env.push((
                 "CAVIAR_RESTORE_FROM".to_string(),
                 from.display().to_string(),
@@ -189,6 +203,8 @@ pub fn fork(
     who: &str,
     note: Option<&str>,
 ) -> Result<Forked, LiveError> {
+    // A fork starts from the parent's weights, so what shapes the network stays.
+    crate::live::refuse_structural(study, changes)?;
     let trial = storage
         .trials_numbered(study.id, parent, parent + 1)?
         .into_iter()

@@ -155,6 +155,29 @@ pub(crate) fn checked_values(
     Ok(checked)
 }
 
+/// Refuses changes the built-in trainer cannot take while it trains (they shape the network or
+/// the run), and any change of a study whose trials cannot be steered.
+pub(crate) fn refuse_structural(
+    study: &StudyRecord,
+    changes: &[(String, NewValue)],
+) -> Result<(), LiveError> {
+    if front_end(study)? == FrontEnd::Trainer {
+        if let Some((name, _)) = changes
+            .iter()
+            .find(|(name, _)| !caviar_nn::hparams::LIVE.contains(&name.as_str()))
+        {
+            return Err(LiveError::BadValue {
+                name: name.clone(),
+                reason: format!(
+                    "the built-in trainer cannot change it during training (it shapes the network or the run); it changes {} between epochs",
+                    caviar_nn::hparams::LIVE.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Trial `number` of `study`, which must be running.
 fn running_trial(
     storage: &dyn Storage,
@@ -272,21 +295,7 @@ pub fn ask_changes(
     note: Option<&str>,
     force: bool,
 ) -> Result<Vec<Asked>, LiveError> {
-    let trainer = front_end(study)? == FrontEnd::Trainer;
-    if trainer {
-        if let Some((name, _)) = changes
-            .iter()
-            .find(|(name, _)| !caviar_nn::hparams::LIVE.contains(&name.as_str()))
-        {
-            return Err(LiveError::BadValue {
-                name: name.clone(),
-                reason: format!(
-                    "the built-in trainer cannot change it during training (it shapes the network or the run); it changes {} between epochs",
-                    caviar_nn::hparams::LIVE.join(", ")
-                ),
-            });
-        }
-    }
+    refuse_structural(study, changes)?;
     let trial = running_trial(storage, study, number)?;
     let checked = checked_values(&trial, changes, force)?;
     let mut asked = Vec::with_capacity(checked.len());

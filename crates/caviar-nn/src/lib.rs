@@ -19,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod data;
 mod gemm;
 pub mod hparams;

@@ -5,6 +5,8 @@
 
 use caviar_core::rng::Rng;
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
+
 use crate::gemm;
 
 /// Nonlinearity of the hidden layers.
@@ -285,6 +287,73 @@ impl Network {
             grad_a: Vec::new(),
             grad_b: Vec::new(),
         }
+    }
+
+    /// Writes what training changes: weights, biases, batch-norm parameters and statistics, and
+    /// the dropout generator (a checkpoint).
+    pub fn write_state(&self, out: &mut Writer) {
+        out.u64(self.dense.len() as u64);
+        for d in &self.dense {
+            out.f32s(&d.w);
+            out.f32s(&d.b);
+        }
+        for norm in &self.norms {
+            match norm {
+                Some(bn) => {
+                    out.u64(1);
+                    for v in [&bn.gamma, &bn.beta, &bn.running_mean, &bn.running_var] {
+                        out.f32s(v);
+                    }
+                    out.u64(bn.seen_batches);
+                }
+                None => out.u64(0),
+            }
+        }
+        for word in self.rng.state() {
+            out.u64(word);
+        }
+    }
+
+    /// Reads what [`Network::write_state`] wrote; refused when the checkpoint's network has
+    /// another shape.
+    pub fn read_state(&mut self, input: &mut Reader) -> Result<(), CheckpointError> {
+        let layers = input.u64()? as usize;
+        if layers != self.dense.len() {
+            return Err(input.mismatch(format!(
+                "it holds {layers} weight layers, this network has {}: it was saved by a network of another shape",
+                self.dense.len()
+            )));
+        }
+        for (i, d) in self.dense.iter_mut().enumerate() {
+            d.w = input.f32s(d.w.len(), &format!("layer {i}'s weights"))?;
+            d.b = input.f32s(d.b.len(), &format!("layer {i}'s biases"))?;
+        }
+        for (i, norm) in self.norms.iter_mut().enumerate() {
+            let saved = input.u64()? == 1;
+            match (saved, norm) {
+                (true, Some(bn)) => {
+                    let n = bn.gamma.len();
+                    let what = format!("layer {i}'s batch norm");
+                    bn.gamma = input.f32s(n, &what)?;
+                    bn.beta = input.f32s(n, &what)?;
+                    bn.running_mean = input.f32s(n, &what)?;
+                    bn.running_var = input.f32s(n, &what)?;
+                    bn.seen_batches = input.u64()?;
+                }
+                (false, None) => {}
+                _ => {
+                    return Err(
+                        input.mismatch("batch norm is on in one network and off in the other")
+                    )
+                }
+            }
+        }
+        let mut state = [0u64; 4];
+        for word in &mut state {
+            *word = input.u64()?;
+        }
+        self.rng = Rng::from_state(state);
+        Ok(())
     }
 
     /// The network's configuration.

@@ -1,5 +1,7 @@
 //! Gradient-descent update rules.
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
+
 /// An update rule and its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
@@ -70,6 +72,47 @@ impl OptimizerState {
             *self = OptimizerState::new(rule);
         } else {
             self.rule = rule;
+        }
+    }
+
+    /// Writes the update count and the moments (a checkpoint).
+    pub fn write_state(&self, out: &mut Writer) {
+        out.u64(self.steps);
+        out.u64(self.kind());
+        for moments in [&self.first, &self.second] {
+            out.u64(moments.len() as u64);
+            for m in moments {
+                out.f32s(m);
+            }
+        }
+    }
+
+    /// Reads what [`OptimizerState::write_state`] wrote. Moments saved by another kind of rule
+    /// are dropped (this rule starts afresh, as after a live change of kind).
+    pub fn read_state(&mut self, input: &mut Reader) -> Result<(), CheckpointError> {
+        let steps = input.u64()?;
+        let same_kind = input.u64()? == self.kind();
+        let mut read = || -> Result<Vec<Vec<f32>>, CheckpointError> {
+            let count = input.u64()? as usize;
+            (0..count).map(|_| input.f32s_any()).collect()
+        };
+        let (first, second) = (read()?, read()?);
+        if same_kind {
+            self.steps = steps;
+            self.first = first;
+            self.second = second;
+        }
+        Ok(())
+    }
+
+    /// The rule's kind as a number, for checkpoints.
+    fn kind(&self) -> u64 {
+        match self.rule {
+            Optimizer::Sgd => 0,
+            Optimizer::Momentum { .. } => 1,
+            Optimizer::AdaGrad { .. } => 2,
+            Optimizer::RmsProp { .. } => 3,
+            Optimizer::Adam { .. } => 4,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use caviar_core::rng::Rng;
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::data::Dataset;
 use crate::net::Network;
 use crate::optim::{Optimizer, OptimizerState};
@@ -56,6 +57,24 @@ pub enum TrainError {
     /// The caller asked to stop (pruning, Ctrl-C).
     #[error("stopped after epoch {0}")]
     Stopped(usize),
+    /// A checkpoint could not be saved or restored.
+    #[error("{0}")]
+    Checkpoint(String),
+}
+
+/// Where the trainer keeps its state: it saves it after every epoch to `save_to` and, with
+/// `restore_from`, starts from the state saved there (the epoch, weights, optimizer moments,
+/// batch order) instead of from scratch, so the curve goes on where it stopped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Checkpoints {
+    /// The file to save to after every epoch.
+    pub save_to: Option<std::path::PathBuf>,
+    /// The file to start from.
+    pub restore_from: Option<std::path::PathBuf>,
+}
+
+fn checkpoint_error(e: CheckpointError) -> TrainError {
+    TrainError::Checkpoint(e.to_string())
 }
 
 /// What the epoch callback of [`train_live`] decides.
@@ -110,7 +129,15 @@ pub fn train_live(
     cfg: &TrainConfig,
     on_epoch: &mut dyn FnMut(&EpochReport) -> Next,
 ) -> Result<EpochReport, TrainError> {
-    train_steered(net, train, validation, cfg, on_epoch, &mut || true)
+    train_steered(
+        net,
+        train,
+        validation,
+        cfg,
+        on_epoch,
+        &mut || true,
+        &Checkpoints::default(),
+    )
 }
 
 /// [`train_live`] that also calls `between_batches` before every mini-batch: it may block
@@ -123,6 +150,7 @@ pub fn train_steered(
     cfg: &TrainConfig,
     on_epoch: &mut dyn FnMut(&EpochReport) -> Next,
     between_batches: &mut dyn FnMut() -> bool,
+    checkpoints: &Checkpoints,
 ) -> Result<EpochReport, TrainError> {
     let mut cfg = cfg.clone();
     let n = train.len();
@@ -139,7 +167,28 @@ pub fn train_steered(
     let mut y = vec![0u8; batch];
     let mut order: Vec<usize> = (0..n).collect();
     let mut last = None;
-    for epoch in 1..=cfg.epochs {
+    let mut first_epoch = 1;
+    if let Some(path) = &checkpoints.restore_from {
+        let mut input = Reader::open(path).map_err(checkpoint_error)?;
+        first_epoch = input.u64().map_err(checkpoint_error)? as usize + 1;
+        let mut state = [0u64; 4];
+        for word in &mut state {
+            *word = input.u64().map_err(checkpoint_error)?;
+        }
+        rng = Rng::from_state(state);
+        let saved = input.u64().map_err(checkpoint_error)? as usize;
+        if saved != n {
+            return Err(checkpoint_error(input.mismatch(format!(
+                "it was trained on {saved} examples, this run has {n}"
+            ))));
+        }
+        for slot in &mut order {
+            *slot = input.u64().map_err(checkpoint_error)? as usize;
+        }
+        net.read_state(&mut input).map_err(checkpoint_error)?;
+        optimizer.read_state(&mut input).map_err(checkpoint_error)?;
+    }
+    for epoch in first_epoch..=cfg.epochs {
         let lr = cfg.lr / (1.0 + cfg.lr_decay * (epoch - 1) as f32);
         if !cfg.with_replacement {
             rng.shuffle(&mut order);
@@ -171,6 +220,20 @@ pub fn train_steered(
             train_loss: loss_sum / iters_per_epoch as f64,
         };
         last = Some(report);
+        if let Some(path) = &checkpoints.save_to {
+            let mut out = Writer::default();
+            out.u64(epoch as u64);
+            for word in rng.state() {
+                out.u64(word);
+            }
+            out.u64(n as u64);
+            for &i in &order {
+                out.u64(i as u64);
+            }
+            net.write_state(&mut out);
+            optimizer.write_state(&mut out);
+            out.save(path).map_err(checkpoint_error)?;
+        }
         match on_epoch(&report) {
             Next::Continue => {}
             Next::Stop => return Err(TrainError::Stopped(epoch)),
@@ -279,8 +342,98 @@ mod tests {
                 // Ten batches an epoch: stop in the middle of the second.
                 asked <= 15
             },
+            &Checkpoints::default(),
         );
         assert_eq!(result, Err(TrainError::Stopped(1)));
         assert_eq!((asked, epochs), (16, 1));
+    }
+
+    #[test]
+    fn a_restored_checkpoint_continues_training_exactly() {
+        let (train_set, validation) = (blobs(200, 1), blobs(100, 2));
+        let cfg = TrainConfig {
+            epochs: 6,
+            batch_size: 20,
+            lr: 0.05,
+            lr_decay: 0.1,
+            optimizer: Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+            with_replacement: false,
+            seed: 3,
+        };
+        let mut shape = NetConfig::mlp(2, vec![8], 2);
+        shape.dropout = 0.2;
+        shape.batch_norm = true;
+        let mut straight = Network::new(shape.clone(), 4);
+        let mut whole = Vec::new();
+        train_live(&mut straight, &train_set, &validation, &cfg, &mut |r| {
+            whole.push(*r);
+            Next::Continue
+        })
+        .unwrap();
+
+        let dir = std::env::temp_dir().join(format!("caviar-checkpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(crate::checkpoint::FILE_NAME);
+        let mut first = Network::new(shape.clone(), 4);
+        let half = TrainConfig {
+            epochs: 3,
+            ..cfg.clone()
+        };
+        let save = Checkpoints {
+            save_to: Some(path.clone()),
+            restore_from: None,
+        };
+        train_steered(
+            &mut first,
+            &train_set,
+            &validation,
+            &half,
+            &mut |_| Next::Continue,
+            &mut || true,
+            &save,
+        )
+        .unwrap();
+        // Another seed: weights, moments, dropout draws and batch order all come from the file.
+        let mut resumed = Network::new(shape.clone(), 99);
+        let mut rest = Vec::new();
+        let restore = Checkpoints {
+            save_to: None,
+            restore_from: Some(path.clone()),
+        };
+        train_steered(
+            &mut resumed,
+            &train_set,
+            &validation,
+            &cfg,
+            &mut |r| {
+                rest.push(*r);
+                Next::Continue
+            },
+            &mut || true,
+            &restore,
+        )
+        .unwrap();
+        assert_eq!(rest, whole[3..]);
+
+        // A network of another shape is refused, naming the reason.
+        let mut wider = Network::new(NetConfig::mlp(2, vec![16], 2), 4);
+        let refused = train_steered(
+            &mut wider,
+            &train_set,
+            &validation,
+            &cfg,
+            &mut |_| Next::Continue,
+            &mut || true,
+            &restore,
+        );
+        let Err(TrainError::Checkpoint(reason)) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(reason.contains("another shape"), "{reason}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
