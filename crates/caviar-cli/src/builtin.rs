@@ -81,10 +81,21 @@ pub type Rebuild<'a> = &'a dyn Fn(
     &std::collections::BTreeMap<String, caviar_core::space::ParamValue>,
 ) -> Result<(NetConfig, TrainConfig), String>;
 
+/// What a study file's trial adds to plain training: live changes (`rebuild` makes the network
+/// and settings from changed parameters) and checkpoints in its folder.
+#[derive(Default)]
+pub struct TrialExtras<'a> {
+    /// Rebuilds settings after `caviar set`; none: changes are not applied.
+    pub rebuild: Option<Rebuild<'a>>,
+    /// Where to save and restore.
+    pub checkpoints: Checkpoints,
+}
+
 /// Runs `fit` as the objective of `trial`: every epoch's validation accuracy is stored and shown
 /// to the study's pruner, which may stop it (pruned); a set `cancel` stops it as interrupted,
-/// divergence fails it. With `rebuild`, changes asked of the trial while it trains (`caviar
-/// set`) are applied after each epoch's report.
+/// divergence fails it. With `extras.rebuild`, changes asked of the trial while it trains
+/// (`caviar set`) are applied after each epoch's report; pause, resume and stop are taken
+/// between batches; `extras.checkpoints` saves and restores its state.
 pub fn fit_trial(
     trial: &mut Trial,
     cancel: &AtomicBool,
@@ -92,9 +103,9 @@ pub fn fit_trial(
     net: NetConfig,
     net_seed: u64,
     cfg: &TrainConfig,
-    rebuild: Option<Rebuild<'_>>,
-    checkpoints: &Checkpoints,
+    extras: &TrialExtras<'_>,
 ) -> Outcome {
+    let (rebuild, checkpoints) = (extras.rebuild, &extras.checkpoints);
     let mut storage_error = None;
     let mut pruned = false;
     // Another handle to the same trial: the batch hook reads its requests while the epoch

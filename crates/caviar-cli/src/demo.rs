@@ -262,7 +262,6 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
                 net,
                 net_seed,
                 &cfg,
-                None,
                 &Default::default(),
             )
         },

@@ -269,8 +269,10 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                             net,
                             net_seed,
                             &train_cfg,
-                            Some(&rebuild),
-                            &checkpoints,
+                            &builtin::TrialExtras {
+                                rebuild: Some(&rebuild),
+                                checkpoints,
+                            },
                         )
                     }
                     Err(e) => Outcome::Failed(e),

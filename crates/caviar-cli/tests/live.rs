@@ -486,7 +486,11 @@ fn trials_get_folders_the_best_keep_theirs_and_a_fork_continues_from_a_checkpoin
 fn a_fork_of_a_built_in_trainer_trial_continues_from_its_saved_weights() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("study.toml");
-    std::fs::write(&file, TRAINER_STUDY.replace("\"trainer\"", "\"forked-trainer\"")).unwrap();
+    std::fs::write(
+        &file,
+        TRAINER_STUDY.replace("\"trainer\"", "\"forked-trainer\""),
+    )
+    .unwrap();
     let storage = format!("sqlite:{}", dir.path().join("t.db").display());
     let mut run = start_run(&storage, &file);
     let list = |storage: &str| listed(storage, "forked-trainer");
@@ -500,11 +504,7 @@ fn a_fork_of_a_built_in_trainer_trial_continues_from_its_saved_weights() {
         .success());
     assert!(run.wait().unwrap().success(), "{:?}", run.stderr.take());
     let parent = &list(&storage)[0];
-    let last_step = parent["intermediate"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()[0]
+    let last_step = parent["intermediate"].as_array().unwrap().last().unwrap()[0]
         .as_u64()
         .unwrap();
     let checkpoint = dir
@@ -536,5 +536,8 @@ fn a_fork_of_a_built_in_trainer_trial_continues_from_its_saved_weights() {
     // level, far above a fresh network's first epoch.
     let parent_first = parent["intermediate"][0][1].as_f64().unwrap();
     let child_first = curve[0][1].as_f64().unwrap();
-    assert!(child_first >= parent_first - 0.02, "{child_first} vs {parent_first}");
+    assert!(
+        child_first >= parent_first - 0.02,
+        "{child_first} vs {parent_first}"
+    );
 }
