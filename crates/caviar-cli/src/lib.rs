@@ -19,6 +19,7 @@ mod plot;
 mod rounds;
 mod run;
 mod set;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -173,6 +174,18 @@ enum Command {
     /// End a running trial now as complete with the last value it reported (you decided it
     /// is done); a Python trial ends at its next should_prune.
     Stop(ControlArgs),
+    /// A live terminal view of a trial for babysitting over SSH: its curve with the steps where
+    /// parameters changed, its parameters and its change history, redrawn every second (q,
+    /// Esc or Ctrl-C leave it). Without TRIAL: the newest running trial.
+    Watch {
+        /// Study name.
+        study: String,
+        /// Trial number (default: the newest running trial).
+        trial: Option<u64>,
+        /// Print one plain-text frame of WIDTHxHEIGHT (e.g. 80x24) and exit, for scripts.
+        #[arg(long, value_name = "WIDTHxHEIGHT", num_args = 0..=1, default_missing_value = "80x24")]
+        once: Option<String>,
+    },
     /// Queue a new trial that starts from a trial's latest checkpoint (its folder, given to the
     /// command as CAVIAR_RESTORE_FROM) with some parameters changed, recorded as its child.
     Fork {
@@ -427,6 +440,25 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 force,
                 json,
             )?;
+            Ok(0)
+        }
+        Command::Watch { study, trial, once } => {
+            let size = match once.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    text.split_once('x')
+                        .and_then(|(w, h)| Some((w.parse::<u16>().ok()?, h.parse::<u16>().ok()?)))
+                        .filter(|&(w, h)| w >= 40 && h >= 16)
+                        .ok_or_else(|| {
+                            BadInput(format!(
+                                "--once {text}: give the frame as WIDTHxHEIGHT, at least 40x16 (e.g. 80x24)"
+                            ))
+                        })?,
+                ),
+            };
+            let storage = open_for_reading(&cli.storage, Some(&study))?;
+            let record = find_study(&*storage, &study, &cli.storage)?;
+            watch::watch(&*storage, &record, trial, size)?;
             Ok(0)
         }
         Command::Fork {
