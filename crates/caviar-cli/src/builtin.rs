@@ -82,13 +82,27 @@ pub type Rebuild<'a> = &'a dyn Fn(
 ) -> Result<(NetConfig, TrainConfig), String>;
 
 /// What a study file's trial adds to plain training: live changes (`rebuild` makes the network
-/// and settings from changed parameters) and checkpoints in its folder.
+/// and settings from changed parameters), checkpoints in its folder, population-based training.
 #[derive(Default)]
 pub struct TrialExtras<'a> {
     /// Rebuilds settings after `caviar set`; none: changes are not applied.
     pub rebuild: Option<Rebuild<'a>>,
     /// Where to save and restore.
     pub checkpoints: Checkpoints,
+    /// The study's `[pbt]`, when it has one.
+    pub pbt: Option<Pbt<'a>>,
+}
+
+/// A member of a population-based training study.
+pub struct Pbt<'a> {
+    /// The `[pbt]` table.
+    pub spec: &'a caviar_engine::pbt::PbtSpec,
+    /// The study's storage and record, to rank the members.
+    pub storage: &'a dyn caviar_core::storage::Storage,
+    /// The study.
+    pub study: &'a caviar_core::storage::StudyRecord,
+    /// The checkpoint file of member `number`.
+    pub checkpoint_of: &'a dyn Fn(u64) -> std::path::PathBuf,
 }
 
 /// Runs `fit` as the objective of `trial`: every epoch's validation accuracy is stored and shown
@@ -167,31 +181,64 @@ pub fn fit_trial(
         let Some(rebuild) = rebuild else {
             return Next::Continue;
         };
-        match trial.apply_param_changes(r.epoch as u64) {
-            Ok(applied) if !applied.is_empty() => match rebuild(&trial.params()) {
-                Ok((net, train)) => {
-                    for c in &applied {
-                        log.push(format!(
-                            "after epoch {}: {} = {} ({})",
-                            r.epoch,
-                            c.name,
-                            c.new.short(),
-                            c.who
-                        ));
+        let epoch = r.epoch as u64;
+        let exploit = match &extras.pbt {
+            Some(p) => {
+                match caviar_engine::pbt::step(p.spec, p.storage, p.study, trial, epoch, r.val_acc)
+                {
+                    Ok(exploit) => exploit,
+                    Err(e) => {
+                        log.push(format!("after epoch {epoch}: PBT could not decide: {e}"));
+                        None
                     }
-                    Next::Change(LiveChange {
-                        lr: Some(train.lr),
-                        lr_decay: Some(train.lr_decay),
-                        optimizer: Some(train.optimizer),
-                        dropout: Some(net.dropout),
-                        weight_decay: Some(net.weight_decay),
-                    })
                 }
-                Err(e) => {
-                    log.push(format!("after epoch {}: change not applied: {e}", r.epoch));
-                    Next::Continue
+            }
+            None => None,
+        };
+        if let Some((from, params)) = &exploit {
+            let shown: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", v.short()))
+                .collect();
+            log.push(format!(
+                "after epoch {epoch}: pbt: exploit trial {from} (its checkpoint), explore {}",
+                shown.join(", ")
+            ));
+        }
+        match trial.apply_param_changes(epoch) {
+            Ok(applied) if !applied.is_empty() || exploit.is_some() => {
+                match rebuild(&trial.params()) {
+                    Ok((net, train)) => {
+                        for c in &applied {
+                            log.push(format!(
+                                "after epoch {}: {} = {} ({})",
+                                r.epoch,
+                                c.name,
+                                c.new.short(),
+                                c.who
+                            ));
+                        }
+                        let change = LiveChange {
+                            lr: Some(train.lr),
+                            lr_decay: Some(train.lr_decay),
+                            optimizer: Some(train.optimizer),
+                            dropout: Some(net.dropout),
+                            weight_decay: Some(net.weight_decay),
+                        };
+                        match (&exploit, &extras.pbt) {
+                            (Some((from, _)), Some(p)) => Next::Exploit {
+                                from: (p.checkpoint_of)(*from),
+                                change,
+                            },
+                            _ => Next::Change(change),
+                        }
+                    }
+                    Err(e) => {
+                        log.push(format!("after epoch {}: change not applied: {e}", r.epoch));
+                        Next::Continue
+                    }
                 }
-            },
+            }
             Ok(_) => Next::Continue,
             Err(e) => {
                 log.push(format!(

@@ -69,6 +69,9 @@ pub struct StudyFile {
     pub sampler: SamplerSection,
     #[serde(default)]
     pub pruner: PrunerSection,
+    /// Population-based training: the trials are the population.
+    #[serde(default)]
+    pub pbt: Option<caviar_engine::pbt::PbtSpec>,
     pub params: BTreeMap<String, Spanned<ParamSection>>,
 }
 
@@ -544,6 +547,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         ));
     }
 
+    if let Some(pbt) = &file.pbt {
+        pbt.validate()
+            .map_err(|msg| fail(key_line("pbt"), format!("[pbt] {msg}")))?;
+        if file.command.is_some() {
+            return Err(fail(
+                key_line("pbt"),
+                "[pbt] runs with the built-in trainer (objective = \"mnist\") so far; a command cannot take another member's checkpoint yet".into(),
+            ));
+        }
+        if file.trials != pbt.population as u64 || file.workers != pbt.population as u64 {
+            return Err(fail(
+                key_line("pbt"),
+                format!(
+                    "[pbt] population = {0}: the members are the study's trials and train at once, so set trials = {0} and workers = {0}",
+                    pbt.population
+                ),
+            ));
+        }
+        if let Some(name) = file
+            .params
+            .keys()
+            .find(|name| !caviar_nn::hparams::LIVE.contains(&name.as_str()))
+        {
+            return Err(fail(
+                key_line("pbt"),
+                format!(
+                    "[pbt]: `{name}` cannot differ between members, because each member must load the others' checkpoints; fix it in [mnist] and tune only {}",
+                    caviar_nn::hparams::LIVE.join(", ")
+                ),
+            ));
+        }
+    }
     let keep_checkpoints = match &file.keep_checkpoints {
         None => Some(DEFAULT_KEEP_CHECKPOINTS),
         Some(KeepValue::Count(n)) if *n >= 0 => Some(*n as usize),

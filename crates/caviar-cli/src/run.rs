@@ -246,6 +246,8 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                 ) {
                     Ok((net, net_seed, train_cfg)) => {
                         let number = trial.number();
+                        let checkpoint_of =
+                            |member: u64| dirs.trial(member).join(caviar_nn::checkpoint::FILE_NAME);
                         let checkpoints = match dirs.folders(&**study.storage(), trial.id(), number)
                         {
                             Ok((own, from)) => caviar_nn::train::Checkpoints {
@@ -272,6 +274,12 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                             &builtin::TrialExtras {
                                 rebuild: Some(&rebuild),
                                 checkpoints,
+                                pbt: cfg.file.pbt.as_ref().map(|spec| builtin::Pbt {
+                                    spec,
+                                    storage: &**study.storage(),
+                                    study: study.record(),
+                                    checkpoint_of: &checkpoint_of,
+                                }),
                             },
                         )
                     }

@@ -541,3 +541,96 @@ fn a_fork_of_a_built_in_trainer_trial_continues_from_its_saved_weights() {
         "{child_first} vs {parent_first}"
     );
 }
+
+const PBT_STUDY: &str = r#"name = "population"
+direction = "maximize"
+metric = "val_acc"
+trials = 4
+workers = 4
+objective = "mnist"
+
+[mnist]
+images = 1000
+validation_fraction = 0.2
+seed = 0
+epochs = 8
+layers = 1
+units = 16
+batch_size = 32
+optimizer = "sgd"
+
+[sampler]
+kind = "random"
+seed = 1
+
+[pbt]
+population = 4
+interval = 2
+seed = 5
+
+[params]
+lr = { low = 0.0001, high = 0.1, scale = "log" }
+"#;
+
+#[test]
+fn pbt_members_in_the_bottom_copy_a_top_members_checkpoint_and_perturb_its_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, PBT_STUDY).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("p.db").display());
+    // A structural parameter cannot differ between members.
+    let structural = dir.path().join("structural.toml");
+    std::fs::write(
+        &structural,
+        PBT_STUDY.replace("units = 16\n", "") + "units = { low = 8, high = 32, type = \"int\" }\n",
+    )
+    .unwrap();
+    let refused = caviar(&storage, &["run", structural.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("`units` cannot differ between members"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let members = listed(&storage, "population");
+    let members = members.as_array().unwrap();
+    assert_eq!(members.len(), 4);
+    let mut exploits = 0;
+    for m in members {
+        assert_eq!(m["state"], "complete", "{m}");
+        let number = m["number"].as_u64().unwrap();
+        let Some(lineage) = m["user_attrs"]["pbt_exploits"].as_array() else {
+            continue;
+        };
+        for e in lineage {
+            exploits += 1;
+            let (step, from) = (e["step"].as_u64().unwrap(), e["from"].as_u64().unwrap());
+            assert_eq!(step % 2, 0, "{e}");
+            assert_ne!(from, number);
+            // The explore step is in the audit record, asked by the scheduler, inside the
+            // distribution.
+            let note = format!("exploit trial {from} at step {step}");
+            let changes: Vec<&serde_json::Value> = m["param_history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["note"] == note.as_str())
+                .collect();
+            assert!(!changes.is_empty(), "{m}");
+            for c in changes {
+                assert_eq!(c["who"], "pbt");
+                assert_eq!(c["applied_step"], step);
+                let lr = c["new"].as_f64().unwrap();
+                assert!((0.0001..=0.1).contains(&lr), "{lr}");
+            }
+        }
+    }
+    assert!(exploits > 0, "no member exploited: {members:?}");
+}

@@ -19,6 +19,7 @@
 
 mod checkpoints;
 mod live;
+pub mod pbt;
 mod registry;
 mod run;
 

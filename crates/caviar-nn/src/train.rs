@@ -86,6 +86,14 @@ pub enum Next {
     Stop,
     /// Go on with changed hyperparameters (panda mode).
     Change(LiveChange),
+    /// Load another run's checkpoint (its weights, moments and epoch) and go on from there with
+    /// changed hyperparameters (population-based training's exploit).
+    Exploit {
+        /// The checkpoint file to load.
+        from: std::path::PathBuf,
+        /// The hyperparameters that change.
+        change: LiveChange,
+    },
 }
 
 /// Hyperparameters changed between epochs; the others stay.
@@ -167,28 +175,11 @@ pub fn train_steered(
     let mut y = vec![0u8; batch];
     let mut order: Vec<usize> = (0..n).collect();
     let mut last = None;
-    let mut first_epoch = 1;
+    let mut epoch = 1;
     if let Some(path) = &checkpoints.restore_from {
-        let mut input = Reader::open(path).map_err(checkpoint_error)?;
-        first_epoch = input.u64().map_err(checkpoint_error)? as usize + 1;
-        let mut state = [0u64; 4];
-        for word in &mut state {
-            *word = input.u64().map_err(checkpoint_error)?;
-        }
-        rng = Rng::from_state(state);
-        let saved = input.u64().map_err(checkpoint_error)? as usize;
-        if saved != n {
-            return Err(checkpoint_error(input.mismatch(format!(
-                "it was trained on {saved} examples, this run has {n}"
-            ))));
-        }
-        for slot in &mut order {
-            *slot = input.u64().map_err(checkpoint_error)? as usize;
-        }
-        net.read_state(&mut input).map_err(checkpoint_error)?;
-        optimizer.read_state(&mut input).map_err(checkpoint_error)?;
+        epoch = restore(path, net, &mut optimizer, &mut rng, &mut order)? + 1;
     }
-    for epoch in first_epoch..=cfg.epochs {
+    while epoch <= cfg.epochs {
         let lr = cfg.lr / (1.0 + cfg.lr_decay * (epoch - 1) as f32);
         if !cfg.with_replacement {
             rng.shuffle(&mut order);
@@ -234,24 +225,62 @@ pub fn train_steered(
             optimizer.write_state(&mut out);
             out.save(path).map_err(checkpoint_error)?;
         }
-        match on_epoch(&report) {
-            Next::Continue => {}
+        let change = match on_epoch(&report) {
+            Next::Continue => None,
             Next::Stop => return Err(TrainError::Stopped(epoch)),
-            Next::Change(change) => {
-                cfg.lr = change.lr.unwrap_or(cfg.lr);
-                cfg.lr_decay = change.lr_decay.unwrap_or(cfg.lr_decay);
-                if let Some(rule) = change.optimizer {
-                    optimizer.set_rule(rule);
-                }
-                net.set_regularization(change.dropout, change.weight_decay);
+            Next::Change(change) => Some(change),
+            Next::Exploit { from, change } => {
+                // Another member's state replaces this one's, its epoch included.
+                epoch = restore(&from, net, &mut optimizer, &mut rng, &mut order)?;
+                Some(change)
             }
+        };
+        if let Some(change) = change {
+            cfg.lr = change.lr.unwrap_or(cfg.lr);
+            cfg.lr_decay = change.lr_decay.unwrap_or(cfg.lr_decay);
+            if let Some(rule) = change.optimizer {
+                optimizer.set_rule(rule);
+            }
+            net.set_regularization(change.dropout, change.weight_decay);
         }
+        epoch += 1;
     }
     Ok(last.unwrap_or(EpochReport {
         epoch: 0,
         val_acc: net.accuracy(validation.features(), validation.labels()),
         train_loss: f64::NAN,
     }))
+}
+
+/// Loads a checkpoint saved by the epoch loop into its state; returns the epoch it was saved
+/// after.
+fn restore(
+    path: &std::path::Path,
+    net: &mut Network,
+    optimizer: &mut OptimizerState,
+    rng: &mut Rng,
+    order: &mut [usize],
+) -> Result<usize, TrainError> {
+    let mut input = Reader::open(path).map_err(checkpoint_error)?;
+    let epoch = input.u64().map_err(checkpoint_error)? as usize;
+    let mut state = [0u64; 4];
+    for word in &mut state {
+        *word = input.u64().map_err(checkpoint_error)?;
+    }
+    *rng = Rng::from_state(state);
+    let saved = input.u64().map_err(checkpoint_error)? as usize;
+    if saved != order.len() {
+        return Err(checkpoint_error(input.mismatch(format!(
+            "it was trained on {saved} examples, this run has {}",
+            order.len()
+        ))));
+    }
+    for slot in order.iter_mut() {
+        *slot = input.u64().map_err(checkpoint_error)? as usize;
+    }
+    net.read_state(&mut input).map_err(checkpoint_error)?;
+    optimizer.read_state(&mut input).map_err(checkpoint_error)?;
+    Ok(epoch)
 }
 
 #[cfg(test)]

@@ -1,0 +1,391 @@
+//! Population-based training (Jaderberg et al., 2017), asynchronous: the study's trials are the
+//! population; every `interval` steps a member compares its last reported value with the
+//! others'. One in the bottom `fraction` copies the checkpoint of a member in the top
+//! `fraction` ("exploit") and perturbs that member's parameters ("explore"): each one is
+//! multiplied by a factor on its own scale (`1 - x` scaled for `reverse_log`), moved to a
+//! neighbouring choice, or, with probability `resample`, drawn afresh from its distribution.
+//! The new values reach the member through the live-change path, recorded as asked by `pbt`, and
+//! the member's lineage is kept in its `pbt_exploits` user attribute.
+//!
+//! ```
+//! use caviar_core::space::{Distribution, ParamValue, Scale};
+//! use caviar_engine::pbt::perturb;
+//! let beta = Distribution::float(0.9, 0.999, Scale::ReverseLog).unwrap();
+//! // 1 - 0.99 = 0.01, times 1.2: 0.012, so 0.988.
+//! let v = perturb(&beta, &ParamValue::Float(0.99), 1.2).as_f64().unwrap();
+//! assert!((v - 0.988).abs() < 1e-12);
+//! ```
+
+use caviar_core::rng::{stable_hash, Rng};
+use caviar_core::space::{Distribution, ParamValue, Scale};
+use caviar_core::storage::{AttrOwner, NewParamChange, Storage, StudyRecord};
+use caviar_core::study::{Trial, TrialError};
+use caviar_core::trial::{Direction, FrozenTrial, TrialState};
+use serde::{Deserialize, Serialize};
+
+/// Who the record names as asking for PBT's changes.
+pub const PBT_ASKER: &str = "pbt";
+
+/// The user attribute that lists a member's exploits: `[{"step", "from"}, ...]`.
+pub const PBT_LINEAGE: &str = "pbt_exploits";
+
+/// The `[pbt]` table of a study file.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PbtSpec {
+    /// Members trained at once: the study's trials.
+    pub population: usize,
+    /// Steps between a member's decisions.
+    pub interval: u64,
+    /// The share of members that counts as bottom (copies) and as top (is copied).
+    #[serde(default = "default_fraction")]
+    pub fraction: f64,
+    /// Factors a perturbed parameter is multiplied by, one drawn per parameter.
+    #[serde(default = "default_factors")]
+    pub perturb: Vec<f64>,
+    /// Probability that a parameter is drawn afresh from its distribution instead.
+    #[serde(default = "default_resample")]
+    pub resample: f64,
+    /// Seed of the choices (donor, factors, resamples).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_fraction() -> f64 {
+    0.25
+}
+fn default_factors() -> Vec<f64> {
+    vec![0.8, 1.2]
+}
+fn default_resample() -> f64 {
+    0.25
+}
+
+impl PbtSpec {
+    /// Checks the settings; the error names the key and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.population < 2 {
+            return Err(format!(
+                "population = {}: PBT needs at least 2 members (4 to 20 is usual)",
+                self.population
+            ));
+        }
+        if self.interval == 0 {
+            return Err("interval = 0: give the steps (epochs) between decisions, e.g. 2".into());
+        }
+        if !(self.fraction > 0.0 && self.fraction <= 0.5) {
+            return Err(format!(
+                "fraction = {}: give the share of bottom and top members, above 0 and at most 0.5 (e.g. 0.25)",
+                self.fraction
+            ));
+        }
+        if self.perturb.is_empty() || self.perturb.iter().any(|f| !(f.is_finite() && *f > 0.0)) {
+            return Err(format!(
+                "perturb = {:?}: give positive factors, e.g. [0.8, 1.2]",
+                self.perturb
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.resample) {
+            return Err(format!(
+                "resample = {}: give a probability from 0 to 1 (e.g. 0.25)",
+                self.resample
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `value` of `dist` moved by `factor` on the parameter's own scale, kept inside the
+/// distribution: linear and log values are multiplied, `reverse_log` values have `1 - x`
+/// multiplied, integers are multiplied and rounded (moving at least one step), categorical
+/// values move to the neighbouring choice (up for a factor above 1).
+pub fn perturb(dist: &Distribution, value: &ParamValue, factor: f64) -> ParamValue {
+    match dist {
+        Distribution::Float {
+            low,
+            high,
+            scale,
+            step,
+        } => {
+            let x = value.as_f64().unwrap_or(*low);
+            let moved = match scale {
+                Scale::ReverseLog => 1.0 - (1.0 - x) * factor,
+                Scale::Linear | Scale::Log => x * factor,
+            };
+            let clamped = ParamValue::Float(moved.clamp(*low, *high));
+            match step {
+                // Onto the grid.
+                Some(_) => dist
+                    .to_unit(&clamped)
+                    .map(|u| dist.from_unit(u))
+                    .unwrap_or(clamped),
+                None => clamped,
+            }
+        }
+        Distribution::Int {
+            low, high, step, ..
+        } => {
+            let x = value.as_f64().unwrap_or(*low as f64);
+            let mut moved = (x * factor / *step as f64).round() as i64 * step;
+            let current = x as i64;
+            if moved == current && factor != 1.0 {
+                moved = if factor > 1.0 {
+                    current + step
+                } else {
+                    current - step
+                };
+            }
+            ParamValue::Int(moved.clamp(*low, *high))
+        }
+        Distribution::Categorical { choices } => {
+            let at = choices.iter().position(|c| c == value).unwrap_or(0);
+            let next = if factor > 1.0 {
+                (at + 1).min(choices.len() - 1)
+            } else if factor < 1.0 {
+                at.saturating_sub(1)
+            } else {
+                at
+            };
+            choices[next].clone()
+        }
+    }
+}
+
+/// What a member does at a decision step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Train on as it is.
+    Keep,
+    /// Copy member `from`'s checkpoint and go on with `params` (its parameters, explored).
+    Exploit {
+        /// The donor's trial number.
+        from: u64,
+        /// The new values of every parameter that changes.
+        params: Vec<(String, ParamValue)>,
+    },
+}
+
+/// The last value a trial reported, when finite.
+fn last_value(t: &FrozenTrial) -> Option<f64> {
+    t.last_intermediate()
+        .map(|(_, v)| v)
+        .filter(|v| v.is_finite())
+}
+
+/// Decides for member `me` (which has just reported `value` at `step`) among `members` (the
+/// study's trials; the running and complete ones with a report count).
+pub fn decide(
+    spec: &PbtSpec,
+    direction: Direction,
+    me: &FrozenTrial,
+    value: f64,
+    step: u64,
+    members: &[FrozenTrial],
+) -> Decision {
+    let mut ranked: Vec<(f64, &FrozenTrial)> = members
+        .iter()
+        .filter(|t| t.number != me.number)
+        .filter(|t| matches!(t.state, TrialState::Running | TrialState::Complete))
+        .filter_map(|t| Some((last_value(t)?, t)))
+        .collect();
+    if !value.is_finite() {
+        return Decision::Keep;
+    }
+    ranked.push((value, me));
+    if ranked.len() < 2 {
+        return Decision::Keep;
+    }
+    // Best first.
+    ranked.sort_by(|a, b| match direction {
+        Direction::Minimize => a.0.total_cmp(&b.0),
+        Direction::Maximize => b.0.total_cmp(&a.0),
+    });
+    let k = ((spec.fraction * ranked.len() as f64).ceil() as usize).clamp(1, ranked.len() / 2);
+    let my_rank = ranked
+        .iter()
+        .position(|(_, t)| t.number == me.number)
+        .expect("me is ranked");
+    if my_rank < ranked.len() - k {
+        return Decision::Keep;
+    }
+    let mut rng = Rng::keyed(spec.seed, &[me.number, step, stable_hash("pbt")]);
+    let donor = ranked[rng.below(k as u64) as usize].1;
+    let mut params = Vec::new();
+    for (name, value) in &donor.params {
+        let Some(dist) = donor.distributions.get(name) else {
+            continue;
+        };
+        let new = if rng.next_f64() < spec.resample {
+            dist.from_unit(rng.next_f64())
+        } else {
+            let factor = spec.perturb[rng.below(spec.perturb.len() as u64) as usize];
+            perturb(dist, value, factor)
+        };
+        if me.params.get(name) != Some(&new) {
+            params.push((name.clone(), new));
+        }
+    }
+    Decision::Exploit {
+        from: donor.number,
+        params,
+    }
+}
+
+/// One decision of member `trial` after its report of `value` at `step`, carried out: on an
+/// exploit the changes are recorded as asked by [`PBT_ASKER`] and applied at `step`, and the
+/// exploit is appended to the member's [`PBT_LINEAGE`]. Returns the donor's number and the new
+/// values; the front end then loads the donor's checkpoint.
+pub fn step(
+    spec: &PbtSpec,
+    storage: &dyn Storage,
+    study: &StudyRecord,
+    trial: &mut Trial,
+    step: u64,
+    value: f64,
+) -> Result<Option<(u64, Vec<(String, ParamValue)>)>, TrialError> {
+    if step == 0 || step % spec.interval != 0 {
+        return Ok(None);
+    }
+    let members = storage.trials(study.id)?;
+    let Some(me) = members.iter().find(|t| t.id == trial.id()) else {
+        return Ok(None);
+    };
+    let Decision::Exploit { from, params } =
+        decide(spec, study.direction, me, value, step, &members)
+    else {
+        return Ok(None);
+    };
+    let note = format!("exploit trial {from} at step {step}");
+    for (name, value) in &params {
+        storage.ask_param_change(
+            trial.id(),
+            &NewParamChange {
+                name: name.clone(),
+                value: value.clone(),
+                who: PBT_ASKER.into(),
+                note: Some(note.clone()),
+                forced: false,
+            },
+        )?;
+    }
+    trial.apply_param_changes(step)?;
+    let owner = AttrOwner::Trial(trial.id());
+    let mut lineage = storage
+        .user_attrs(owner)?
+        .remove(PBT_LINEAGE)
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    lineage.push(serde_json::json!({"step": step, "from": from}));
+    storage.set_user_attr(owner, PBT_LINEAGE, &serde_json::Value::Array(lineage))?;
+    Ok(Some((from, params)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caviar_core::trial::TrialId;
+
+    fn member(number: u64, lr: f64, last: f64) -> FrozenTrial {
+        let dist = Distribution::float(1e-4, 1.0, Scale::Log).unwrap();
+        FrozenTrial {
+            id: TrialId(number as i64 + 1),
+            number,
+            state: TrialState::Running,
+            params: [("lr".to_string(), ParamValue::Float(lr))].into(),
+            distributions: [("lr".to_string(), dist)].into(),
+            intermediate: vec![(4, last)],
+            value: None,
+            error: None,
+            worker: None,
+            started_ms: None,
+            finished_ms: None,
+        }
+    }
+
+    fn spec() -> PbtSpec {
+        PbtSpec {
+            population: 4,
+            interval: 2,
+            fraction: 0.25,
+            perturb: vec![0.8, 1.2],
+            resample: 0.0,
+            seed: 3,
+        }
+    }
+
+    #[test]
+    fn the_worst_member_copies_the_best_and_perturbs_its_values_the_best_keeps() {
+        let members = vec![
+            member(0, 0.01, 0.9),
+            member(1, 0.1, 0.5),
+            member(2, 0.001, 0.7),
+            member(3, 0.3, 0.2),
+        ];
+        let spec = spec();
+        for m in &members[..3] {
+            let value = last_value(m).unwrap();
+            assert_eq!(
+                decide(&spec, Direction::Maximize, m, value, 4, &members),
+                Decision::Keep,
+                "member {}",
+                m.number
+            );
+        }
+        let Decision::Exploit { from, params } =
+            decide(&spec, Direction::Maximize, &members[3], 0.2, 4, &members)
+        else {
+            panic!("the worst member exploits");
+        };
+        assert_eq!(from, 0);
+        let lr = params[0].1.as_f64().unwrap();
+        assert!(
+            (lr - 0.008).abs() < 1e-12 || (lr - 0.012).abs() < 1e-12,
+            "{lr}"
+        );
+        // The same seed decides the same.
+        assert_eq!(
+            decide(&spec, Direction::Maximize, &members[3], 0.2, 4, &members),
+            Decision::Exploit { from, params }
+        );
+    }
+
+    #[test]
+    fn every_explored_value_lies_in_its_distribution() {
+        let dists = [
+            Distribution::float(1e-4, 1.0, Scale::Log).unwrap(),
+            Distribution::float(0.9, 0.999, Scale::ReverseLog).unwrap(),
+            Distribution::float(0.0, 0.5, Scale::Linear).unwrap(),
+            Distribution::int(2, 9, Scale::Linear).unwrap(),
+            Distribution::Categorical {
+                choices: vec![
+                    ParamValue::Int(32),
+                    ParamValue::Int(64),
+                    ParamValue::Int(128),
+                ],
+            },
+        ];
+        let mut rng = Rng::new(9);
+        for dist in &dists {
+            for _ in 0..2000 {
+                let value = dist.from_unit(rng.next_f64());
+                let factor = [0.5, 0.8, 1.2, 2.0][rng.below(4) as usize];
+                let moved = perturb(dist, &value, factor);
+                assert!(dist.contains(&moved), "{moved:?} outside {dist:?}");
+            }
+        }
+        // Log values multiply; integers move at least a step; choices move to a neighbour.
+        let lr = &dists[0];
+        assert_eq!(
+            perturb(lr, &ParamValue::Float(0.01), 2.0),
+            ParamValue::Float(0.02)
+        );
+        assert_eq!(
+            perturb(&dists[3], &ParamValue::Int(3), 1.2),
+            ParamValue::Int(4)
+        );
+        assert_eq!(
+            perturb(&dists[4], &ParamValue::Int(64), 0.8),
+            ParamValue::Int(32)
+        );
+    }
+}
