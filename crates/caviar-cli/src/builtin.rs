@@ -186,7 +186,10 @@ pub fn fit_trial(
             Some(p) => {
                 match caviar_engine::pbt::step(p.spec, p.storage, p.study, trial, epoch, r.val_acc)
                 {
-                    Ok(exploit) => exploit,
+                    Ok(caviar_engine::pbt::Decision::Exploit { from, params }) => {
+                        Some((from, params))
+                    }
+                    Ok(caviar_engine::pbt::Decision::Keep) => None,
                     Err(e) => {
                         log.push(format!("after epoch {epoch}: PBT could not decide: {e}"));
                         None

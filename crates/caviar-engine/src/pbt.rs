@@ -233,8 +233,8 @@ pub fn decide(
 
 /// One decision of member `trial` after its report of `value` at `step`, carried out: on an
 /// exploit the changes are recorded as asked by [`PBT_ASKER`] and applied at `step`, and the
-/// exploit is appended to the member's [`PBT_LINEAGE`]. Returns the donor's number and the new
-/// values; the front end then loads the donor's checkpoint.
+/// exploit is appended to the member's [`PBT_LINEAGE`]. On [`Decision::Exploit`] the front end
+/// then loads the donor's checkpoint.
 pub fn step(
     spec: &PbtSpec,
     storage: &dyn Storage,
@@ -242,18 +242,18 @@ pub fn step(
     trial: &mut Trial,
     step: u64,
     value: f64,
-) -> Result<Option<(u64, Vec<(String, ParamValue)>)>, TrialError> {
+) -> Result<Decision, TrialError> {
     if step == 0 || step % spec.interval != 0 {
-        return Ok(None);
+        return Ok(Decision::Keep);
     }
     let members = storage.trials(study.id)?;
     let Some(me) = members.iter().find(|t| t.id == trial.id()) else {
-        return Ok(None);
+        return Ok(Decision::Keep);
     };
     let Decision::Exploit { from, params } =
         decide(spec, study.direction, me, value, step, &members)
     else {
-        return Ok(None);
+        return Ok(Decision::Keep);
     };
     let note = format!("exploit trial {from} at step {step}");
     for (name, value) in &params {
@@ -277,7 +277,7 @@ pub fn step(
         .unwrap_or_default();
     lineage.push(serde_json::json!({"step": step, "from": from}));
     storage.set_user_attr(owner, PBT_LINEAGE, &serde_json::Value::Array(lineage))?;
-    Ok(Some((from, params)))
+    Ok(Decision::Exploit { from, params })
 }
 
 #[cfg(test)]
