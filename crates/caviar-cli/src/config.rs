@@ -550,12 +550,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
     if let Some(pbt) = &file.pbt {
         pbt.validate()
             .map_err(|msg| fail(key_line("pbt"), format!("[pbt] {msg}")))?;
-        if file.command.is_some() {
-            return Err(fail(
-                key_line("pbt"),
-                "[pbt] runs with the built-in trainer (objective = \"mnist\") so far; a command cannot take another member's checkpoint yet".into(),
-            ));
-        }
         if file.trials != pbt.population as u64 || file.workers != pbt.population as u64 {
             return Err(fail(
                 key_line("pbt"),
@@ -565,10 +559,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
                 ),
             ));
         }
+        let trainer = file.command.is_none();
         if let Some(name) = file
             .params
             .keys()
-            .find(|name| !caviar_nn::hparams::LIVE.contains(&name.as_str()))
+            .find(|name| trainer && !caviar_nn::hparams::LIVE.contains(&name.as_str()))
         {
             return Err(fail(
                 key_line("pbt"),

@@ -184,11 +184,17 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
                         number: trial.number(),
                         params: &params,
                     };
+                    let storage = study.storage().clone();
                     let mut on_report = |step: u64, value: f64| match trial
                         .report(step, value)
                         .and_then(|()| trial.should_prune())
                     {
-                        Ok(false) => Control::Continue,
+                        Ok(false) => match &cfg.file.pbt {
+                            Some(pbt) => {
+                                exploit(pbt, &*storage, study.record(), trial, &dirs, step, value)
+                            }
+                            None => Control::Continue,
+                        },
                         Ok(true) => Control::Prune,
                         // Someone else ended this trial (it was presumed dead) or the storage
                         // failed: stop the command; the reason goes with the trial.
@@ -355,6 +361,39 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
         return Ok(1);
     }
     Ok(0)
+}
+
+/// A PBT member's decision after its report of `value` at `step`: on an exploit, the command is
+/// told to load the donor's folder with the explored parameters.
+fn exploit(
+    spec: &caviar_engine::pbt::PbtSpec,
+    storage: &dyn caviar_core::storage::Storage,
+    study: &caviar_core::storage::StudyRecord,
+    trial: &mut caviar_core::study::Trial,
+    dirs: &caviar_engine::TrialDirs,
+    step: u64,
+    value: f64,
+) -> Control {
+    let from = match caviar_engine::pbt::step(spec, storage, study, trial, step, value) {
+        Ok(caviar_engine::pbt::Decision::Exploit { from, .. }) => from,
+        Ok(caviar_engine::pbt::Decision::Keep) => return Control::Continue,
+        Err(e) => {
+            return Control::Abort(format!("stopped: PBT could not record its decision: {e}"))
+        }
+    };
+    let version = storage
+        .param_changes(trial.id())
+        .ok()
+        .and_then(|all| all.iter().map(|c| c.id).max())
+        .unwrap_or(0);
+    match std::path::absolute(dirs.trial(from)) {
+        Ok(restore_from) => Control::Reload {
+            version,
+            params: trial.params(),
+            restore_from,
+        },
+        Err(e) => Control::Abort(format!("stopped: cannot name trial {from}'s folder: {e}")),
+    }
 }
 
 /// Removes the folders of finished trials outside the best `keep` (`keep_checkpoints`).

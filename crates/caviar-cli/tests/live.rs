@@ -634,3 +634,88 @@ fn pbt_members_in_the_bottom_copy_a_top_members_checkpoint_and_perturb_its_param
     }
     assert!(exploits > 0, "no member exploited: {members:?}");
 }
+
+const PBT_MEMBER: &str = r#"
+import json, os, time
+folder = os.environ["CAVIAR_TRIAL_DIR"]
+params_file = os.environ["CAVIAR_PARAMS_FILE"]
+score, seen, epoch = 0.0, 0, 0
+while epoch < 12:
+    epoch += 1
+    with open(params_file) as f:
+        doc = json.load(f)
+    ack = ""
+    if doc["version"] > seen:
+        seen = doc["version"]
+        ack = f" applied={seen}"
+        if "restore_from" in doc:
+            with open(os.path.join(doc["restore_from"], "checkpoint.json")) as f:
+                saved = json.load(f)
+            score, epoch = saved["score"], saved["epoch"] + 1
+            print(f"restored from {os.path.basename(doc['restore_from'])} at epoch {saved['epoch']}", flush=True)
+    score += doc["params"]["lr"]
+    with open(os.path.join(folder, "checkpoint.new"), "w") as f:
+        json.dump({"epoch": epoch, "score": score}, f)
+    os.replace(os.path.join(folder, "checkpoint.new"), os.path.join(folder, "checkpoint.json"))
+    print(f"epoch={epoch} val={score}{ack}", flush=True)
+    time.sleep(0.1)
+"#;
+
+const PBT_COMMANDS: &str = r#"name = "commands"
+direction = "maximize"
+metric = "val"
+trials = 4
+workers = 4
+command = ["python3", "member.py"]
+
+[sampler]
+kind = "random"
+seed = 2
+
+[pbt]
+population = 4
+interval = 3
+seed = 1
+
+[params]
+lr = { low = 0.01, high = 1.0 }
+"#;
+
+#[test]
+fn pbt_commands_load_the_donors_checkpoint_named_in_the_parameters_file() {
+    if Command::new("python3").arg("-c").arg("1").output().is_err() {
+        println!("skipped: no python3 to run the trial script");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("member.py"), PBT_MEMBER).unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, PBT_COMMANDS).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("c.db").display());
+    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let record = store.study("commands").unwrap().unwrap();
+    let mut exploits = 0;
+    for m in listed(&storage, "commands").as_array().unwrap() {
+        assert_eq!(m["state"], "complete", "{m}");
+        let Some(lineage) = m["user_attrs"]["pbt_exploits"].as_array() else {
+            continue;
+        };
+        let id = store.trials(record.id).unwrap()[m["number"].as_u64().unwrap() as usize].id;
+        let log = store.trial_log(id).unwrap().unwrap_or_default();
+        for e in lineage {
+            exploits += 1;
+            let from = e["from"].as_u64().unwrap();
+            assert!(
+                log.contains(&format!("restored from trial-{from} at epoch")),
+                "exploit {e} not taken: {log}"
+            );
+        }
+    }
+    assert!(exploits > 0, "no member exploited");
+}

@@ -100,6 +100,18 @@ pub enum Control {
     Prune,
     /// Stop the command and record the trial as failed with this reason.
     Abort(String),
+    /// Keep going from another trial's checkpoint with these parameters (population-based
+    /// training's exploit): the parameters file is rewritten with `version`, the parameters and
+    /// `"restore_from": FOLDER`; the command loads the checkpoint in that folder and
+    /// acknowledges with `applied=VERSION`.
+    Reload {
+        /// The new version of the parameters file.
+        version: i64,
+        /// Every parameter's value from now on.
+        params: BTreeMap<String, ParamValue>,
+        /// The folder whose checkpoint the command loads.
+        restore_from: PathBuf,
+    },
 }
 
 /// Process groups (and trial tokens) of the commands running now, so a hard exit can take them
@@ -285,8 +297,12 @@ fn write_params_file(
     path: &Path,
     version: i64,
     params: &BTreeMap<String, ParamValue>,
+    restore_from: Option<&Path>,
 ) -> std::io::Result<()> {
-    let payload = serde_json::json!({"version": version, "params": params});
+    let mut payload = serde_json::json!({"version": version, "params": params});
+    if let Some(folder) = restore_from {
+        payload["restore_from"] = serde_json::json!(folder);
+    }
     let temporary = path.with_extension("json.new");
     std::fs::write(&temporary, payload.to_string())?;
     std::fs::rename(&temporary, path)
@@ -322,7 +338,7 @@ pub fn run_command_live(
     let params_file = trial_file.with_extension("params.json");
     let mut current = input.params.clone();
     let mut written_version = 0i64;
-    write_params_file(&params_file, 0, &current)
+    write_params_file(&params_file, 0, &current, None)
         .map_err(|e| RunError::TrialFile(params_file.clone(), e))?;
     let _cleanup_params = RemoveOnDrop(params_file.clone());
     let mut last_poll = Instant::now();
@@ -410,6 +426,8 @@ pub fn run_command_live(
     let mut log_tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     let mut exited_at: Option<Instant> = None;
     let mut last_step: Option<u64> = None;
+    // An exploit's folder stays in the parameters file until the command acknowledges it.
+    let mut reload: Option<(i64, PathBuf)> = None;
     // A paused trial's time does not count toward its timeout.
     let mut paused_since: Option<Instant> = None;
     let mut paused_before = Duration::ZERO;
@@ -434,7 +452,14 @@ pub fn run_command_live(
                         written_version = written_version.max(version);
                     }
                     // A failed write leaves the old file; the next poll tries again.
-                    if write_params_file(&params_file, written_version, &current).is_ok() {
+                    if write_params_file(
+                        &params_file,
+                        written_version,
+                        &current,
+                        reload.as_ref().map(|r| r.1.as_path()),
+                    )
+                    .is_ok()
+                    {
                         if let Some(signal) = spec.on_change {
                             kill_group(pgid, signal);
                         }
@@ -470,6 +495,9 @@ pub fn run_command_live(
                                 let step = report.step().unwrap_or(reports);
                                 if version.is_finite() && version >= 1.0 {
                                     live.applied(version as i64, step);
+                                    if reload.as_ref().is_some_and(|r| version as i64 >= r.0) {
+                                        reload = None;
+                                    }
                                 }
                             }
                             if let Some(v) = report.get(&spec.metric) {
@@ -486,6 +514,35 @@ pub fn run_command_live(
                                     match control {
                                         Ok(Control::Continue) => {}
                                         Ok(Control::Prune) => stop = Some(StopReason::Pruned),
+                                        Ok(Control::Reload {
+                                            version,
+                                            params,
+                                            restore_from,
+                                        }) => {
+                                            current = params;
+                                            written_version = written_version.max(version);
+                                            reload = Some((written_version, restore_from.clone()));
+                                            // A failed write is the trial's end: it cannot
+                                            // take the exploit it was told to.
+                                            match write_params_file(
+                                                &params_file,
+                                                written_version,
+                                                &current,
+                                                Some(&restore_from),
+                                            ) {
+                                                Ok(()) => {
+                                                    if let Some(signal) = spec.on_change {
+                                                        kill_group(pgid, signal);
+                                                    }
+                                                }
+                                                Err(e) => {
+                                                    stop = Some(StopReason::Aborted(format!(
+                                                        "could not write {}: {e}",
+                                                        params_file.display()
+                                                    )))
+                                                }
+                                            }
+                                        }
                                         Ok(Control::Abort(why)) => {
                                             stop = Some(StopReason::Aborted(why))
                                         }
