@@ -719,3 +719,65 @@ fn pbt_commands_load_the_donors_checkpoint_named_in_the_parameters_file() {
     }
     assert!(exploits > 0, "no member exploited");
 }
+
+const RESUMABLE: &str = r#"name = "resumed"
+direction = "maximize"
+metric = "val"
+trials = 1
+retries = 1
+keep_checkpoints = "all"
+command = ["python3", "checkpointed.py"]
+
+[params]
+lr = { low = 0.0001, high = 0.01, scale = "log" }
+"#;
+
+#[test]
+fn a_trial_lost_with_its_worker_is_retried_from_its_last_checkpoint() {
+    if Command::new("python3").arg("-c").arg("1").output().is_err() {
+        println!("skipped: no python3 to run the trial script");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The checkpointing script, slowed down so the worker can be killed mid-trial.
+    let slow = CHECKPOINTED.replace(
+        "    print(f\"epoch={epoch} val={epoch * lr}\", flush=True)\n",
+        "    print(f\"epoch={epoch} val={epoch * lr}\", flush=True)\n    __import__('time').sleep(0.3)\n",
+    );
+    std::fs::write(dir.path().join("checkpointed.py"), slow).unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, RESUMABLE).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("r.db").display());
+    let mut run = start_run(&storage, &file);
+    wait_for("two reports", || {
+        listed(&storage, "resumed")[0]["intermediate"]
+            .as_array()
+            .is_some_and(|c| c.len() >= 2)
+    });
+    // SAFETY: killing our own child process.
+    unsafe { libc::kill(run.id() as i32, libc::SIGKILL) };
+    run.wait().unwrap();
+    let again = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let trials = listed(&storage, "resumed");
+    let (lost, retry) = (&trials[0], &trials[1]);
+    assert_eq!(lost["state"], "failed");
+    assert_eq!(retry["state"], "complete");
+    assert_eq!(retry["user_attrs"]["retry_of"], 0);
+    let saved = std::fs::read_to_string(
+        dir.path()
+            .join("caviar-trials/resumed/trial-0/checkpoint.json"),
+    )
+    .unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    // Its curve goes on after the lost trial's last checkpoint.
+    assert_eq!(
+        retry["intermediate"][0][0].as_u64(),
+        Some(saved["epoch"].as_u64().unwrap() + 1),
+        "{retry}"
+    );
+}

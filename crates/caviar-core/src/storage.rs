@@ -192,6 +192,17 @@ pub trait Storage: Send + Sync {
         study: StudyId,
         params: &[QueuedParam],
         attempt: u32,
+    ) -> Result<NewTrial, StorageError> {
+        self.enqueue_trial_with_attrs(study, params, attempt, &[])
+    }
+    /// [`Storage::enqueue_trial`] with user attributes of the new trial, written with it (a
+    /// worker that takes it at once sees them: a fork's parent, a retry's lost trial).
+    fn enqueue_trial_with_attrs(
+        &self,
+        study: StudyId,
+        params: &[QueuedParam],
+        attempt: u32,
+        attrs: &[(String, serde_json::Value)],
     ) -> Result<NewTrial, StorageError>;
     /// Records several suggested parameters of a running trial. Backends with transactions
     /// write them all or none, in one transaction; the default records them one by one.
@@ -673,11 +684,12 @@ impl Storage for InMemoryStorage {
         }))
     }
 
-    fn enqueue_trial(
+    fn enqueue_trial_with_attrs(
         &self,
         study: StudyId,
         params: &[QueuedParam],
         attempt: u32,
+        attrs: &[(String, serde_json::Value)],
     ) -> Result<NewTrial, StorageError> {
         let mut m = self.lock();
         if study.0 < 0 || study.0 as usize >= m.studies.len() {
@@ -713,6 +725,12 @@ impl Storage for InMemoryStorage {
             },
         });
         m.by_study.entry(study.0).or_default().push(id.0 as usize);
+        if !attrs.is_empty() {
+            m.trial_user_attrs
+                .entry(id.0)
+                .or_default()
+                .extend(attrs.iter().cloned());
+        }
         Ok(NewTrial {
             id,
             number,

@@ -548,10 +548,11 @@ impl Study {
                         failed.push(running.number);
                         if retry {
                             let params = queued_params(self.storage.trial(running.id)?);
-                            self.storage.enqueue_trial(
+                            self.storage.enqueue_trial_with_attrs(
                                 self.record.id,
                                 &params,
                                 running.attempt + 1,
+                                &[(RETRY_OF.into(), serde_json::json!(running.number))],
                             )?;
                         }
                     }
@@ -563,6 +564,10 @@ impl Study {
         Ok(failed)
     }
 }
+
+/// The user attribute of a retried trial that names the lost trial it replaces (a front end
+/// may restore that trial's last checkpoint).
+pub const RETRY_OF: &str = "retry_of";
 
 /// A value queued without a distribution is stored as the one choice of a categorical: the
 /// first suggestion of its name gives it its real distribution.

@@ -1,6 +1,7 @@
 //! Trial folders and forks: every trial gets a folder of its own (`CAVIAR_TRIAL_DIR`) where it
 //! keeps checkpoints; a fork is a new trial that starts from another trial's folder
-//! (`CAVIAR_RESTORE_FROM`) with some parameters changed, recorded as that trial's child.
+//! (`CAVIAR_RESTORE_FROM`) with some parameters changed, recorded as that trial's child; a retry
+//! of a trial lost with its worker starts from the lost trial's folder the same way.
 //!
 //! ```
 //! use caviar_engine::TrialDirs;
@@ -87,7 +88,20 @@ impl TrialDirs {
         let parent = forked_from(storage, id)
             .map_err(|e| format!("cannot read which trial this one was forked from: {e}"))?;
         let Some(parent) = parent else {
-            return Ok((own, None));
+            // A retry of a trial lost with its worker goes on from what that trial saved, when
+            // its folder is here and holds something.
+            let lost = retry_of(storage, id)
+                .map_err(|e| format!("cannot read which trial this one retries: {e}"))?;
+            let saved = lost.map(|n| self.trial(n)).filter(|dir| {
+                std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+            });
+            return match saved {
+                Some(dir) => Ok((
+                    own,
+                    Some(std::path::absolute(dir).map_err(|e| e.to_string())?),
+                )),
+                None => Ok((own, None)),
+            };
         };
         let from = self.trial(parent);
         if !from.is_dir() {
@@ -165,8 +179,16 @@ pub fn forked_from(storage: &dyn Storage, id: TrialId) -> Result<Option<u64>, St
         .and_then(serde_json::Value::as_u64))
 }
 
-/// The trials that running or waiting trials of `trials` were forked from (their folders must
-/// stay).
+/// The lost trial that trial `id` retries, when it is a retry.
+fn retry_of(storage: &dyn Storage, id: TrialId) -> Result<Option<u64>, StorageError> {
+    Ok(storage
+        .user_attrs(AttrOwner::Trial(id))?
+        .get(caviar_core::study::RETRY_OF)
+        .and_then(serde_json::Value::as_u64))
+}
+
+/// The trials that running or waiting trials of `trials` were forked from or retry (their
+/// folders must stay).
 pub fn pending_fork_sources(
     storage: &dyn Storage,
     trials: &[FrozenTrial],
@@ -176,6 +198,9 @@ pub fn pending_fork_sources(
         if matches!(t.state, TrialState::Running | TrialState::Waiting) {
             if let Some(parent) = forked_from(storage, t.id)? {
                 sources.insert(parent);
+            }
+            if let Some(lost) = retry_of(storage, t.id)? {
+                sources.insert(lost);
             }
         }
     }
@@ -229,13 +254,15 @@ pub fn fork(
             Some((name.clone(), dist.clone(), value.clone()))
         })
         .collect();
-    let new = storage.enqueue_trial(study.id, &queued, 0)?;
-    let owner = AttrOwner::Trial(new.id);
-    storage.set_user_attr(owner, FORKED_FROM, &serde_json::json!(parent))?;
-    storage.set_user_attr(owner, "forked_by", &serde_json::json!(who))?;
+    let mut attrs = vec![
+        (FORKED_FROM.to_string(), serde_json::json!(parent)),
+        ("forked_by".to_string(), serde_json::json!(who)),
+    ];
     if let Some(note) = note {
-        storage.set_user_attr(owner, "fork_note", &serde_json::json!(note))?;
+        attrs.push(("fork_note".to_string(), serde_json::json!(note)));
     }
+    // Written with the trial, so a worker that takes it at once knows where it starts.
+    let new = storage.enqueue_trial_with_attrs(study.id, &queued, 0, &attrs)?;
     Ok(Forked {
         number: new.number,
         params: values.into_iter().collect(),

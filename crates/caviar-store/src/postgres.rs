@@ -532,7 +532,7 @@ retried! {
     fn study(&self, name: &str) -> Result<Option<StudyRecord>, StorageError>;
     fn studies(&self) -> Result<Vec<StudySummary>, StorageError>;
     fn create_trial(&self, study: StudyId, worker: &str, limit: Option<u64>) -> Result<Option<NewTrial>, StorageError>;
-    fn enqueue_trial(&self, study: StudyId, params: &[caviar_core::storage::QueuedParam], attempt: u32) -> Result<NewTrial, StorageError>;
+    fn enqueue_trial_with_attrs(&self, study: StudyId, params: &[caviar_core::storage::QueuedParam], attempt: u32, attrs: &[(String, serde_json::Value)]) -> Result<NewTrial, StorageError>;
     fn set_param(&self, trial: TrialId, name: &str, dist: &Distribution, value: &ParamValue) -> Result<(), StorageError>;
     fn replace_param(&self, trial: TrialId, name: &str, dist: &Distribution, value: &ParamValue) -> Result<(), StorageError>;
     fn set_params(&self, trial: TrialId, params: &[(String, Distribution, ParamValue)]) -> Result<(), StorageError>;
@@ -728,11 +728,12 @@ impl Storage for Attempt<'_> {
         }))
     }
 
-    fn enqueue_trial(
+    fn enqueue_trial_with_attrs(
         &self,
         study: StudyId,
         params: &[caviar_core::storage::QueuedParam],
         attempt: u32,
+        attrs: &[(String, serde_json::Value)],
     ) -> Result<NewTrial, StorageError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
@@ -752,6 +753,14 @@ impl Storage for Attempt<'_> {
                 "INSERT INTO trial_params (trial_id, name, value, distribution)
                  VALUES ($1, $2, $3, $4)",
                 &[&id, name, &value, &dist],
+            )
+            .map_err(backend)?;
+        }
+        for (key, value) in attrs {
+            let value = serde_json::to_string(value).map_err(json_err)?;
+            tx.execute(
+                "INSERT INTO trial_user_attrs (trial_id, key, value) VALUES ($1, $2, $3)",
+                &[&id, key, &value],
             )
             .map_err(backend)?;
         }

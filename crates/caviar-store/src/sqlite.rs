@@ -565,11 +565,12 @@ impl Storage for SqliteStorage {
         }))
     }
 
-    fn enqueue_trial(
+    fn enqueue_trial_with_attrs(
         &self,
         study: StudyId,
         params: &[caviar_core::storage::QueuedParam],
         attempt: u32,
+        attrs: &[(String, serde_json::Value)],
     ) -> Result<NewTrial, StorageError> {
         let mut conn = self.conn();
         let tx = conn
@@ -592,6 +593,13 @@ impl Storage for SqliteStorage {
                     serde_json::to_string(value).map_err(json_err)?,
                     serde_json::to_string(dist).map_err(json_err)?
                 ],
+            )
+            .map_err(backend)?;
+        }
+        for (key, value) in attrs {
+            tx.execute(
+                "INSERT INTO trial_user_attrs (trial_id, key, value) VALUES (?1, ?2, ?3)",
+                params![id, key, serde_json::to_string(value).map_err(json_err)?],
             )
             .map_err(backend)?;
         }
