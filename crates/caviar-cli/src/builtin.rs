@@ -310,16 +310,33 @@ pub fn trial_setup(
     Ok((h.net_config(input, 10), seed(1), h.train_config(seed(2))))
 }
 
-/// Retrains the best trial with its own seeds and evaluates it on the sealed test set, once.
+/// Evaluates the best trial on the sealed test set, once: the weights it saved in `saved` (its
+/// checkpoint) when there is one, which is the only faithful copy of a trial whose parameters
+/// changed while it trained (panda mode, PBT); otherwise it is retrained with its own seeds.
 pub fn test_once(
     settings: &crate::config::BuiltinMnist,
     split: &Split,
     best: &FrozenTrial,
+    saved: Option<&Path>,
 ) -> anyhow::Result<f64> {
     let (net, net_seed, cfg) = trial_setup(settings, &best.params, best.number, split.train.dim())
         .map_err(|e| anyhow::anyhow!("retraining trial {}: {e}", best.number))?;
     let dir = caviar_nn::mnist::find_data_dir()
         .ok_or_else(|| anyhow::anyhow!("the MNIST files disappeared during the study"))?;
+    if let Some(file) = saved.filter(|f| f.exists()) {
+        let mut network = Network::new(net, net_seed);
+        let epoch = caviar_nn::train::load_weights(file, &mut network)
+            .map_err(|e| anyhow::anyhow!("loading trial {}'s weights: {e}", best.number))?;
+        let test =
+            caviar_nn::mnist::load_test(&dir, None).map_err(|e| crate::BadInput(e.to_string()))?;
+        return Ok(test.evaluate_once(
+            &format!(
+                "final check of the best configuration (trial {}, its weights after epoch {epoch})",
+                best.number
+            ),
+            |data| network.accuracy(data.features(), data.labels()),
+        ));
+    }
     Ok(retrain_and_test(&dir, split, best, net, net_seed, &cfg)?.0)
 }
 

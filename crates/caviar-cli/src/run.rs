@@ -328,7 +328,10 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
         (&cfg.objective, &mnist_split, top.first())
     {
         if settings.test && !cancel.load(Ordering::SeqCst) {
-            let acc = builtin::test_once(settings, split, best)?;
+            let saved = dirs
+                .trial(best.number)
+                .join(caviar_nn::checkpoint::FILE_NAME);
+            let acc = builtin::test_once(settings, split, best, Some(&saved))?;
             eprintln!(
                 "final test accuracy: {acc:.4} (best configuration, trial {}; evaluated once)",
                 best.number

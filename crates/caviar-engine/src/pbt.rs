@@ -208,8 +208,19 @@ pub fn decide(
     if my_rank < ranked.len() - k {
         return Decision::Keep;
     }
+    // Donors among the top that have trained at least as far, so an exploit never repeats
+    // epochs (the budget stays what the study file says).
+    let donors: Vec<&FrozenTrial> = ranked[..k]
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| t.number != me.number)
+        .filter(|t| t.last_intermediate().is_some_and(|(s, _)| s >= step))
+        .collect();
+    if donors.is_empty() {
+        return Decision::Keep;
+    }
     let mut rng = Rng::keyed(spec.seed, &[me.number, step, stable_hash("pbt")]);
-    let donor = ranked[rng.below(k as u64) as usize].1;
+    let donor = donors[rng.below(donors.len() as u64) as usize];
     let mut params = Vec::new();
     for (name, value) in &donor.params {
         let Some(dist) = donor.distributions.get(name) else {

@@ -252,6 +252,22 @@ pub fn train_steered(
     }))
 }
 
+/// Loads only the network of a checkpoint the epoch loop saved (its weights after the last
+/// epoch it finished), to evaluate it; returns that epoch.
+pub fn load_weights(path: &std::path::Path, net: &mut Network) -> Result<usize, TrainError> {
+    let mut input = Reader::open(path).map_err(checkpoint_error)?;
+    let epoch = input.u64().map_err(checkpoint_error)? as usize;
+    for _ in 0..4 {
+        input.u64().map_err(checkpoint_error)?;
+    }
+    let examples = input.u64().map_err(checkpoint_error)?;
+    for _ in 0..examples {
+        input.u64().map_err(checkpoint_error)?;
+    }
+    net.read_state(&mut input).map_err(checkpoint_error)?;
+    Ok(epoch)
+}
+
 /// Loads a checkpoint saved by the epoch loop into its state; returns the epoch it was saved
 /// after.
 fn restore(
@@ -447,6 +463,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rest, whole[3..]);
+        let mut weights_only = Network::new(shape.clone(), 7);
+        assert_eq!(load_weights(&path, &mut weights_only).unwrap(), 3);
+        assert_eq!(
+            weights_only.accuracy(validation.features(), validation.labels()),
+            whole[2].val_acc
+        );
 
         // A network of another shape is refused, naming the reason.
         let mut wider = Network::new(NetConfig::mlp(2, vec![16], 2), 4);
