@@ -156,6 +156,8 @@ pub fn fit_trial(
         split.train.len(),
         split.validation.len()
     )];
+    // PBT decides between epochs only: after the last one, a copy could no longer train.
+    let final_epoch = cfg.epochs as u64;
     let mut report = |r: &EpochReport| {
         last_epoch.set(Some(r.epoch as u64));
         log.push(format!(
@@ -183,7 +185,7 @@ pub fn fit_trial(
         };
         let epoch = r.epoch as u64;
         let exploit = match &extras.pbt {
-            Some(p) => {
+            Some(p) if epoch < final_epoch => {
                 match caviar_engine::pbt::step(p.spec, p.storage, p.study, trial, epoch, r.val_acc)
                 {
                     Ok(caviar_engine::pbt::Decision::Exploit { from, params }) => {
@@ -196,7 +198,7 @@ pub fn fit_trial(
                     }
                 }
             }
-            None => None,
+            _ => None,
         };
         if let Some((from, params)) = &exploit {
             let shown: Vec<String> = params

@@ -188,9 +188,12 @@ pub fn decide(
         .filter(|t| matches!(t.state, TrialState::Running | TrialState::Complete))
         .filter_map(|t| Some((last_value(t)?, t)))
         .collect();
-    if !value.is_finite() {
-        return Decision::Keep;
-    }
+    // A value that is no number (diverged training) ranks last.
+    let value = match (value.is_finite(), direction) {
+        (true, _) => value,
+        (false, Direction::Maximize) => f64::NEG_INFINITY,
+        (false, Direction::Minimize) => f64::INFINITY,
+    };
     ranked.push((value, me));
     if ranked.len() < 2 {
         return Decision::Keep;
@@ -257,6 +260,18 @@ pub fn step(
     if step == 0 || step % spec.interval != 0 {
         return Ok(Decision::Keep);
     }
+    carry_out(spec, storage, study, trial, step, value)
+}
+
+/// Decides for `trial` and records an exploit (see [`step`]).
+fn carry_out(
+    spec: &PbtSpec,
+    storage: &dyn Storage,
+    study: &StudyRecord,
+    trial: &mut Trial,
+    step: u64,
+    value: f64,
+) -> Result<Decision, TrialError> {
     let members = storage.trials(study.id)?;
     let Some(me) = members.iter().find(|t| t.id == trial.id()) else {
         return Ok(Decision::Keep);
@@ -357,6 +372,38 @@ mod tests {
         assert_eq!(
             decide(&spec, Direction::Maximize, &members[3], 0.2, 4, &members),
             Decision::Exploit { from, params }
+        );
+    }
+
+    #[test]
+    fn a_member_whose_value_is_no_number_ranks_last_and_copies_a_member_as_far_along() {
+        let members = vec![
+            member(0, 0.01, 0.9),
+            member(1, 0.1, 0.5),
+            member(2, 0.9, f64::NAN),
+        ];
+        let Decision::Exploit { from, .. } = decide(
+            &spec(),
+            Direction::Maximize,
+            &members[2],
+            f64::NAN,
+            3,
+            &members,
+        ) else {
+            panic!("a diverged member is replaced");
+        };
+        assert_eq!(from, 0);
+        // No member has trained as far: nothing to copy.
+        assert_eq!(
+            decide(
+                &spec(),
+                Direction::Maximize,
+                &members[2],
+                f64::NAN,
+                5,
+                &members
+            ),
+            Decision::Keep
         );
     }
 
