@@ -104,7 +104,7 @@ def run(method, seed, work, pbt_keys=""):
     return {
         "method": method, "seed": seed, "best_val": best["value"],
         "test": summary["final_test_accuracy"], "epochs": epochs, "seconds": seconds,
-        "trials": trials_json,
+        "trials": trials_json, "failed": summary["counts"]["failed"],
     }
 
 
@@ -169,7 +169,7 @@ def main():
                 r = run(method, seed, work, args.pbt)
                 rows.append(r)
                 print(f"{method} seed {seed}: best val {r['best_val']:.4f} test {r['test']:.4f} "
-                      f"epochs {r['epochs']} ({r['seconds']:.0f} s)", flush=True)
+                      f"epochs {r['epochs']}, {r['failed']} failed ({r['seconds']:.0f} s)", flush=True)
                 if method == "pbt" and seed == 0:
                     svg(lr_schedules(r["trials"]), os.path.join(args.out, "pbt_lr_schedules.svg"))
     print("\n| method | seed | best val_acc | test acc (chosen, once) | epochs trained | wall s |")
