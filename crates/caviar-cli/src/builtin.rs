@@ -186,8 +186,9 @@ pub fn fit_trial(
         let epoch = r.epoch as u64;
         let exploit = match &extras.pbt {
             Some(p) if epoch < final_epoch => {
-                match caviar_engine::pbt::step(p.spec, p.storage, p.study, trial, epoch, r.val_acc)
-                {
+                match caviar_engine::pbt::step(
+                    p.spec, p.storage, p.study, trial, epoch, r.val_acc, true,
+                ) {
                     Ok(caviar_engine::pbt::Decision::Exploit { from, params }) => {
                         Some((from, params))
                     }

@@ -377,24 +377,31 @@ fn exploit(
     step: u64,
     value: f64,
 ) -> Control {
-    let from = match caviar_engine::pbt::step(spec, storage, study, trial, step, value) {
-        Ok(caviar_engine::pbt::Decision::Exploit { from, .. }) => from,
-        Ok(caviar_engine::pbt::Decision::Keep) => return Control::Continue,
-        Err(e) => {
-            return Control::Abort(format!("stopped: PBT could not record its decision: {e}"))
-        }
-    };
+    // Applied when the command acknowledges them, like any change: a member that ends before it
+    // reads them keeps its record true.
+    let (from, explored) =
+        match caviar_engine::pbt::step(spec, storage, study, trial, step, value, false) {
+            Ok(caviar_engine::pbt::Decision::Exploit { from, params }) => (from, params),
+            Ok(caviar_engine::pbt::Decision::Keep) => return Control::Continue,
+            Err(e) => {
+                return Control::Abort(format!("stopped: PBT could not record its decision: {e}"))
+            }
+        };
     let version = storage
         .param_changes(trial.id())
         .ok()
         .and_then(|all| all.iter().map(|c| c.id).max())
         .unwrap_or(0);
     match std::path::absolute(dirs.trial(from)) {
-        Ok(restore_from) => Control::Reload {
-            version,
-            params: trial.params(),
-            restore_from,
-        },
+        Ok(restore_from) => {
+            let mut params = trial.params();
+            params.extend(explored);
+            Control::Reload {
+                version,
+                params,
+                restore_from,
+            }
+        }
         Err(e) => Control::Abort(format!("stopped: cannot name trial {from}'s folder: {e}")),
     }
 }

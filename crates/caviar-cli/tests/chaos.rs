@@ -9,6 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+#[path = "support/pg.rs"]
+mod pg;
+use pg::in_postgres_schema;
+
 const TRIALS: usize = 300;
 const WORKERS: usize = 8;
 const KILLS: usize = 10;
@@ -298,26 +302,6 @@ fn eight_sqlite_workers_killed_at_random_lose_and_duplicate_nothing() {
 #[test]
 fn eight_postgres_workers_killed_at_random_lose_and_duplicate_nothing() {
     in_postgres_schema("chaos", chaos);
-}
-
-/// Runs `test` with a storage URL for a fresh schema, dropped afterwards; skips without a server.
-fn in_postgres_schema(prefix: &str, test: fn(&Path, &str)) {
-    let Ok(url) = std::env::var("CAVIAR_TEST_POSTGRES_URL") else {
-        println!("skipped: set CAVIAR_TEST_POSTGRES_URL to run this test on PostgreSQL");
-        return;
-    };
-    let schema = format!("{prefix}_{}_{}", std::process::id(), now_ms());
-    let dir = tempfile::tempdir().unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let storage = format!("{url}{separator}schema={schema}");
-    let result = std::panic::catch_unwind(|| test(dir.path(), &storage));
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// A worker that hangs (here SIGSTOP; in life a partition or a stuck machine) is alive by its

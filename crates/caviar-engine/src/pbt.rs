@@ -182,6 +182,30 @@ pub fn decide(
     step: u64,
     members: &[FrozenTrial],
 ) -> Decision {
+    match choose(spec, direction, me, value, step, members) {
+        Choice::Decided(decision) => decision,
+        Choice::WaitForDonors => Decision::Keep,
+    }
+}
+
+/// A decision, or: `me` belongs in the bottom but every top member still runs behind it.
+enum Choice {
+    Decided(Decision),
+    WaitForDonors,
+}
+
+/// How long a bottom member waits for a top member to train as far as it has.
+const DONOR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn choose(
+    spec: &PbtSpec,
+    direction: Direction,
+    me: &FrozenTrial,
+    value: f64,
+    step: u64,
+    members: &[FrozenTrial],
+) -> Choice {
+    use Choice::Decided;
     let mut ranked: Vec<(f64, &FrozenTrial)> = members
         .iter()
         .filter(|t| t.number != me.number)
@@ -196,7 +220,7 @@ pub fn decide(
     };
     ranked.push((value, me));
     if ranked.len() < 2 {
-        return Decision::Keep;
+        return Decided(Decision::Keep);
     }
     // Best first.
     ranked.sort_by(|a, b| match direction {
@@ -209,7 +233,7 @@ pub fn decide(
         .position(|(_, t)| t.number == me.number)
         .expect("me is ranked");
     if my_rank < ranked.len() - k {
-        return Decision::Keep;
+        return Decided(Decision::Keep);
     }
     // Donors among the top that have trained at least as far, so an exploit never repeats
     // epochs (the budget stays what the study file says).
@@ -220,7 +244,16 @@ pub fn decide(
         .filter(|t| t.last_intermediate().is_some_and(|(s, _)| s >= step))
         .collect();
     if donors.is_empty() {
-        return Decision::Keep;
+        // A running top member behind this one may catch up: worth a short wait, since
+        // members that train at the same pace otherwise rarely find one ready.
+        let catching_up = ranked[..k]
+            .iter()
+            .any(|(_, t)| t.number != me.number && t.state == TrialState::Running);
+        return if catching_up {
+            Choice::WaitForDonors
+        } else {
+            Decided(Decision::Keep)
+        };
     }
     let mut rng = Rng::keyed(spec.seed, &[me.number, step, stable_hash("pbt")]);
     let donor = donors[rng.below(donors.len() as u64) as usize];
@@ -239,16 +272,18 @@ pub fn decide(
             params.push((name.clone(), new));
         }
     }
-    Decision::Exploit {
+    Decided(Decision::Exploit {
         from: donor.number,
         params,
-    }
+    })
 }
 
 /// One decision of member `trial` after its report of `value` at `step`, carried out: on an
-/// exploit the changes are recorded as asked by [`PBT_ASKER`] and applied at `step`, and the
-/// exploit is appended to the member's [`PBT_LINEAGE`]. On [`Decision::Exploit`] the front end
-/// then loads the donor's checkpoint.
+/// exploit the changes are recorded as asked by [`PBT_ASKER`] (and, with `apply_now`, applied
+/// at `step`; a command applies them when it acknowledges them), and the exploit is appended to
+/// the member's [`PBT_LINEAGE`]. On [`Decision::Exploit`] the front end then loads the donor's
+/// checkpoint. A bottom member whose top members all run behind it waits (up to 30 s) for one
+/// to train as far.
 pub fn step(
     spec: &PbtSpec,
     storage: &dyn Storage,
@@ -256,11 +291,12 @@ pub fn step(
     trial: &mut Trial,
     step: u64,
     value: f64,
+    apply_now: bool,
 ) -> Result<Decision, TrialError> {
     if step == 0 || step % spec.interval != 0 {
         return Ok(Decision::Keep);
     }
-    carry_out(spec, storage, study, trial, step, value)
+    carry_out(spec, storage, study, trial, step, value, apply_now)
 }
 
 /// Decides for `trial` and records an exploit (see [`step`]).
@@ -271,15 +307,21 @@ fn carry_out(
     trial: &mut Trial,
     step: u64,
     value: f64,
+    apply_now: bool,
 ) -> Result<Decision, TrialError> {
-    let members = storage.trials(study.id)?;
-    let Some(me) = members.iter().find(|t| t.id == trial.id()) else {
-        return Ok(Decision::Keep);
-    };
-    let Decision::Exploit { from, params } =
-        decide(spec, study.direction, me, value, step, &members)
-    else {
-        return Ok(Decision::Keep);
+    let until = std::time::Instant::now() + DONOR_WAIT;
+    let (from, params) = loop {
+        let members = storage.trials(study.id)?;
+        let Some(me) = members.iter().find(|t| t.id == trial.id()) else {
+            return Ok(Decision::Keep);
+        };
+        match choose(spec, study.direction, me, value, step, &members) {
+            Choice::Decided(Decision::Exploit { from, params }) => break (from, params),
+            Choice::WaitForDonors if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            _ => return Ok(Decision::Keep),
+        }
     };
     let note = format!("exploit trial {from} at step {step}");
     for (name, value) in &params {
@@ -294,7 +336,9 @@ fn carry_out(
             },
         )?;
     }
-    trial.apply_param_changes(step)?;
+    if apply_now {
+        trial.apply_param_changes(step)?;
+    }
     let owner = AttrOwner::Trial(trial.id());
     let mut lineage = storage
         .user_attrs(owner)?
