@@ -266,7 +266,19 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
         for step in 4..=6 {
             trial.report(step, 0.3).unwrap();
         }
+        let owner = caviar_core::storage::AttrOwner::Trial(trial.id());
         study.tell(trial, Outcome::Complete(0.3)).unwrap();
+        // Lineage as a fork that PBT later had copy another member.
+        store
+            .set_user_attr(owner, "forked_from", &serde_json::json!(7))
+            .unwrap();
+        store
+            .set_user_attr(
+                owner,
+                "pbt_exploits",
+                &serde_json::json!([{"step": 4, "from": 2}]),
+            )
+            .unwrap();
     }
     browser.open(&format!("{}#/study/panda/trial/0", server.url));
     browser.wait_for(
@@ -282,6 +294,16 @@ fn every_page_draws_its_plots_with_the_right_number_of_points_and_follows_a_runn
     assert_eq!(
         browser.eval("echarts.getInstanceByDom(document.getElementById('trial-curve')).getOption().series[0].markLine.data.map((d) => d.xAxis)"),
         serde_json::json!([3])
+    );
+    assert_eq!(
+        browser.eval("[...document.querySelectorAll('#trial-lineage tr')].map((r) => r.innerText.replace('\\t', ' '))"),
+        serde_json::json!(["forked from trial 7", "after step 4 copied trial 2 (PBT)"])
+    );
+    assert_eq!(
+        browser.eval(
+            "[...document.querySelectorAll('#trial-lineage a')].map((a) => a.getAttribute('href'))"
+        ),
+        serde_json::json!(["#/study/panda/trial/7", "#/study/panda/trial/2"])
     );
     browser.screenshot(&shots.join("dashboard-trial-changed.png"));
 

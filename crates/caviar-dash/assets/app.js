@@ -334,6 +334,21 @@ function slices(view, metric) {
 
 const TOKEN_KEY = 'caviar-write-token';
 
+// Where a trial came from: the trial it was forked from or retries, and the members whose
+// checkpoints it copied (population-based training), each a link to that trial.
+function lineageCard(name, t) {
+  const a = t.user_attrs || {};
+  const link = (n) => el('a', { href: `#/study/${encodeURIComponent(name)}/trial/${encodeURIComponent(n)}`, text: `trial ${n}` });
+  const rows = [];
+  if (Number.isInteger(a.forked_from)) rows.push(el('tr', {}, el('td', { text: 'forked from' }), el('td', {}, link(a.forked_from))));
+  if (Number.isInteger(a.retry_of)) rows.push(el('tr', {}, el('td', { text: 'retry of' }), el('td', {}, link(a.retry_of))));
+  for (const e of Array.isArray(a.pbt_exploits) ? a.pbt_exploits : []) {
+    if (Number.isInteger(e.from)) rows.push(el('tr', {}, el('td', { text: `after step ${e.step}` }), el('td', {}, 'copied ', link(e.from), ' (PBT)')));
+  }
+  if (!rows.length) return [];
+  return [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Lineage' }), el('table', { id: 'trial-lineage' }, ...rows))];
+}
+
 // The form that steers a running trial (panda mode): new values for the parameters it can
 // change, pause or resume, stop. Writes need the token the dashboard printed at start-up; it is
 // kept for this tab only.
@@ -417,6 +432,7 @@ async function trialPage(name, number) {
         el('td', { class: 'num', text: `${c.old === null ? '?' : fmt(c.old)} → ${fmt(c.new)}${c.forced ? ' (forced)' : ''}` }),
         el('td', { class: 'meta', text: c.applied_step === null ? 'asked, not applied yet' : `after step ${c.applied_step}` }),
         el('td', { class: 'meta', text: `${c.who}${c.note ? ': ' + c.note : ''}` })))))] : []),
+    ...lineageCard(name, t),
     ...(t.controls && t.controls.length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Paused, resumed, stopped' }),
       el('table', { id: 'trial-controls' }, ...t.controls.map((c) => el('tr', {},
         el('td', { text: c.action }),
