@@ -869,9 +869,13 @@ impl Study {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        let database = match caviar_store::StorageUrl::parse(storage_url) {
+            Ok(caviar_store::StorageUrl::Sqlite(path)) => Some(path),
+            _ => None,
+        };
         caviar_engine::TrialDirs::for_study(
             &self.file.name,
-            storage_url,
+            database.as_deref(),
             self.file.trial_dir.as_deref().map(|d| here.join(d)),
             here,
         )

@@ -366,12 +366,7 @@ async fn change_params(
     headers: HeaderMap,
     body: String,
 ) -> ApiResult {
-    check_token(&d, &headers)?;
-    let number: u64 = number
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("trial `{number}`: give a trial number")))?;
-    let request: Value = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let (number, request) = steering_request(&d, &headers, &number, &body)?;
     let changes: Vec<(String, caviar_engine::NewValue)> = request
         .get("params")
         .and_then(Value::as_object)
@@ -423,12 +418,7 @@ async fn control(
     headers: HeaderMap,
     body: String,
 ) -> ApiResult {
-    check_token(&d, &headers)?;
-    let number: u64 = number
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("trial `{number}`: give a trial number")))?;
-    let request: Value = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let (number, request) = steering_request(&d, &headers, &number, &body)?;
     let action = request
         .get("action")
         .and_then(Value::as_str)
@@ -459,6 +449,22 @@ async fn control(
         Json(json!({"action": action.as_str(), "id": id})),
     )
         .into_response())
+}
+
+/// The token, trial number and JSON body of a request that steers a running trial.
+fn steering_request(
+    d: &Dashboard,
+    headers: &HeaderMap,
+    number: &str,
+    body: &str,
+) -> Result<(u64, Value), ApiError> {
+    check_token(d, headers)?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("trial `{number}`: give a trial number")))?;
+    let request: Value = serde_json::from_str(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    Ok((number, request))
 }
 
 /// A refused live request is the caller's to fix (400); a storage failure is ours.

@@ -5,7 +5,8 @@
 //!
 //! ```
 //! use caviar_engine::TrialDirs;
-//! let dirs = TrialDirs::for_study("mnist-lr", "sqlite:runs/caviar.db", None, ".".as_ref());
+//! let db = std::path::Path::new("runs/caviar.db");
+//! let dirs = TrialDirs::for_study("mnist-lr", Some(db), None, ".".as_ref());
 //! assert_eq!(dirs.trial(7), std::path::Path::new("runs/caviar-trials/mnist-lr/trial-7"));
 //! ```
 
@@ -29,19 +30,19 @@ pub struct TrialDirs {
 
 impl TrialDirs {
     /// The folders of study `study`: under `explicit` when the study file sets `trial_dir`;
-    /// otherwise in `caviar-trials/STUDY` next to the SQLite file of `storage_url`, or, for a
-    /// storage without a file (PostgreSQL, memory), under `fallback` (the study file's folder).
+    /// otherwise in `caviar-trials/STUDY` next to the SQLite file `database`, or, for a storage
+    /// without a file (PostgreSQL, memory), under `fallback` (the study file's folder).
     /// Workers on several machines share forks only when the folder is on a shared file system.
     pub fn for_study(
         study: &str,
-        storage_url: &str,
+        database: Option<&Path>,
         explicit: Option<PathBuf>,
         fallback: &Path,
     ) -> Self {
         if let Some(root) = explicit {
             return TrialDirs { root };
         }
-        let near = match caviar_store_path(storage_url) {
+        let near = match database {
             Some(db) => db
                 .parent()
                 .map(Path::to_path_buf)
@@ -161,14 +162,6 @@ impl TrialDirs {
         }
         Ok(removed)
     }
-}
-
-/// The file of a `sqlite:PATH` storage URL.
-fn caviar_store_path(url: &str) -> Option<PathBuf> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    Some(PathBuf::from(path))
 }
 
 /// The trial that trial `id` was forked from, when it is a fork.

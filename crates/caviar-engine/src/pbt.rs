@@ -296,19 +296,6 @@ pub fn step(
     if step == 0 || step % spec.interval != 0 {
         return Ok(Decision::Keep);
     }
-    carry_out(spec, storage, study, trial, step, value, apply_now)
-}
-
-/// Decides for `trial` and records an exploit (see [`step`]).
-fn carry_out(
-    spec: &PbtSpec,
-    storage: &dyn Storage,
-    study: &StudyRecord,
-    trial: &mut Trial,
-    step: u64,
-    value: f64,
-    apply_now: bool,
-) -> Result<Decision, TrialError> {
     let until = std::time::Instant::now() + DONOR_WAIT;
     let (from, params) = loop {
         let members = storage.trials(study.id)?;

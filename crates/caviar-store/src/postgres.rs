@@ -401,6 +401,20 @@ impl PostgresStorage {
     }
 }
 
+/// Refuses a trial that is missing or not running (inside the caller's transaction).
+fn require_running(tx: &mut postgres::Transaction<'_>, trial: TrialId) -> Result<(), StorageError> {
+    let state: String = tx
+        .query_opt("SELECT state FROM trials WHERE id = $1", &[&trial.0])
+        .map_err(backend)?
+        .ok_or(StorageError::NoSuchTrial(trial.0))?
+        .get(0);
+    if state == "running" {
+        Ok(())
+    } else {
+        Err(not_running(tx, trial))
+    }
+}
+
 fn parse_state(s: &str) -> Result<TrialState, StorageError> {
     TrialState::parse(s).ok_or_else(|| StorageError::Backend(format!("unknown trial state `{s}`")))
 }
@@ -1190,14 +1204,7 @@ impl Storage for Attempt<'_> {
         let value = serde_json::to_string(&change.value).map_err(json_err)?;
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
-        let state: String = tx
-            .query_opt("SELECT state FROM trials WHERE id = $1", &[&trial.0])
-            .map_err(backend)?
-            .ok_or(StorageError::NoSuchTrial(trial.0))?
-            .get(0);
-        if state != "running" {
-            return Err(not_running(&mut tx, trial));
-        }
+        require_running(&mut tx, trial)?;
         let has = tx
             .query_opt(
                 "SELECT 1 FROM trial_params WHERE trial_id = $1 AND name = $2",
@@ -1293,14 +1300,7 @@ impl Storage for Attempt<'_> {
     fn ask_control(&self, trial: TrialId, control: &NewControl) -> Result<i64, StorageError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(backend)?;
-        let state: String = tx
-            .query_opt("SELECT state FROM trials WHERE id = $1", &[&trial.0])
-            .map_err(backend)?
-            .ok_or(StorageError::NoSuchTrial(trial.0))?
-            .get(0);
-        if state != "running" {
-            return Err(not_running(&mut tx, trial));
-        }
+        require_running(&mut tx, trial)?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO trial_controls (trial_id, action, who, note, asked_ms)

@@ -337,6 +337,24 @@ fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
     tx.commit().map_err(backend)
 }
 
+/// Refuses a trial that is missing or not running (inside the caller's transaction).
+fn require_running(tx: &rusqlite::Transaction<'_>, trial: TrialId) -> Result<(), StorageError> {
+    let running: bool = tx
+        .query_row(
+            "SELECT state = 'running' FROM trials WHERE id = ?1",
+            [trial.0],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or(StorageError::NoSuchTrial(trial.0))?;
+    if running {
+        Ok(())
+    } else {
+        Err(not_running(tx, trial))
+    }
+}
+
 fn parse_state(text: &str) -> Result<TrialState, StorageError> {
     TrialState::parse(text)
         .ok_or_else(|| StorageError::Backend(format!("unknown trial state `{text}` in database")))
@@ -1076,18 +1094,7 @@ impl Storage for SqliteStorage {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let running: bool = tx
-            .query_row(
-                "SELECT state = 'running' FROM trials WHERE id = ?1",
-                [trial.0],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?
-            .ok_or(StorageError::NoSuchTrial(trial.0))?;
-        if !running {
-            return Err(not_running(&tx, trial));
-        }
+        require_running(&tx, trial)?;
         let has: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM trial_params WHERE trial_id = ?1 AND name = ?2)",
@@ -1188,18 +1195,7 @@ impl Storage for SqliteStorage {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let running: bool = tx
-            .query_row(
-                "SELECT state = 'running' FROM trials WHERE id = ?1",
-                [trial.0],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?
-            .ok_or(StorageError::NoSuchTrial(trial.0))?;
-        if !running {
-            return Err(not_running(&tx, trial));
-        }
+        require_running(&tx, trial)?;
         tx.execute(
             "INSERT INTO trial_controls (trial_id, action, who, note, asked_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
