@@ -21,6 +21,7 @@ mod checkpoints;
 mod live;
 pub mod pbt;
 mod registry;
+pub mod retest;
 mod run;
 
 pub use checkpoints::{fork, forked_from, pending_fork_sources, Forked, TrialDirs, FORKED_FROM};
