@@ -509,6 +509,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         let dummy: BTreeMap<String, ParamValue> = space
             .iter()
             .map(|(k, _)| (k.clone(), ParamValue::Int(0)))
+            .chain([(caviar_run::SEED_PLACEHOLDER.to_string(), ParamValue::Int(0))])
             .collect();
         caviar_run::substitute(arg, &dummy)
             .map_err(|e| fail(key_line("command"), e.to_string()))?;

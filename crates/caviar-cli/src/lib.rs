@@ -16,6 +16,7 @@ mod kurobako;
 mod narrow;
 mod output;
 mod plot;
+mod retest;
 mod rounds;
 mod run;
 mod set;
@@ -110,6 +111,10 @@ enum Command {
         #[command(flatten)]
         options: run::RunOptions,
     },
+    /// Re-run the best configurations of a study on today's program (its stored study file or
+    /// --file), several times each, in a child study; report what drifted beyond the noise and
+    /// a verdict: stable, shifted, stale or broken.
+    Retest(retest::RetestArgs),
     /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
     Demo(demo::DemoArgs),
     /// The ranges the best trials occupy; --write makes the next, finer round's study file.
@@ -343,7 +348,11 @@ where
 fn dispatch(cli: Cli) -> Result<u8> {
     if !matches!(
         cli.command,
-        Command::Run { .. } | Command::Worker { .. } | Command::Demo(_) | Command::Dashboard { .. }
+        Command::Run { .. }
+            | Command::Worker { .. }
+            | Command::Retest(_)
+            | Command::Demo(_)
+            | Command::Dashboard { .. }
     ) {
         // Listing verbs die quietly when piped into `head`, like other Unix tools.
         // SAFETY: restoring the default disposition of a signal has no memory effects.
@@ -379,6 +388,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Demo(args) => demo::demo(&cli.storage, &args),
+        Command::Retest(args) => retest::retest(&cli.storage, &args),
         Command::Narrow(args) => {
             let storage = open_for_reading(&cli.storage, Some(&args.study))?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;

@@ -54,6 +54,18 @@ pub fn run(url: &str, path: &Path, options: &RunOptions) -> Result<u8> {
 pub fn worker(url: &str, name: &str, options: &RunOptions) -> Result<u8> {
     let storage = crate::open(url)?;
     let record = crate::find_study(&*storage, name, url)?;
+    let (path, text) = stored_file(&record)?;
+    let cfg = config::parse(&text, &path)?;
+    drop(storage);
+    let origin = format!("study `{name}` (file {} as stored)", path.display());
+    run_config(url, cfg, &origin, options)
+}
+
+/// The study file stored with a study: its path when it was run, and its text.
+pub(crate) fn stored_file(
+    record: &caviar_core::storage::StudyRecord,
+) -> Result<(std::path::PathBuf, String)> {
+    let name = &record.name;
     let spec = record.spec.clone().unwrap_or_default();
     let path = std::path::PathBuf::from(spec["file"].as_str().unwrap_or("study.toml"));
     let text = match spec["text"].as_str() {
@@ -72,13 +84,60 @@ pub fn worker(url: &str, name: &str, options: &RunOptions) -> Result<u8> {
             ))
         })?,
     };
-    let cfg = config::parse(&text, &path)?;
-    drop(storage);
-    let origin = format!("study `{name}` (file {} as stored)", path.display());
-    run_config(url, cfg, &origin, options)
+    Ok((path, text))
 }
 
-fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions) -> Result<u8> {
+/// Creates the study a parsed study file describes, or opens it (checking that it matches).
+pub(crate) fn open_config_study(
+    storage: &Arc<dyn caviar_core::storage::Storage>,
+    cfg: &config::Study,
+    origin: &str,
+    url: &str,
+) -> Result<caviar_core::study::Study> {
+    if let Some(parent) = &cfg.file.parent {
+        if storage
+            .study(parent)
+            .context("reading the parent study")?
+            .is_none()
+        {
+            return Err(BadInput(format!(
+                "{}: parent = \"{parent}\" names no study in {url}; run that study first, fix the name, or remove `parent`",
+                cfg.key_location("parent")
+            ))
+            .into());
+        }
+    }
+    let me = WorkerId::current();
+    let sampler = build_sampler(cfg)?;
+    let pruner = cfg
+        .file
+        .pruner
+        .build()
+        .map_err(|e| BadInput(format!("{origin}: {e}")))?;
+    driver::open_study(
+        storage,
+        StudySetup {
+            name: &cfg.file.name,
+            direction: cfg.direction,
+            metric: &cfg.file.metric,
+            space: &cfg.space,
+            spec: cfg.spec_json(),
+            sampler,
+            pruner,
+            origin,
+            url,
+            parent: cfg.file.parent.clone(),
+        },
+        &me,
+    )
+}
+
+pub(crate) fn run_config(
+    url: &str,
+    cfg: config::Study,
+    origin: &str,
+    options: &RunOptions,
+) -> Result<u8> {
     let RunOptions {
         trials,
         workers,
@@ -95,42 +154,8 @@ fn run_config(url: &str, cfg: config::Study, origin: &str, options: &RunOptions)
     let total = trials.unwrap_or(cfg.file.trials);
     let workers = workers.unwrap_or(cfg.file.workers) as usize;
     let storage = crate::open(url)?;
-    if let Some(parent) = &cfg.file.parent {
-        if storage
-            .study(parent)
-            .context("reading the parent study")?
-            .is_none()
-        {
-            return Err(BadInput(format!(
-                "{}: parent = \"{parent}\" names no study in {url}; run that study first, fix the name, or remove `parent`",
-                cfg.key_location("parent")
-            ))
-            .into());
-        }
-    }
+    let study = open_config_study(&storage, &cfg, origin, url)?;
     let me = WorkerId::current();
-    let sampler = build_sampler(&cfg)?;
-    let pruner = cfg
-        .file
-        .pruner
-        .build()
-        .map_err(|e| BadInput(format!("{origin}: {e}")))?;
-    let study = driver::open_study(
-        &storage,
-        StudySetup {
-            name: &cfg.file.name,
-            direction: cfg.direction,
-            metric: &cfg.file.metric,
-            space: &cfg.space,
-            spec: cfg.spec_json(),
-            sampler: sampler.clone(),
-            pruner,
-            origin,
-            url,
-            parent: cfg.file.parent.clone(),
-        },
-        &me,
-    )?;
     let recovery = driver::Recovery {
         retries: cfg.file.retries,
         heartbeat: cfg.heartbeat,

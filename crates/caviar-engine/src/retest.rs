@@ -56,9 +56,52 @@ pub const RETEST_OF: &str = "retest_of";
 /// User attribute of a re-test study: the name of the study it re-tests.
 pub const RETEST_OF_STUDY: &str = "retest_of_study";
 
-/// How many noise standard deviations a change must exceed to count as drift (about 95% for
-/// normal noise).
-pub const NOISE_SIGMAS: f64 = 2.0;
+/// Chance, over all configurations of a re-test together, of calling noise a drift.
+pub const FALSE_DRIFT_RATE: f64 = 0.05;
+
+/// How many noise standard deviations a change must exceed to count as drift when `compared`
+/// configurations are tested at once and the noise was estimated with `freedom` degrees of
+/// freedom: Student's t quantile at [`FALSE_DRIFT_RATE`] / `compared`, two-sided (Bonferroni),
+/// so a stable program with many configurations is not reported shifted by chance, and a noise
+/// measured from few repeats is trusted less.
+///
+/// ```
+/// use caviar_engine::retest::noise_sigmas;
+/// assert!((noise_sigmas(1, 1000) - 1.96).abs() < 0.01);
+/// assert!((noise_sigmas(5, 1000) - 2.58).abs() < 0.01);
+/// assert!((noise_sigmas(5, 10) - 3.17).abs() < 0.01); // t(0.995, 10)
+/// ```
+pub fn noise_sigmas(compared: usize, freedom: usize) -> f64 {
+    let tail = FALSE_DRIFT_RATE / compared.max(1) as f64;
+    // P(|Z| > z) = erfc(z / √2) falls as z grows: bisect for the tail.
+    let (mut lo, mut hi) = (0.0f64, 40.0f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if erfc(mid / std::f64::consts::SQRT_2) > tail {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let z = 0.5 * (lo + hi);
+    // Cornish-Fisher expansion of the t quantile around the normal one (within 0.01 from
+    // three degrees of freedom on).
+    let v = freedom.max(1) as f64;
+    let (z3, z5, z7) = (z.powi(3), z.powi(5), z.powi(7));
+    z + (z3 + z) / (4.0 * v)
+        + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * v * v)
+        + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * v * v * v)
+}
+
+/// Complementary error function (Abramowitz and Stegun 7.1.26, |error| < 1.5e-7), for x ≥ 0.
+fn erfc(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    poly * (-x * x).exp()
+}
 
 /// Why a re-test cannot be planned.
 #[derive(Debug, thiserror::Error)]
@@ -255,8 +298,8 @@ pub struct ConfigDrift {
     pub new_sd: Option<f64>,
     /// `new_mean - old_value`.
     pub change: Option<f64>,
-    /// The change exceeds [`NOISE_SIGMAS`] times the noise of a difference between one old
-    /// run and the mean of the new ones.
+    /// The change exceeds [`DriftReport::noise_sigmas`] times the noise of a difference
+    /// between one old run and the mean of the new ones.
     pub beyond_noise: bool,
     /// Runs queued for it.
     pub runs: usize,
@@ -274,6 +317,9 @@ pub struct DriftReport {
     /// The noise: the standard deviation of one run, pooled over the configurations' repeats
     /// (None with a single run each).
     pub noise_sd: Option<f64>,
+    /// How many noise standard deviations count as drift ([`noise_sigmas`] of the
+    /// configurations with runs and the noise's degrees of freedom).
+    pub noise_sigmas: f64,
     /// Spearman's correlation between the old and the new order (two configurations or more
     /// with runs).
     pub rank_correlation: Option<f64>,
@@ -285,6 +331,18 @@ pub struct DriftReport {
     pub verdict_text: String,
     /// Why.
     pub reason: String,
+}
+
+/// A failure's first line, and its last when they differ (where a program's own message ends
+/// up, after the exit status and the stderr heading).
+fn short_reason(error: Option<&str>) -> String {
+    let error = error.unwrap_or("no value");
+    let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (lines.next(), lines.last()) {
+        (Some(first), Some(last)) => format!("{first}: {last}"),
+        (Some(first), None) => first.to_string(),
+        _ => error.to_string(),
+    }
 }
 
 fn mean(xs: &[f64]) -> Option<f64> {
@@ -323,14 +381,7 @@ pub fn drift(runs: &[(u64, FrozenTrial)], direction: Direction, configs: &[Confi
                     t.state == TrialState::Failed
                         || (t.state == TrialState::Complete && !t.value.is_some_and(f64::is_finite))
                 })
-                .map(|t| {
-                    let reason = t.error.as_deref().unwrap_or("no value");
-                    format!(
-                        "trial {}: {}",
-                        t.number,
-                        reason.lines().next().unwrap_or(reason)
-                    )
-                })
+                .map(|t| format!("trial {}: {}", t.number, short_reason(t.error.as_deref())))
                 .collect();
             let pending = mine
                 .iter()
@@ -366,12 +417,14 @@ pub fn drift(runs: &[(u64, FrozenTrial)], direction: Direction, configs: &[Confi
     }
     let noise_sd = (freedom > 0).then(|| (squares / freedom as f64).sqrt());
     let noise = noise_sd.unwrap_or(0.0);
+    let compared = rows.iter().filter(|r| r.new_mean.is_some()).count();
+    let sigmas = noise_sigmas(compared, freedom);
     for r in &mut rows {
         if let (Some(m), n) = (r.new_mean, r.new_values.len()) {
             // One old run against the mean of n new ones.
             let spread = noise * (1.0 + 1.0 / n as f64).sqrt();
             r.beyond_noise =
-                (m - r.old_value).abs() > NOISE_SIGMAS * spread + rounding_floor(m, r.old_value);
+                (m - r.old_value).abs() > sigmas * spread + rounding_floor(m, r.old_value);
         }
     }
 
@@ -403,10 +456,11 @@ pub fn drift(runs: &[(u64, FrozenTrial)], direction: Direction, configs: &[Confi
     });
     let new_best = by_new.first().map(|&i| rows[i].parent_trial);
 
-    let (verdict, reason) = judge(&rows, &by_new, noise, direction);
+    let (verdict, reason) = judge(&rows, &by_new, noise, sigmas, direction);
     DriftReport {
         configs: rows,
         noise_sd,
+        noise_sigmas: sigmas,
         rank_correlation,
         new_best,
         verdict,
@@ -419,6 +473,7 @@ fn judge(
     rows: &[ConfigDrift],
     by_new: &[usize],
     noise: f64,
+    sigmas: f64,
     direction: Direction,
 ) -> (Verdict, String) {
     let failing: Vec<&ConfigDrift> = rows.iter().filter(|r| !r.failures.is_empty()).collect();
@@ -466,9 +521,7 @@ fn judge(
             let (a, b) = (old.new_mean.unwrap(), new.new_mean.unwrap());
             let spread = noise
                 * (1.0 / old.new_values.len() as f64 + 1.0 / new.new_values.len() as f64).sqrt();
-            if direction.better(b, a)
-                && (a - b).abs() > NOISE_SIGMAS * spread + rounding_floor(a, b)
-            {
+            if direction.better(b, a) && (a - b).abs() > sigmas * spread + rounding_floor(a, b) {
                 return (
                     Verdict::Stale,
                     format!(

@@ -27,6 +27,10 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// pushes back on the command, so memory stays bounded however fast it prints.
 const QUEUED_LINES: usize = 64;
 
+/// The placeholder (and `CAVIAR_SEED`) that carries a trial's seed: its number, unless a
+/// parameter is named `seed`.
+pub const SEED_PLACEHOLDER: &str = "seed";
+
 /// How to run a trial command.
 #[derive(Clone, Debug)]
 pub struct CommandSpec {
@@ -320,11 +324,17 @@ pub fn run_command_live(
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
     let program = spec.argv.first().ok_or(RunError::EmptyCommand)?;
+    // `{seed}` is the trial's number unless a parameter has that name: a program that takes a
+    // seed gets a different one in every trial (a re-test's repeats differ), reproducibly.
+    let mut placeholders = input.params.clone();
+    placeholders
+        .entry(SEED_PLACEHOLDER.to_string())
+        .or_insert(ParamValue::Int(input.number as i64));
     let args = spec.argv[1..]
         .iter()
-        .map(|a| substitute(a, input.params))
+        .map(|a| substitute(a, &placeholders))
         .collect::<Result<Vec<_>, _>>()?;
-    let program = substitute(program, input.params)?;
+    let program = substitute(program, &placeholders)?;
 
     let trial_file = trial_file_path(input);
     let payload = serde_json::json!({
@@ -355,6 +365,7 @@ pub fn run_command_live(
         .env("CAVIAR_TRIAL_FILE", &trial_file)
         .env("CAVIAR_PARAMS_FILE", &params_file)
         .env("CAVIAR_TRIAL_NUMBER", input.number.to_string())
+        .env("CAVIAR_SEED", placeholders[SEED_PLACEHOLDER].to_string())
         .env("CAVIAR_STUDY", input.study)
         // Its own process group, so a stop reaches the command's children too.
         .process_group(0);
