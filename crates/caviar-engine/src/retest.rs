@@ -668,7 +668,7 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Broken);
         assert!(
             r.reason
-                .contains("trial 0 (3 of 3 runs failed; trial 0: exit status 1)"),
+                .contains("trial 0 (3 of 3 runs failed; trial 0: exit status 1: traceback)"),
             "{}",
             r.reason
         );
