@@ -69,14 +69,14 @@ pub fn recover(
             counts.total(),
             study.name()
         );
-    } else if counts.total() >= total && counts.waiting > 0 {
+    } else if counts.total() > total && counts.waiting > 0 {
         eprintln!(
             "study `{}` holds {} trials, beyond its total of {total}, because {} enqueued trial(s) wait: queued trials always run, so they run now",
             study.name(),
             counts.total(),
             counts.waiting
         );
-    } else if counts.total() >= total {
+    } else if counts.total() >= total && counts.waiting == 0 {
         eprintln!(
             "study `{}` already has {} of {total} trials; raise --trials to run more",
             study.name(),

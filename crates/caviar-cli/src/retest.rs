@@ -43,8 +43,8 @@ pub struct RetestArgs {
     pub json: bool,
 }
 
-/// Runs (or resumes) the re-test and prints its drift report. The exit code is the run's
-/// (0 unless interrupted); the verdict is in the report.
+/// Runs (or resumes) the re-test and prints its drift report. Exits 0 whatever the verdict
+/// (failing runs are a finding, reported as `broken`), 130 when interrupted.
 pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
     let storage = crate::open(url)?;
     let parent = crate::find_study(&*storage, &args.study, url)?;
@@ -132,7 +132,10 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         json: false,
         time_budget: None,
     };
-    let code = run::run_config(url, cfg, &origin, &options)?;
+    let code = match run::run_config(url, cfg, &origin, &options)? {
+        crate::EXIT_INTERRUPTED => crate::EXIT_INTERRUPTED,
+        _ => 0,
+    };
 
     let child = crate::find_study(&*storage, &name, url)?;
     let trials = storage

@@ -1124,3 +1124,152 @@ fn trials_enqueued_beyond_the_total_are_explained_and_run() {
     assert_eq!(trials[3]["state"], "complete");
     assert_eq!(trials[3]["params"]["x"], 0.25);
 }
+
+const DRIFTING: &str = r#"
+name = "drift"
+metric = "loss"
+trials = 30
+workers = 2
+command = ["SCRIPTS/drifting.sh", "{x}", "{seed}"]
+
+[sampler]
+kind = "random"
+seed = 3
+
+[pruner]
+kind = "median"
+
+[params]
+x = { low = 0.0, high = 1.0 }
+"#;
+
+fn retest_json(dir: &Path, args: &[&str], drift: Option<&str>) -> (Output, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_caviar"));
+    cmd.current_dir(dir).arg("retest").args(args).arg("--json");
+    match drift {
+        Some(v) => cmd.env("DRIFT", v),
+        None => cmd.env_remove("DRIFT"),
+    };
+    let out = cmd.output().unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, report)
+}
+
+#[test]
+fn retest_reports_stable_stale_and_broken_from_real_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_study(dir.path(), "drift", DRIFTING);
+    let out = caviar(dir.path(), &["run", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old_best = caviar(dir.path(), &["best", "drift", "-k", "1", "--json"]);
+    let old_best: Value = serde_json::from_slice(&old_best.stdout).unwrap();
+    let old_best = old_best[0]["number"].as_u64().unwrap();
+
+    // Same program: every configuration repeats within the noise its repeats measure.
+    let (out, stable) = retest_json(dir.path(), &["drift", "-k", "4"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stable["verdict"], "stable", "{stable:#}");
+    assert_eq!(stable["study"], "drift-retest-1");
+    let configs = stable["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 4);
+    assert_eq!(configs[0]["parent_trial"], old_best);
+    for c in configs {
+        let values = c["new_values"].as_array().unwrap();
+        assert_eq!(values.len(), 3, "{c}");
+        // {seed} differs between repeats, so does the noise it fixes.
+        assert_ne!(values[0], values[1], "{c}");
+        assert_eq!(c["beyond_noise"], false, "{c}");
+    }
+    assert!(stable["noise_sd"].as_f64().unwrap() > 0.0);
+    assert_eq!(stable["rank_correlation"].as_f64().unwrap(), 1.0);
+    // The re-test is an ordinary child study: 12 runs, no pruner, its parent recorded.
+    let studies = caviar(dir.path(), &["studies", "--json"]);
+    let studies: Value = serde_json::from_slice(&studies.stdout).unwrap();
+    let child = studies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "drift-retest-1")
+        .unwrap();
+    assert_eq!(child["parent"], "drift", "{child}");
+    assert_eq!(child["counts"]["complete"], 12, "{child}");
+
+    // Resuming by name runs nothing more and says the same; another plan is refused.
+    let (out, again) = retest_json(dir.path(), &["drift", "--name", "drift-retest-1"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(again["configs"], stable["configs"]);
+    let (out, _) = retest_json(
+        dir.path(),
+        &["drift", "--name", "drift-retest-1", "-k", "2"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("planned with -k 4"));
+
+    // The best setting moved: the old best is worse by far more than the noise.
+    let (out, stale) = retest_json(dir.path(), &["drift", "-k", "4"], Some("1"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stale["verdict"], "stale", "{stale:#}");
+    assert_eq!(stale["study"], "drift-retest-2");
+    let first = &stale["configs"][0];
+    assert!(first["change"].as_f64().unwrap() > 0.05, "{first}");
+    assert_eq!(first["beyond_noise"], true);
+    assert_ne!(stale["new_best"], old_best);
+    let reason = stale["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("trial {old_best} +")), "{reason}");
+    assert!(stale["suggestion"]
+        .as_str()
+        .unwrap()
+        .contains("caviar narrow drift-retest-2"));
+
+    // The program fails now.
+    let (out, broken) = retest_json(
+        dir.path(),
+        &["drift", "-k", "2", "--repeats", "2"],
+        Some("crash"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(broken["verdict"], "broken", "{broken:#}");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot open the data"),
+        "{broken:#}"
+    );
+
+    // A changed study file must still hold the old configurations.
+    let narrow = write_study(
+        dir.path(),
+        "narrowed",
+        &DRIFTING.replace("low = 0.0, high = 1.0", "low = 0.9, high = 1.0"),
+    );
+    let (out, _) = retest_json(
+        dir.path(),
+        &["drift", "--file", narrow.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("widen it") && err.contains("x ="), "{err}");
+}
