@@ -254,7 +254,11 @@ fn print_report(
     );
     let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     for c in &report.configs {
-        let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params: Vec<String> = c
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.short()))
+            .collect();
         let mean_sd = match (c.new_mean, c.new_sd) {
             (Some(m), Some(sd)) => format!("{m:.4} ± {sd:.4}"),
             (Some(m), None) => format!("{m:.4}"),
