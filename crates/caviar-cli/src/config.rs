@@ -65,6 +65,10 @@ pub struct StudyFile {
     /// The study this one refines (written by `caviar narrow --write`).
     #[serde(default)]
     pub parent: Option<String>,
+    /// Files and folders whose content the study records when it runs (relative to the
+    /// command's folder), so `caviar retest` can say which changed.
+    #[serde(default)]
+    pub fingerprint: Vec<String>,
     #[serde(default)]
     pub sampler: SamplerSection,
     #[serde(default)]
@@ -880,6 +884,25 @@ impl Study {
             self.file.trial_dir.as_deref().map(|d| here.join(d)),
             here,
         )
+    }
+
+    /// What this run runs on: its command line, the git state of its folder and the files the
+    /// study file names.
+    pub fn fingerprint(&self) -> caviar_engine::fingerprint::Fingerprint {
+        let command = match &self.objective {
+            Objective::Command(argv) => argv.clone(),
+            Objective::Mnist(_) => vec![format!(
+                "caviar {} (built-in MNIST trainer)",
+                env!("CARGO_PKG_VERSION")
+            )],
+        };
+        let here = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let folder = self.workdir().unwrap_or_else(|| here.to_path_buf());
+        caviar_engine::fingerprint::take(&command, &folder, &self.file.fingerprint)
     }
 
     /// What is stored with the study so a resume or a worker can check and rebuild it.

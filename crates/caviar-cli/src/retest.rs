@@ -147,6 +147,7 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
     let runs = retest::runs_of(trials, &attrs, &configs);
     let report = retest::drift(&runs, parent.direction, &configs);
     let suggestion = suggestion(&report, &parent.name, &name, repeats);
+    let changed = what_changed(&*storage, &parent, &child)?;
     if args.json {
         let mut out = serde_json::to_value(&report)?;
         out["study"] = json!(name);
@@ -156,11 +157,53 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         out["direction"] = json!(parent.direction.as_str());
         out["metric"] = json!(crate::output::metric_name(&parent));
         out["suggestion"] = json!(suggestion);
+        out["changed"] = match &changed {
+            Ok(lines) => json!(lines),
+            Err(why) => json!({ "unknown": why }),
+        };
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_report(&report, &parent, &name, repeats, &suggestion);
+        match &changed {
+            Ok(lines) if lines.is_empty() => {
+                println!("changed since `{}` ran: nothing its fingerprint covers (command, git state, `fingerprint` files)", parent.name)
+            }
+            Ok(lines) => {
+                println!("changed since `{}` ran:", parent.name);
+                for line in lines {
+                    println!("  {line}");
+                }
+            }
+            Err(why) => println!("changed since `{}` ran: unknown ({why})", parent.name),
+        }
     }
     Ok(code)
+}
+
+/// The differences between the fingerprints of the parent's and the re-test's latest runs, or
+/// why they cannot be compared.
+fn what_changed(
+    storage: &dyn Storage,
+    parent: &StudyRecord,
+    child: &StudyRecord,
+) -> Result<std::result::Result<Vec<String>, String>> {
+    use caviar_engine::fingerprint::{differences, Fingerprint, FINGERPRINT};
+    let read = |record: &StudyRecord| -> Result<Option<Fingerprint>> {
+        let attrs = storage
+            .user_attrs(AttrOwner::Study(record.id))
+            .context("reading the study's attributes")?;
+        Ok(attrs
+            .get(FINGERPRINT)
+            .and_then(|v| serde_json::from_value(v.clone()).ok()))
+    };
+    Ok(match (read(parent)?, read(child)?) {
+        (Some(old), Some(new)) => Ok(differences(&old, &new)),
+        (None, _) => Err(format!(
+            "`{}` recorded no fingerprint (studies run by caviar before it did, or from Python)",
+            parent.name
+        )),
+        (_, None) => Err(format!("`{}` recorded no fingerprint", child.name)),
+    })
 }
 
 /// `STUDY-retest-N` with the first N no study has.
@@ -213,7 +256,7 @@ fn child_text(text: &str, name: &str, parent: &str, trials: u64) -> Result<Strin
     table.insert("trials".into(), toml::Value::Integer(trials as i64));
     table.remove("pruner");
     table.remove("pbt");
-    Ok(toml::to_string(&table).context("writing the re-test's study file")?)
+    toml::to_string(&table).context("writing the re-test's study file")
 }
 
 /// The command to run next, by verdict.

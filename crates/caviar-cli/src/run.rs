@@ -87,6 +87,30 @@ pub(crate) fn stored_file(
     Ok((path, text))
 }
 
+/// Stores what this run runs on with the study (the latest run's), for `caviar retest`; a
+/// failure to do so is only warned about.
+fn record_fingerprint(
+    storage: &dyn caviar_core::storage::Storage,
+    record: &caviar_core::storage::StudyRecord,
+    cfg: &config::Study,
+) {
+    use caviar_engine::fingerprint::{FileState, FINGERPRINT};
+    let fingerprint = cfg.fingerprint();
+    for (name, state) in &fingerprint.files {
+        if let FileState::Missing { reason } = state {
+            eprintln!(
+                "warning: {}: fingerprint names {name}, which cannot be read ({reason})",
+                cfg.key_location("fingerprint")
+            );
+        }
+    }
+    let value = serde_json::to_value(&fingerprint).unwrap_or_default();
+    let owner = caviar_core::storage::AttrOwner::Study(record.id);
+    if let Err(e) = storage.set_user_attr(owner, FINGERPRINT, &value) {
+        eprintln!("warning: could not store the study's fingerprint: {e}");
+    }
+}
+
 /// Creates the study a parsed study file describes, or opens it (checking that it matches).
 pub(crate) fn open_config_study(
     storage: &Arc<dyn caviar_core::storage::Storage>,
@@ -155,6 +179,7 @@ pub(crate) fn run_config(
     let workers = workers.unwrap_or(cfg.file.workers) as usize;
     let storage = crate::open(url)?;
     let study = open_config_study(&storage, &cfg, origin, url)?;
+    record_fingerprint(&*storage, study.record(), &cfg);
     let me = WorkerId::current();
     let recovery = driver::Recovery {
         retries: cfg.file.retries,

@@ -1131,6 +1131,7 @@ metric = "loss"
 trials = 30
 workers = 2
 command = ["SCRIPTS/drifting.sh", "{x}", "{seed}"]
+fingerprint = ["data.txt"]
 
 [sampler]
 kind = "random"
@@ -1159,6 +1160,7 @@ fn retest_json(dir: &Path, args: &[&str], drift: Option<&str>) -> (Output, Value
 fn retest_reports_stable_stale_and_broken_from_real_reruns() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_study(dir.path(), "drift", DRIFTING);
+    std::fs::write(dir.path().join("data.txt"), "rows 1-100").unwrap();
     let out = caviar(dir.path(), &["run", file.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -1190,6 +1192,7 @@ fn retest_reports_stable_stale_and_broken_from_real_reruns() {
     }
     assert!(stable["noise_sd"].as_f64().unwrap() > 0.0);
     assert_eq!(stable["rank_correlation"].as_f64().unwrap(), 1.0);
+    assert_eq!(stable["changed"], serde_json::json!([]), "{stable:#}");
     // The re-test is an ordinary child study: 12 runs, no pruner, its parent recorded.
     let studies = caviar(dir.path(), &["studies", "--json"]);
     let studies: Value = serde_json::from_slice(&studies.stdout).unwrap();
@@ -1218,7 +1221,9 @@ fn retest_reports_stable_stale_and_broken_from_real_reruns() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("planned with -k 4"));
 
-    // The best setting moved: the old best is worse by far more than the noise.
+    // The best setting moved (the data changed): the old best is worse by far more than the
+    // noise, and the report names the file.
+    std::fs::write(dir.path().join("data.txt"), "rows 1-200").unwrap();
     let (out, stale) = retest_json(dir.path(), &["drift", "-k", "4"], Some("1"));
     assert!(
         out.status.success(),
@@ -1237,6 +1242,11 @@ fn retest_reports_stable_stale_and_broken_from_real_reruns() {
         .as_str()
         .unwrap()
         .contains("caviar narrow drift-retest-2"));
+    assert_eq!(
+        stale["changed"],
+        serde_json::json!(["file data.txt: content changed"]),
+        "{stale:#}"
+    );
 
     // The program fails now.
     let (out, broken) = retest_json(

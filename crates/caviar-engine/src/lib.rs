@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod checkpoints;
+pub mod fingerprint;
 mod live;
 pub mod pbt;
 mod registry;

@@ -338,7 +338,7 @@ pub struct DriftReport {
 fn short_reason(error: Option<&str>) -> String {
     let error = error.unwrap_or("no value");
     let mut lines = error.lines().map(str::trim).filter(|l| !l.is_empty());
-    match (lines.next(), lines.last()) {
+    match (lines.next(), lines.next_back()) {
         (Some(first), Some(last)) => format!("{first}: {last}"),
         (Some(first), None) => first.to_string(),
         _ => error.to_string(),
