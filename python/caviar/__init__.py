@@ -518,6 +518,7 @@ def create_study(
     study_name: Optional[str] = None,
     direction: Any = "minimize",
     load_if_exists: bool = False,
+    warm_start: Optional[Sequence[str]] = None,
 ) -> Study:
     """Creates a study (or, with ``load_if_exists``, opens one of that name).
 
@@ -526,6 +527,10 @@ def create_study(
 
     ``storage``: ``None`` (in memory, gone with the process), ``"sqlite:PATH"`` (also
     Optuna's ``"sqlite:///PATH"``) or ``"postgres://USER@HOST:PORT/DB"``.
+
+    ``warm_start`` (caviar's, not Optuna's): names of earlier studies in the same storage
+    whose complete trials TPE and GP learn from before this study's own (not counted as its
+    trials); the study remembers them, so ``load_study`` in another process keeps them.
     """
     name = study_name or f"no-name-{_uuid.uuid4()}"
     inner = _caviar.open_study(
@@ -537,6 +542,7 @@ def create_study(
         load_if_exists=load_if_exists,
         create=True,
         grid=getattr(sampler, "_grid", None),
+        warm_start=list(warm_start) if warm_start is not None else None,
     )
     return Study(inner)
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caviar_core::space::{Distribution, ParamValue, Scale, SearchSpace};
-use caviar_core::storage::{ControlAction, Storage, StorageError};
+use caviar_core::storage::{AttrOwner, ControlAction, Storage, StorageError};
 use caviar_core::study::{Outcome, Study, StudyError, Trial, TrialError};
 use caviar_core::trial::{Direction, FrozenTrial, TrialId, TrialState};
 use caviar_engine::{PrunerSpec, SamplerSpec};
@@ -1082,7 +1082,7 @@ fn interrupt_objectives(stop: &Stop) {
 /// Opens or creates a study (the engine's `Study`), with a sampler and pruner from the
 /// registry. `create`: make it when missing; `load_if_exists`: open it when present.
 #[pyfunction]
-#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true, grid=None))]
+#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true, grid=None, warm_start=None))]
 #[allow(clippy::too_many_arguments)]
 fn open_study(
     py: Python<'_>,
@@ -1094,6 +1094,7 @@ fn open_study(
     load_if_exists: bool,
     create: bool,
     grid: Option<&Bound<'_, PyDict>>,
+    warm_start: Option<Vec<String>>,
 ) -> PyResult<PyStudy> {
     let url = storage_url(storage);
     let direction = direction_of(direction)?;
@@ -1134,8 +1135,29 @@ fn open_study(
             }
             _ => {}
         }
+        let direction = existing.as_ref().map_or(direction, |r| r.direction);
+        // A study warm-started when it was made keeps its prior whoever opens it later.
+        let names = match (&warm_start, &existing) {
+            (Some(names), _) => names.clone(),
+            (None, Some(record)) => store
+                .user_attrs(AttrOwner::Study(record.id))
+                .map_err(runtime_error)?
+                .get(caviar_engine::warm_start::WARM_START)
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|entry| entry["study"].as_str().map(str::to_string))
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        // Define-by-run declares no space: the old trials go in as they are, and the samplers
+        // use those whose distributions match the new suggestions.
+        let warm = caviar_engine::warm_start::load(&*store, &names, None, direction, None)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let used = warm.used.clone();
         let mut builder = Study::builder(name.clone())
-            .storage(store)
+            .storage(store.clone())
+            .prior(warm.trials)
             .shared_sampler(built_sampler)
             .shared_pruner(built_pruner)
             .worker(caviar_run::WorkerId::current().to_string())
@@ -1154,10 +1176,23 @@ fn open_study(
                 "grid": grid_values,
             }));
         }
-        builder.build().map_err(|e| match e {
+        let study = builder.build().map_err(|e| match e {
             StudyError::Mismatch { .. } => PyValueError::new_err(e.to_string()),
             other => runtime_error(other),
-        })
+        })?;
+        if existing.is_none() && !used.is_empty() {
+            let record: Vec<serde_json::Value> = used
+                .iter()
+                .map(|(study, n)| serde_json::json!({"study": study, "trials": n}))
+                .collect();
+            study
+                .set_user_attr(
+                    caviar_engine::warm_start::WARM_START,
+                    &serde_json::json!(record),
+                )
+                .map_err(runtime_error)?;
+        }
+        Ok(study)
     })?;
     Ok(PyStudy {
         study: Arc::new(study),

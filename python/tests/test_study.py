@@ -357,3 +357,43 @@ def test_trials_dataframe_attrs_and_multi_index():
     assert ("params", "x") in multi.columns and ("value", "") in multi.columns
     with pytest.raises(ValueError, match="not known"):
         study.trials_dataframe(attrs=("system_attrs",))
+
+
+def test_warm_start_learns_from_an_earlier_study_and_is_remembered(sqlite_url):
+    def objective(trial):
+        return (trial.suggest_float("x", -5.0, 5.0) - 2.0) ** 2
+
+    def tpe(seed):
+        return caviar.samplers.TPESampler(seed=seed)
+
+    old = caviar.create_study(study_name="old", storage=sqlite_url, sampler=tpe(1))
+    old.optimize(objective, n_trials=40)
+    warm_wins = 0
+    for seed in range(2, 7):
+        warm = caviar.create_study(
+            study_name=f"warm{seed}", storage=sqlite_url, sampler=tpe(seed), warm_start=["old"]
+        )
+        warm.optimize(objective, n_trials=10)
+        cold = caviar.create_study(study_name=f"cold{seed}", storage=sqlite_url, sampler=tpe(seed))
+        cold.optimize(objective, n_trials=10)
+        # The old trials are not the new study's own.
+        assert len(warm.trials) == 10
+        assert warm.user_attrs["warm_start"] == [{"study": "old", "trials": 40}]
+        warm_wins += warm.best_value < cold.best_value
+    # The model uses the old trials from the first trial on; a cold TPE samples at random
+    # for its first ten.
+    assert warm_wins >= 4, warm_wins
+
+    # Reopened (as another process would), the study keeps its prior: five trials, a reload,
+    # five more suggest what ten in one go did.
+    split = caviar.create_study(
+        study_name="split", storage=sqlite_url, sampler=tpe(2), warm_start=["old"]
+    )
+    split.optimize(objective, n_trials=5)
+    again = caviar.load_study(study_name="split", storage=sqlite_url, sampler=tpe(2))
+    again.optimize(objective, n_trials=5)
+    whole = caviar.load_study(study_name="warm2", storage=sqlite_url)
+    assert [t.params for t in again.trials] == [t.params for t in whole.trials]
+
+    with pytest.raises(ValueError, match="`nope`, which is not a study"):
+        caviar.create_study(study_name="bad", storage=sqlite_url, warm_start=["nope"])

@@ -65,6 +65,13 @@ pub struct StudyFile {
     /// The study this one refines (written by `caviar narrow --write`).
     #[serde(default)]
     pub parent: Option<String>,
+    /// Earlier studies (names, same storage) whose complete trials that fit this space
+    /// warm-start a TPE or GP sampler as prior observations.
+    #[serde(default)]
+    pub warm_start: Vec<String>,
+    /// Queue the best this many warm-start configurations as the new study's first trials.
+    #[serde(default)]
+    pub enqueue_best: usize,
     /// Files and folders whose content the study records when it runs (relative to the
     /// command's folder), so `caviar retest` can say which changed.
     #[serde(default)]

@@ -211,6 +211,8 @@ pub fn demo(url: &str, args: &DemoArgs) -> Result<u8> {
             origin: "caviar demo",
             url,
             parent: None,
+            warm_start: &[],
+            enqueue_best: 0,
         },
         &me,
     )?;

@@ -110,7 +110,7 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
 
     let origin = format!("re-test `{name}` of `{}` ({source})", parent.name);
     if existing.is_none() {
-        let child = run::open_config_study(&storage, &cfg, &origin, url)?;
+        let child = run::open_config_study(&storage, &cfg, &origin, url, &[])?;
         retest::enqueue(&*storage, child.record(), &parent.name, &configs, repeats)
             .context("queuing the configurations")?;
         storage
@@ -131,6 +131,7 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         workers: args.workers,
         json: false,
         time_budget: None,
+        warm_start: Vec::new(),
     };
     let code = match run::run_config(url, cfg, &origin, &options)? {
         crate::EXIT_INTERRUPTED => crate::EXIT_INTERRUPTED,
@@ -247,15 +248,16 @@ fn check_is_retest(
 
 /// The re-test's study file: the parent's (or the given) file renamed, its parent set, `trials`
 /// set to every queued run, and no pruner or population-based training (a re-run must run to
-/// its end to be compared).
+/// its end to be compared) or warm start (every run is queued).
 fn child_text(text: &str, name: &str, parent: &str, trials: u64) -> Result<String> {
     let mut table: toml::Table = toml::from_str(text)
         .map_err(|e| BadInput(format!("the study file does not parse: {e}")))?;
     table.insert("name".into(), name.into());
     table.insert("parent".into(), parent.into());
     table.insert("trials".into(), toml::Value::Integer(trials as i64));
-    table.remove("pruner");
-    table.remove("pbt");
+    for key in ["pruner", "pbt", "warm_start", "enqueue_best"] {
+        table.remove(key);
+    }
     toml::to_string(&table).context("writing the re-test's study file")
 }
 

@@ -41,6 +41,10 @@ pub struct RunOptions {
     /// Start no new trial after this long ("90s", "10m", "2h"); running trials finish.
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub time_budget: Option<std::time::Duration>,
+    /// Warm-start TPE or GP from an earlier study's complete trials that fit the space
+    /// (repeat for several; added to the study file's `warm_start`).
+    #[arg(long = "warm-start", value_name = "STUDY")]
+    pub warm_start: Vec<String>,
 }
 
 pub fn run(url: &str, path: &Path, options: &RunOptions) -> Result<u8> {
@@ -117,6 +121,7 @@ pub(crate) fn open_config_study(
     cfg: &config::Study,
     origin: &str,
     url: &str,
+    extra_warm_start: &[String],
 ) -> Result<caviar_core::study::Study> {
     if let Some(parent) = &cfg.file.parent {
         if storage
@@ -132,6 +137,13 @@ pub(crate) fn open_config_study(
         }
     }
     let me = WorkerId::current();
+    let mut warm_start = cfg.file.warm_start.clone();
+    warm_start.extend(
+        extra_warm_start
+            .iter()
+            .filter(|name| !cfg.file.warm_start.contains(name))
+            .cloned(),
+    );
     let sampler = build_sampler(cfg)?;
     let pruner = cfg
         .file
@@ -151,6 +163,8 @@ pub(crate) fn open_config_study(
             origin,
             url,
             parent: cfg.file.parent.clone(),
+            warm_start: &warm_start,
+            enqueue_best: cfg.file.enqueue_best,
         },
         &me,
     )
@@ -167,6 +181,7 @@ pub(crate) fn run_config(
         workers,
         json: as_json,
         time_budget,
+        warm_start,
     } = options.clone();
     if let Some(w) = workers.filter(|w| !(1..=config::MAX_WORKERS).contains(w)) {
         return Err(BadInput(format!(
@@ -178,7 +193,7 @@ pub(crate) fn run_config(
     let total = trials.unwrap_or(cfg.file.trials);
     let workers = workers.unwrap_or(cfg.file.workers) as usize;
     let storage = crate::open(url)?;
-    let study = open_config_study(&storage, &cfg, origin, url)?;
+    let study = open_config_study(&storage, &cfg, origin, url, &warm_start)?;
     record_fingerprint(&*storage, study.record(), &cfg);
     let me = WorkerId::current();
     let recovery = driver::Recovery {

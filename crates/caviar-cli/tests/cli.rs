@@ -1283,3 +1283,64 @@ fn retest_reports_stable_stale_and_broken_from_real_reruns() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("widen it") && err.contains("x ="), "{err}");
 }
+
+#[test]
+fn warm_start_feeds_old_trials_and_enqueue_best_runs_the_old_top_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without the pruner, all 30 old trials are complete.
+    let unpruned = DRIFTING.replace("[pruner]\nkind = \"median\"\n", "");
+    let old = write_study(
+        dir.path(),
+        "old",
+        &unpruned.replace("name = \"drift\"", "name = \"old\""),
+    );
+    let out = caviar(dir.path(), &["run", old.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let best = caviar(dir.path(), &["best", "old", "-k", "2", "--json"]);
+    let best: Value = serde_json::from_slice(&best.stdout).unwrap();
+
+    let warm_text = unpruned
+        .replace(
+            "name = \"drift\"",
+            "name = \"warm\"\nwarm_start = [\"old\"]\nenqueue_best = 2",
+        )
+        .replace("trials = 30", "trials = 6")
+        .replace("kind = \"random\"", "kind = \"tpe\"")
+        .replace("workers = 2", "workers = 1");
+    let warm = write_study(dir.path(), "warm", &warm_text);
+    let out = caviar(dir.path(), &["run", warm.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trials = trials_json(dir.path(), "warm");
+    // Six trials of its own: the old study's trials are not counted.
+    assert_eq!(trials.len(), 6);
+    assert_eq!(trials[0]["params"], best[0]["params"]);
+    assert_eq!(trials[1]["params"], best[1]["params"]);
+    // TPE models the 30 old trials at once (no random start-up): its own trials stay near the
+    // old best x = 0.3.
+    for t in &trials[2..] {
+        let x = t["params"]["x"].as_f64().unwrap();
+        assert!((x - 0.3).abs() < 0.25, "{t}");
+    }
+
+    // --warm-start on the command line, and a name that is no study.
+    let cold = write_study(
+        dir.path(),
+        "cold",
+        &DRIFTING.replace("name = \"drift\"", "name = \"cold\""),
+    );
+    let out = caviar(
+        dir.path(),
+        &["run", cold.to_str().unwrap(), "--warm-start", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`nope`, which is not a study"), "{err}");
+}

@@ -74,6 +74,8 @@ fn a_rust_program_runs_a_study_through_the_engine_and_caviar_run_finishes_it() {
             origin: "a Rust program",
             url: "sqlite:lib.db",
             parent: None,
+            warm_start: &[],
+            enqueue_best: 0,
         },
         &me,
     )

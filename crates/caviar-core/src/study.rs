@@ -104,6 +104,8 @@ pub struct Study {
     pruner: Arc<dyn Pruner>,
     worker: String,
     finished: Arc<FinishedCache>,
+    /// Earlier studies' trials that model-based samplers see before this study's own.
+    prior: Arc<Vec<Arc<FrozenTrial>>>,
 }
 
 /// Finished trials read so far, in finish order; each read fetches only the new ones. Shared by
@@ -140,6 +142,7 @@ pub struct StudyBuilder {
     worker: String,
     load_if_exists: bool,
     parent: Option<String>,
+    prior: Vec<FrozenTrial>,
 }
 
 impl StudyBuilder {
@@ -198,6 +201,27 @@ impl StudyBuilder {
         self.load_if_exists = yes;
         self
     }
+    /// Warm start: complete trials of earlier studies (of the same direction, their parameters
+    /// in this study's distributions) that a sampler which [learns from
+    /// them](Sampler::learns_from_prior) sees as finished before this study's own. They are
+    /// not trials of this study: not stored, not counted, not seen by pruners.
+    ///
+    /// ```
+    /// use caviar_core::prelude::*;
+    /// use caviar_core::sampler::TpeSampler;
+    /// let old = Study::builder("old").sampler(TpeSampler::new(1)).build().unwrap();
+    /// old.optimize(30, |t| Ok((t.suggest_float("x", -5.0, 5.0, Scale::Linear)? - 2.0).powi(2))).unwrap();
+    /// let prior = old.trials().unwrap();
+    /// let new = Study::builder("new").sampler(TpeSampler::new(2)).prior(prior).build().unwrap();
+    /// // The model starts at once: no random start-up trials.
+    /// new.optimize(5, |t| Ok((t.suggest_float("x", -5.0, 5.0, Scale::Linear)? - 2.0).powi(2))).unwrap();
+    /// assert_eq!(new.trials().unwrap().len(), 5);
+    /// assert!(new.best_trial().unwrap().unwrap().value.unwrap() < 1.0);
+    /// ```
+    pub fn prior(mut self, trials: Vec<FrozenTrial>) -> Self {
+        self.prior = trials;
+        self
+    }
 
     /// Creates (or opens) the study.
     pub fn build(self) -> Result<Study, StudyError> {
@@ -254,6 +278,7 @@ impl StudyBuilder {
             pruner: self.pruner,
             worker: self.worker,
             finished,
+            prior: Arc::new(self.prior.into_iter().map(Arc::new).collect()),
         })
     }
 }
@@ -272,6 +297,7 @@ impl Study {
             worker: "local".into(),
             load_if_exists: false,
             parent: None,
+            prior: Vec::new(),
         }
     }
 
@@ -318,7 +344,11 @@ impl Study {
             return Ok(None);
         };
         let (finished, running) = if self.sampler.needs_history() {
-            let finished = self.finished.refresh()?;
+            let mut finished = self.finished.refresh()?;
+            if !self.prior.is_empty() && self.sampler.learns_from_prior() {
+                // Prior first: the list still only grows at its end between asks.
+                finished = Arc::new(self.prior.iter().chain(finished.iter()).cloned().collect());
+            }
             let running: Vec<Arc<FrozenTrial>> = self
                 .storage
                 .running_with_params(self.record.id)?

@@ -24,6 +24,7 @@ pub mod pbt;
 mod registry;
 pub mod retest;
 mod run;
+pub mod warm_start;
 
 pub use checkpoints::{fork, forked_from, pending_fork_sources, Forked, TrialDirs, FORKED_FROM};
 pub use live::{ask_changes, ask_control, asker, changeable, Asked, LiveError, NewValue};

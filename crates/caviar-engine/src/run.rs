@@ -144,6 +144,11 @@ pub struct StudySetup<'a> {
     pub url: &'a str,
     /// The study this one refines, if new.
     pub parent: Option<String>,
+    /// Earlier studies whose complete trials that fit the space warm-start a model-based
+    /// sampler (see [`crate::warm_start`]).
+    pub warm_start: &'a [String],
+    /// When the study is new, queue the best this many warm-start configurations first.
+    pub enqueue_best: usize,
 }
 
 /// Creates or reopens the study; a stored study must have the same space, direction and metric.
@@ -155,7 +160,7 @@ pub fn open_study(
     let existing = storage
         .study(setup.name)
         .map_err(|e| EngineError::storage("reading the study", e))?;
-    if let Some(existing) = existing {
+    if let Some(existing) = &existing {
         let stored_space = existing.spec.as_ref().and_then(|s| s.get("space")).cloned();
         if stored_space.is_some_and(|s| s != serde_json::to_value(setup.space).unwrap_or_default())
         {
@@ -166,7 +171,26 @@ pub fn open_study(
         }
     }
     let origin = setup.origin.to_string();
-    Study::builder(setup.name)
+    let warm = if setup.warm_start.is_empty() {
+        crate::warm_start::WarmStart::default()
+    } else {
+        crate::warm_start::load(
+            &**storage,
+            setup.warm_start,
+            Some(setup.space),
+            setup.direction,
+            Some(setup.metric),
+        )
+        .map_err(|e| match e {
+            crate::warm_start::WarmStartError::Storage(e) => {
+                EngineError::storage("reading the warm-start studies", e)
+            }
+            other => EngineError::BadInput(format!("{origin}: {other}")),
+        })?
+    };
+    let first_best = warm.best(setup.direction, setup.enqueue_best);
+    let used = warm.used.clone();
+    let study = Study::builder(setup.name)
         .direction(setup.direction)
         .metric(setup.metric)
         .spec(setup.spec)
@@ -175,12 +199,28 @@ pub fn open_study(
         .storage(storage.clone())
         .worker(me.to_string())
         .parent(setup.parent)
+        .prior(warm.trials)
         .load_if_exists(true)
         .build()
         .map_err(|e| match e {
             StudyError::Mismatch { .. } => EngineError::BadInput(format!("{origin}: {e}")),
             other => EngineError::storage("opening the study", other),
-        })
+        })?;
+    if existing.is_none() && !used.is_empty() {
+        let record: Vec<serde_json::Value> = used
+            .iter()
+            .map(|(name, n)| serde_json::json!({"study": name, "trials": n}))
+            .collect();
+        study
+            .set_user_attr(crate::warm_start::WARM_START, &serde_json::json!(record))
+            .map_err(|e| EngineError::storage("recording the warm start", e))?;
+        for params in &first_best {
+            study
+                .enqueue(params)
+                .map_err(|e| EngineError::storage("queuing the warm start's best", e))?;
+        }
+    }
+    Ok(study)
 }
 
 /// Where a study stands after [`recover`].

@@ -107,6 +107,10 @@ impl Sampler for InferredSpace {
         true
     }
 
+    fn learns_from_prior(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         self.state.lock().unwrap().inner.name()
     }

@@ -165,6 +165,13 @@ pub trait Sampler: Send + Sync {
         false
     }
 
+    /// Whether it models earlier studies' trials given as a warm start
+    /// ([`StudyBuilder::prior`](crate::study::StudyBuilder::prior)) as if they were the
+    /// study's own finished trials (model-based samplers: TPE, GP).
+    fn learns_from_prior(&self) -> bool {
+        false
+    }
+
     /// Short name for logs and tables.
     fn name(&self) -> &'static str;
 }

@@ -904,6 +904,10 @@ impl Sampler for TpeSampler {
         true
     }
 
+    fn learns_from_prior(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         if self.multivariate {
             "tpe-mv"

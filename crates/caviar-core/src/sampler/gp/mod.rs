@@ -248,6 +248,10 @@ impl Sampler for GpSampler {
         true
     }
 
+    fn learns_from_prior(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "gp"
     }
