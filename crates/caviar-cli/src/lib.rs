@@ -13,6 +13,7 @@ mod enqueue;
 mod fuzz;
 mod importance;
 mod kurobako;
+mod lifecycle;
 mod narrow;
 mod output;
 mod plot;
@@ -115,6 +116,11 @@ enum Command {
     /// --file), several times each, in a child study; report what drifted beyond the noise and
     /// a verdict: stable, shifted, stale or broken.
     Retest(retest::RetestArgs),
+    /// Delete a study with its trials and everything recorded of them (asks first; --yes
+    /// does not). Refused while trials run, unless --force.
+    Delete(lifecycle::DeleteArgs),
+    /// Rename a study; its trials, children and stored study file follow.
+    Rename(lifecycle::RenameArgs),
     /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
     Demo(demo::DemoArgs),
     /// The ranges the best trials occupy; --write makes the next, finer round's study file.
@@ -389,6 +395,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Demo(args) => demo::demo(&cli.storage, &args),
         Command::Retest(args) => retest::retest(&cli.storage, &args),
+        Command::Delete(args) => {
+            drop(open_for_reading(&cli.storage, Some(&args.study))?);
+            lifecycle::delete(&cli.storage, &args)
+        }
+        Command::Rename(args) => {
+            drop(open_for_reading(&cli.storage, Some(&args.study))?);
+            lifecycle::rename(&cli.storage, &args)
+        }
         Command::Narrow(args) => {
             let storage = open_for_reading(&cli.storage, Some(&args.study))?;
             let record = find_study(&*storage, &args.study, &cli.storage)?;

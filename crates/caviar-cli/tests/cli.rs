@@ -1344,3 +1344,104 @@ fn warm_start_feeds_old_trials_and_enqueue_best_runs_the_old_top_first() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`nope`, which is not a study"), "{err}");
 }
+
+#[test]
+fn delete_and_rename_a_study_with_its_folders_refusing_while_trials_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = DRIFTING
+        .replace("trials = 30", "trials = 5")
+        .replace("[pruner]\nkind = \"median\"\n", "");
+    let file = write_study(dir.path(), "drift", &text);
+    let out = caviar(dir.path(), &["run", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("caviar-trials/drift").is_dir());
+
+    let out = caviar(dir.path(), &["rename", "drift", "5bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = caviar(dir.path(), &["rename", "drift", "moved"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("caviar-trials/drift").exists());
+    assert!(dir.path().join("caviar-trials/moved").is_dir());
+    assert_eq!(trials_json(dir.path(), "moved").len(), 5);
+    // The stored study file carries the new name: a worker joins the renamed study.
+    let out = caviar(dir.path(), &["worker", "moved", "--trials", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(trials_json(dir.path(), "moved").len(), 7);
+    let out = caviar(
+        dir.path(),
+        &["run", file.to_str().unwrap(), "--trials", "1"],
+    );
+    assert!(out.status.success());
+    let out = caviar(dir.path(), &["rename", "moved", "drift"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`drift` exists already"));
+
+    // Not at a terminal, deleting needs --yes.
+    let out = caviar(dir.path(), &["delete", "moved"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
+
+    // A trial that runs holds the study.
+    let slow = write_study(
+        dir.path(),
+        "slow",
+        "name = \"slow\"\nmetric = \"loss\"\ntrials = 1\ncommand = [\"sh\", \"-c\", \"sleep 30; echo loss=1\"]\n[params]\nx = { low = 0.0, high = 1.0 }\n",
+    );
+    let mut running = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .args(["run", slow.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let is_running = || {
+        let out = caviar(dir.path(), &["trials", "slow", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .is_some_and(|ts| ts.iter().any(|t| t["state"] == "running"))
+    };
+    while !is_running() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the trial never ran"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = caviar(dir.path(), &["delete", "slow", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 trial(s) of `slow` are running"));
+    let out = caviar(dir.path(), &["rename", "slow", "quick"]);
+    assert_eq!(out.status.code(), Some(2));
+    running.kill().unwrap();
+    running.wait().unwrap();
+
+    let out = caviar(dir.path(), &["delete", "moved", "--yes", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said, serde_json::json!({"deleted": "moved", "trials": 7}));
+    assert!(!dir.path().join("caviar-trials/moved").exists());
+    let out = caviar(dir.path(), &["delete", "moved", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        dir.path().join("caviar-trials/drift").is_dir(),
+        "another study's folders stay"
+    );
+}

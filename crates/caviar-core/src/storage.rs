@@ -320,6 +320,15 @@ pub trait Storage: Send + Sync {
     /// Deletes a study with its trials and everything recorded of them. A study that another
     /// names as its parent is kept (delete the child first).
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
+    /// Renames a study (its children keep it as their parent) and, when given, replaces its
+    /// stored definition in the same write (a study file's text names the study).
+    /// [`StorageError::StudyExists`] when the name is taken.
+    fn rename_study(
+        &self,
+        study: StudyId,
+        name: &str,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<(), StorageError>;
     /// Asks a running trial to change a parameter it has (panda mode): recorded now, in
     /// effect when the trial applies it. Returns the change's id (ids only grow).
     fn ask_param_change(
@@ -1115,6 +1124,31 @@ impl Storage for InMemoryStorage {
         if request.applied_ms.is_none() {
             request.applied_ms = Some(now_ms());
             request.applied_step = step;
+        }
+        Ok(())
+    }
+
+    fn rename_study(
+        &self,
+        study: StudyId,
+        name: &str,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        if m.studies.iter().any(|s| s.name == name) {
+            return Err(StorageError::StudyExists(name.to_string()));
+        }
+        let Some(record) = m.studies.iter_mut().find(|s| s.id == study) else {
+            return Err(StorageError::NoSuchStudy(format!("id {}", study.0)));
+        };
+        let old = std::mem::replace(&mut record.name, name.to_string());
+        if let Some(spec) = spec {
+            record.spec = Some(spec.clone());
+        }
+        for child in &mut m.studies {
+            if child.parent.as_deref() == Some(old.as_str()) {
+                child.parent = Some(name.to_string());
+            }
         }
         Ok(())
     }

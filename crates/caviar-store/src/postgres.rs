@@ -569,6 +569,7 @@ retried! {
     fn user_attrs(&self, owner: AttrOwner) -> Result<BTreeMap<String, serde_json::Value>, StorageError>;
     fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError>;
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
+    fn rename_study(&self, study: StudyId, name: &str, spec: Option<&serde_json::Value>) -> Result<(), StorageError>;
     fn ask_param_change(&self, trial: TrialId, change: &NewParamChange) -> Result<i64, StorageError>;
     fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
     fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError>;
@@ -1368,6 +1369,30 @@ impl Storage for Attempt<'_> {
             )));
         }
         Ok(())
+    }
+
+    fn rename_study(
+        &self,
+        study: StudyId,
+        name: &str,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<(), StorageError> {
+        let spec = spec
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_err)?;
+        let mut conn = self.conn()?;
+        match conn.execute(
+            "UPDATE studies SET name = $2, spec = COALESCE($3, spec) WHERE id = $1",
+            &[&study.0, &name, &spec],
+        ) {
+            Ok(0) => Err(StorageError::NoSuchStudy(format!("id {}", study.0))),
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(StorageError::StudyExists(name.to_string()))
+            }
+            Err(e) => Err(backend(e)),
+        }
     }
 
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {

@@ -1277,6 +1277,32 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
+    fn rename_study(
+        &self,
+        study: StudyId,
+        name: &str,
+        spec: Option<&serde_json::Value>,
+    ) -> Result<(), StorageError> {
+        let spec = spec
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_err)?;
+        let conn = self.conn();
+        match conn.execute(
+            "UPDATE studies SET name = ?2, spec = COALESCE(?3, spec) WHERE id = ?1",
+            rusqlite::params![study.0, name, spec],
+        ) {
+            Ok(0) => Err(StorageError::NoSuchStudy(format!("id {}", study.0))),
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StorageError::StudyExists(name.to_string()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError> {
         let mut conn = self.conn();
         let tx = conn

@@ -1003,3 +1003,47 @@ fn pause_resume_and_stop_are_recorded_until_done() {
         assert!(s.controls(t.id).unwrap().is_empty(), "{name}");
     }
 }
+
+#[test]
+fn a_renamed_study_keeps_its_trials_children_and_new_definition() {
+    for (name, s, _keep) in backends() {
+        let old = s.create_study(&new_study("old")).unwrap();
+        let t = s.create_trial(old.id, "w", None).unwrap().unwrap();
+        s.finish_trial(t.id, TrialState::Complete, Some(0.5), None)
+            .unwrap();
+        let mut child = new_study("child");
+        child.parent = Some("old".into());
+        s.create_study(&child).unwrap();
+        s.create_study(&new_study("taken")).unwrap();
+        assert!(
+            matches!(
+                s.rename_study(old.id, "taken", None),
+                Err(StorageError::StudyExists(ref n)) if n == "taken"
+            ),
+            "{name}"
+        );
+        let spec = serde_json::json!({"text": "name = \"new\""});
+        s.rename_study(old.id, "new", Some(&spec)).unwrap();
+        assert!(s.study("old").unwrap().is_none(), "{name}");
+        let renamed = s.study("new").unwrap().unwrap();
+        assert_eq!(renamed.id, old.id, "{name}");
+        assert_eq!(renamed.spec, Some(spec), "{name}");
+        assert_eq!(s.trials(old.id).unwrap().len(), 1, "{name}");
+        let child = s.study("child").unwrap().unwrap();
+        assert_eq!(child.parent.as_deref(), Some("new"), "{name}");
+        // Without a new definition the old one stays.
+        s.rename_study(old.id, "newer", None).unwrap();
+        assert_eq!(
+            s.study("newer").unwrap().unwrap().spec,
+            renamed.spec,
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.rename_study(caviar_core::trial::StudyId(9999), "x", None),
+                Err(StorageError::NoSuchStudy(_))
+            ),
+            "{name}"
+        );
+    }
+}

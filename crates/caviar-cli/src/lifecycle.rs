@@ -1,0 +1,175 @@
+//! `caviar delete` and `caviar rename`: a study's lifecycle.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use caviar_core::storage::{Storage, StorageError, StudyRecord};
+use serde_json::json;
+
+use crate::BadInput;
+
+/// Arguments of `caviar delete`.
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    /// The study to delete, with its trials and everything recorded of them.
+    pub study: String,
+    /// Do not ask (needed when not at a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Delete even while trials run (their workers then fail to record them).
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON: {"deleted", "trials"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `caviar rename`.
+#[derive(clap::Args)]
+pub struct RenameArgs {
+    /// The study's name now.
+    pub study: String,
+    /// Its new name.
+    pub new_name: String,
+    /// Rename even while trials run (their workers keep going; new ones must use the new
+    /// name).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Running trials refuse a lifecycle change unless forced.
+fn refuse_while_running(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    verb: &str,
+    force: bool,
+) -> Result<u64> {
+    let counts = storage.counts(record.id).context("counting trials")?;
+    if counts.running > 0 && !force {
+        return Err(BadInput(format!(
+            "{} trial(s) of `{}` are running; stop its workers first (or `caviar stop`), or {verb} anyway with --force",
+            counts.running, record.name
+        ))
+        .into());
+    }
+    Ok(counts.total())
+}
+
+/// The folder of the study's trial folders when it is the default one, named after the study
+/// (`caviar-trials/NAME`), and exists.
+fn named_trial_folder(record: &StudyRecord, url: &str) -> Option<std::path::PathBuf> {
+    let (path, text) = crate::run::stored_file(record).ok()?;
+    let cfg = crate::config::parse(&text, &path).ok()?;
+    if cfg.file.trial_dir.is_some() {
+        return None;
+    }
+    let root = cfg.trial_dirs(url).root().to_path_buf();
+    root.is_dir().then_some(root)
+}
+
+/// `caviar delete`.
+pub fn delete(url: &str, args: &DeleteArgs) -> Result<u8> {
+    let storage = crate::open(url)?;
+    let record = crate::find_study(&*storage, &args.study, url)?;
+    let trials = refuse_while_running(&*storage, &record, "delete", args.force)?;
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(BadInput(format!(
+                "deleting `{}` ({trials} trials) cannot be undone; pass --yes to do it without a question",
+                record.name
+            ))
+            .into());
+        }
+        eprint!(
+            "delete study `{}` with its {trials} trials? This cannot be undone. [y/N] ",
+            record.name
+        );
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("kept `{}`", record.name);
+            return Ok(1);
+        }
+    }
+    let folder = named_trial_folder(&record, url);
+    storage.delete_study(record.id).map_err(|e| match e {
+        // A study with children: the user deletes those first.
+        StorageError::Backend(why) if why.contains("delete that one first") => {
+            anyhow::Error::from(BadInput(why))
+        }
+        other => anyhow::Error::from(other).context("deleting the study"),
+    })?;
+    if let Some(folder) = folder {
+        match std::fs::remove_dir_all(&folder) {
+            Ok(()) => eprintln!("removed its trial folders, {}", folder.display()),
+            Err(e) => eprintln!(
+                "warning: could not remove its trial folders, {}: {e}",
+                folder.display()
+            ),
+        }
+    }
+    if args.json {
+        println!("{}", json!({"deleted": record.name, "trials": trials}));
+    } else {
+        eprintln!("deleted study `{}` and its {trials} trials", record.name);
+    }
+    Ok(0)
+}
+
+/// `caviar rename`: the stored study file's `name` is rewritten too, so `caviar worker NEW`
+/// rebuilds the study under its new name.
+pub fn rename(url: &str, args: &RenameArgs) -> Result<u8> {
+    let storage = crate::open(url)?;
+    let record = crate::find_study(&*storage, &args.study, url)?;
+    caviar_core::space::check_name(&args.new_name).map_err(|e| {
+        BadInput(format!(
+            "new name `{}`: {}",
+            args.new_name,
+            e.reason.replace("names use", "study names use")
+        ))
+    })?;
+    refuse_while_running(&*storage, &record, "rename", args.force)?;
+    let folder = named_trial_folder(&record, url);
+    let spec = match record.spec.clone() {
+        Some(mut spec) => {
+            if let Some(text) = spec.get("text").and_then(|t| t.as_str()) {
+                let mut table: toml::Table =
+                    toml::from_str(text).context("reading the study file stored with the study")?;
+                table.insert("name".into(), args.new_name.clone().into());
+                spec["text"] = json!(toml::to_string(&table)?);
+            }
+            Some(spec)
+        }
+        None => None,
+    };
+    storage
+        .rename_study(record.id, &args.new_name, spec.as_ref())
+        .map_err(|e| match e {
+            StorageError::StudyExists(name) => anyhow::Error::from(BadInput(format!(
+                "a study named `{name}` exists already; choose another name"
+            ))),
+            other => anyhow::Error::from(other).context("renaming the study"),
+        })?;
+    eprintln!("renamed `{}` to `{}`", record.name, args.new_name);
+    // Checkpoints follow the name, so forks and resumes find them.
+    if let Some(old) = folder {
+        let new = old.with_file_name(&args.new_name);
+        if new.exists() {
+            eprintln!(
+                "warning: kept the trial folders in {}: {} exists",
+                old.display(),
+                new.display()
+            );
+        } else if let Err(e) = std::fs::rename(&old, &new) {
+            eprintln!(
+                "warning: could not move the trial folders {} to {}: {e}",
+                old.display(),
+                new.display()
+            );
+        } else {
+            eprintln!("moved its trial folders to {}", new.display());
+        }
+    }
+    Ok(0)
+}
