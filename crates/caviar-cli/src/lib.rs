@@ -121,6 +121,14 @@ enum Command {
     Delete(lifecycle::DeleteArgs),
     /// Rename a study; its trials, children and stored study file follow.
     Rename(lifecycle::RenameArgs),
+    /// Write a study with everything stored of it as one JSON document (a versioned, lossless
+    /// format: see docs/study-format.md).
+    Export(lifecycle::ExportArgs),
+    /// Store a study from a document written by `caviar export`.
+    Import(lifecycle::ImportArgs),
+    /// Copy a study with everything stored of it into another storage (SQLite to PostgreSQL
+    /// and back).
+    Copy(lifecycle::CopyArgs),
     /// The seed study: tune lr and weight decay of a 6x100 ReLU net on 500 MNIST images.
     Demo(demo::DemoArgs),
     /// The ranges the best trials occupy; --write makes the next, finer round's study file.
@@ -399,6 +407,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             drop(open_for_reading(&cli.storage, Some(&args.study))?);
             lifecycle::delete(&cli.storage, &args)
         }
+        Command::Export(args) => lifecycle::export(&cli.storage, &args),
+        Command::Import(args) => lifecycle::import(&cli.storage, &args),
+        Command::Copy(args) => lifecycle::copy(&cli.storage, &args),
         Command::Rename(args) => {
             drop(open_for_reading(&cli.storage, Some(&args.study))?);
             lifecycle::rename(&cli.storage, &args)

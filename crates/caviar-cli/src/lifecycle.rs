@@ -117,6 +117,134 @@ pub fn delete(url: &str, args: &DeleteArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// A study's definition under a new name: the stored study file's `name` rewritten.
+fn renamed_spec(spec: Option<serde_json::Value>, name: &str) -> Result<Option<serde_json::Value>> {
+    let Some(mut spec) = spec else {
+        return Ok(None);
+    };
+    if let Some(text) = spec.get("text").and_then(|t| t.as_str()) {
+        let mut table: toml::Table =
+            toml::from_str(text).context("reading the study file stored with the study")?;
+        table.insert("name".into(), name.into());
+        spec["text"] = json!(toml::to_string(&table)?);
+    }
+    Ok(Some(spec))
+}
+
+/// Arguments of `caviar export`.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The study.
+    pub study: String,
+    /// Write here instead of to standard output.
+    #[arg(long, short)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// Arguments of `caviar import`.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// A document written by `caviar export` (`-`: standard input).
+    pub file: std::path::PathBuf,
+    /// Store it under this name instead of the document's.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// Arguments of `caviar copy`.
+#[derive(clap::Args)]
+pub struct CopyArgs {
+    /// The study (in --storage).
+    pub study: String,
+    /// The storage to copy it into: sqlite:PATH or postgres://...
+    #[arg(long)]
+    pub to: String,
+    /// Store the copy under this name.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `caviar export`: the study as a JSON document ([`caviar_core::document`]).
+pub fn export(url: &str, args: &ExportArgs) -> Result<u8> {
+    let storage = crate::open_for_reading(url, Some(&args.study))?;
+    let record = crate::find_study(&*storage, &args.study, url)?;
+    let doc = caviar_core::document::export(&*storage, &record).context("reading the study")?;
+    let mut text = serde_json::to_string_pretty(&doc)?;
+    text.push('\n');
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote study `{}` ({} trials) to {}",
+                record.name,
+                doc.trials.len(),
+                path.display()
+            );
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(0)
+}
+
+/// Stores `doc` (under `name` when given) in `storage`, with errors that say what to do.
+fn store_document(
+    storage: &dyn Storage,
+    mut doc: caviar_core::document::StudyDocument,
+    name: Option<&str>,
+    url: &str,
+) -> Result<()> {
+    if let Some(name) = name {
+        caviar_core::space::check_name(name).map_err(|e| {
+            BadInput(format!(
+                "--name `{name}`: {}",
+                e.reason.replace("names use", "study names use")
+            ))
+        })?;
+        doc.spec = renamed_spec(doc.spec.take(), name)?;
+        doc.name = name.to_string();
+    }
+    let trials = doc.trials.len();
+    storage.import_study(&doc).map_err(|e| match e {
+        StorageError::StudyExists(n) => anyhow::Error::from(BadInput(format!(
+            "{url} already has a study named `{n}`; give the copy another name with --name"
+        ))),
+        StorageError::NoSuchStudy(parent) => anyhow::Error::from(BadInput(format!(
+            "study `{}` refines `{parent}`, which {url} does not have; copy that one first",
+            doc.name
+        ))),
+        other => anyhow::Error::from(other).context("storing the study"),
+    })?;
+    eprintln!("stored study `{}` ({trials} trials) in {url}", doc.name);
+    Ok(())
+}
+
+/// `caviar import`.
+pub fn import(url: &str, args: &ImportArgs) -> Result<u8> {
+    let text = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(&args.file)
+            .map_err(|e| BadInput(format!("{}: {e}", args.file.display())))?
+    };
+    let doc = caviar_core::document::StudyDocument::from_json(&text)
+        .map_err(|e| BadInput(format!("{}: {e}", args.file.display())))?;
+    let storage = crate::open(url)?;
+    store_document(&*storage, doc, args.name.as_deref(), url)?;
+    Ok(0)
+}
+
+/// `caviar copy`: export from one storage, import into another, in one step.
+pub fn copy(url: &str, args: &CopyArgs) -> Result<u8> {
+    let source = crate::open_for_reading(url, Some(&args.study))?;
+    let record = crate::find_study(&*source, &args.study, url)?;
+    let doc = caviar_core::document::export(&*source, &record).context("reading the study")?;
+    let target = crate::open(&args.to).context("--to")?;
+    store_document(&*target, doc, args.name.as_deref(), &args.to)?;
+    Ok(0)
+}
+
 /// `caviar rename`: the stored study file's `name` is rewritten too, so `caviar worker NEW`
 /// rebuilds the study under its new name.
 pub fn rename(url: &str, args: &RenameArgs) -> Result<u8> {

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "support/pg.rs"]
+mod pg;
+
 fn caviar(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_caviar"))
         .current_dir(dir)
@@ -1444,4 +1447,149 @@ fn delete_and_rename_a_study_with_its_folders_refusing_while_trials_run() {
         dir.path().join("caviar-trials/drift").is_dir(),
         "another study's folders stay"
     );
+}
+
+fn caviar_at(dir: &Path, storage: &str, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir)
+        .arg("--storage")
+        .arg(storage)
+        .args(args)
+        .output()
+        .expect("caviar runs");
+    assert!(
+        out.status.success(),
+        "caviar {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A study with a retried trial, reports, logs, a fingerprint attribute and a child (a
+/// re-test), in `dir`'s caviar.db.
+fn study_with_a_child(dir: &Path) {
+    let text = DRIFTING
+        .replace("trials = 30", "trials = 8")
+        .replace("fingerprint = [\"data.txt\"]", "");
+    let file = write_study(dir, "drift", &text);
+    caviar_at(dir, "sqlite:caviar.db", &["run", file.to_str().unwrap()]);
+    caviar_at(
+        dir,
+        "sqlite:caviar.db",
+        &["retest", "drift", "-k", "2", "--repeats", "2"],
+    );
+}
+
+#[test]
+fn export_import_export_is_identical_and_children_need_their_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    study_with_a_child(dir.path());
+    let first = caviar_at(dir.path(), "sqlite:caviar.db", &["export", "drift"]).stdout;
+    let doc: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(doc["format"], "caviar-study");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["trials"].as_array().unwrap().len(), 8);
+    std::fs::write(dir.path().join("drift.json"), &first).unwrap();
+    caviar_at(dir.path(), "sqlite:other.db", &["import", "drift.json"]);
+    let second = caviar_at(dir.path(), "sqlite:other.db", &["export", "drift"]).stdout;
+    assert_eq!(
+        String::from_utf8(second).unwrap(),
+        String::from_utf8(first).unwrap()
+    );
+
+    // The child needs its parent where it goes; under another name it needs no other study.
+    let child = caviar_at(
+        dir.path(),
+        "sqlite:caviar.db",
+        &["export", "drift-retest-1", "--out", "child.json"],
+    );
+    assert!(child.stdout.is_empty());
+    let out = caviar(
+        dir.path(),
+        &["--storage", "sqlite:empty.db", "import", "child.json"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refines `drift`"));
+    caviar_at(dir.path(), "sqlite:other.db", &["import", "child.json"]);
+    let out = caviar(
+        dir.path(),
+        &["--storage", "sqlite:other.db", "import", "drift.json"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
+    caviar_at(
+        dir.path(),
+        "sqlite:other.db",
+        &["import", "drift.json", "--name", "drift2"],
+    );
+    // The renamed copy's stored study file carries its new name: a worker can go on with it.
+    caviar_at(
+        dir.path(),
+        "sqlite:other.db",
+        &["worker", "drift2", "--trials", "9"],
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(
+            &caviar_at(
+                dir.path(),
+                "sqlite:other.db",
+                &["trials", "drift2", "--json"]
+            )
+            .stdout
+        )
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len(),
+        9
+    );
+    // Not a document.
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"format": "caviar-study", "version": 99}"#,
+    )
+    .unwrap();
+    let out = caviar(dir.path(), &["import", "bad.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upgrade caviar"));
+}
+
+#[test]
+fn copy_sqlite_to_postgres_and_back_keeps_every_trial() {
+    pg::in_postgres_schema("caviar_copy", |dir, pg_url| {
+        study_with_a_child(dir);
+        let trials =
+            |url: &str, study: &str| caviar_at(dir, url, &["trials", study, "--json"]).stdout;
+        for study in ["drift", "drift-retest-1"] {
+            caviar_at(dir, "sqlite:caviar.db", &["copy", study, "--to", pg_url]);
+        }
+        for study in ["drift", "drift-retest-1"] {
+            caviar_at(dir, pg_url, &["copy", study, "--to", "sqlite:back.db"]);
+            assert_eq!(
+                trials(pg_url, study),
+                trials("sqlite:caviar.db", study),
+                "{study}"
+            );
+            assert_eq!(
+                trials("sqlite:back.db", study),
+                trials("sqlite:caviar.db", study),
+                "{study}"
+            );
+            assert_eq!(
+                caviar_at(dir, "sqlite:back.db", &["export", study]).stdout,
+                caviar_at(dir, "sqlite:caviar.db", &["export", study]).stdout
+            );
+        }
+        let studies: Value = serde_json::from_slice(
+            &caviar_at(dir, "sqlite:back.db", &["studies", "--json"]).stdout,
+        )
+        .unwrap();
+        let child = studies
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "drift-retest-1")
+            .unwrap();
+        assert_eq!(child["parent"], "drift");
+    });
 }

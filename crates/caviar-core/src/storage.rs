@@ -320,6 +320,17 @@ pub trait Storage: Send + Sync {
     /// Deletes a study with its trials and everything recorded of them. A study that another
     /// names as its parent is kept (delete the child first).
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
+    /// How many times each trial's parameters had been queued again after lost runs, for the
+    /// trials where it is not 0.
+    fn trial_attempts(&self, study: StudyId) -> Result<BTreeMap<TrialId, u32>, StorageError>;
+    /// Creates a study from a document (another storage's export) with every trial and
+    /// everything recorded of them, times included, in one write: all of it or nothing.
+    /// [`StorageError::StudyExists`] when the name is taken; [`StorageError::NoSuchStudy`]
+    /// when its parent is not here.
+    fn import_study(
+        &self,
+        doc: &crate::document::StudyDocument,
+    ) -> Result<StudyRecord, StorageError>;
     /// Renames a study (its children keep it as their parent) and, when given, replaces its
     /// stored definition in the same write (a study file's text names the study).
     /// [`StorageError::StudyExists`] when the name is taken.
@@ -359,7 +370,7 @@ pub trait Storage: Send + Sync {
 }
 
 /// What a running trial can be asked to do besides changing parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ControlAction {
     /// Hold still (a command's processes stopped, the built-in trainer waiting between
@@ -1126,6 +1137,118 @@ impl Storage for InMemoryStorage {
             request.applied_step = step;
         }
         Ok(())
+    }
+
+    fn trial_attempts(&self, study: StudyId) -> Result<BTreeMap<TrialId, u32>, StorageError> {
+        Ok(self
+            .lock()
+            .study_trials(study)
+            .filter(|s| s.attempt > 0)
+            .map(|s| (s.trial.id, s.attempt))
+            .collect())
+    }
+
+    fn import_study(
+        &self,
+        doc: &crate::document::StudyDocument,
+    ) -> Result<StudyRecord, StorageError> {
+        let mut m = self.lock();
+        if m.studies.iter().any(|s| s.name == doc.name) {
+            return Err(StorageError::StudyExists(doc.name.clone()));
+        }
+        if let Some(parent) = &doc.parent {
+            if !m.studies.iter().any(|s| &s.name == parent) {
+                return Err(StorageError::NoSuchStudy(parent.clone()));
+            }
+        }
+        let id = m.next_study;
+        m.next_study += 1;
+        let record = StudyRecord {
+            id: StudyId(id),
+            name: doc.name.clone(),
+            direction: doc.direction,
+            metric: doc.metric.clone(),
+            spec: doc.spec.clone(),
+            parent: doc.parent.clone(),
+            created_ms: doc.created_ms,
+        };
+        m.studies.push(record.clone());
+        if !doc.attrs.is_empty() {
+            m.attrs.insert(id, doc.attrs.clone());
+        }
+        if !doc.user_attrs.is_empty() {
+            m.study_user_attrs.insert(id, doc.user_attrs.clone());
+        }
+        let mut indices = Vec::with_capacity(doc.trials.len());
+        for t in &doc.trials {
+            let index = m.trials.len();
+            let trial_id = index as i64;
+            m.trials.push(StoredTrial {
+                study: StudyId(id),
+                heartbeat_ms: t.finished_ms.or(t.started_ms).unwrap_or_else(now_ms),
+                attempt: t.attempt,
+                trial: FrozenTrial {
+                    id: TrialId(trial_id),
+                    number: t.number,
+                    state: t.state,
+                    params: t.params.clone(),
+                    distributions: t.distributions.clone(),
+                    value: t.value,
+                    intermediate: t
+                        .intermediate
+                        .iter()
+                        .map(|&(step, v)| (step, v.unwrap_or(f64::NAN)))
+                        .collect(),
+                    error: t.error.clone(),
+                    worker: t.worker.clone(),
+                    started_ms: t.started_ms,
+                    finished_ms: t.finished_ms,
+                },
+            });
+            indices.push(index);
+            if t.attempt > 0 {
+                *m.retried.entry(id).or_default() += 1;
+            }
+            if !t.user_attrs.is_empty() {
+                m.trial_user_attrs.insert(trial_id, t.user_attrs.clone());
+            }
+            if let Some(log) = &t.log {
+                m.logs.insert(trial_id, log.clone());
+            }
+            for c in &t.param_changes {
+                m.next_change += 1;
+                let change = ParamChange {
+                    id: m.next_change,
+                    name: c.name.clone(),
+                    old: c.old.clone(),
+                    new: c.new.clone(),
+                    who: c.who.clone(),
+                    note: c.note.clone(),
+                    forced: c.forced,
+                    asked_ms: c.asked_ms,
+                    applied_step: c.applied_step,
+                    applied_ms: c.applied_ms,
+                };
+                m.changes.entry(trial_id).or_default().push(change);
+            }
+            for c in &t.controls {
+                m.next_change += 1;
+                let control = ControlRecord {
+                    id: m.next_change,
+                    action: c.action,
+                    who: c.who.clone(),
+                    note: c.note.clone(),
+                    asked_ms: c.asked_ms,
+                    applied_ms: c.applied_ms,
+                    applied_step: c.applied_step,
+                };
+                m.controls.entry(trial_id).or_default().push(control);
+            }
+        }
+        let finished: Vec<usize> = doc.finish_order().into_iter().map(|i| indices[i]).collect();
+        m.by_study.insert(id, indices);
+        m.finish_order.insert(id, finished);
+        Ok(record)
     }
 
     fn rename_study(

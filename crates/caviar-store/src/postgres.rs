@@ -570,6 +570,8 @@ retried! {
     fn trial_user_attrs(&self, study: StudyId) -> Result<TrialUserAttrs, StorageError>;
     fn delete_study(&self, study: StudyId) -> Result<(), StorageError>;
     fn rename_study(&self, study: StudyId, name: &str, spec: Option<&serde_json::Value>) -> Result<(), StorageError>;
+    fn trial_attempts(&self, study: StudyId) -> Result<BTreeMap<TrialId, u32>, StorageError>;
+    fn import_study(&self, doc: &caviar_core::document::StudyDocument) -> Result<StudyRecord, StorageError>;
     fn ask_param_change(&self, trial: TrialId, change: &NewParamChange) -> Result<i64, StorageError>;
     fn pending_param_changes(&self, trial: TrialId) -> Result<Vec<ParamChange>, StorageError>;
     fn apply_param_change(&self, trial: TrialId, id: i64, step: u64) -> Result<(), StorageError>;
@@ -1369,6 +1371,207 @@ impl Storage for Attempt<'_> {
             )));
         }
         Ok(())
+    }
+
+    fn trial_attempts(&self, study: StudyId) -> Result<BTreeMap<TrialId, u32>, StorageError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT id, attempt FROM trials WHERE study_id = $1 AND attempt > 0",
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| (TrialId(r.get(0)), r.get::<_, i64>(1) as u32))
+            .collect())
+    }
+
+    fn import_study(
+        &self,
+        doc: &caviar_core::document::StudyDocument,
+    ) -> Result<StudyRecord, StorageError> {
+        let json = |v: &serde_json::Value| serde_json::to_string(v).map_err(json_err);
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        if tx
+            .query_opt("SELECT id FROM studies WHERE name = $1", &[&doc.name])
+            .map_err(backend)?
+            .is_some()
+        {
+            return Err(StorageError::StudyExists(doc.name.clone()));
+        }
+        let parent_id: Option<i64> = match &doc.parent {
+            None => None,
+            Some(parent) => Some(
+                tx.query_opt("SELECT id FROM studies WHERE name = $1", &[parent])
+                    .map_err(backend)?
+                    .ok_or_else(|| StorageError::NoSuchStudy(parent.clone()))?
+                    .get(0),
+            ),
+        };
+        let spec = doc.spec.as_ref().map(json).transpose()?;
+        let order = doc.finish_order();
+        let next_number = doc
+            .trials
+            .iter()
+            .map(|t| t.number as i64 + 1)
+            .max()
+            .unwrap_or(0);
+        let inserted = tx.query_one(
+            "INSERT INTO studies (name, direction, metric, spec, parent_id, created_ms, next_number, next_finish)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            &[
+                &doc.name,
+                &doc.direction.as_str(),
+                &doc.metric,
+                &spec,
+                &parent_id,
+                &doc.created_ms,
+                &next_number,
+                &(order.len() as i64),
+            ],
+        );
+        let study: i64 = match inserted {
+            Ok(row) => row.get(0),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(StorageError::StudyExists(doc.name.clone()))
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        for (key, value) in &doc.attrs {
+            tx.execute(
+                "INSERT INTO study_attrs (study_id, key, value) VALUES ($1, $2, $3)",
+                &[&study, key, &json(value)?],
+            )
+            .map_err(backend)?;
+        }
+        for (key, value) in &doc.user_attrs {
+            tx.execute(
+                "INSERT INTO study_user_attrs (study_id, key, value) VALUES ($1, $2, $3)",
+                &[&study, key, &json(value)?],
+            )
+            .map_err(backend)?;
+        }
+        let mut finish_seq: Vec<Option<i64>> = vec![None; doc.trials.len()];
+        for (seq, i) in order.into_iter().enumerate() {
+            finish_seq[i] = Some(seq as i64 + 1);
+        }
+        let insert_trial = tx
+            .prepare(
+                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            )
+            .map_err(backend)?;
+        let insert_param = tx
+            .prepare("INSERT INTO trial_params (trial_id, name, value, distribution) VALUES ($1, $2, $3, $4)")
+            .map_err(backend)?;
+        let insert_value = tx
+            .prepare("INSERT INTO trial_values (trial_id, step, value) VALUES ($1, $2, $3)")
+            .map_err(backend)?;
+        for (t, seq) in doc.trials.iter().zip(finish_seq) {
+            let trial: i64 = tx
+                .query_one(
+                    &insert_trial,
+                    &[
+                        &study,
+                        &(t.number as i64),
+                        &t.state.as_str(),
+                        &t.value,
+                        &t.error,
+                        &t.worker,
+                        &t.finished_ms.or(t.started_ms),
+                        &t.started_ms,
+                        &t.finished_ms,
+                        &seq,
+                        &(t.attempt as i64),
+                    ],
+                )
+                .map_err(backend)?
+                .get(0);
+            for (name, value) in &t.params {
+                let dist = t.distributions.get(name).ok_or_else(|| {
+                    StorageError::Backend(format!(
+                        "trial {}: parameter `{name}` has no distribution",
+                        t.number
+                    ))
+                })?;
+                let value = serde_json::to_string(value).map_err(json_err)?;
+                let dist = serde_json::to_string(dist).map_err(json_err)?;
+                tx.execute(&insert_param, &[&trial, name, &value, &dist])
+                    .map_err(backend)?;
+            }
+            for &(step, value) in &t.intermediate {
+                tx.execute(&insert_value, &[&trial, &(step as i64), &value])
+                    .map_err(backend)?;
+            }
+            if let Some(log) = &t.log {
+                tx.execute(
+                    "INSERT INTO trial_logs (trial_id, text) VALUES ($1, $2)",
+                    &[&trial, log],
+                )
+                .map_err(backend)?;
+            }
+            for (key, value) in &t.user_attrs {
+                tx.execute(
+                    "INSERT INTO trial_user_attrs (trial_id, key, value) VALUES ($1, $2, $3)",
+                    &[&trial, key, &json(value)?],
+                )
+                .map_err(backend)?;
+            }
+            for c in &t.param_changes {
+                let old = c
+                    .old
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(json_err)?;
+                let new = serde_json::to_string(&c.new).map_err(json_err)?;
+                tx.execute(
+                    "INSERT INTO param_changes (trial_id, step, name, old_value, new_value, who, at_ms, note, forced, applied_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &[
+                        &trial,
+                        &c.applied_step.map(|s| s as i64),
+                        &c.name,
+                        &old,
+                        &new,
+                        &c.who,
+                        &c.asked_ms,
+                        &c.note,
+                        &c.forced,
+                        &c.applied_ms,
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            for c in &t.controls {
+                tx.execute(
+                    "INSERT INTO trial_controls (trial_id, action, who, note, asked_ms, applied_ms, step)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        &trial,
+                        &c.action.as_str(),
+                        &c.who,
+                        &c.note,
+                        &c.asked_ms,
+                        &c.applied_ms,
+                        &c.applied_step.map(|s| s as i64),
+                    ],
+                )
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(StudyRecord {
+            id: StudyId(study),
+            name: doc.name.clone(),
+            direction: doc.direction,
+            metric: doc.metric.clone(),
+            spec: doc.spec.clone(),
+            parent: doc.parent.clone(),
+            created_ms: doc.created_ms,
+        })
     }
 
     fn rename_study(

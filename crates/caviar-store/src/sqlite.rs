@@ -1277,6 +1277,190 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
+    fn trial_attempts(&self, study: StudyId) -> Result<BTreeMap<TrialId, u32>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, attempt FROM trials WHERE study_id = ?1 AND attempt > 0")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([study.0], |r| {
+                Ok((TrialId(r.get(0)?), r.get::<_, i64>(1)? as u32))
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn import_study(
+        &self,
+        doc: &caviar_core::document::StudyDocument,
+    ) -> Result<StudyRecord, StorageError> {
+        let json = |v: &serde_json::Value| serde_json::to_string(v).map_err(json_err);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let taken: Option<i64> = tx
+            .query_row("SELECT id FROM studies WHERE name = ?1", [&doc.name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)?;
+        if taken.is_some() {
+            return Err(StorageError::StudyExists(doc.name.clone()));
+        }
+        let parent_id: Option<i64> = match &doc.parent {
+            None => None,
+            Some(parent) => Some(
+                tx.query_row("SELECT id FROM studies WHERE name = ?1", [parent], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StorageError::NoSuchStudy(parent.clone()))?,
+            ),
+        };
+        let spec = doc.spec.as_ref().map(json).transpose()?;
+        tx.execute(
+            "INSERT INTO studies (name, direction, metric, spec, parent_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![doc.name, doc.direction.as_str(), doc.metric, spec, parent_id, doc.created_ms],
+        )
+        .map_err(backend)?;
+        let study = tx.last_insert_rowid();
+        for (key, value) in &doc.attrs {
+            tx.execute(
+                "INSERT INTO study_attrs (study_id, key, value) VALUES (?1, ?2, ?3)",
+                params![study, key, json(value)?],
+            )
+            .map_err(backend)?;
+        }
+        for (key, value) in &doc.user_attrs {
+            tx.execute(
+                "INSERT INTO study_user_attrs (study_id, key, value) VALUES (?1, ?2, ?3)",
+                params![study, key, json(value)?],
+            )
+            .map_err(backend)?;
+        }
+        let mut finish_seq = vec![None; doc.trials.len()];
+        for (seq, i) in doc.finish_order().into_iter().enumerate() {
+            finish_seq[i] = Some(seq as i64 + 1);
+        }
+        for (t, seq) in doc.trials.iter().zip(finish_seq) {
+            tx.prepare_cached(
+                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    study,
+                    t.number as i64,
+                    t.state.as_str(),
+                    t.value,
+                    t.error,
+                    t.worker,
+                    t.finished_ms.or(t.started_ms),
+                    t.started_ms,
+                    t.finished_ms,
+                    seq,
+                    t.attempt as i64
+                ])
+            })
+            .map_err(backend)?;
+            let trial = tx.last_insert_rowid();
+            for (name, value) in &t.params {
+                let dist = t.distributions.get(name).ok_or_else(|| {
+                    StorageError::Backend(format!(
+                        "trial {}: parameter `{name}` has no distribution",
+                        t.number
+                    ))
+                })?;
+                tx.prepare_cached(
+                    "INSERT INTO trial_params (trial_id, name, value, distribution) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        trial,
+                        name,
+                        serde_json::to_string(value).unwrap_or_default(),
+                        serde_json::to_string(dist).unwrap_or_default()
+                    ])
+                })
+                .map_err(backend)?;
+            }
+            for &(step, value) in &t.intermediate {
+                tx.prepare_cached(
+                    "INSERT INTO trial_values (trial_id, step, value) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![trial, step as i64, value]))
+                .map_err(backend)?;
+            }
+            if let Some(log) = &t.log {
+                tx.execute(
+                    "INSERT INTO trial_logs (trial_id, text) VALUES (?1, ?2)",
+                    params![trial, log],
+                )
+                .map_err(backend)?;
+            }
+            for (key, value) in &t.user_attrs {
+                tx.execute(
+                    "INSERT INTO trial_user_attrs (trial_id, key, value) VALUES (?1, ?2, ?3)",
+                    params![trial, key, json(value)?],
+                )
+                .map_err(backend)?;
+            }
+            for c in &t.param_changes {
+                let old = c
+                    .old
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(json_err)?;
+                tx.execute(
+                    "INSERT INTO param_changes (trial_id, step, name, old_value, new_value, who, at_ms, note, forced, applied_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        trial,
+                        c.applied_step.map(|s| s as i64),
+                        c.name,
+                        old,
+                        serde_json::to_string(&c.new).map_err(json_err)?,
+                        c.who,
+                        c.asked_ms,
+                        c.note,
+                        c.forced,
+                        c.applied_ms
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            for c in &t.controls {
+                tx.execute(
+                    "INSERT INTO trial_controls (trial_id, action, who, note, asked_ms, applied_ms, step)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        trial,
+                        c.action.as_str(),
+                        c.who,
+                        c.note,
+                        c.asked_ms,
+                        c.applied_ms,
+                        c.applied_step.map(|s| s as i64)
+                    ],
+                )
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(StudyRecord {
+            id: StudyId(study),
+            name: doc.name.clone(),
+            direction: doc.direction,
+            metric: doc.metric.clone(),
+            spec: doc.spec.clone(),
+            parent: doc.parent.clone(),
+            created_ms: doc.created_ms,
+        })
+    }
+
     fn rename_study(
         &self,
         study: StudyId,

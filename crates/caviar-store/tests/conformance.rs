@@ -1047,3 +1047,167 @@ fn a_renamed_study_keeps_its_trials_children_and_new_definition() {
         );
     }
 }
+
+/// A study with one of everything a study can hold: each state, a retry, NaN and finite
+/// reports, logs, attributes, a parameter change and a pause, a parent.
+fn rich_study(s: &dyn Storage) -> caviar_core::storage::StudyRecord {
+    use caviar_core::storage::{AttrOwner, ControlAction, NewControl, NewParamChange};
+    s.create_study(&new_study("base")).unwrap();
+    let mut new = new_study("rich");
+    new.parent = Some("base".into());
+    new.spec = Some(serde_json::json!({"text": "name = \"rich\"", "space": {"lr": 1}}));
+    let study = s.create_study(&new).unwrap();
+    s.set_user_attr(AttrOwner::Study(study.id), "dataset", &"mnist".into())
+        .unwrap();
+    s.study_attr_insert(
+        study.id,
+        "zoom_round_0",
+        &serde_json::json!({"lr": [0.1, 0.2]}),
+    )
+    .unwrap();
+    let lr = Distribution::float(1e-5, 1.0, Scale::Log).unwrap();
+    let act = Distribution::categorical(vec![
+        ParamValue::Str("relu".into()),
+        ParamValue::Str("tanh".into()),
+    ])
+    .unwrap();
+    let units = Distribution::int(1, 100, Scale::Linear).unwrap();
+    let t0 = s
+        .create_trial(study.id, "ann@box:1", None)
+        .unwrap()
+        .unwrap();
+    s.set_params(
+        t0.id,
+        &[
+            ("lr".into(), lr.clone(), ParamValue::Float(0.1 + 0.2)),
+            ("act".into(), act.clone(), ParamValue::Str("tanh".into())),
+            ("units".into(), units.clone(), ParamValue::Int(64)),
+        ],
+    )
+    .unwrap();
+    s.report(t0.id, 1, 0.5).unwrap();
+    s.report(t0.id, 2, f64::NAN).unwrap();
+    s.report(t0.id, 3, 1e-300).unwrap();
+    s.set_trial_log(t0.id, "epoch 1\nepoch 2 ünïcode\n")
+        .unwrap();
+    s.set_user_attr(
+        AttrOwner::Trial(t0.id),
+        "note",
+        &serde_json::json!({"a": [1, 2.5]}),
+    )
+    .unwrap();
+    let change = s
+        .ask_param_change(
+            t0.id,
+            &NewParamChange {
+                name: "lr".into(),
+                value: ParamValue::Float(0.03),
+                who: "ann".into(),
+                note: Some("slower".into()),
+                forced: false,
+            },
+        )
+        .unwrap();
+    s.apply_param_change(t0.id, change, 2).unwrap();
+    let pause = s
+        .ask_control(
+            t0.id,
+            &NewControl {
+                action: ControlAction::Pause,
+                who: "ann".into(),
+                note: None,
+            },
+        )
+        .unwrap();
+    s.apply_control(t0.id, pause, Some(2)).unwrap();
+    s.ask_control(
+        t0.id,
+        &NewControl {
+            action: ControlAction::Resume,
+            who: "bob".into(),
+            note: Some("go on".into()),
+        },
+    )
+    .unwrap();
+    s.finish_trial(
+        t0.id,
+        TrialState::Complete,
+        Some(0.123_456_789_012_345_67),
+        None,
+    )
+    .unwrap();
+    let t1 = s.create_trial(study.id, "w", None).unwrap().unwrap();
+    s.set_param(t1.id, "lr", &lr, &ParamValue::Float(1e-5))
+        .unwrap();
+    s.finish_trial(t1.id, TrialState::Failed, None, Some("exit 3\nTraceback"))
+        .unwrap();
+    let t2 = s.create_trial(study.id, "w", None).unwrap().unwrap();
+    s.report(t2.id, 1, 0.9).unwrap();
+    s.finish_trial(t2.id, TrialState::Pruned, Some(0.9), None)
+        .unwrap();
+    s.create_trial(study.id, "w", None).unwrap().unwrap();
+    s.enqueue_trial_with_attrs(
+        study.id,
+        &[("lr".into(), lr, ParamValue::Float(0.01))],
+        1,
+        &[("retry_of".into(), 1.into())],
+    )
+    .unwrap();
+    study
+}
+
+#[test]
+fn export_import_export_is_byte_for_byte_the_same_between_every_pair_of_backends() {
+    use caviar_core::document::{export, StudyDocument};
+    for (from, source, _keep) in backends() {
+        let study = rich_study(&*source);
+        let doc = export(&*source, &study).unwrap();
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        assert_eq!(doc.trials.len(), 5, "{from}");
+        assert_eq!(doc.trials[4].attempt, 1, "{from}");
+        assert_eq!(doc.trials[4].state, TrialState::Waiting, "{from}");
+        assert_eq!(doc.trials[0].intermediate[1], (2, None), "{from}");
+        assert_eq!(doc.trials[0].param_changes.len(), 1, "{from}");
+        assert_eq!(doc.trials[0].controls.len(), 2, "{from}");
+        for (to, target, _keep_target) in backends() {
+            target.create_study(&new_study("base")).unwrap();
+            let read = StudyDocument::from_json(&text).unwrap();
+            let imported = target.import_study(&read).unwrap();
+            let again =
+                serde_json::to_string_pretty(&export(&*target, &imported).unwrap()).unwrap();
+            assert_eq!(again, text, "{from} -> {to}");
+            // The imported study works on: its numbers go on, its finished trials are known
+            // in their order, and the name is taken.
+            // The queued retry is claimed first, then numbers go on.
+            let queued = target
+                .create_trial(imported.id, "w", None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(queued.number, 4, "{from} -> {to}");
+            let next = target
+                .create_trial(imported.id, "w", None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(next.number, 5, "{from} -> {to}");
+            let finished: Vec<u64> = target
+                .finished_since(imported.id, 0)
+                .unwrap()
+                .iter()
+                .map(|t| t.number)
+                .collect();
+            assert_eq!(finished, [0, 1, 2], "{from} -> {to}");
+            assert!(target.finished_since(imported.id, 3).unwrap().is_empty());
+            assert!(matches!(
+                target.import_study(&read),
+                Err(StorageError::StudyExists(_))
+            ));
+        }
+        // A parent that the target lacks is refused, and nothing is left behind.
+        let (_, lonely, _k) = backends().remove(0);
+        assert!(matches!(
+            lonely.import_study(&doc),
+            Err(StorageError::NoSuchStudy(ref p)) if p == "base"
+        ));
+        assert!(lonely.study("rich").unwrap().is_none());
+    }
+}
