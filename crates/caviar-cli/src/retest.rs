@@ -11,10 +11,6 @@ use serde_json::json;
 use crate::run::{self, RunOptions};
 use crate::{config, BadInput};
 
-/// User attribute of a re-test study: how many configurations and repeats it was planned with,
-/// so a resumed re-test re-tests the same ones.
-const RETEST_PLAN: &str = "retest_plan";
-
 /// Arguments of `caviar retest`.
 #[derive(clap::Args)]
 pub struct RetestArgs {
@@ -116,7 +112,7 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         storage
             .set_user_attr(
                 AttrOwner::Study(child.record().id),
-                RETEST_PLAN,
+                retest::RETEST_PLAN,
                 &json!({"k": k, "repeats": repeats}),
             )
             .context("recording the re-test's plan")?;
@@ -139,18 +135,12 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
     };
 
     let child = crate::find_study(&*storage, &name, url)?;
-    let trials = storage
-        .trials(child.id)
-        .context("reading the re-test's trials")?;
-    let attrs = storage
-        .trial_user_attrs(child.id)
-        .context("reading the re-test's trial attributes")?;
-    let runs = retest::runs_of(trials, &attrs, &configs);
-    let report = retest::drift(&runs, parent.direction, &configs);
-    let suggestion = suggestion(&report, &parent.name, &name, repeats);
-    let changed = what_changed(&*storage, &parent, &child)?;
+    let stored = retest::stored(&*storage, &child)
+        .context("reading the re-test")?
+        .ok_or_else(|| anyhow::anyhow!("study `{name}` lost its re-test attributes"))?;
+    let suggestion = suggestion(&stored.report, &parent.name, &name, repeats);
     if args.json {
-        let mut out = serde_json::to_value(&report)?;
+        let mut out = serde_json::to_value(&stored.report)?;
         out["study"] = json!(name);
         out["parent"] = json!(parent.name);
         out["k"] = json!(k);
@@ -158,14 +148,11 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         out["direction"] = json!(parent.direction.as_str());
         out["metric"] = json!(crate::output::metric_name(&parent));
         out["suggestion"] = json!(suggestion);
-        out["changed"] = match &changed {
-            Ok(lines) => json!(lines),
-            Err(why) => json!({ "unknown": why }),
-        };
+        out["changed"] = serde_json::to_value(&stored)?["changed"].take();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_report(&report, &parent, &name, repeats, &suggestion);
-        match &changed {
+        print_report(&stored.report, &parent, &name, repeats, &suggestion);
+        match &stored.changed {
             Ok(lines) if lines.is_empty() => {
                 println!("changed since `{}` ran: nothing its fingerprint covers (command, git state, `fingerprint` files)", parent.name)
             }
@@ -179,32 +166,6 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         }
     }
     Ok(code)
-}
-
-/// The differences between the fingerprints of the parent's and the re-test's latest runs, or
-/// why they cannot be compared.
-fn what_changed(
-    storage: &dyn Storage,
-    parent: &StudyRecord,
-    child: &StudyRecord,
-) -> Result<std::result::Result<Vec<String>, String>> {
-    use caviar_engine::fingerprint::{differences, Fingerprint, FINGERPRINT};
-    let read = |record: &StudyRecord| -> Result<Option<Fingerprint>> {
-        let attrs = storage
-            .user_attrs(AttrOwner::Study(record.id))
-            .context("reading the study's attributes")?;
-        Ok(attrs
-            .get(FINGERPRINT)
-            .and_then(|v| serde_json::from_value(v.clone()).ok()))
-    };
-    Ok(match (read(parent)?, read(child)?) {
-        (Some(old), Some(new)) => Ok(differences(&old, &new)),
-        (None, _) => Err(format!(
-            "`{}` recorded no fingerprint (studies run by caviar before it did, or from Python)",
-            parent.name
-        )),
-        (_, None) => Err(format!("`{}` recorded no fingerprint", child.name)),
-    })
 }
 
 /// `STUDY-retest-N` with the first N no study has.
@@ -235,13 +196,14 @@ fn check_is_retest(
         ))
         .into());
     }
-    let plan = attrs.get(RETEST_PLAN);
+    let plan = attrs.get(retest::RETEST_PLAN);
     let read = |key: &str| plan.and_then(|p| p[key].as_u64()).map(|v| v as usize);
     match (read("k"), read("repeats")) {
         (Some(k), Some(repeats)) => Ok((k, repeats)),
         _ => Err(anyhow::anyhow!(
-            "re-test `{}` lost its plan (attribute {RETEST_PLAN})",
-            child.name
+            "re-test `{}` lost its plan (attribute {})",
+            child.name,
+            retest::RETEST_PLAN
         )),
     }
 }

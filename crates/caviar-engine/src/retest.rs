@@ -56,6 +56,10 @@ pub const RETEST_OF: &str = "retest_of";
 /// User attribute of a re-test study: the name of the study it re-tests.
 pub const RETEST_OF_STUDY: &str = "retest_of_study";
 
+/// User attribute of a re-test study: `{"k": K, "repeats": R}`, how many configurations and
+/// runs it was planned with, so a resumed re-test (and its report) re-tests the same ones.
+pub const RETEST_PLAN: &str = "retest_plan";
+
 /// Chance, over all configurations of a re-test together, of calling noise a drift.
 pub const FALSE_DRIFT_RATE: f64 = 0.05;
 
@@ -246,6 +250,87 @@ pub fn runs_of(
             Some((parent, t))
         })
         .collect()
+}
+
+/// A stored re-test and its report, as every front end shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredRetest {
+    /// The study it re-tests.
+    pub parent: String,
+    /// How many of the parent's best configurations.
+    pub k: usize,
+    /// Runs of each.
+    pub repeats: usize,
+    /// The comparison.
+    pub report: DriftReport,
+    /// What differs between the fingerprints of the parent's and the re-test's last runs, or
+    /// why they cannot be compared (JSON: the list, or `{"unknown": why}`).
+    #[serde(serialize_with = "changed_json")]
+    pub changed: Result<Vec<String>, String>,
+}
+
+fn changed_json<S: serde::Serializer>(
+    changed: &Result<Vec<String>, String>,
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    match changed {
+        Ok(lines) => lines.serialize(out),
+        Err(why) => serde_json::json!({ "unknown": why }).serialize(out),
+    }
+}
+
+/// The re-test that `child` is, with its drift report as its trials stand now; `None` when
+/// `child` is no re-test.
+pub fn stored(
+    storage: &dyn Storage,
+    child: &StudyRecord,
+) -> Result<Option<StoredRetest>, RetestError> {
+    let attrs = storage.user_attrs(AttrOwner::Study(child.id))?;
+    let Some(parent_name) = attrs.get(RETEST_OF_STUDY).and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    let plan_of = |key: &str| {
+        attrs
+            .get(RETEST_PLAN)
+            .and_then(|p| p[key].as_u64())
+            .map(|v| v as usize)
+    };
+    let (Some(k), Some(repeats)) = (plan_of("k"), plan_of("repeats")) else {
+        return Ok(None);
+    };
+    let parent = storage
+        .study(parent_name)?
+        .ok_or_else(|| RetestError::NothingToRetest(parent_name.to_string()))?;
+    let parent_trials = storage.trials(parent.id)?;
+    let space = child.space().unwrap_or_default();
+    let configs = plan(&parent_trials, parent.direction, k, &space)?;
+    let runs = runs_of(
+        storage.trials(child.id)?,
+        &storage.trial_user_attrs(child.id)?,
+        &configs,
+    );
+    let report = drift(&runs, parent.direction, &configs);
+    let fingerprint_of = |id| -> Result<Option<crate::fingerprint::Fingerprint>, StorageError> {
+        Ok(storage
+            .user_attrs(AttrOwner::Study(id))?
+            .get(crate::fingerprint::FINGERPRINT)
+            .and_then(|v| serde_json::from_value(v.clone()).ok()))
+    };
+    let changed = match (fingerprint_of(parent.id)?, fingerprint_of(child.id)?) {
+        (Some(old), Some(new)) => Ok(crate::fingerprint::differences(&old, &new)),
+        (None, _) => Err(format!(
+            "`{}` recorded no fingerprint (studies run by caviar before it did, or from Python)",
+            parent.name
+        )),
+        (_, None) => Err(format!("`{}` recorded no fingerprint", child.name)),
+    };
+    Ok(Some(StoredRetest {
+        parent: parent.name,
+        k,
+        repeats,
+        report,
+        changed,
+    }))
 }
 
 /// What a re-test found, in one word.
