@@ -664,6 +664,71 @@ fn zoom_rounds_and_refined_studies_show_on_the_study_page() {
 }
 
 #[test]
+fn a_retest_shows_old_against_new_beside_its_parent() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("drift.db").display());
+    let examples = toy_study().parent().unwrap().to_path_buf();
+    let text = std::fs::read_to_string(examples.join("drift.toml"))
+        .unwrap()
+        .replace(
+            "scripts/drifting.sh",
+            &examples.join("scripts/drifting.sh").display().to_string(),
+        );
+    let study = dir.path().join("drift.toml");
+    std::fs::write(&study, text).unwrap();
+    caviar(&storage, &["run", study.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .args(["--storage", &storage, "retest", "drift", "-k", "3"])
+        .env("DRIFT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/drift-retest-1", server.url));
+    assert_eq!(
+        browser.eval("document.getElementById('retest-table').dataset.rows"),
+        "3"
+    );
+    let verdict = browser.eval("document.getElementById('retest-verdict').innerText");
+    assert_eq!(verdict, "stale: the old best is no longer best");
+    let table = browser.eval("document.getElementById('retest-table').innerText");
+    assert!(table.as_str().unwrap().contains(" *"), "{table}");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#retest-table tr.moved').length"),
+        3
+    );
+    // Each row links the parent's trial it repeats.
+    let link = browser.eval("document.querySelector('#retest-table a').getAttribute('href')");
+    assert!(
+        link.as_str().unwrap().starts_with("#/study/drift/trial/"),
+        "{link}"
+    );
+    browser.screenshot(&screenshot_dir().join("dashboard-retest.png"));
+    browser.open(&format!("{}#/study/drift", server.url));
+    let lineage = browser.eval("document.getElementById('lineage').innerText");
+    assert!(
+        lineage
+            .as_str()
+            .unwrap()
+            .contains("drift-retest-1 (re-test: stale: the old best is no longer best)"),
+        "{lineage}"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('retest').children.length"),
+        0
+    );
+}
+
+#[test]
 fn quiet_connections_are_closed_and_every_response_is_hardened() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();

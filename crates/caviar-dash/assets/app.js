@@ -148,6 +148,7 @@ function studySkeleton(view) {
       card('Importance (PED-ANOVA, 90% bootstrap interval)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
       card('Parallel coordinates', chart('parallel')),
       card('Narrowed ranges of the top 10 (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
+    el('div', { id: 'retest' }),
     el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Slices' }), el('div', { id: 'slices', class: 'slices' })));
 }
 
@@ -166,7 +167,43 @@ function renderStudy(view) {
   importanceChart(view);
   parallelChart(view, metric);
   narrowedTable(view);
+  retestCard(view);
   slices(view, metric);
+}
+
+// A re-test beside its parent: each configuration's old value and what it gives now.
+function retestCard(view) {
+  const box = document.getElementById('retest');
+  const found = view.lineage && view.lineage.retest;
+  if (!found) { box.replaceChildren(); return; }
+  const r = found.report;
+  const parentLink = REPORT ? el('span', { text: found.parent })
+    : el('a', { href: `#/study/${encodeURIComponent(found.parent)}` }, found.parent);
+  const rows = r.configs.map((c) => el('tr', { class: c.beyond_noise ? 'moved' : '' },
+    el('td', { class: 'num', text: c.old_rank }),
+    el('td', { class: 'num', text: c.new_rank === null ? '–' : c.new_rank }),
+    el('td', {}, trialLink(found.parent, c.parent_trial)),
+    el('td', { class: 'num', text: fmt(c.old_value) }),
+    el('td', { class: 'num', text: c.new_mean === null ? '–' : (c.new_sd === null ? fmt(c.new_mean) : `${fmt(c.new_mean)} ± ${fmt(c.new_sd)}`) }),
+    el('td', { class: 'num', text: c.change === null ? '–' : `${c.change > 0 ? '+' : ''}${fmt(c.change)}${c.beyond_noise ? ' *' : ''}` }),
+    el('td', { text: `${c.new_values.length} of ${c.runs}${c.failures.length ? ` (${c.failures.length} failed)` : ''}` }),
+    el('td', { text: Object.entries(c.params).map(([k, v]) => `${k}=${fmt(v)}`).join(' ') })));
+  const table = el('table', { id: 'retest-table', 'data-rows': rows.length },
+    el('tr', {}, ...['old rank', 'new rank', 'parent trial', 'old value', 'new mean ± sd', 'change', 'runs', 'params']
+      .map((h) => el('th', { text: h }))), ...rows);
+  const notes = [];
+  notes.push(r.noise_sd === null ? '* changed (one run each measures no noise)'
+    : `* beyond the noise: more than ${fmt(r.noise_sigmas)} sd of the difference (run sd ${fmt(r.noise_sd)})`);
+  if (r.rank_correlation !== null) notes.push(`rank correlation (Spearman) ${fmt(r.rank_correlation)}`);
+  const changed = Array.isArray(found.changed)
+    ? (found.changed.length ? `changed since ${found.parent} ran: ${found.changed.join('; ')}` : 'nothing its fingerprint covers changed')
+    : `changed: unknown (${found.changed.unknown})`;
+  box.replaceChildren(el('section', { class: 'card', style: 'margin-top:1rem' },
+    el('h2', {}, 'Re-test of ', parentLink),
+    el('p', {}, el('b', { id: 'retest-verdict', text: r.verdict_text }), ` — ${r.reason}`),
+    el('div', { class: 'scroll' }, table),
+    el('p', { class: 'meta', text: notes.join(' · ') }),
+    el('p', { id: 'retest-changed', class: 'meta', text: changed })));
 }
 
 function trialLink(name, number) {
@@ -294,7 +331,11 @@ function narrowedTable(view) {
   const parts = [];
   const { ancestors, children } = view.lineage || { ancestors: [], children: [] };
   if (ancestors.length) { parts.push('Rounds: '); ancestors.forEach((a) => parts.push(link(a), ' → ')); parts.push(el('b', { text: view.study.name })); }
-  if (children.length) { parts.push(parts.length ? ' → ' : 'Refined by: '); children.forEach((c, i) => parts.push(...(i ? [', '] : []), link(c))); }
+  const verdicts = Object.fromEntries(((view.lineage && view.lineage.retests) || []).map((r) => [r.study, r.verdict_text]));
+  if (children.length) {
+    parts.push(parts.length ? ' → ' : 'Refined by: ');
+    children.forEach((c, i) => parts.push(...(i ? [', '] : []), link(c), ...(verdicts[c] ? [` (re-test: ${verdicts[c]})`] : [])));
+  }
   const rounds = (view.lineage && view.lineage.rounds) || [];
   const roundRows = rounds.map((r) => {
     const ranges = Object.entries(r.range || {}).map(([k, [lo, hi]]) => `${k}: ${fmt(lo)} .. ${fmt(hi)}`).join(', ');

@@ -240,7 +240,35 @@ pub fn lineage(storage: &dyn Storage, record: &StudyRecord) -> Result<Value, Sto
         .map(|(_, value)| value)
         .collect();
     rounds.sort_by_key(|r| r["round"].as_u64().unwrap_or(0));
-    Ok(json!({ "ancestors": ancestors, "children": children, "rounds": rounds }))
+    // A re-test shows its report beside its parent; a parent shows its re-tests' verdicts.
+    let retest_of = |study: &StudyRecord| match caviar_engine::retest::stored(storage, study) {
+        Ok(found) => Ok(found),
+        Err(caviar_engine::retest::RetestError::Storage(e)) => Err(e),
+        // A parent changed since (trials deleted, space narrowed): nothing to compare.
+        Err(_) => Ok(None),
+    };
+    let retest = retest_of(record)?;
+    let mut retests = Vec::new();
+    for child in all
+        .iter()
+        .filter(|s| s.study.parent.as_deref() == Some(record.name.as_str()))
+        .take(20)
+    {
+        if let Some(found) = retest_of(&child.study)? {
+            retests.push(json!({
+                "study": child.study.name,
+                "verdict": found.report.verdict,
+                "verdict_text": found.report.verdict_text,
+            }));
+        }
+    }
+    Ok(json!({
+        "ancestors": ancestors,
+        "children": children,
+        "rounds": rounds,
+        "retest": retest,
+        "retests": retests,
+    }))
 }
 
 async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResult {
