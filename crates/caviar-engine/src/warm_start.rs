@@ -240,6 +240,47 @@ mod tests {
     }
 
     #[test]
+    fn a_warm_gp_models_the_old_trials_from_its_first_trial() {
+        use caviar_core::sampler::GpSampler;
+        let mut space = SearchSpace::new();
+        for name in ["x", "y", "z"] {
+            space
+                .add(name, Distribution::float(-5.0, 5.0, Scale::Linear).unwrap())
+                .unwrap();
+        }
+        let distance = |t: &FrozenTrial| {
+            let p = |n: &str| t.params[n].as_f64().unwrap();
+            ((p("x") - 0.7).powi(2) + (p("y") + 1.3).powi(2) + (p("z") - 2.1).powi(2)).sqrt()
+        };
+        for seed in 0..3u64 {
+            let storage: Arc<dyn Storage> = Arc::new(InMemoryStorage::new());
+            let old = Study::builder("old")
+                .storage(storage.clone())
+                .sampler(TpeSampler::new(seed))
+                .build()
+                .unwrap();
+            old.optimize(40, bowl).unwrap();
+            let prior = load(&*storage, &["old".into()], Some(&space), Direction::Minimize, None)
+                .unwrap()
+                .trials;
+            let first_three = |prior: Vec<FrozenTrial>, name: &str| {
+                let study = Study::builder(name)
+                    .storage(storage.clone())
+                    .sampler(GpSampler::new(&space, seed))
+                    .prior(prior)
+                    .build()
+                    .unwrap();
+                study.optimize(3, bowl).unwrap();
+                study.trials().unwrap().iter().map(distance).sum::<f64>() / 3.0
+            };
+            let (warm, cold) = (first_three(prior, "warm"), first_three(Vec::new(), "cold"));
+            eprintln!("seed {seed}: mean distance to the optimum, warm {warm:.3}, cold {cold:.3}");
+            // Cold, the GP starts with quasi-random points; warm, it proposes near the optimum.
+            assert!(warm < 1.0 && warm < cold / 2.0, "seed {seed}: warm {warm}, cold {cold}");
+        }
+    }
+
+    #[test]
     fn old_studies_must_share_direction_and_metric() {
         let storage = InMemoryStorage::new();
         storage
