@@ -83,7 +83,57 @@ pub struct StudyFile {
     /// Population-based training: the trials are the population.
     #[serde(default)]
     pub pbt: Option<caviar_engine::pbt::PbtSpec>,
+    /// Devices each trial gets: `gpus` ("auto" or a list) split into `gpus_per_trial`.
+    #[serde(default)]
+    pub resources: Option<ResourcesSection>,
     pub params: BTreeMap<String, Spanned<ParamSection>>,
+}
+
+/// `[resources]`: which GPUs the trials of this machine's workers share, and how many each
+/// trial gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSection {
+    /// `"auto"` (what `nvidia-smi -L` lists) or device ids, e.g. `[0, 1, 2, 3]`.
+    pub gpus: ResourceGpus,
+    /// Devices per trial (default 1).
+    #[serde(default = "one")]
+    pub gpus_per_trial: usize,
+}
+
+/// Device ids may be written as numbers or strings (UUIDs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResourceGpus {
+    /// `"auto"` or another word (refused with a message).
+    Word(String),
+    /// A list of ids.
+    List(Vec<toml::Value>),
+}
+
+fn one() -> usize {
+    1
+}
+
+impl ResourcesSection {
+    /// The engine's slots for this machine.
+    pub fn slots(&self) -> Result<caviar_engine::resources::Slots, String> {
+        let gpus = match &self.gpus {
+            ResourceGpus::Word(w) => caviar_engine::resources::Gpus::Auto(w.clone()),
+            ResourceGpus::List(list) => caviar_engine::resources::Gpus::List(
+                list.iter()
+                    .map(|v| match v {
+                        toml::Value::Integer(i) if *i >= 0 => Ok(i.to_string()),
+                        toml::Value::String(s) if !s.is_empty() && !s.contains(',') => Ok(s.clone()),
+                        other => Err(format!(
+                            "[resources] gpus: `{other}` is not a device id; give numbers such as 0 or ids such as \"GPU-8f3c...\""
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        caviar_engine::resources::slots(&gpus, self.gpus_per_trial)
+    }
 }
 
 fn default_direction() -> String {

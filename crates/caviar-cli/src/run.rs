@@ -191,7 +191,23 @@ pub(crate) fn run_config(
         .into());
     }
     let total = trials.unwrap_or(cfg.file.trials);
-    let workers = workers.unwrap_or(cfg.file.workers) as usize;
+    let asked_workers = workers.unwrap_or(cfg.file.workers) as usize;
+    let slots = match &cfg.file.resources {
+        Some(resources) => resources
+            .slots()
+            .map_err(|e| BadInput(format!("{}: {e}", cfg.key_location("resources"))))?,
+        None => caviar_engine::resources::Slots::default(),
+    };
+    if let Some(note) = &slots.note {
+        eprintln!("{note}");
+    }
+    let workers = slots.workers(asked_workers);
+    if workers < asked_workers {
+        eprintln!(
+            "running {workers} trials at once, one per slot of {} GPU(s) (workers = {asked_workers} asked)",
+            cfg.file.resources.as_ref().map_or(1, |r| r.gpus_per_trial)
+        );
+    }
     let storage = crate::open(url)?;
     let study = open_config_study(&storage, &cfg, origin, url, &warm_start)?;
     record_fingerprint(&*storage, study.record(), &cfg);
@@ -234,6 +250,9 @@ pub(crate) fn run_config(
                 &progress,
                 |trial, cancel| {
                     let mut spec = spec.clone();
+                    // This worker's slot: its GPUs are this trial's alone until it ends.
+                    spec.env
+                        .extend(slots.env(caviar_engine::resources::worker_slot()));
                     match dirs.trial_env(&**study.storage(), trial.id(), trial.number()) {
                         Ok(env) => spec.env.extend(env),
                         Err(e) => return Outcome::Failed(e),

@@ -1593,3 +1593,192 @@ fn copy_sqlite_to_postgres_and_back_keeps_every_trial() {
         assert_eq!(child["parent"], "drift");
     });
 }
+
+/// A trial program that notes its devices and slot, then ends as its `mode` says.
+const GPU_PROBE: &str = r#"#!/bin/sh
+echo "$CAVIAR_TRIAL_NUMBER ${CAVIAR_WORKER_SLOT:-none} ${CUDA_VISIBLE_DEVICES-unset} ${CAVIAR_GPUS-unset}" >> "$PROBE_LOG"
+case "$1" in
+  crash) sleep 0.2; exit 1 ;;
+  slow) sleep 5 ;;
+  bad) echo "epoch=1 loss=100"; sleep 1; echo "epoch=2 loss=100" ;;
+  *) sleep 0.2; echo "epoch=1 loss=1" ;;
+esac
+"#;
+
+#[test]
+fn each_running_trial_gets_its_own_gpus_and_slots_come_back_however_trials_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.sh");
+    std::fs::write(&probe, GPU_PROBE).unwrap();
+    let log = dir.path().join("probe.log");
+    let study = write_study(
+        dir.path(),
+        "gpus",
+        &format!(
+            r#"
+name = "gpus"
+metric = "loss"
+trials = 16
+workers = 4
+timeout = "1s"
+max_failures = 0
+command = ["sh", "{}", "{{mode}}"]
+
+[resources]
+gpus = [0, 1, 2, 3]
+gpus_per_trial = 2
+
+[sampler]
+kind = "random"
+seed = 5
+
+[pruner]
+kind = "median"
+startup_trials = 1
+
+[params]
+mode = {{ choices = ["ok", "crash", "slow", "bad"] }}
+"#,
+            probe.display()
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .args(["run", study.to_str().unwrap()])
+        .env("PROBE_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("running 2 trials at once, one per slot of 2 GPU(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut devices = std::collections::HashMap::new();
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        // CAVIAR_GPUS names the same devices as CUDA_VISIBLE_DEVICES.
+        assert_eq!(f[2], f[3], "{line}");
+        devices.insert(
+            f[0].parse::<u64>().unwrap(),
+            (f[1].to_string(), f[2].to_string()),
+        );
+    }
+    let trials = trials_json(dir.path(), "gpus");
+    assert_eq!(trials.len(), 16);
+    let span = |t: &Value| {
+        (
+            t["started_ms"].as_i64().unwrap(),
+            t["finished_ms"].as_i64().unwrap(),
+        )
+    };
+    let mut slot_after_end = std::collections::HashSet::new();
+    for a in &trials {
+        let n = a["number"].as_u64().unwrap();
+        let (slot, gpus) = &devices[&n];
+        assert!(
+            (slot == "0" && gpus == "0,1") || (slot == "1" && gpus == "2,3"),
+            "trial {n}: slot {slot}, devices {gpus}"
+        );
+        let (a0, a1) = span(a);
+        for b in &trials {
+            let m = b["number"].as_u64().unwrap();
+            let (b0, b1) = span(b);
+            if m != n && a0 < b1 && b0 < a1 {
+                assert_ne!(
+                    devices[&m].1, *gpus,
+                    "trials {n} and {m} ran at once on {gpus}"
+                );
+            }
+        }
+        // Never more than the two slots at once: count what runs at this trial's start.
+        let at_start = trials
+            .iter()
+            .filter(|b| span(b).0 <= a0 && a0 < span(b).1)
+            .count();
+        assert!(
+            at_start <= 2,
+            "{at_start} trials ran when trial {n} started"
+        );
+        // A slot is used again after a trial that crashed, was pruned or timed out in it.
+        if a["state"] != "complete" {
+            if trials
+                .iter()
+                .any(|b| span(b).0 >= a1 && devices[&b["number"].as_u64().unwrap()].0 == *slot)
+            {
+                slot_after_end.insert(match a["error"].as_str() {
+                    Some(e) if e.contains("timed out") || e.contains("timeout") => "timeout",
+                    Some(_) => "crash",
+                    None => "pruned",
+                });
+            }
+        }
+    }
+    assert_eq!(
+        slot_after_end,
+        ["timeout", "crash", "pruned"].into_iter().collect(),
+        "{trials:#?}"
+    );
+}
+
+#[test]
+fn gpus_auto_uses_nvidia_smi_and_without_it_runs_without_gpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.sh");
+    std::fs::write(&probe, GPU_PROBE).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let study_text = |name: &str| {
+        format!(
+            "name = \"{name}\"\nmetric = \"loss\"\ntrials = 4\nworkers = 4\ncommand = [\"sh\", \"{}\", \"ok\"]\n[resources]\ngpus = \"auto\"\n[params]\nx = {{ low = 0.0, high = 1.0 }}\n",
+            probe.display()
+        )
+    };
+    let run = |name: &str, path: &str| {
+        let log = dir.path().join(format!("{name}.log"));
+        let file = write_study(dir.path(), name, &study_text(name));
+        let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+            .current_dir(dir.path())
+            .args(["run", file.to_str().unwrap()])
+            .env("PROBE_LOG", &log)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            std::fs::read_to_string(&log).unwrap(),
+        )
+    };
+    // No nvidia-smi: no GPUs, a note, all four workers.
+    let (said, log) = run("none", &format!("{}:/usr/bin:/bin", bin.display()));
+    assert!(
+        said.contains("gpus = \"auto\": nvidia-smi could not be run"),
+        "{said}"
+    );
+    assert!(log.lines().all(|l| l.ends_with(" unset unset")), "{log}");
+    // A fake nvidia-smi with two GPUs: two slots of one.
+    std::fs::write(
+        bin.join("nvidia-smi"),
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-aaaa)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-bbbb)'\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", bin.join("nvidia-smi").to_str().unwrap()])
+        .status()
+        .unwrap();
+    let (said, log) = run("two", &format!("{}:/usr/bin:/bin", bin.display()));
+    assert!(said.contains("nvidia-smi lists 2 GPU(s)"), "{said}");
+    let seen: std::collections::BTreeSet<&str> =
+        log.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();
+    assert_eq!(seen, ["0", "1"].into_iter().collect(), "{log}");
+}

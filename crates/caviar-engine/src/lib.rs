@@ -22,6 +22,7 @@ pub mod fingerprint;
 mod live;
 pub mod pbt;
 mod registry;
+pub mod resources;
 pub mod retest;
 mod run;
 pub mod warm_start;

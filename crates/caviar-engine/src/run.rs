@@ -325,7 +325,8 @@ where
         .max(1);
     std::thread::scope(|scope| {
         scope.spawn(|| heartbeat_loop(study, &active, stopped, progress, limits.recovery));
-        let work = || {
+        let work = |slot: usize| {
+            crate::resources::set_worker_slot(slot);
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 worker_loop(
                     study, space, limits, &started, cancel, &panics, &failures, &active, progress,
@@ -344,10 +345,12 @@ where
                 )),
             }
         };
-        let others: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+        let others: Vec<_> = (1..workers)
+            .map(|slot| scope.spawn(move || work(slot)))
+            .collect();
         // One worker runs on the calling thread: a front end whose objective must run there
         // (Python's main thread sees Ctrl-C) gets one lane of trials on it, with no hand-off.
-        work();
+        work(0);
         while others.iter().any(|h| !h.is_finished()) {
             progress.waiting();
             std::thread::sleep(WAIT_TICK);

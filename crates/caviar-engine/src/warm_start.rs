@@ -260,9 +260,15 @@ mod tests {
                 .build()
                 .unwrap();
             old.optimize(40, bowl).unwrap();
-            let prior = load(&*storage, &["old".into()], Some(&space), Direction::Minimize, None)
-                .unwrap()
-                .trials;
+            let prior = load(
+                &*storage,
+                &["old".into()],
+                Some(&space),
+                Direction::Minimize,
+                None,
+            )
+            .unwrap()
+            .trials;
             let first_three = |prior: Vec<FrozenTrial>, name: &str| {
                 let study = Study::builder(name)
                     .storage(storage.clone())
@@ -276,7 +282,10 @@ mod tests {
             let (warm, cold) = (first_three(prior, "warm"), first_three(Vec::new(), "cold"));
             eprintln!("seed {seed}: mean distance to the optimum, warm {warm:.3}, cold {cold:.3}");
             // Cold, the GP starts with quasi-random points; warm, it proposes near the optimum.
-            assert!(warm < 1.0 && warm < cold / 2.0, "seed {seed}: warm {warm}, cold {cold}");
+            assert!(
+                warm < 1.0 && warm < cold / 2.0,
+                "seed {seed}: warm {warm}, cold {cold}"
+            );
         }
     }
 
