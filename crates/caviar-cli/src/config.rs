@@ -72,6 +72,10 @@ pub struct StudyFile {
     /// Queue the best this many warm-start configurations as the new study's first trials.
     #[serde(default)]
     pub enqueue_best: usize,
+    /// User attributes of the study (`user_attrs = { dataset = "mnist-v2" }`), stored when it
+    /// runs.
+    #[serde(default)]
+    pub user_attrs: BTreeMap<String, toml::Value>,
     /// Files and folders whose content the study records when it runs (relative to the
     /// command's folder), so `caviar retest` can say which changed.
     #[serde(default)]

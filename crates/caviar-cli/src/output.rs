@@ -81,21 +81,23 @@ pub fn studies(storage: &dyn Storage, as_json: bool) -> Result<()> {
     let list = storage.studies().context("listing studies")?;
     let mut out = std::io::stdout().lock();
     if as_json {
-        let rows: Vec<Value> = list
-            .iter()
-            .map(|s| {
-                json!({
-                    "name": s.study.name,
-                    "direction": s.study.direction.as_str(),
-                    "metric": s.study.metric,
-                    "parent": s.study.parent,
-                    "n_trials": s.counts.total(),
-                    "counts": s.counts,
-                    "best_value": s.best_value,
-                    "created_ms": s.study.created_ms,
-                })
-            })
-            .collect();
+        let mut rows: Vec<Value> = Vec::with_capacity(list.len());
+        for s in &list {
+            let attrs = storage
+                .user_attrs(caviar_core::storage::AttrOwner::Study(s.study.id))
+                .context("reading study attributes")?;
+            rows.push(json!({
+                "name": s.study.name,
+                "direction": s.study.direction.as_str(),
+                "metric": s.study.metric,
+                "parent": s.study.parent,
+                "n_trials": s.counts.total(),
+                "counts": s.counts,
+                "best_value": s.best_value,
+                "created_ms": s.study.created_ms,
+                "user_attrs": attrs,
+            }));
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }

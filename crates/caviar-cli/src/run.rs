@@ -91,8 +91,8 @@ pub(crate) fn stored_file(
     Ok((path, text))
 }
 
-/// Stores what this run runs on with the study (the latest run's), for `caviar retest`; a
-/// failure to do so is only warned about.
+/// Stores what this run runs on with the study (the latest run's), for `caviar retest`, and
+/// the study file's `user_attrs`; a failure to do so is only warned about.
 fn record_fingerprint(
     storage: &dyn caviar_core::storage::Storage,
     record: &caviar_core::storage::StudyRecord,
@@ -112,6 +112,25 @@ fn record_fingerprint(
     let owner = caviar_core::storage::AttrOwner::Study(record.id);
     if let Err(e) = storage.set_user_attr(owner, FINGERPRINT, &value) {
         eprintln!("warning: could not store the study's fingerprint: {e}");
+    }
+    let reserved = [
+        FINGERPRINT,
+        caviar_engine::warm_start::WARM_START,
+        caviar_engine::retest::RETEST_OF_STUDY,
+        caviar_engine::retest::RETEST_PLAN,
+    ];
+    for (key, value) in &cfg.file.user_attrs {
+        if reserved.contains(&key.as_str()) {
+            eprintln!(
+                "warning: {}: user_attrs.{key} is caviar's own attribute; choose another key",
+                cfg.key_location("user_attrs")
+            );
+            continue;
+        }
+        let value = serde_json::to_value(value).unwrap_or_default();
+        if let Err(e) = storage.set_user_attr(owner, key, &value) {
+            eprintln!("warning: could not store the study's attribute {key}: {e}");
+        }
     }
 }
 
@@ -537,6 +556,21 @@ impl caviar_run::LiveParams for StoredChanges {
             for change in pending.into_iter().filter(|c| c.id <= version) {
                 let _ = self.storage.apply_param_change(self.trial, change.id, step);
             }
+        }
+    }
+
+    fn user_attr(&self, key: &str, value: serde_json::Value) {
+        // caviar's own lineage keys stay caviar's; the line stays in the log either way.
+        let reserved = [
+            caviar_core::study::RETRY_OF,
+            caviar_engine::FORKED_FROM,
+            caviar_engine::retest::RETEST_OF,
+            caviar_engine::pbt::PBT_LINEAGE,
+        ];
+        if !reserved.contains(&key) {
+            // Best effort, like the log: the trial's outcome matters more.
+            let owner = caviar_core::storage::AttrOwner::Trial(self.trial);
+            let _ = self.storage.set_user_attr(owner, key, &value);
         }
     }
 

@@ -712,6 +712,15 @@ fn a_retest_shows_old_against_new_beside_its_parent() {
         link.as_str().unwrap().starts_with("#/study/drift/trial/"),
         "{link}"
     );
+    let attrs = browser.eval("document.getElementById('study-attrs').innerText");
+    assert!(
+        attrs.as_str().unwrap().contains("retest_of_study: drift"),
+        "{attrs}"
+    );
+    assert!(
+        attrs.as_str().unwrap().contains("fingerprint: no git"),
+        "{attrs}"
+    );
     browser.screenshot(&screenshot_dir().join("dashboard-retest.png"));
     browser.open(&format!("{}#/study/drift", server.url));
     let lineage = browser.eval("document.getElementById('lineage').innerText");

@@ -1782,3 +1782,55 @@ fn gpus_auto_uses_nvidia_smi_and_without_it_runs_without_gpus() {
         log.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();
     assert_eq!(seen, ["0", "1"].into_iter().collect(), "{log}");
 }
+
+#[test]
+fn commands_and_study_files_attach_user_attributes_that_are_kept_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(
+        dir.path(),
+        "attrs",
+        r#"
+name = "attrs"
+metric = "loss"
+trials = 2
+command = ["sh", "-c", "echo attr:git_sha=abc123; echo 'attr: epochs = 3'; echo 'attr:tags=[\"a\",\"b\"]'; echo attr:retry_of=99; echo attr:bad key=1; echo loss=0.5"]
+user_attrs = { dataset = "mnist-v2", owner = "ann", fingerprint = "mine" }
+
+[params]
+x = { low = 0.0, high = 1.0 }
+"#,
+    );
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user_attrs.fingerprint is caviar's own"));
+    for t in trials_json(dir.path(), "attrs") {
+        assert_eq!(
+            t["user_attrs"],
+            serde_json::json!({"git_sha": "abc123", "epochs": 3, "tags": ["a", "b"]}),
+            "{t}"
+        );
+        // The lines stay in the log.
+        assert!(t["error"].is_null());
+    }
+    let studies: Value =
+        serde_json::from_slice(&caviar(dir.path(), &["studies", "--json"]).stdout).unwrap();
+    let attrs = &studies[0]["user_attrs"];
+    assert_eq!(attrs["dataset"], "mnist-v2");
+    assert_eq!(attrs["owner"], "ann");
+    assert!(
+        attrs["fingerprint"].is_object(),
+        "caviar's fingerprint stays: {attrs}"
+    );
+    let doc: Value =
+        serde_json::from_slice(&caviar(dir.path(), &["export", "attrs"]).stdout).unwrap();
+    assert_eq!(doc["user_attrs"]["dataset"], "mnist-v2");
+    assert_eq!(doc["trials"][0]["user_attrs"]["git_sha"], "abc123");
+    assert!(doc["trials"][0]["log"]
+        .as_str()
+        .unwrap()
+        .contains("attr:git_sha=abc123"));
+}

@@ -140,7 +140,7 @@ function studySkeleton(view) {
   const card = (title, ...body) => el('section', { class: 'card' }, el('h2', { text: title }), ...body);
   const chart = (id) => el('div', { id, class: 'chart' });
   return el('div', {},
-    el('h1', { id: 'title' }), el('div', { id: 'meta', class: 'meta' }),
+    el('h1', { id: 'title' }), el('div', { id: 'meta', class: 'meta' }), el('div', { id: 'study-attrs', class: 'meta' }),
     el('div', { class: 'grid' },
       card('Best trials', el('div', { id: 'best', class: 'scroll' })),
       card('Optimisation history', chart('history')),
@@ -161,6 +161,7 @@ function renderStudy(view) {
     `${s.counts.failed} failed, ${s.counts.running} running, ${s.counts.waiting} waiting · best ${fmt(s.best_value)}` +
     (s.best_number !== null && s.best_number !== undefined ? ` (trial ${s.best_number})` : '');
   setStatus(REPORT ? `report written ${new Date(REPORT.written_ms).toLocaleString()}` : `updated ${new Date().toLocaleTimeString()}`);
+  studyAttrs(view);
   bestTable(view);
   historyChart(view, metric);
   curvesChart(view, metric);
@@ -204,6 +205,19 @@ function retestCard(view) {
     el('div', { class: 'scroll' }, table),
     el('p', { class: 'meta', text: notes.join(' · ') }),
     el('p', { id: 'retest-changed', class: 'meta', text: changed })));
+}
+
+// The study's user attributes; of its fingerprint, the git state and how many files it hashes.
+function studyAttrs(view) {
+  const attrs = view.user_attrs || {};
+  const parts = Object.entries(attrs).filter(([k]) => k !== 'fingerprint')
+    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  const f = attrs.fingerprint;
+  if (f) {
+    const git = f.git ? `git ${f.git.revision.slice(0, 12)}${f.git.dirty ? ' (uncommitted changes)' : ''}` : 'no git';
+    parts.push(`fingerprint: ${git}, ${Object.keys(f.files || {}).length} file(s)`);
+  }
+  document.getElementById('study-attrs').textContent = parts.join(' · ');
 }
 
 function trialLink(name, number) {

@@ -275,9 +275,15 @@ async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResul
     let view = blocking(move || {
         let record = find_study(&d, &name)?;
         let lineage = lineage(&*d.inner.storage, &record)?;
-        Ok(d.inner
+        let mut view = d
+            .inner
             .caches
-            .view(&*d.inner.storage, &record, lineage, &d.inner.limits)?)
+            .view(&*d.inner.storage, &record, lineage, &d.inner.limits)?;
+        view["user_attrs"] = json!(d
+            .inner
+            .storage
+            .user_attrs(caviar_core::storage::AttrOwner::Study(record.id))?);
+        Ok(view)
     })
     .await?;
     Ok(Json(view).into_response())

@@ -31,6 +31,25 @@ const QUEUED_LINES: usize = 64;
 /// parameter is named `seed`.
 pub const SEED_PLACEHOLDER: &str = "seed";
 
+/// A user attribute line, `attr:KEY=VALUE`: the key, and the value as JSON when it parses
+/// (`attr:epochs=3`, `attr:tags=["a","b"]`), else as text (`attr:git_sha=abc123`).
+///
+/// ```
+/// use caviar_run::parse_attr;
+/// assert_eq!(parse_attr("attr:git_sha=abc123"), Some(("git_sha", "abc123".into())));
+/// assert_eq!(parse_attr("attr: n = 3"), Some(("n", 3.into())));
+/// assert_eq!(parse_attr("epoch=1 loss=0.5"), None);
+/// ```
+pub fn parse_attr(line: &str) -> Option<(&str, serde_json::Value)> {
+    let (key, value) = line.trim().strip_prefix("attr:")?.split_once('=')?;
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return None;
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+    Some((key, value))
+}
+
 /// How to run a trial command.
 #[derive(Clone, Debug)]
 pub struct CommandSpec {
@@ -73,6 +92,11 @@ pub trait LiveParams {
     fn pending(&self) -> Vec<(i64, String, ParamValue)>;
     /// The command applied every change up to `version`, after the report of `step`.
     fn applied(&self, version: i64, step: u64);
+    /// The command attached a user attribute to its trial: a stdout line `attr:KEY=VALUE`
+    /// (VALUE as JSON when it parses, else as text). Ignored by default.
+    fn user_attr(&self, key: &str, value: serde_json::Value) {
+        let _ = (key, value);
+    }
     /// Takes the pause, resume and stop requests asked since the last call (marked done after
     /// the report of `step`) and says where they leave the trial (never paused by default).
     fn steer(&self, step: Option<u64>) -> Steer {
@@ -500,6 +524,9 @@ pub fn run_command_live(
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
                     push_output(&output, &line);
+                    if let (Some(live), Some((key, value))) = (live, parse_attr(&line)) {
+                        live.user_attr(key, value);
+                    }
                     match parse_report(&line) {
                         Some(report) => {
                             if let (Some(live), Some(version)) = (live, report.get("applied")) {
