@@ -1706,17 +1706,15 @@ mode = {{ choices = ["ok", "crash", "slow", "bad"] }}
             "{at_start} trials ran when trial {n} started"
         );
         // A slot is used again after a trial that crashed, was pruned or timed out in it.
-        if a["state"] != "complete" {
-            if trials
-                .iter()
-                .any(|b| span(b).0 >= a1 && devices[&b["number"].as_u64().unwrap()].0 == *slot)
-            {
-                slot_after_end.insert(match a["error"].as_str() {
-                    Some(e) if e.contains("timed out") || e.contains("timeout") => "timeout",
-                    Some(_) => "crash",
-                    None => "pruned",
-                });
-            }
+        let reused = trials
+            .iter()
+            .any(|b| span(b).0 >= a1 && devices[&b["number"].as_u64().unwrap()].0 == *slot);
+        if a["state"] != "complete" && reused {
+            slot_after_end.insert(match a["error"].as_str() {
+                Some(e) if e.contains("timed out") || e.contains("timeout") => "timeout",
+                Some(_) => "crash",
+                None => "pruned",
+            });
         }
     }
     assert_eq!(
