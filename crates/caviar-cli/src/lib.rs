@@ -280,6 +280,10 @@ enum Command {
         /// Rank pruned trials too, by the last value they reported.
         #[arg(long)]
         pruned: bool,
+        /// Other reported metrics to show, comma-separated (their last values), e.g.
+        /// `--show train_loss,lr`.
+        #[arg(long, value_delimiter = ',', value_name = "METRICS")]
+        show: Vec<String>,
     },
 }
 
@@ -563,10 +567,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
             k,
             json,
             pruned,
+            show,
         } => {
             let storage = open_for_reading(&cli.storage, Some(&study))?;
             let record = find_study(&*storage, &study, &cli.storage)?;
-            output::best(&*storage, &record, k, json, pruned)?;
+            output::best(&*storage, &record, k, json, pruned, &show)?;
             Ok(0)
         }
     }

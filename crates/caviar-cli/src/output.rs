@@ -1,5 +1,6 @@
 //! Tables, JSON and CSV for `studies`, `trials` and `best`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -30,7 +31,22 @@ pub fn listed_trial_json(t: &FrozenTrial, extra: &TrialExtras) -> Value {
     let mut v = trial_json(t);
     v["user_attrs"] = json!(extra.user_attrs.get(&t.id).cloned().unwrap_or_default());
     v["param_history"] = json!(extra.changes.get(&t.id).cloned().unwrap_or_default());
+    v["metrics"] = json!(extra.metrics.get(&t.id).cloned().unwrap_or_default());
     v
+}
+
+/// The last finite value of each metric series.
+pub fn last_metrics(
+    series: Option<&std::collections::BTreeMap<String, Vec<(u64, f64)>>>,
+) -> std::collections::BTreeMap<String, f64> {
+    series
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, points)| {
+            let last = points.iter().rev().find(|(_, v)| v.is_finite())?;
+            Some((name.clone(), last.1))
+        })
+        .collect()
 }
 
 /// What `caviar trials --json` adds to each trial, read for the whole study at once.
@@ -43,6 +59,8 @@ pub struct TrialExtras {
         caviar_core::trial::TrialId,
         Vec<caviar_core::storage::ParamChange>,
     >,
+    /// Metric series besides the objective, by trial.
+    pub metrics: caviar_core::storage::TrialMetrics,
 }
 
 impl TrialExtras {
@@ -55,6 +73,9 @@ impl TrialExtras {
             changes: storage
                 .study_param_changes(record.id)
                 .context("reading parameter changes")?,
+            metrics: storage
+                .trial_metrics(record.id)
+                .context("reading metrics")?,
         })
     }
 }
@@ -194,6 +215,12 @@ pub fn trials(
     names.sort();
     names.dedup();
     if as_csv {
+        let metrics = storage
+            .trial_metrics(record.id)
+            .context("reading metrics")?;
+        let mut metric_names: Vec<&String> = metrics.values().flat_map(|m| m.keys()).collect();
+        metric_names.sort();
+        metric_names.dedup();
         let mut header = vec![
             "number".to_string(),
             "state".into(),
@@ -201,6 +228,7 @@ pub fn trials(
             "duration_s".into(),
         ];
         header.extend(names.iter().map(|n| format!("param_{n}")));
+        header.extend(metric_names.iter().map(|n| format!("metric_{n}")));
         header.push("error".into());
         writeln!(out, "{}", header.join(","))?;
         for t in &trials {
@@ -216,6 +244,12 @@ pub fn trials(
                 names
                     .iter()
                     .map(|n| t.params.get(*n).map(|v| v.to_string()).unwrap_or_default()),
+            );
+            let last = last_metrics(metrics.get(&t.id));
+            row.extend(
+                metric_names
+                    .iter()
+                    .map(|n| last.get(*n).map(|v| v.to_string()).unwrap_or_default()),
             );
             row.push(t.error.clone().unwrap_or_default());
             let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
@@ -282,8 +316,23 @@ pub fn best(
     k: usize,
     as_json: bool,
     include_pruned: bool,
+    show: &[String],
 ) -> Result<()> {
     let trials = storage.trials(record.id).context("reading trials")?;
+    let metrics = if show.is_empty() {
+        Default::default()
+    } else {
+        storage
+            .trial_metrics(record.id)
+            .context("reading metrics")?
+    };
+    // The last value of each metric asked for (`--show`).
+    let shown = |t: &FrozenTrial| -> Vec<(String, Option<f64>)> {
+        let last = last_metrics(metrics.get(&t.id));
+        show.iter()
+            .map(|n| (n.clone(), last.get(n).copied()))
+            .collect()
+    };
     let top: Vec<&FrozenTrial> = if include_pruned {
         let mut ranked: Vec<&FrozenTrial> = trials
             .iter()
@@ -327,6 +376,9 @@ pub fn best(
                 let history = applied(t);
                 v["changed"] = json!(!history.is_empty());
                 v["param_history"] = json!(history);
+                if !show.is_empty() {
+                    v["metrics"] = json!(shown(t).into_iter().collect::<BTreeMap<_, _>>());
+                }
                 v
             })
             .collect();
@@ -363,7 +415,16 @@ pub fn best(
                 .collect();
             format!(" [changed while running: {}]", what.join("; "))
         };
-        writeln!(out, "{}{mark}{changed}", best_line(i + 1, metric, t))?;
+        let extra: Vec<String> = shown(t)
+            .into_iter()
+            .map(|(n, v)| format!("{n}:{}", v.map_or("-".into(), |v| format_g(v, 4))))
+            .collect();
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", extra.join(", "))
+        };
+        writeln!(out, "{}{extra}{mark}{changed}", best_line(i + 1, metric, t))?;
     }
     Ok(())
 }

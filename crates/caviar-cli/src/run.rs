@@ -559,6 +559,11 @@ impl caviar_run::LiveParams for StoredChanges {
         }
     }
 
+    fn metrics(&self, step: u64, values: &[(String, f64)]) {
+        // Best effort, like the log: a lost metric point must not end the trial.
+        let _ = self.storage.report_metrics(self.trial, step, values);
+    }
+
     fn user_attr(&self, key: &str, value: serde_json::Value) {
         // caviar's own lineage keys stay caviar's; the line stays in the log either way.
         let reserved = [

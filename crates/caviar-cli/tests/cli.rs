@@ -1832,3 +1832,90 @@ x = { low = 0.0, high = 1.0 }
         .unwrap()
         .contains("attr:git_sha=abc123"));
 }
+
+#[test]
+fn every_reported_key_is_kept_as_its_own_series_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(
+        dir.path(),
+        "five",
+        r#"
+name = "five"
+metric = "val_loss"
+trials = 3
+command = ["sh", "-c", "for e in 1 2 3; do echo \"epoch=$e val_loss=0.$e train_loss=0.0$e lr=0.01 acc=0.9$e throughput=12$e note=fast\"; done; echo 'a line that is no report'"]
+
+[params]
+x = { low = 0.0, high = 1.0 }
+"#,
+    );
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in trials_json(dir.path(), "five") {
+        // The objective's curve, and four more series, one per key.
+        assert_eq!(
+            t["intermediate"],
+            serde_json::json!([[1, 0.1], [2, 0.2], [3, 0.3]])
+        );
+        let metrics = t["metrics"].as_object().unwrap();
+        assert_eq!(
+            metrics.keys().collect::<Vec<_>>(),
+            ["acc", "lr", "throughput", "train_loss"],
+            "{t}"
+        );
+        assert_eq!(
+            t["metrics"]["throughput"],
+            serde_json::json!([[1, 121.0], [2, 122.0], [3, 123.0]])
+        );
+    }
+    // The log keeps what was not a number.
+    let doc: Value =
+        serde_json::from_slice(&caviar(dir.path(), &["export", "five"]).stdout).unwrap();
+    let first = &doc["trials"][0];
+    assert_eq!(
+        first["metrics"]["acc"],
+        serde_json::json!([[1, 0.91], [2, 0.92], [3, 0.93]])
+    );
+    assert!(first["log"].as_str().unwrap().contains("note=fast"));
+    assert!(first["log"]
+        .as_str()
+        .unwrap()
+        .contains("a line that is no report"));
+    // CSV: the last value of each metric.
+    let csv = String::from_utf8(caviar(dir.path(), &["trials", "five", "--csv"]).stdout).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.ends_with("param_x,metric_acc,metric_lr,metric_throughput,metric_train_loss,error"),
+        "{header}"
+    );
+    assert!(
+        csv.lines().nth(1).unwrap().contains(",0.93,0.01,123,0.03,"),
+        "{csv}"
+    );
+    // best --show adds the metrics asked for.
+    let best = String::from_utf8(
+        caviar(
+            dir.path(),
+            &["best", "five", "-k", "1", "--show", "train_loss,lr,nope"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        best.contains("| train_loss:0.03, lr:0.01, nope:-"),
+        "{best}"
+    );
+    let best: Value = serde_json::from_slice(
+        &caviar(
+            dir.path(),
+            &["best", "five", "-k", "1", "--show", "acc", "--json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(best[0]["metrics"], serde_json::json!({"acc": 0.93}));
+}

@@ -84,8 +84,10 @@ pub struct TrialDocument {
     pub distributions: BTreeMap<String, Distribution>,
     /// Objective value.
     pub value: Option<f64>,
-    /// Reported `(step, value)` pairs; `null` for a value that was not finite.
+    /// Reported `(step, value)` pairs of the objective; `null` for a value that was not finite.
     pub intermediate: Vec<(u64, Option<f64>)>,
+    /// Every other reported value, by name: `(step, value)` pairs, `null` where not finite.
+    pub metrics: BTreeMap<String, Vec<(u64, Option<f64>)>>,
     /// Why it failed.
     pub error: Option<String>,
     /// Who ran it.
@@ -186,6 +188,7 @@ pub fn export(storage: &dyn Storage, study: &StudyRecord) -> Result<StudyDocumen
     let trial_attrs = storage.trial_user_attrs(study.id)?;
     let mut changes = storage.study_param_changes(study.id)?;
     let attempts = storage.trial_attempts(study.id)?;
+    let mut metrics = storage.trial_metrics(study.id)?;
     let mut trials = storage.trials(study.id)?;
     trials.sort_by_key(|t| t.number);
     let mut docs = Vec::with_capacity(trials.len());
@@ -229,6 +232,18 @@ pub fn export(storage: &dyn Storage, study: &StudyRecord) -> Result<StudyDocumen
                 .intermediate
                 .into_iter()
                 .map(|(step, v)| (step, v.is_finite().then_some(v)))
+                .collect(),
+            metrics: metrics
+                .remove(&t.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, points)| {
+                    let points = points
+                        .into_iter()
+                        .map(|(step, v)| (step, v.is_finite().then_some(v)))
+                        .collect();
+                    (name, points)
+                })
                 .collect(),
             error: t.error,
             worker: t.worker,

@@ -236,6 +236,18 @@ pub trait Storage: Send + Sync {
     /// Records an intermediate value of a running trial (a later report at the same step
     /// replaces the earlier one). Also counts as a heartbeat.
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
+    /// Records the other values a running trial reported at `step` (every key a command
+    /// prints besides the objective: training loss, learning rate, throughput), each its own
+    /// series; a value of the same name and step is replaced.
+    fn report_metrics(
+        &self,
+        trial: TrialId,
+        step: u64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), StorageError>;
+    /// Every metric series of the study's trials (those that have some), by trial and name,
+    /// in step order.
+    fn trial_metrics(&self, study: StudyId) -> Result<TrialMetrics, StorageError>;
     /// Marks a running trial alive now.
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
     /// Ends a running trial. Fails with [`StorageError::NotRunning`] if it already ended.
@@ -503,6 +515,9 @@ pub enum AttrOwner {
 /// User attributes of the trials of a study, by trial.
 pub type TrialUserAttrs = BTreeMap<TrialId, BTreeMap<String, serde_json::Value>>;
 
+/// Metric series of the trials of a study: by trial, by name, `(step, value)` in step order.
+pub type TrialMetrics = BTreeMap<TrialId, BTreeMap<String, Vec<(u64, f64)>>>;
+
 /// In-memory storage: fast, shared between threads, gone with the process.
 ///
 /// ```
@@ -542,6 +557,8 @@ struct Memory {
     /// Pause, resume and stop requests by trial, oldest first.
     controls: BTreeMap<i64, Vec<ControlRecord>>,
     next_change: i64,
+    /// Metric series by trial, by name, by step.
+    metrics: BTreeMap<i64, BTreeMap<String, BTreeMap<u64, f64>>>,
 }
 
 struct StoredTrial {
@@ -821,6 +838,39 @@ impl Storage for InMemoryStorage {
             Err(i) => iv.insert(i, (step, value)),
         }
         Ok(())
+    }
+
+    fn report_metrics(
+        &self,
+        trial: TrialId,
+        step: u64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        m.running_mut(trial)?;
+        let series = m.metrics.entry(trial.0).or_default();
+        for (name, value) in metrics {
+            series.entry(name.clone()).or_default().insert(step, *value);
+        }
+        Ok(())
+    }
+
+    fn trial_metrics(&self, study: StudyId) -> Result<TrialMetrics, StorageError> {
+        let m = self.lock();
+        Ok(m.study_trials(study)
+            .filter_map(|t| {
+                let series = m.metrics.get(&t.trial.id.0)?;
+                Some((
+                    t.trial.id,
+                    series
+                        .iter()
+                        .map(|(name, steps)| {
+                            (name.clone(), steps.iter().map(|(&s, &v)| (s, v)).collect())
+                        })
+                        .collect(),
+                ))
+            })
+            .collect())
     }
 
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
@@ -1215,6 +1265,20 @@ impl Storage for InMemoryStorage {
             if let Some(log) = &t.log {
                 m.logs.insert(trial_id, log.clone());
             }
+            if !t.metrics.is_empty() {
+                let series = t
+                    .metrics
+                    .iter()
+                    .map(|(name, points)| {
+                        let steps = points
+                            .iter()
+                            .map(|&(step, v)| (step, v.unwrap_or(f64::NAN)))
+                            .collect();
+                        (name.clone(), steps)
+                    })
+                    .collect();
+                m.metrics.insert(trial_id, series);
+            }
             for c in &t.param_changes {
                 m.next_change += 1;
                 let change = ParamChange {
@@ -1300,6 +1364,7 @@ impl Storage for InMemoryStorage {
             m.logs.remove(&id);
             m.changes.remove(&id);
             m.controls.remove(&id);
+            m.metrics.remove(&id);
         }
         m.retried.remove(&study.0);
         m.finish_order.remove(&study.0);

@@ -97,6 +97,11 @@ pub trait LiveParams {
     fn user_attr(&self, key: &str, value: serde_json::Value) {
         let _ = (key, value);
     }
+    /// The values other than the objective that a report line carried, at `step`. Ignored by
+    /// default.
+    fn metrics(&self, step: u64, values: &[(String, f64)]) {
+        let _ = (step, values);
+    }
     /// Takes the pause, resume and stop requests asked since the last call (marked done after
     /// the report of `step`) and says where they leave the trial (never paused by default).
     fn steer(&self, step: Option<u64>) -> Steer {
@@ -529,6 +534,22 @@ pub fn run_command_live(
                     }
                     match parse_report(&line) {
                         Some(report) => {
+                            // Every other number on the line is a metric of its own, at the
+                            // line's step (its epoch or step, else the objective's count).
+                            let others: Vec<(String, f64)> = report
+                                .values
+                                .iter()
+                                .filter(|(k, _)| {
+                                    !matches!(k.as_str(), "epoch" | "step" | "applied")
+                                        && *k != spec.metric
+                                })
+                                .cloned()
+                                .collect();
+                            if let (Some(live), false) = (live, others.is_empty()) {
+                                let counts = report.get(&spec.metric).is_some() && !report.is_final;
+                                let step = report.step().unwrap_or(reports + u64::from(counts));
+                                live.metrics(step, &others);
+                            }
                             if let (Some(live), Some(version)) = (live, report.get("applied")) {
                                 let step = report.step().unwrap_or(reports);
                                 if version.is_finite() && version >= 1.0 {

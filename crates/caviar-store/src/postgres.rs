@@ -17,7 +17,7 @@ use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
 /// The schema version this build writes; a newer database is refused rather than damaged.
-pub const PG_SCHEMA_VERSION: i64 = 6;
+pub const PG_SCHEMA_VERSION: i64 = 7;
 
 /// Changes from each version to the next, applied in order to older databases.
 const MIGRATIONS: &[&str] = &[
@@ -59,6 +59,14 @@ const MIGRATIONS: &[&str] = &[
          step        BIGINT
      );
      CREATE INDEX IF NOT EXISTS trial_controls_by_trial ON trial_controls (trial_id, id)",
+    // Version 7: every value a trial reports besides its objective, each its own series.
+    "CREATE TABLE IF NOT EXISTS trial_metrics (
+         trial_id  BIGINT NOT NULL REFERENCES trials(id),
+         name      TEXT NOT NULL,
+         step      BIGINT NOT NULL,
+         value     DOUBLE PRECISION,
+         PRIMARY KEY (trial_id, name, step)
+     )",
 ];
 
 const SCHEMA: &str = r#"
@@ -551,6 +559,8 @@ retried! {
     fn replace_param(&self, trial: TrialId, name: &str, dist: &Distribution, value: &ParamValue) -> Result<(), StorageError>;
     fn set_params(&self, trial: TrialId, params: &[(String, Distribution, ParamValue)]) -> Result<(), StorageError>;
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
+    fn report_metrics(&self, trial: TrialId, step: u64, metrics: &[(String, f64)]) -> Result<(), StorageError>;
+    fn trial_metrics(&self, study: StudyId) -> Result<caviar_core::storage::TrialMetrics, StorageError>;
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
     fn finish_trial(&self, trial: TrialId, state: TrialState, value: Option<f64>, error: Option<&str>) -> Result<(), StorageError>;
     fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
@@ -892,6 +902,55 @@ impl Storage for Attempt<'_> {
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)
+    }
+
+    fn report_metrics(
+        &self,
+        trial: TrialId,
+        step: u64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
+        touch(&mut tx, trial)?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (trial_id, name, step) DO UPDATE SET value = excluded.value",
+            )
+            .map_err(backend)?;
+        for (name, value) in metrics {
+            let stored = if value.is_nan() { None } else { Some(*value) };
+            tx.execute(&insert, &[&trial.0, name, &(step as i64), &stored])
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn trial_metrics(
+        &self,
+        study: StudyId,
+    ) -> Result<caviar_core::storage::TrialMetrics, StorageError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT m.trial_id, m.name, m.step, m.value FROM trial_metrics m
+                 JOIN trials t ON t.id = m.trial_id WHERE t.study_id = $1
+                 ORDER BY m.trial_id, m.name, m.step",
+                &[&study.0],
+            )
+            .map_err(backend)?;
+        let mut out = caviar_core::storage::TrialMetrics::new();
+        for r in rows {
+            let value: Option<f64> = r.get(3);
+            out.entry(TrialId(r.get(0)))
+                .or_default()
+                .entry(r.get::<_, String>(1))
+                .or_default()
+                .push((r.get::<_, i64>(2) as u64, value.unwrap_or(f64::NAN)));
+        }
+        Ok(out)
     }
 
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
@@ -1512,6 +1571,15 @@ impl Storage for Attempt<'_> {
                 )
                 .map_err(backend)?;
             }
+            for (name, points) in &t.metrics {
+                for &(step, value) in points {
+                    tx.execute(
+                        "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES ($1, $2, $3, $4)",
+                        &[&trial, name, &(step as i64), &value],
+                    )
+                    .map_err(backend)?;
+                }
+            }
             for (key, value) in &t.user_attrs {
                 tx.execute(
                     "INSERT INTO trial_user_attrs (trial_id, key, value) VALUES ($1, $2, $3)",
@@ -1625,6 +1693,7 @@ impl Storage for Attempt<'_> {
             "trial_controls",
             "trial_logs",
             "trial_user_attrs",
+            "trial_metrics",
         ] {
             tx.execute(
                 &format!(

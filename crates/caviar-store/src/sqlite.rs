@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -135,6 +135,16 @@ CREATE TABLE trial_controls (
     step        INTEGER
 );
 CREATE INDEX trial_controls_by_trial ON trial_controls (trial_id, id);
+"#,
+    r#"
+-- Version 10: every value a trial reports besides its objective, each its own series.
+CREATE TABLE trial_metrics (
+    trial_id  INTEGER NOT NULL REFERENCES trials(id),
+    name      TEXT NOT NULL,
+    step      INTEGER NOT NULL,
+    value     REAL,
+    PRIMARY KEY (trial_id, name, step)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -763,6 +773,57 @@ impl Storage for SqliteStorage {
         .and_then(|mut s| s.execute(params![trial.0, step as i64, stored]))
         .map_err(backend)?;
         tx.commit().map_err(backend)
+    }
+
+    fn report_metrics(
+        &self,
+        trial: TrialId,
+        step: u64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        require_running(&tx, trial)?;
+        for (name, value) in metrics {
+            let stored = if value.is_nan() { None } else { Some(*value) };
+            tx.prepare_cached(
+                "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (trial_id, name, step) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut s| s.execute(params![trial.0, name, step as i64, stored]))
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn trial_metrics(
+        &self,
+        study: StudyId,
+    ) -> Result<caviar_core::storage::TrialMetrics, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT m.trial_id, m.name, m.step, m.value FROM trial_metrics m
+                 JOIN trials t ON t.id = m.trial_id WHERE t.study_id = ?1
+                 ORDER BY m.trial_id, m.name, m.step",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt.query([study.0]).map_err(backend)?;
+        let mut out = caviar_core::storage::TrialMetrics::new();
+        while let Some(r) = rows.next().map_err(backend)? {
+            let trial: i64 = r.get(0).map_err(backend)?;
+            let name: String = r.get(1).map_err(backend)?;
+            let step: i64 = r.get(2).map_err(backend)?;
+            let value: Option<f64> = r.get(3).map_err(backend)?;
+            out.entry(TrialId(trial))
+                .or_default()
+                .entry(name)
+                .or_default()
+                .push((step as u64, value.unwrap_or(f64::NAN)));
+        }
+        Ok(out)
     }
 
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
@@ -1400,6 +1461,15 @@ impl Storage for SqliteStorage {
                 )
                 .map_err(backend)?;
             }
+            for (name, points) in &t.metrics {
+                for &(step, value) in points {
+                    tx.prepare_cached(
+                        "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![trial, name, step as i64, value]))
+                    .map_err(backend)?;
+                }
+            }
             for (key, value) in &t.user_attrs {
                 tx.execute(
                     "INSERT INTO trial_user_attrs (trial_id, key, value) VALUES (?1, ?2, ?3)",
@@ -1520,6 +1590,7 @@ impl Storage for SqliteStorage {
             "trial_controls",
             "trial_logs",
             "trial_user_attrs",
+            "trial_metrics",
         ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE trial_id {of_trials}"),

@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "DROP TABLE trial_metrics; DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -1088,6 +1088,14 @@ fn rich_study(s: &dyn Storage) -> caviar_core::storage::StudyRecord {
     s.report(t0.id, 1, 0.5).unwrap();
     s.report(t0.id, 2, f64::NAN).unwrap();
     s.report(t0.id, 3, 1e-300).unwrap();
+    s.report_metrics(
+        t0.id,
+        1,
+        &[("train_loss".into(), 0.7), ("lr".into(), 0.1 + 0.2)],
+    )
+    .unwrap();
+    s.report_metrics(t0.id, 2, &[("train_loss".into(), f64::NAN)])
+        .unwrap();
     s.set_trial_log(t0.id, "epoch 1\nepoch 2 ünïcode\n")
         .unwrap();
     s.set_user_attr(
@@ -1169,6 +1177,11 @@ fn export_import_export_is_byte_for_byte_the_same_between_every_pair_of_backends
         assert_eq!(doc.trials[0].intermediate[1], (2, None), "{from}");
         assert_eq!(doc.trials[0].param_changes.len(), 1, "{from}");
         assert_eq!(doc.trials[0].controls.len(), 2, "{from}");
+        assert_eq!(
+            doc.trials[0].metrics["train_loss"],
+            [(1, Some(0.7)), (2, None)],
+            "{from}"
+        );
         for (to, target, _keep_target) in backends() {
             target.create_study(&new_study("base")).unwrap();
             let read = StudyDocument::from_json(&text).unwrap();
@@ -1209,5 +1222,57 @@ fn export_import_export_is_byte_for_byte_the_same_between_every_pair_of_backends
             Err(StorageError::NoSuchStudy(ref p)) if p == "base"
         ));
         assert!(lonely.study("rich").unwrap().is_none());
+    }
+}
+
+#[test]
+fn every_reported_metric_is_its_own_series_replaced_by_step_and_deleted_with_its_study() {
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("metrics")).unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        let other = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        for step in 1..=3u64 {
+            s.report_metrics(
+                t.id,
+                step,
+                &[
+                    ("train_loss".into(), 1.0 / step as f64),
+                    ("lr".into(), 0.1),
+                    ("throughput".into(), 1000.0 + step as f64),
+                ],
+            )
+            .unwrap();
+        }
+        // A repeated step replaces; NaN reads back as NaN.
+        s.report_metrics(
+            t.id,
+            3,
+            &[("lr".into(), 0.05), ("grad_norm".into(), f64::NAN)],
+        )
+        .unwrap();
+        s.finish_trial(t.id, TrialState::Complete, Some(1.0), None)
+            .unwrap();
+        assert!(
+            matches!(
+                s.report_metrics(t.id, 4, &[("lr".into(), 0.01)]),
+                Err(StorageError::NotRunning { .. })
+            ),
+            "{name}"
+        );
+        let all = s.trial_metrics(study.id).unwrap();
+        assert_eq!(all.len(), 1, "{name}: only the trial with metrics");
+        let m = &all[&t.id];
+        assert_eq!(
+            m.keys().collect::<Vec<_>>(),
+            ["grad_norm", "lr", "throughput", "train_loss"],
+            "{name}"
+        );
+        assert_eq!(m["lr"], [(1, 0.1), (2, 0.1), (3, 0.05)], "{name}");
+        assert_eq!(m["train_loss"][2], (3, 1.0 / 3.0), "{name}");
+        assert!(m["grad_norm"][0].1.is_nan(), "{name}");
+        s.finish_trial(other.id, TrialState::Failed, None, Some("x"))
+            .unwrap();
+        s.delete_study(study.id).unwrap();
+        assert!(s.trial_metrics(study.id).unwrap().is_empty(), "{name}");
     }
 }
