@@ -738,6 +738,59 @@ fn a_retest_shows_old_against_new_beside_its_parent() {
 }
 
 #[test]
+fn the_curves_card_draws_any_reported_metric() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("m.db").display());
+    let study = dir.path().join("five.toml");
+    std::fs::write(
+        &study,
+        r#"
+name = "five"
+metric = "val_loss"
+trials = 3
+command = ["sh", "-c", "for e in 1 2 3; do echo \"epoch=$e val_loss=0.$e train_loss=0.0$e lr=0.01 acc=0.9$e throughput=12$e\"; done"]
+
+[params]
+x = { low = 0.0, high = 1.0 }
+"#,
+    )
+    .unwrap();
+    caviar(&storage, &["run", study.to_str().unwrap()]);
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/five", server.url));
+    assert_eq!(
+        browser.eval(
+            "[...document.querySelectorAll('#curve-metric option')].map(o => o.value).join(',')"
+        ),
+        "val_loss,acc,lr,throughput,train_loss"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('curves').dataset.metric"),
+        "val_loss"
+    );
+    browser.eval(
+        "(() => { const s = document.getElementById('curve-metric'); s.value = 'throughput'; s.dispatchEvent(new Event('change')); return 1; })()",
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('curves').dataset.metric"),
+        "throughput"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('curves').dataset.lines"),
+        "3"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('curves').dataset.points"),
+        "9"
+    );
+    browser.screenshot(&screenshot_dir().join("dashboard-metric-curves.png"));
+}
+
+#[test]
 fn quiet_connections_are_closed_and_every_response_is_hardened() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();

@@ -144,7 +144,7 @@ function studySkeleton(view) {
     el('div', { class: 'grid' },
       card('Best trials', el('div', { id: 'best', class: 'scroll' })),
       card('Optimisation history', chart('history')),
-      card(`Learning curves of the best ${view.curves.length}`, chart('curves')),
+      card(`Learning curves of the best ${view.curves.length}`, el('select', { id: 'curve-metric' }), chart('curves')),
       card('Importance (PED-ANOVA, 90% bootstrap interval)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
       card('Parallel coordinates', chart('parallel')),
       card('Narrowed ranges of the top 10 (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
@@ -255,8 +255,24 @@ function historyChart(view, metric) {
   }, h.points.length);
 }
 
+// The metric whose curves are drawn: the objective, or any other the trials reported.
+let curveChoice = null;
+
 function curvesChart(view, metric) {
-  const points = view.curves.reduce((n, c) => n + c.points.length, 0);
+  const select = document.getElementById('curve-metric');
+  const others = Object.keys(view.metric_curves || {});
+  const names = [metric, ...others.filter((n) => n !== metric)];
+  if (!names.includes(curveChoice)) curveChoice = metric;
+  select.replaceChildren(...names.map((n) => el('option', { value: n, text: n === metric ? `${n} (objective)` : n })));
+  select.value = curveChoice;
+  select.style.display = names.length > 1 ? '' : 'none';
+  select.onchange = () => { curveChoice = select.value; curvesChart(view, metric); };
+  const curves = curveChoice === metric ? view.curves : view.metric_curves[curveChoice];
+  drawCurves(curves, curveChoice);
+}
+
+function drawCurves(curves, metric) {
+  const points = curves.reduce((n, c) => n + c.points.length, 0);
   draw('curves', {
     animation: false,
     tooltip: { trigger: 'axis' },
@@ -264,9 +280,10 @@ function curvesChart(view, metric) {
     grid: { left: 60, right: 20, top: 40, bottom: 40 },
     xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25 },
     yAxis: { type: 'value', scale: true, name: metric },
-    series: view.curves.map((c) => ({ name: `#${c.number}`, type: 'line', showSymbol: false, data: c.points })),
+    series: curves.map((c) => ({ name: `#${c.number}`, type: 'line', showSymbol: false, data: c.points })),
   }, points);
-  document.getElementById('curves').dataset.lines = String(view.curves.length);
+  document.getElementById('curves').dataset.lines = String(curves.length);
+  document.getElementById('curves').dataset.metric = metric;
 }
 
 function importanceChart(view) {

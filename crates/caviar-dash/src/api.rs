@@ -283,6 +283,25 @@ async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResul
             .inner
             .storage
             .user_attrs(caviar_core::storage::AttrOwner::Study(record.id))?);
+        // Any reported metric can be drawn for the trials whose curves the page shows.
+        let shown: Vec<u64> = view["curves"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["number"].as_u64())
+            .collect();
+        let metrics = d.inner.storage.trial_metrics(record.id)?;
+        let ids = d
+            .inner
+            .caches
+            .with_finished(&*d.inner.storage, record.id, |trials| {
+                trials
+                    .iter()
+                    .filter(|t| shown.contains(&t.number))
+                    .map(|t| (t.id, t.number))
+                    .collect::<Vec<_>>()
+            })?;
+        view["metric_curves"] = crate::view::metric_curves(&ids, &metrics, &d.inner.limits);
         Ok(view)
     })
     .await?;

@@ -97,6 +97,28 @@ pub fn study_view(
     })
 }
 
+/// The other metrics' curves of the trials whose objective curves the page shows (`numbers`,
+/// with their ids): `{name: [{"number", "points"}]}`, thinned like the objective's.
+pub fn metric_curves(
+    numbers: &[(caviar_core::trial::TrialId, u64)],
+    metrics: &caviar_core::storage::TrialMetrics,
+    limits: &ViewLimits,
+) -> Value {
+    let mut out: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+    for (id, number) in numbers {
+        for (name, points) in metrics.get(id).into_iter().flatten() {
+            out.entry(name).or_default().push(json!({
+                "number": number,
+                "points": thin(points, limits.curve_points)
+                    .iter()
+                    .map(|(s, v)| json!([s, finite(*v)]))
+                    .collect::<Vec<_>>(),
+            }));
+        }
+    }
+    json!(out)
+}
+
 /// Adds to each zoom round of `lineage` the best trial among its trials.
 pub fn with_round_bests(
     mut lineage: Value,
