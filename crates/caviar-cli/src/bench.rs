@@ -140,14 +140,16 @@ fn fill(
     handles: &[Arc<dyn Storage>],
     study: caviar_core::trial::StudyId,
     total: u64,
+    metrics: usize,
 ) -> Result<()> {
     let params = bench_params();
+    let extra = extra_metrics(metrics);
     std::thread::scope(|scope| -> Result<()> {
         let runs: Vec<_> = handles
             .iter()
             .enumerate()
             .map(|(k, storage)| {
-                let params = &params;
+                let (params, extra) = (&params, &extra);
                 scope.spawn(move || -> Result<()> {
                     let me = format!("bench-{k}");
                     while let Some(t) = storage.create_trial(study, &me, Some(total))? {
@@ -155,7 +157,7 @@ fn fill(
                             storage.set_param(t.id, name, dist, &dist.from_unit(0.5))?;
                         }
                         for step in 1..=10 {
-                            storage.report(t.id, step, step as f64 / 10.0)?;
+                            storage.report_all(t.id, step, step as f64 / 10.0, extra)?;
                         }
                         storage.finish_trial(t.id, TrialState::Complete, Some(0.9), None)?;
                     }
@@ -173,7 +175,13 @@ fn fill(
 
 /// Like [`fill`], but each handle is a worker of the engine (`caviar_engine::drive` on one
 /// thread, a random sampler, the heartbeat and orphan sweeps), as `caviar worker` processes are.
-fn drive_workers(handles: &[Arc<dyn Storage>], study_name: &str, total: u64) -> Result<()> {
+fn drive_workers(
+    handles: &[Arc<dyn Storage>],
+    study_name: &str,
+    total: u64,
+    metrics: usize,
+) -> Result<()> {
+    let extra = extra_metrics(metrics);
     let mut space = caviar_core::space::SearchSpace::new();
     for (name, dist) in bench_params() {
         space.add(&name, dist)?;
@@ -183,7 +191,7 @@ fn drive_workers(handles: &[Arc<dyn Storage>], study_name: &str, total: u64) -> 
             .iter()
             .enumerate()
             .map(|(k, storage)| {
-                let space = &space;
+                let (space, extra) = (&space, &extra);
                 scope.spawn(move || -> Result<()> {
                     let study = caviar_core::study::Study::builder(study_name)
                         .storage(storage.clone())
@@ -204,7 +212,8 @@ fn drive_workers(handles: &[Arc<dyn Storage>], study_name: &str, total: u64) -> 
                         &caviar_engine::Silent,
                         |trial, _| {
                             for step in 1..=10 {
-                                if let Err(e) = trial.report(step, step as f64 / 10.0) {
+                                let reported = trial.report_all(step, step as f64 / 10.0, extra);
+                                if let Err(e) = reported {
                                     return caviar_core::study::Outcome::Failed(e.to_string());
                                 }
                             }
@@ -233,6 +242,7 @@ pub fn workers(
     trials: u64,
     prefills: &[u64],
     direct: bool,
+    metrics: usize,
 ) -> Result<()> {
     let open = || caviar_store::open_storage(url).map_err(|e| anyhow::anyhow!("{e}"));
     let setup = open()?;
@@ -262,16 +272,16 @@ pub fn workers(
             let fillers: Vec<Arc<dyn Storage>> = (0..filler_count)
                 .map(|_| caviar_store::open_storage(&fill_url).map_err(|e| anyhow::anyhow!("{e}")))
                 .collect::<Result<_>>()?;
-            fill(&fillers, study.id, prefill)?;
+            fill(&fillers, study.id, prefill, metrics)?;
             drop(fillers);
             let handles: Vec<Arc<dyn Storage>> =
                 (0..w.max(1)).map(|_| open()).collect::<Result<_>>()?;
             let total = prefill + trials;
             let start = Instant::now();
             if direct {
-                fill(&handles, study.id, total)?;
+                fill(&handles, study.id, total, metrics)?;
             } else {
-                drive_workers(&handles, &study.name, total)?;
+                drive_workers(&handles, &study.name, total, metrics)?;
             }
             let secs = start.elapsed().as_secs_f64();
             let counts = setup.counts(study.id)?;
@@ -287,6 +297,13 @@ pub fn workers(
         }
     }
     Ok(())
+}
+
+/// The values a trial reports besides the objective when it reports `metrics` in all.
+fn extra_metrics(metrics: usize) -> Vec<(String, f64)> {
+    (1..metrics.max(1))
+        .map(|i| (format!("metric_{i}"), i as f64 / 10.0))
+        .collect()
 }
 
 fn tempdir() -> Result<std::path::PathBuf> {

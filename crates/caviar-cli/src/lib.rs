@@ -324,6 +324,10 @@ enum BenchKind {
         /// storage alone).
         #[arg(long)]
         direct: bool,
+        /// Values each report carries, the objective included (the others are stored as
+        /// their own metric series).
+        #[arg(long, default_value_t = 1)]
+        metrics: usize,
     },
     /// Trials written per second (create + 4 params + 10 reports + finish) and the time to open
     /// a large study.
@@ -389,9 +393,10 @@ fn dispatch(cli: Cli) -> Result<u8> {
                     trials,
                     prefill,
                     direct,
+                    metrics,
                 },
         } => {
-            bench::workers(&url, &workers, trials, &prefill, direct)?;
+            bench::workers(&url, &workers, trials, &prefill, direct, metrics)?;
             Ok(0)
         }
         Command::Bench {

@@ -248,6 +248,21 @@ pub trait Storage: Send + Sync {
     /// Every metric series of the study's trials (those that have some), by trial and name,
     /// in step order.
     fn trial_metrics(&self, study: StudyId) -> Result<TrialMetrics, StorageError>;
+    /// [`Storage::report`] and [`Storage::report_metrics`] at one step, in one write where the
+    /// backend has transactions.
+    fn report_all(
+        &self,
+        trial: TrialId,
+        step: u64,
+        value: f64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), StorageError> {
+        self.report(trial, step, value)?;
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        self.report_metrics(trial, step, metrics)
+    }
     /// Marks a running trial alive now.
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
     /// Ends a running trial. Fails with [`StorageError::NotRunning`] if it already ended.
@@ -517,6 +532,65 @@ pub type TrialUserAttrs = BTreeMap<TrialId, BTreeMap<String, serde_json::Value>>
 
 /// Metric series of the trials of a study: by trial, by name, `(step, value)` in step order.
 pub type TrialMetrics = BTreeMap<TrialId, BTreeMap<String, Vec<(u64, f64)>>>;
+
+/// Metric points of one step as the SQL backends store them: a JSON object of name to value,
+/// NaN (which JSON lacks) as the string `"NaN"`.
+pub fn metrics_json(metrics: &[(String, f64)]) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = metrics
+        .iter()
+        .map(|(name, v)| {
+            let value = if v.is_finite() {
+                serde_json::json!(v)
+            } else if v.is_nan() {
+                serde_json::json!("NaN")
+            } else if *v > 0.0 {
+                serde_json::json!("inf")
+            } else {
+                serde_json::json!("-inf")
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+/// Adds one stored step (see [`metrics_json`]) to `out`.
+pub fn add_metrics_row(
+    out: &mut TrialMetrics,
+    trial: TrialId,
+    step: u64,
+    text: &str,
+) -> Result<(), StorageError> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+        .map_err(|e| StorageError::Backend(format!("trial metrics at step {step}: {e}")))?;
+    let series = out.entry(trial).or_default();
+    for (name, value) in object {
+        let v = match &value {
+            serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+            serde_json::Value::String(s) if s == "inf" => f64::INFINITY,
+            serde_json::Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
+            _ => f64::NAN,
+        };
+        series.entry(name).or_default().push((step, v));
+    }
+    Ok(())
+}
+
+/// A document's metric series regrouped by step, for writing one row per step.
+pub fn metrics_by_step(
+    series: &BTreeMap<String, Vec<(u64, Option<f64>)>>,
+) -> BTreeMap<u64, Vec<(String, f64)>> {
+    let mut steps: BTreeMap<u64, Vec<(String, f64)>> = BTreeMap::new();
+    for (name, points) in series {
+        for &(step, v) in points {
+            steps
+                .entry(step)
+                .or_default()
+                .push((name.clone(), v.unwrap_or(f64::NAN)));
+        }
+    }
+    steps
+}
 
 /// In-memory storage: fast, shared between threads, gone with the process.
 ///

@@ -891,6 +891,44 @@ impl Trial {
         Ok(())
     }
 
+    /// Records other values at `step` besides the objective (training loss, learning rate,
+    /// throughput), each kept as its own series; pruners and samplers see only the objective.
+    ///
+    /// ```
+    /// use caviar_core::prelude::*;
+    /// let study = Study::builder("metrics").build().unwrap();
+    /// let mut trial = study.ask().unwrap();
+    /// trial.report(1, 0.5).unwrap();
+    /// trial.report_metrics(1, &[("train_loss".into(), 0.4), ("lr".into(), 0.01)]).unwrap();
+    /// let id = trial.id();
+    /// study.tell(trial, Outcome::Complete(0.5)).unwrap();
+    /// let metrics = study.storage().trial_metrics(study.record().id).unwrap();
+    /// assert_eq!(metrics[&id]["lr"], [(1, 0.01)]);
+    /// ```
+    pub fn report_metrics(
+        &mut self,
+        step: u64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), TrialError> {
+        Ok(self.storage.report_metrics(self.id, step, metrics)?)
+    }
+
+    /// [`report`](Self::report) and [`report_metrics`](Self::report_metrics) at one step, in
+    /// one write.
+    pub fn report_all(
+        &mut self,
+        step: u64,
+        value: f64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), TrialError> {
+        self.storage.report_all(self.id, step, value, metrics)?;
+        match self.reported.binary_search_by_key(&step, |&(s, _)| s) {
+            Ok(i) => self.reported[i].1 = value,
+            Err(i) => self.reported.insert(i, (step, value)),
+        }
+        Ok(())
+    }
+
     /// Applies the parameter changes asked of this trial since the last call (panda mode), as
     /// taking effect at `step`: `params` and later suggestions of those names give the new
     /// values. Returns the changes applied, oldest first.

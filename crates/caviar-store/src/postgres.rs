@@ -59,13 +59,13 @@ const MIGRATIONS: &[&str] = &[
          step        BIGINT
      );
      CREATE INDEX IF NOT EXISTS trial_controls_by_trial ON trial_controls (trial_id, id)",
-    // Version 7: every value a trial reports besides its objective, each its own series.
+    // Version 7: every value a trial reports besides its objective: one row per step, a JSON
+    // object of name to value ("NaN" for NaN), so a report with five metrics is one more row.
     "CREATE TABLE IF NOT EXISTS trial_metrics (
          trial_id  BIGINT NOT NULL REFERENCES trials(id),
-         name      TEXT NOT NULL,
          step      BIGINT NOT NULL,
-         value     DOUBLE PRECISION,
-         PRIMARY KEY (trial_id, name, step)
+         metrics   JSONB NOT NULL,
+         PRIMARY KEY (trial_id, step)
      )",
 ];
 
@@ -466,6 +466,27 @@ fn take_number(tx: &mut impl GenericClient, study: StudyId) -> Result<i64, Stora
 }
 
 /// Marks a running trial alive now, by the server's clock; fails if it is not running.
+/// Writes metric points of a trial at `step` (inside the caller's transaction), merged into
+/// what that step already holds.
+fn insert_metrics(
+    tx: &mut impl GenericClient,
+    trial: TrialId,
+    step: u64,
+    metrics: &[(String, f64)],
+) -> Result<(), StorageError> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    let json = caviar_core::storage::metrics_json(metrics);
+    tx.execute(
+        "INSERT INTO trial_metrics (trial_id, step, metrics) VALUES ($1, $2, $3::text::jsonb)
+         ON CONFLICT (trial_id, step) DO UPDATE SET metrics = trial_metrics.metrics || excluded.metrics",
+        &[&trial.0, &(step as i64), &json],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn touch(tx: &mut impl GenericClient, trial: TrialId) -> Result<(), StorageError> {
     let alive = tx
         .execute(
@@ -560,6 +581,7 @@ retried! {
     fn set_params(&self, trial: TrialId, params: &[(String, Distribution, ParamValue)]) -> Result<(), StorageError>;
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError>;
     fn report_metrics(&self, trial: TrialId, step: u64, metrics: &[(String, f64)]) -> Result<(), StorageError>;
+    fn report_all(&self, trial: TrialId, step: u64, value: f64, metrics: &[(String, f64)]) -> Result<(), StorageError>;
     fn trial_metrics(&self, study: StudyId) -> Result<caviar_core::storage::TrialMetrics, StorageError>;
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
     fn finish_trial(&self, trial: TrialId, state: TrialState, value: Option<f64>, error: Option<&str>) -> Result<(), StorageError>;
@@ -904,6 +926,28 @@ impl Storage for Attempt<'_> {
         tx.commit().map_err(backend)
     }
 
+    fn report_all(
+        &self,
+        trial: TrialId,
+        step: u64,
+        value: f64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(backend)?;
+        tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
+        touch(&mut tx, trial)?;
+        let stored = if value.is_nan() { None } else { Some(value) };
+        tx.execute(
+            "INSERT INTO trial_values (trial_id, step, value) VALUES ($1, $2, $3)
+             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
+            &[&trial.0, &(step as i64), &stored],
+        )
+        .map_err(backend)?;
+        insert_metrics(&mut tx, trial, step, metrics)?;
+        tx.commit().map_err(backend)
+    }
+
     fn report_metrics(
         &self,
         trial: TrialId,
@@ -914,17 +958,7 @@ impl Storage for Attempt<'_> {
         let mut tx = conn.transaction().map_err(backend)?;
         tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
         touch(&mut tx, trial)?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (trial_id, name, step) DO UPDATE SET value = excluded.value",
-            )
-            .map_err(backend)?;
-        for (name, value) in metrics {
-            let stored = if value.is_nan() { None } else { Some(*value) };
-            tx.execute(&insert, &[&trial.0, name, &(step as i64), &stored])
-                .map_err(backend)?;
-        }
+        insert_metrics(&mut tx, trial, step, metrics)?;
         tx.commit().map_err(backend)
     }
 
@@ -935,20 +969,21 @@ impl Storage for Attempt<'_> {
         let mut conn = self.conn()?;
         let rows = conn
             .query(
-                "SELECT m.trial_id, m.name, m.step, m.value FROM trial_metrics m
+                "SELECT m.trial_id, m.step, m.metrics::text FROM trial_metrics m
                  JOIN trials t ON t.id = m.trial_id WHERE t.study_id = $1
-                 ORDER BY m.trial_id, m.name, m.step",
+                 ORDER BY m.trial_id, m.step",
                 &[&study.0],
             )
             .map_err(backend)?;
         let mut out = caviar_core::storage::TrialMetrics::new();
         for r in rows {
-            let value: Option<f64> = r.get(3);
-            out.entry(TrialId(r.get(0)))
-                .or_default()
-                .entry(r.get::<_, String>(1))
-                .or_default()
-                .push((r.get::<_, i64>(2) as u64, value.unwrap_or(f64::NAN)));
+            let text: String = r.get(2);
+            caviar_core::storage::add_metrics_row(
+                &mut out,
+                TrialId(r.get(0)),
+                r.get::<_, i64>(1) as u64,
+                &text,
+            )?;
         }
         Ok(out)
     }
@@ -1571,14 +1606,8 @@ impl Storage for Attempt<'_> {
                 )
                 .map_err(backend)?;
             }
-            for (name, points) in &t.metrics {
-                for &(step, value) in points {
-                    tx.execute(
-                        "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES ($1, $2, $3, $4)",
-                        &[&trial, name, &(step as i64), &value],
-                    )
-                    .map_err(backend)?;
-                }
+            for (step, metrics) in caviar_core::storage::metrics_by_step(&t.metrics) {
+                insert_metrics(&mut tx, TrialId(trial), step, &metrics)?;
             }
             for (key, value) in &t.user_attrs {
                 tx.execute(

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use caviar_core::space::{Distribution, ParamValue};
 use caviar_core::storage::{
-    AttrOwner, ControlAction, ControlRecord, NewControl, NewParamChange, NewStudy, NewTrial,
-    ParamChange, RunningTrial, Storage, StorageError, StudyRecord, StudySummary, TrialCounts,
-    TrialUserAttrs,
+    add_metrics_row, metrics_json, AttrOwner, ControlAction, ControlRecord, NewControl,
+    NewParamChange, NewStudy, NewTrial, ParamChange, RunningTrial, Storage, StorageError,
+    StudyRecord, StudySummary, TrialCounts, TrialUserAttrs,
 };
 use caviar_core::trial::{now_ms, Direction, FrozenTrial, StudyId, TrialId, TrialState};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -137,13 +137,13 @@ CREATE TABLE trial_controls (
 CREATE INDEX trial_controls_by_trial ON trial_controls (trial_id, id);
 "#,
     r#"
--- Version 10: every value a trial reports besides its objective, each its own series.
+-- Version 10: every value a trial reports besides its objective: one row per step, a JSON
+-- object of name to value ("NaN" for NaN), so a report with five metrics is one more row.
 CREATE TABLE trial_metrics (
     trial_id  INTEGER NOT NULL REFERENCES trials(id),
-    name      TEXT NOT NULL,
     step      INTEGER NOT NULL,
-    value     REAL,
-    PRIMARY KEY (trial_id, name, step)
+    metrics   TEXT NOT NULL,
+    PRIMARY KEY (trial_id, step)
 ) WITHOUT ROWID;
 "#,
 ];
@@ -245,6 +245,9 @@ impl SqliteStorage {
     }
 
     fn setup(mut conn: Connection) -> Result<Self, StorageError> {
+        // Every statement of a trial's life stays prepared (rusqlite keeps 16 by default, fewer
+        // than a run uses, and re-preparing costs more than the write).
+        conn.set_prepared_statement_cache_capacity(64);
         // Two processes opening a new file at once can find it locked while the other switches
         // it to WAL or creates the schema, before the busy timeout applies: retry for a while.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -345,6 +348,26 @@ fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(backend)?;
     tx.commit().map_err(backend)
+}
+
+/// Writes metric points of a trial at `step` (inside the caller's transaction), merged into
+/// what that step already holds.
+fn insert_metrics(
+    tx: &rusqlite::Transaction<'_>,
+    trial: TrialId,
+    step: u64,
+    metrics: &[(String, f64)],
+) -> Result<(), StorageError> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO trial_metrics (trial_id, step, metrics) VALUES (?1, ?2, ?3)
+         ON CONFLICT (trial_id, step) DO UPDATE SET metrics = json_patch(metrics, excluded.metrics)",
+    )
+    .and_then(|mut s| s.execute(params![trial.0, step as i64, metrics_json(metrics)]))
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Refuses a trial that is missing or not running (inside the caller's transaction).
@@ -775,6 +798,37 @@ impl Storage for SqliteStorage {
         tx.commit().map_err(backend)
     }
 
+    fn report_all(
+        &self,
+        trial: TrialId,
+        step: u64,
+        value: f64,
+        metrics: &[(String, f64)],
+    ) -> Result<(), StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let alive = tx
+            .prepare_cached(
+                "UPDATE trials SET heartbeat_ms = ?2 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut s| s.execute(params![trial.0, now_ms()]))
+            .map_err(backend)?;
+        if alive != 1 {
+            return Err(not_running(&tx, trial));
+        }
+        let stored = if value.is_nan() { None } else { Some(value) };
+        tx.prepare_cached(
+            "INSERT INTO trial_values (trial_id, step, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
+        )
+        .and_then(|mut s| s.execute(params![trial.0, step as i64, stored]))
+        .map_err(backend)?;
+        insert_metrics(&tx, trial, step, metrics)?;
+        tx.commit().map_err(backend)
+    }
+
     fn report_metrics(
         &self,
         trial: TrialId,
@@ -786,15 +840,7 @@ impl Storage for SqliteStorage {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
         require_running(&tx, trial)?;
-        for (name, value) in metrics {
-            let stored = if value.is_nan() { None } else { Some(*value) };
-            tx.prepare_cached(
-                "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (trial_id, name, step) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut s| s.execute(params![trial.0, name, step as i64, stored]))
-            .map_err(backend)?;
-        }
+        insert_metrics(&tx, trial, step, metrics)?;
         tx.commit().map_err(backend)
     }
 
@@ -805,23 +851,18 @@ impl Storage for SqliteStorage {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT m.trial_id, m.name, m.step, m.value FROM trial_metrics m
+                "SELECT m.trial_id, m.step, m.metrics FROM trial_metrics m
                  JOIN trials t ON t.id = m.trial_id WHERE t.study_id = ?1
-                 ORDER BY m.trial_id, m.name, m.step",
+                 ORDER BY m.trial_id, m.step",
             )
             .map_err(backend)?;
         let mut rows = stmt.query([study.0]).map_err(backend)?;
         let mut out = caviar_core::storage::TrialMetrics::new();
         while let Some(r) = rows.next().map_err(backend)? {
             let trial: i64 = r.get(0).map_err(backend)?;
-            let name: String = r.get(1).map_err(backend)?;
-            let step: i64 = r.get(2).map_err(backend)?;
-            let value: Option<f64> = r.get(3).map_err(backend)?;
-            out.entry(TrialId(trial))
-                .or_default()
-                .entry(name)
-                .or_default()
-                .push((step as u64, value.unwrap_or(f64::NAN)));
+            let step: i64 = r.get(1).map_err(backend)?;
+            let text: String = r.get(2).map_err(backend)?;
+            add_metrics_row(&mut out, TrialId(trial), step as u64, &text)?;
         }
         Ok(out)
     }
@@ -1461,14 +1502,8 @@ impl Storage for SqliteStorage {
                 )
                 .map_err(backend)?;
             }
-            for (name, points) in &t.metrics {
-                for &(step, value) in points {
-                    tx.prepare_cached(
-                        "INSERT INTO trial_metrics (trial_id, name, step, value) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| s.execute(params![trial, name, step as i64, value]))
-                    .map_err(backend)?;
-                }
+            for (step, metrics) in caviar_core::storage::metrics_by_step(&t.metrics) {
+                insert_metrics(&tx, TrialId(trial), step, &metrics)?;
             }
             for (key, value) in &t.user_attrs {
                 tx.execute(
