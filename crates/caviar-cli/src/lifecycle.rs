@@ -100,14 +100,12 @@ pub fn delete(url: &str, args: &DeleteArgs) -> Result<u8> {
         }
         other => anyhow::Error::from(other).context("deleting the study"),
     })?;
+    // Kept: another storage in this folder may hold a study of that name using them.
     if let Some(folder) = folder {
-        match std::fs::remove_dir_all(&folder) {
-            Ok(()) => eprintln!("removed its trial folders, {}", folder.display()),
-            Err(e) => eprintln!(
-                "warning: could not remove its trial folders, {}: {e}",
-                folder.display()
-            ),
-        }
+        eprintln!(
+            "its trial folders stay in {}; remove them when no copy of the study needs them",
+            folder.display()
+        );
     }
     if args.json {
         println!("{}", json!({"deleted": record.name, "trials": trials}));

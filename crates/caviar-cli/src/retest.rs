@@ -71,8 +71,11 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         }
         None => (args.k.unwrap_or(5), args.repeats.unwrap_or(3)),
     };
-    if k == 0 || repeats == 0 {
-        return Err(BadInput("-k and --repeats must be at least 1".into()).into());
+    if k == 0 || repeats < 2 {
+        return Err(BadInput(
+            "-k must be at least 1 and --repeats at least 2 (the repeats measure the noise that drift is judged against)".into(),
+        )
+        .into());
     }
 
     let (path, text) = match &args.file {
@@ -99,28 +102,59 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         ))
         .into());
     }
-    let configs = retest::plan(&parent_trials, parent.direction, k, &probe.space)
-        .map_err(|e| BadInput(format!("{source}: {e}")))?;
+    let planned_trials = match &existing {
+        Some(child) => storage
+            .user_attrs(AttrOwner::Study(child.id))
+            .context("reading the re-test's plan")?
+            .get(retest::RETEST_PLAN)
+            .and_then(|p| p["trials"].as_array().cloned())
+            .map(|list| list.iter().filter_map(|v| v.as_u64()).collect::<Vec<u64>>()),
+        None => None,
+    };
+    let configs = match &planned_trials {
+        Some(numbers) => retest::planned(&parent_trials, numbers, &probe.space),
+        None => retest::plan(&parent_trials, parent.direction, k, &probe.space),
+    }
+    .map_err(|e| BadInput(format!("`{}`: {source}: {e}", parent.name)))?;
     let total = (configs.len() * repeats) as u64;
     let cfg = config::parse(&child_text(&text, &name, &parent.name, total)?, &path)?;
 
     let origin = format!("re-test `{name}` of `{}` ({source})", parent.name);
-    if existing.is_none() {
-        let child = run::open_config_study(&storage, &cfg, &origin, url, &[])?;
-        retest::enqueue(&*storage, child.record(), &parent.name, &configs, repeats)
-            .context("queuing the configurations")?;
-        storage
-            .set_user_attr(
-                AttrOwner::Study(child.record().id),
-                retest::RETEST_PLAN,
-                &json!({"k": k, "repeats": repeats}),
-            )
-            .context("recording the re-test's plan")?;
-        eprintln!(
-            "re-testing the best {} configurations of `{}` {repeats} times each in study `{name}`",
-            configs.len(),
-            parent.name
-        );
+    match &existing {
+        None => {
+            let child = run::open_config_study(&storage, &cfg, &origin, url, &[])?;
+            // The plan first: a re-test cut short while queuing resumes from it.
+            let numbers: Vec<u64> = configs.iter().map(|c| c.parent_trial).collect();
+            storage
+                .set_user_attr(
+                    AttrOwner::Study(child.record().id),
+                    retest::RETEST_OF_STUDY,
+                    &json!(parent.name),
+                )
+                .context("recording the re-test's parent")?;
+            storage
+                .set_user_attr(
+                    AttrOwner::Study(child.record().id),
+                    retest::RETEST_PLAN,
+                    &json!({"k": k, "repeats": repeats, "trials": numbers}),
+                )
+                .context("recording the re-test's plan")?;
+            retest::enqueue(&*storage, child.record(), &parent.name, &configs, repeats)
+                .context("queuing the configurations")?;
+            eprintln!(
+                "re-testing the best {} configurations of `{}` {repeats} times each in study `{name}`",
+                configs.len(),
+                parent.name
+            );
+        }
+        Some(child) => {
+            // Runs interrupted, lost or never queued are queued again.
+            let queued = retest::top_up(&*storage, child, &configs, repeats)
+                .context("queuing missing runs")?;
+            if queued > 0 {
+                eprintln!("queued {queued} run(s) that `{name}` still lacked");
+            }
+        }
     }
     let options = RunOptions {
         trials: None,
@@ -219,6 +253,11 @@ fn child_text(text: &str, name: &str, parent: &str, trials: u64) -> Result<Strin
     table.insert("trials".into(), toml::Value::Integer(trials as i64));
     for key in ["pruner", "pbt", "warm_start", "enqueue_best"] {
         table.remove(key);
+    }
+    // Its own trial folders: the parent's checkpoints are neither resumed nor pruned.
+    if let Some(toml::Value::String(dir)) = table.get("trial_dir") {
+        let own = format!("{}/{name}", dir.trim_end_matches('/'));
+        table.insert("trial_dir".into(), own.into());
     }
     toml::to_string(&table).context("writing the re-test's study file")
 }

@@ -91,7 +91,7 @@ pub(crate) fn stored_file(
     Ok((path, text))
 }
 
-/// Stores what this run runs on with the study (the latest run's), for `caviar retest`, and
+/// Stores what the study's first run runs on, for `caviar retest`, and
 /// the study file's `user_attrs`; a failure to do so is only warned about.
 fn record_fingerprint(
     storage: &dyn caviar_core::storage::Storage,
@@ -110,8 +110,16 @@ fn record_fingerprint(
     }
     let value = serde_json::to_value(&fingerprint).unwrap_or_default();
     let owner = caviar_core::storage::AttrOwner::Study(record.id);
-    if let Err(e) = storage.set_user_attr(owner, FINGERPRINT, &value) {
-        eprintln!("warning: could not store the study's fingerprint: {e}");
+    // What the study's first run ran on: a resume on changed code does not hide the change
+    // from a later re-test.
+    let recorded = storage
+        .user_attrs(owner)
+        .map(|attrs| attrs.contains_key(FINGERPRINT))
+        .unwrap_or(false);
+    if !recorded {
+        if let Err(e) = storage.set_user_attr(owner, FINGERPRINT, &value) {
+            eprintln!("warning: could not store the study's fingerprint: {e}");
+        }
     }
     let reserved = [
         FINGERPRINT,

@@ -177,7 +177,38 @@ impl StudyDocument {
                 )))
             }
         }
-        serde_json::from_value(value).map_err(|e| DocumentError::Malformed(e.to_string()))
+        let doc: StudyDocument =
+            serde_json::from_value(value).map_err(|e| DocumentError::Malformed(e.to_string()))?;
+        doc.check()?;
+        Ok(doc)
+    }
+
+    /// What a storage relies on: trial numbers unique and in order, every parameter with a
+    /// valid distribution.
+    fn check(&self) -> Result<(), DocumentError> {
+        let bad = |what: String| Err(DocumentError::Malformed(what));
+        for pair in self.trials.windows(2) {
+            if pair[1].number <= pair[0].number {
+                return bad(format!(
+                    "trial {} follows trial {}: trials must be listed by number, each once",
+                    pair[1].number, pair[0].number
+                ));
+            }
+        }
+        for t in &self.trials {
+            for name in t.params.keys() {
+                let Some(dist) = t.distributions.get(name) else {
+                    return bad(format!(
+                        "trial {}: parameter `{name}` has no distribution",
+                        t.number
+                    ));
+                };
+                if let Err(reason) = dist.validate() {
+                    return bad(format!("trial {}: parameter `{name}`: {reason}", t.number));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

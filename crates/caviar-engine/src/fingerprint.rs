@@ -53,7 +53,7 @@ pub struct Fingerprint {
 pub struct GitState {
     /// `git rev-parse HEAD`.
     pub revision: String,
-    /// Uncommitted changes to tracked files, or untracked files, were present.
+    /// Tracked files had uncommitted changes.
     pub dirty: bool,
 }
 
@@ -178,7 +178,8 @@ fn git_state(dir: &Path) -> Option<GitState> {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let revision = git(&["rev-parse", "HEAD"])?.trim().to_string();
-    let status = git(&["status", "--porcelain"])?;
+    // Tracked files only: caviar's own outputs (its database, trial folders) are untracked.
+    let status = git(&["status", "--porcelain", "--untracked-files=no"])?;
     Some(GitState {
         revision,
         dirty: !status.trim().is_empty(),
@@ -233,8 +234,17 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> std::io::Re
         if entry.file_name() == ".git" {
             continue;
         }
-        let meta = std::fs::metadata(&path)?;
-        if meta.is_dir() {
+        // Links are not followed into folders: a link back up would loop.
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            out.push((relative, format!("link:{}", target.display())));
+        } else if meta.is_dir() {
             walk(root, &path, out)?;
         } else {
             let relative = path
@@ -351,6 +361,8 @@ mod tests {
             "user.name=t",
             "-c",
             "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
             "commit",
             "-qm",
             "v1"

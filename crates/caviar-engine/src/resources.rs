@@ -41,9 +41,17 @@ pub fn slots(gpus: &Gpus, per_trial: usize) -> Result<Slots, String> {
     }
     let (devices, found) = match gpus {
         Gpus::List(list) => (list.clone(), None),
-        Gpus::Auto(word) if word == "auto" => match detect() {
+        Gpus::Auto(word) if word == "auto" => match inherited().map_or_else(detect, Ok) {
             Ok(list) => {
-                let note = format!("gpus = \"auto\": nvidia-smi lists {} GPU(s)", list.len());
+                let note = format!(
+                    "gpus = \"auto\": {} GPU(s) ({})",
+                    list.len(),
+                    if inherited().is_some() {
+                        "CUDA_VISIBLE_DEVICES as inherited"
+                    } else {
+                        "nvidia-smi lists them"
+                    }
+                );
                 (list, Some(note))
             }
             Err(why) => {
@@ -85,6 +93,18 @@ pub fn slots(gpus: &Gpus, per_trial: usize) -> Result<Slots, String> {
         )),
     };
     Ok(Slots { groups, note })
+}
+
+/// The devices an inherited `CUDA_VISIBLE_DEVICES` allows (a scheduler chose them), if set.
+fn inherited() -> Option<Vec<String>> {
+    let value = std::env::var("CUDA_VISIBLE_DEVICES").ok()?;
+    let list: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!list.is_empty()).then_some(list)
 }
 
 /// The GPUs `nvidia-smi -L` lists, by index.

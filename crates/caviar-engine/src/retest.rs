@@ -56,8 +56,9 @@ pub const RETEST_OF: &str = "retest_of";
 /// User attribute of a re-test study: the name of the study it re-tests.
 pub const RETEST_OF_STUDY: &str = "retest_of_study";
 
-/// User attribute of a re-test study: `{"k": K, "repeats": R}`, how many configurations and
-/// runs it was planned with, so a resumed re-test (and its report) re-tests the same ones.
+/// User attribute of a re-test study: `{"k": K, "repeats": R, "trials": [N, ...]}`, the
+/// parent trials it re-tests (in their old order) and how often, so a resumed re-test (and
+/// its report) re-tests the same ones whatever the parent holds since.
 pub const RETEST_PLAN: &str = "retest_plan";
 
 /// Chance, over all configurations of a re-test together, of calling noise a drift.
@@ -74,6 +75,8 @@ pub const FALSE_DRIFT_RATE: f64 = 0.05;
 /// assert!((noise_sigmas(1, 1000) - 1.96).abs() < 0.01);
 /// assert!((noise_sigmas(5, 1000) - 2.58).abs() < 0.01);
 /// assert!((noise_sigmas(5, 10) - 3.17).abs() < 0.01); // t(0.995, 10)
+/// assert!((noise_sigmas(1, 1) - 12.71).abs() < 0.01); // t(0.975, 1)
+/// assert!((noise_sigmas(1, 2) - 4.30).abs() < 0.01); // t(0.975, 2)
 /// ```
 pub fn noise_sigmas(compared: usize, freedom: usize) -> f64 {
     let tail = FALSE_DRIFT_RATE / compared.max(1) as f64;
@@ -88,6 +91,13 @@ pub fn noise_sigmas(compared: usize, freedom: usize) -> f64 {
         }
     }
     let z = 0.5 * (lo + hi);
+    // Exact quantiles where the expansion is poor: p is the one-sided level.
+    let p = 1.0 - tail / 2.0;
+    match freedom {
+        0 | 1 => return (std::f64::consts::PI * (p - 0.5)).tan(),
+        2 => return (2.0 * p - 1.0) / (2.0 * p * (1.0 - p)).sqrt(),
+        _ => {}
+    }
     // Cornish-Fisher expansion of the t quantile around the normal one (within 0.01 from
     // three degrees of freedom on).
     let v = freedom.max(1) as f64;
@@ -111,7 +121,7 @@ fn erfc(x: f64) -> f64 {
 #[derive(Debug, thiserror::Error)]
 pub enum RetestError {
     /// The parent has no complete trial with a value.
-    #[error("study `{0}` has no complete trial to re-test")]
+    #[error("the study has no complete trial to re-test{0}")]
     NothingToRetest(String),
     /// A configuration does not fit the new search space.
     #[error("trial {trial}'s {name} = {value} does not fit the new study file: {reason}")]
@@ -155,8 +165,38 @@ pub fn plan(
     space: &SearchSpace,
 ) -> Result<Vec<Config>, RetestError> {
     let best = best_trials(parent_trials, direction, k);
-    let mut configs = Vec::with_capacity(best.len());
-    for (rank, t) in best.into_iter().enumerate() {
+    if best.is_empty() {
+        return Err(RetestError::NothingToRetest(String::new()));
+    }
+    configs_of(best, space)
+}
+
+/// The configurations of the parent trials `numbers`, in that order (the order they ranked in
+/// when the re-test was planned), as stored in [`RETEST_PLAN`].
+pub fn planned(
+    parent_trials: &[FrozenTrial],
+    numbers: &[u64],
+    space: &SearchSpace,
+) -> Result<Vec<Config>, RetestError> {
+    let chosen = numbers
+        .iter()
+        .map(|n| {
+            parent_trials
+                .iter()
+                .find(|t| t.number == *n && t.value.is_some())
+                .ok_or_else(|| {
+                    RetestError::NothingToRetest(format!(
+                        " (its trial {n}, planned for re-testing, is gone)"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    configs_of(chosen, space)
+}
+
+fn configs_of(chosen: Vec<&FrozenTrial>, space: &SearchSpace) -> Result<Vec<Config>, RetestError> {
+    let mut configs = Vec::with_capacity(chosen.len());
+    for (rank, t) in chosen.into_iter().enumerate() {
         let mut queued = Vec::with_capacity(t.params.len());
         for (name, value) in &t.params {
             let unfit = |reason: String| RetestError::DoesNotFit {
@@ -191,7 +231,7 @@ pub fn plan(
         configs.push(Config {
             parent_trial: t.number,
             old_rank: rank + 1,
-            old_value: t.value.expect("best trials have values"),
+            old_value: t.value.unwrap_or(f64::NAN),
             queued,
             params: t.params.clone(),
         });
@@ -227,15 +267,61 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Queues the runs each configuration still lacks (of `repeats`, counting those done, running
+/// or waiting), as a resumed re-test must after runs were interrupted or lost. Returns how many
+/// were queued.
+pub fn top_up(
+    storage: &dyn Storage,
+    child: &StudyRecord,
+    configs: &[Config],
+    repeats: usize,
+) -> Result<usize, RetestError> {
+    let runs = runs_of(
+        storage.trials(child.id)?,
+        &storage.trial_user_attrs(child.id)?,
+        configs,
+    );
+    let mut queued = 0;
+    for config in configs {
+        let have = runs
+            .iter()
+            .filter(|(p, _)| *p == config.parent_trial)
+            .count();
+        for _ in have..repeats {
+            storage.enqueue_trial_with_attrs(
+                child.id,
+                &config.queued,
+                0,
+                &[(RETEST_OF.into(), serde_json::json!(config.parent_trial))],
+            )?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
 /// The re-test's trials, each with the parent trial it repeats (trials without the mark, such
-/// as retries of lost ones, are matched by their parameters).
+/// as retries of lost ones, are matched by their parameters). Runs that caviar itself ended
+/// are left out, so they neither count as failures nor as done: a run interrupted by Ctrl-C,
+/// and a lost run that was queued again.
 pub fn runs_of(
     trials: Vec<FrozenTrial>,
     attrs: &caviar_core::storage::TrialUserAttrs,
     configs: &[Config],
 ) -> Vec<(u64, FrozenTrial)> {
+    let retried: std::collections::HashSet<u64> = attrs
+        .values()
+        .filter_map(|a| a.get(caviar_core::study::RETRY_OF).and_then(|v| v.as_u64()))
+        .collect();
     trials
         .into_iter()
+        .filter(|t| {
+            let interrupted = t.state == TrialState::Failed
+                && t.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("interrupted"));
+            !interrupted && !retried.contains(&t.number)
+        })
         .filter_map(|t| {
             let marked = attrs
                 .get(&t.id)
@@ -303,7 +389,14 @@ pub fn stored(
         .ok_or_else(|| RetestError::NothingToRetest(parent_name.to_string()))?;
     let parent_trials = storage.trials(parent.id)?;
     let space = child.space().unwrap_or_default();
-    let configs = plan(&parent_trials, parent.direction, k, &space)?;
+    let numbers: Option<Vec<u64>> = attrs
+        .get(RETEST_PLAN)
+        .and_then(|p| p["trials"].as_array().cloned())
+        .map(|list| list.iter().filter_map(|v| v.as_u64()).collect());
+    let configs = match numbers {
+        Some(numbers) => planned(&parent_trials, &numbers, &space)?,
+        None => plan(&parent_trials, parent.direction, k, &space)?,
+    };
     let runs = runs_of(
         storage.trials(child.id)?,
         &storage.trial_user_attrs(child.id)?,
@@ -581,7 +674,7 @@ fn judge(
         );
     }
     let pending: usize = rows.iter().map(|r| r.pending).sum();
-    if pending > 0 || rows.iter().any(|r| r.new_mean.is_none()) {
+    if rows.is_empty() || pending > 0 || rows.iter().any(|r| r.new_mean.is_none()) {
         return (
             Verdict::Incomplete,
             format!(

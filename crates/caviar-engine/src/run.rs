@@ -314,9 +314,8 @@ where
         .storage()
         .counts(study.record().id)
         .map_err(|e| EngineError::storage("counting trials", e))?;
-    let left = limits
-        .total
-        .saturating_sub(held.total())
+    // Queued trials are this run's to start too (they run even past the total).
+    let left = (limits.total.saturating_sub(held.total()) + held.waiting)
         .min(limits.run_trials.unwrap_or(u64::MAX));
     // Trials this run has claimed the right to start (for `Limits::run_trials`).
     let started = std::sync::atomic::AtomicU64::new(0);

@@ -107,10 +107,6 @@ impl Sampler for InferredSpace {
         true
     }
 
-    fn learns_from_prior(&self) -> bool {
-        true
-    }
-
     fn name(&self) -> &'static str {
         self.state.lock().unwrap().inner.name()
     }
