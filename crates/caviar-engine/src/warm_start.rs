@@ -159,7 +159,7 @@ fn fit(mut t: FrozenTrial, space: Option<&SearchSpace>) -> Option<FrozenTrial> {
 mod tests {
     use super::*;
     use caviar_core::prelude::*;
-    use caviar_core::sampler::TpeSampler;
+    use caviar_core::sampler::{Sampler, TpeSampler};
     use caviar_core::storage::InMemoryStorage;
     use std::sync::Arc;
 
@@ -287,6 +287,33 @@ mod tests {
                 "seed {seed}: warm {warm}, cold {cold}"
             );
         }
+    }
+
+    #[test]
+    fn a_define_by_run_gp_learns_from_the_prior_and_sobol_ignores_it() {
+        use caviar_core::sampler::{GpSampler, InferredSpace, SobolSampler};
+        let storage: Arc<dyn Storage> = Arc::new(InMemoryStorage::new());
+        let old = Study::builder("old")
+            .storage(storage.clone())
+            .sampler(TpeSampler::new(3))
+            .build()
+            .unwrap();
+        old.optimize(40, bowl).unwrap();
+        let prior = load(&*storage, &["old".into()], None, Direction::Minimize, None)
+            .unwrap()
+            .trials;
+        let gp = InferredSpace::new(Box::new(|space| Arc::new(GpSampler::new(space, 1))));
+        let warm = Study::builder("warm")
+            .storage(storage.clone())
+            .sampler(gp)
+            .prior(prior.clone())
+            .build()
+            .unwrap();
+        warm.optimize(2, bowl).unwrap();
+        let best = warm.best_trial().unwrap().unwrap().value.unwrap();
+        assert!(best < 1.0, "a warm GP's first two trials reach {best}");
+        let sobol = InferredSpace::new(Box::new(|space| Arc::new(SobolSampler::new(space, 1))));
+        assert!(!sobol.learns_from_prior());
     }
 
     #[test]

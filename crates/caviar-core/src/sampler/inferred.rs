@@ -33,8 +33,10 @@ pub struct InferredSpace {
 struct Learnt {
     /// Finished trials read so far (they only grow at the end between asks).
     seen: usize,
-    /// The intersection so far; `None` before the first complete trial.
+    /// The intersection over the study's own complete trials; `None` before the first.
     common: Option<BTreeMap<String, Distribution>>,
+    /// The same over warm-start trials (negative ids), used until the study has its own.
+    prior_common: Option<BTreeMap<String, Distribution>>,
     /// The inner sampler and the space it was built for.
     inner: Arc<dyn Sampler>,
     built_for: BTreeMap<String, Distribution>,
@@ -49,6 +51,7 @@ impl InferredSpace {
             state: Mutex::new(Learnt {
                 seen: 0,
                 common: None,
+                prior_common: None,
                 inner,
                 built_for: BTreeMap::new(),
             }),
@@ -63,7 +66,13 @@ impl InferredSpace {
                 if t.state != TrialState::Complete {
                     continue;
                 }
-                state.common = Some(match state.common.take() {
+                // An earlier study's trial (a warm start) must not narrow this study's space.
+                let slot = if t.id.0 < 0 {
+                    &mut state.prior_common
+                } else {
+                    &mut state.common
+                };
+                *slot = Some(match slot.take() {
                     None => t.distributions.clone(),
                     Some(mut common) => {
                         common.retain(|name, dist| t.distributions.get(name) == Some(dist));
@@ -73,7 +82,11 @@ impl InferredSpace {
             }
             state.seen = ctx.finished.len();
         }
-        let common = state.common.clone().unwrap_or_default();
+        let common = state
+            .common
+            .clone()
+            .or_else(|| state.prior_common.clone())
+            .unwrap_or_default();
         if common != state.built_for {
             let mut space = SearchSpace::new();
             for (name, dist) in &common {
@@ -105,6 +118,11 @@ impl Sampler for InferredSpace {
 
     fn needs_history(&self) -> bool {
         true
+    }
+
+    fn learns_from_prior(&self) -> bool {
+        // As the inner sampler does (GP yes; Sobol and zoom no).
+        self.state.lock().unwrap().inner.learns_from_prior()
     }
 
     fn name(&self) -> &'static str {
