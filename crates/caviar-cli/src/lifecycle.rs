@@ -115,6 +115,48 @@ pub fn delete(url: &str, args: &DeleteArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Children of a renamed study name it in their stored study files (`parent = ...`) and, for
+/// re-tests, in an attribute: both follow the new name, so their workers and resumes still find
+/// it.
+fn relink_children(storage: &dyn Storage, old: &str, new: &str) -> Result<()> {
+    let studies = storage.studies().context("listing studies")?;
+    for child in studies
+        .iter()
+        .filter(|s| s.study.parent.as_deref() == Some(new))
+    {
+        let mut spec = child.study.spec.clone();
+        if let Some(text) = spec
+            .as_ref()
+            .and_then(|s| s.get("text"))
+            .and_then(|t| t.as_str())
+        {
+            let mut table: toml::Table =
+                toml::from_str(text).context("reading a child's stored study file")?;
+            if table.get("parent").and_then(|p| p.as_str()) == Some(old) {
+                table.insert("parent".into(), new.into());
+                if let Some(spec) = spec.as_mut() {
+                    spec["text"] = json!(toml::to_string(&table)?);
+                }
+                storage
+                    .rename_study(child.study.id, &child.study.name, spec.as_ref())
+                    .context("updating a child's stored study file")?;
+            }
+        }
+        let owner = caviar_core::storage::AttrOwner::Study(child.study.id);
+        let attrs = storage
+            .user_attrs(owner)
+            .context("reading a child's attributes")?;
+        let key = caviar_engine::retest::RETEST_OF_STUDY;
+        if attrs.get(key).and_then(|v| v.as_str()) == Some(old) {
+            storage
+                .set_user_attr(owner, key, &json!(new))
+                .context("updating a re-test's parent")?;
+        }
+        eprintln!("`{}` now names `{new}` as its parent", child.study.name);
+    }
+    Ok(())
+}
+
 /// A study's definition under a new name: the stored study file's `name` rewritten.
 fn renamed_spec(spec: Option<serde_json::Value>, name: &str) -> Result<Option<serde_json::Value>> {
     let Some(mut spec) = spec else {
@@ -278,6 +320,7 @@ pub fn rename(url: &str, args: &RenameArgs) -> Result<u8> {
             other => anyhow::Error::from(other).context("renaming the study"),
         })?;
     eprintln!("renamed `{}` to `{}`", record.name, args.new_name);
+    relink_children(&*storage, &record.name, &args.new_name)?;
     // Checkpoints follow the name, so forks and resumes find them.
     if let Some(old) = folder {
         let new = old.with_file_name(&args.new_name);

@@ -1920,3 +1920,36 @@ x = { low = 0.0, high = 1.0 }
     .unwrap();
     assert_eq!(best[0]["metrics"], serde_json::json!({"acc": 0.93}));
 }
+
+#[test]
+fn a_renamed_parent_stays_the_parent_of_its_retest_for_workers_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    study_with_a_child(dir.path());
+    caviar_at(dir.path(), "sqlite:caviar.db", &["rename", "drift", "base"]);
+    // The re-test still resumes by name (its parent attribute followed) ...
+    let out = caviar_at(
+        dir.path(),
+        "sqlite:caviar.db",
+        &["retest", "base", "--name", "drift-retest-1", "--json"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["parent"], "base");
+    // ... and its workers find their parent by the new name in the stored study file.
+    caviar_at(
+        dir.path(),
+        "sqlite:caviar.db",
+        &["worker", "drift-retest-1", "--trials", "5"],
+    );
+    let studies: Value = serde_json::from_slice(
+        &caviar_at(dir.path(), "sqlite:caviar.db", &["studies", "--json"]).stdout,
+    )
+    .unwrap();
+    let child = studies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "drift-retest-1")
+        .unwrap();
+    assert_eq!(child["parent"], "base");
+    assert_eq!(child["n_trials"], 5);
+}

@@ -1396,7 +1396,7 @@ impl Storage for InMemoryStorage {
         spec: Option<&serde_json::Value>,
     ) -> Result<(), StorageError> {
         let mut m = self.lock();
-        if m.studies.iter().any(|s| s.name == name) {
+        if m.studies.iter().any(|s| s.name == name && s.id != study) {
             return Err(StorageError::StudyExists(name.to_string()));
         }
         let Some(record) = m.studies.iter_mut().find(|s| s.id == study) else {

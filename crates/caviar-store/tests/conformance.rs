@@ -1027,10 +1027,12 @@ fn a_renamed_study_keeps_its_trials_children_and_new_definition() {
         assert!(s.study("old").unwrap().is_none(), "{name}");
         let renamed = s.study("new").unwrap().unwrap();
         assert_eq!(renamed.id, old.id, "{name}");
-        assert_eq!(renamed.spec, Some(spec), "{name}");
+        assert_eq!(renamed.spec, Some(spec.clone()), "{name}");
         assert_eq!(s.trials(old.id).unwrap().len(), 1, "{name}");
         let child = s.study("child").unwrap().unwrap();
         assert_eq!(child.parent.as_deref(), Some("new"), "{name}");
+        // The same name with a new definition only replaces the definition.
+        s.rename_study(old.id, "new", Some(&spec)).unwrap();
         // Without a new definition the old one stays.
         s.rename_study(old.id, "newer", None).unwrap();
         assert_eq!(
