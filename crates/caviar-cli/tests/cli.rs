@@ -1953,3 +1953,81 @@ fn a_renamed_parent_stays_the_parent_of_its_retest_for_workers_and_resumes() {
     assert_eq!(child["parent"], "base");
     assert_eq!(child["n_trials"], 5);
 }
+
+#[test]
+fn an_interrupted_retest_resumes_and_reruns_what_ctrl_c_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let unpruned = DRIFTING
+        .replace("[pruner]\nkind = \"median\"\n", "")
+        .replace("fingerprint = [\"data.txt\"]", "")
+        .replace("trials = 30", "trials = 8");
+    let file = write_study(dir.path(), "drift", &unpruned);
+    caviar_at(
+        dir.path(),
+        "sqlite:caviar.db",
+        &["run", file.to_str().unwrap()],
+    );
+    // The same program, slower, so Ctrl-C finds runs in flight.
+    let slow = write_study(
+        dir.path(),
+        "slow",
+        &unpruned.replace(
+            "command = [\"SCRIPTS/drifting.sh\", \"{x}\", \"{seed}\"]",
+            "command = [\"sh\", \"-c\", \"sleep 0.4; exec SCRIPTS/drifting.sh \\\"$0\\\" \\\"$1\\\"\", \"{x}\", \"{seed}\"]",
+        ),
+    );
+    let log_path = dir.path().join("retest.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .args([
+            "retest",
+            "drift",
+            "-k",
+            "2",
+            "--repeats",
+            "3",
+            "--workers",
+            "2",
+        ])
+        .args(["--file", slow.to_str().unwrap()])
+        .env_remove("DRIFT")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_complete(dir.path(), "drift-retest-1", 1);
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(130), "{log}");
+    let before = trials_json(dir.path(), "drift-retest-1");
+    assert!(
+        before.iter().any(|t| t["error"] == "interrupted"),
+        "{before:#?}"
+    );
+    // Resuming queues again what was stopped; interrupted runs are not failures.
+    let out = Command::new(env!("CARGO_BIN_EXE_caviar"))
+        .current_dir(dir.path())
+        .args(["retest", "drift", "--name", "drift-retest-1", "--json"])
+        .env_remove("DRIFT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run(s) that `drift-retest-1` still lacked")
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "stable", "{report:#}");
+    for c in report["configs"].as_array().unwrap() {
+        assert_eq!(c["new_values"].as_array().unwrap().len(), 3, "{c}");
+        assert!(c["failures"].as_array().unwrap().is_empty(), "{c}");
+    }
+    assert!(trials_json(dir.path(), "drift-retest-1").len() > 6);
+}
