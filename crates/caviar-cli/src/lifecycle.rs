@@ -116,8 +116,8 @@ pub fn delete(url: &str, args: &DeleteArgs) -> Result<u8> {
 }
 
 /// Children of a renamed study name it in their stored study files (`parent = ...`) and, for
-/// re-tests, in an attribute: both follow the new name, so their workers and resumes still find
-/// it.
+/// re-tests, in an attribute; studies warm-started from it name it in `warm_start`: all follow
+/// the new name, so their workers and resumes still find it.
 fn relink_children(storage: &dyn Storage, old: &str, new: &str) -> Result<()> {
     let studies = storage.studies().context("listing studies")?;
     for child in studies
@@ -153,6 +153,57 @@ fn relink_children(storage: &dyn Storage, old: &str, new: &str) -> Result<()> {
                 .context("updating a re-test's parent")?;
         }
         eprintln!("`{}` now names `{new}` as its parent", child.study.name);
+    }
+    // Studies warm-started from it name it in their study files and their `warm_start` record.
+    for other in &studies {
+        let mut spec = other.study.spec.clone();
+        let mut changed = false;
+        if let Some(text) = spec
+            .as_ref()
+            .and_then(|s| s.get("text"))
+            .and_then(|t| t.as_str())
+        {
+            let mut table: toml::Table =
+                toml::from_str(text).context("reading a stored study file")?;
+            if let Some(toml::Value::Array(list)) = table.get_mut("warm_start") {
+                for item in list.iter_mut() {
+                    if item.as_str() == Some(old) {
+                        *item = new.into();
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                if let Some(spec) = spec.as_mut() {
+                    spec["text"] = json!(toml::to_string(&table)?);
+                }
+                storage
+                    .rename_study(other.study.id, &other.study.name, spec.as_ref())
+                    .context("updating a stored study file")?;
+            }
+        }
+        let owner = caviar_core::storage::AttrOwner::Study(other.study.id);
+        let key = caviar_engine::warm_start::WARM_START;
+        let attrs = storage.user_attrs(owner).context("reading attributes")?;
+        if let Some(serde_json::Value::Array(list)) = attrs.get(key) {
+            let mut list = list.clone();
+            let mut renamed = false;
+            for entry in &mut list {
+                if entry["study"] == old {
+                    entry["study"] = json!(new);
+                    renamed = true;
+                }
+            }
+            if renamed {
+                storage
+                    .set_user_attr(owner, key, &json!(list))
+                    .context("updating a warm start record")?;
+                changed = true;
+            }
+        }
+        if changed {
+            eprintln!("`{}` is now warm-started from `{new}`", other.study.name);
+        }
     }
     Ok(())
 }

@@ -1339,6 +1339,22 @@ fn warm_start_feeds_old_trials_and_enqueue_best_runs_the_old_top_first() {
         "cold",
         &DRIFTING.replace("name = \"drift\"", "name = \"cold\""),
     );
+    // Renaming the old study keeps the warm study working: its stored file follows.
+    let out = caviar(dir.path(), &["rename", "old", "older"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`warm` is now warm-started from `older`")
+    );
+    let out = caviar(dir.path(), &["worker", "warm", "--trials", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = caviar(
         dir.path(),
         &["run", cold.to_str().unwrap(), "--warm-start", "nope"],
