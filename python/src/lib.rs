@@ -448,10 +448,21 @@ impl PyTrial {
     ///
     /// A trial paused from outside (`caviar pause`, `Study.pause_trial`) waits here until it
     /// is resumed or stopped; Ctrl-C still interrupts the wait.
-    fn report(&self, py: Python<'_>, value: f64, step: u64) -> PyResult<()> {
+    ///
+    /// `metrics` (caviar's): other values at this step, `{"train_loss": 0.4, "lr": 1e-3}`,
+    /// each kept as its own series (`caviar trials --json`, the dashboard's curves).
+    #[pyo3(signature = (value, step, metrics=None))]
+    fn report(
+        &self,
+        py: Python<'_>,
+        value: f64,
+        step: u64,
+        metrics: Option<BTreeMap<String, f64>>,
+    ) -> PyResult<()> {
+        let metrics: Vec<(String, f64)> = metrics.unwrap_or_default().into_iter().collect();
         let mut steer = py.detach(|| {
             self.with(|t| {
-                t.report(step, value)?;
+                t.report_all(step, value, &metrics)?;
                 t.apply_param_changes(step)?;
                 t.take_controls(Some(step))
             })

@@ -397,3 +397,24 @@ def test_warm_start_learns_from_an_earlier_study_and_is_remembered(sqlite_url):
 
     with pytest.raises(ValueError, match="`nope`, which is not a study"):
         caviar.create_study(study_name="bad", storage=sqlite_url, warm_start=["nope"])
+
+
+def test_report_keeps_other_metrics_as_their_own_series(sqlite_url, cli):
+    import json
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        for epoch in (1, 2):
+            trial.report(x * epoch, epoch, metrics={"train_loss": x / epoch, "lr": 0.1})
+        trial.report(x * 3, 3)
+        return x
+
+    study = caviar.create_study(study_name="m", storage=sqlite_url)
+    study.optimize(objective, n_trials=2)
+    listed = json.loads(cli("--storage", sqlite_url, "trials", "m", "--json").stdout)
+    for t in listed:
+        x = t["params"]["x"]
+        assert t["intermediate"] == [[1, x], [2, 2 * x], [3, 3 * x]]
+        assert t["metrics"] == {"lr": [[1, 0.1], [2, 0.1]], "train_loss": [[1, x], [2, x / 2]]}
+    with pytest.raises(TypeError):
+        study.ask().report(1.0, 1, metrics={"lr": "fast"})
