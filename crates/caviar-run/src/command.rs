@@ -878,8 +878,12 @@ fn trial_file_path(input: &TrialInput<'_>) -> PathBuf {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
+    // A counter too: two runs of one trial number in one process (tests, two studies of one
+    // name in different storages) must not share, and delete, each other's files.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::env::temp_dir().join(format!(
-        "caviar-{}-{safe}-{}.json",
+        "caviar-{}-{run}-{safe}-{}.json",
         std::process::id(),
         input.number
     ))
