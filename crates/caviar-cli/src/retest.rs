@@ -57,8 +57,8 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         Some(child) => Some(check_is_retest(&*storage, child, &parent.name)?),
         None => None,
     };
-    let (k, repeats) = match planned {
-        Some((k, repeats)) => {
+    let (k, repeats) = match planned.as_ref() {
+        Some(&retest::Plan { k, repeats, .. }) => {
             for (flag, given, kept) in [("-k", args.k, k), ("--repeats", args.repeats, repeats)] {
                 if given.is_some_and(|g| g != kept) {
                     return Err(BadInput(format!(
@@ -102,17 +102,8 @@ pub fn retest(url: &str, args: &RetestArgs) -> Result<u8> {
         ))
         .into());
     }
-    let planned_trials = match &existing {
-        Some(child) => storage
-            .user_attrs(AttrOwner::Study(child.id))
-            .context("reading the re-test's plan")?
-            .get(retest::RETEST_PLAN)
-            .and_then(|p| p["trials"].as_array().cloned())
-            .map(|list| list.iter().filter_map(|v| v.as_u64()).collect::<Vec<u64>>()),
-        None => None,
-    };
-    let configs = match &planned_trials {
-        Some(numbers) => retest::planned(&parent_trials, numbers, &probe.space),
+    let configs = match &planned {
+        Some(plan) => plan.configs(&parent_trials, parent.direction, &probe.space),
         None => retest::plan(&parent_trials, parent.direction, k, &probe.space),
     }
     .map_err(|e| BadInput(format!("`{}`: {source}: {e}", parent.name)))?;
@@ -213,12 +204,12 @@ fn free_name(storage: &dyn Storage, parent: &str) -> Result<String> {
     unreachable!("some number is free")
 }
 
-/// The stored plan (k, repeats) of an existing study, which must be a re-test of `parent`.
+/// The stored plan of an existing study, which must be a re-test of `parent`.
 fn check_is_retest(
     storage: &dyn Storage,
     child: &StudyRecord,
     parent: &str,
-) -> Result<(usize, usize)> {
+) -> Result<retest::Plan> {
     let attrs = storage
         .user_attrs(AttrOwner::Study(child.id))
         .context("reading the study's attributes")?;
@@ -230,16 +221,13 @@ fn check_is_retest(
         ))
         .into());
     }
-    let plan = attrs.get(retest::RETEST_PLAN);
-    let read = |key: &str| plan.and_then(|p| p[key].as_u64()).map(|v| v as usize);
-    match (read("k"), read("repeats")) {
-        (Some(k), Some(repeats)) => Ok((k, repeats)),
-        _ => Err(anyhow::anyhow!(
+    retest::Plan::read(&attrs).ok_or_else(|| {
+        anyhow::anyhow!(
             "re-test `{}` lost its plan (attribute {})",
             child.name,
             retest::RETEST_PLAN
-        )),
-    }
+        )
+    })
 }
 
 /// The re-test's study file: the parent's (or the given) file renamed, its parent set, `trials`

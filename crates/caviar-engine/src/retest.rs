@@ -338,6 +338,45 @@ pub fn runs_of(
         .collect()
 }
 
+/// A re-test's stored plan ([`RETEST_PLAN`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// How many of the parent's best configurations.
+    pub k: usize,
+    /// Runs of each.
+    pub repeats: usize,
+    /// The parent trials re-tested, in their old order (absent in plans stored before them).
+    pub trials: Option<Vec<u64>>,
+}
+
+impl Plan {
+    /// The plan among a study's user attributes, if it has a whole one.
+    pub fn read(attrs: &std::collections::BTreeMap<String, serde_json::Value>) -> Option<Plan> {
+        let plan = attrs.get(RETEST_PLAN)?;
+        let count = |key: &str| plan[key].as_u64().map(|v| v as usize);
+        Some(Plan {
+            k: count("k")?,
+            repeats: count("repeats")?,
+            trials: plan["trials"]
+                .as_array()
+                .map(|list| list.iter().filter_map(|v| v.as_u64()).collect()),
+        })
+    }
+
+    /// The configurations it re-tests, checked against `space`.
+    pub fn configs(
+        &self,
+        parent_trials: &[FrozenTrial],
+        direction: Direction,
+        space: &SearchSpace,
+    ) -> Result<Vec<Config>, RetestError> {
+        match &self.trials {
+            Some(numbers) => planned(parent_trials, numbers, space),
+            None => plan(parent_trials, direction, self.k, space),
+        }
+    }
+}
+
 /// A stored re-test and its report, as every front end shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoredRetest {
@@ -375,13 +414,7 @@ pub fn stored(
     let Some(parent_name) = attrs.get(RETEST_OF_STUDY).and_then(|v| v.as_str()) else {
         return Ok(None);
     };
-    let plan_of = |key: &str| {
-        attrs
-            .get(RETEST_PLAN)
-            .and_then(|p| p[key].as_u64())
-            .map(|v| v as usize)
-    };
-    let (Some(k), Some(repeats)) = (plan_of("k"), plan_of("repeats")) else {
+    let Some(stored_plan) = Plan::read(&attrs) else {
         return Ok(None);
     };
     let parent = storage
@@ -389,14 +422,7 @@ pub fn stored(
         .ok_or_else(|| RetestError::NothingToRetest(parent_name.to_string()))?;
     let parent_trials = storage.trials(parent.id)?;
     let space = child.space().unwrap_or_default();
-    let numbers: Option<Vec<u64>> = attrs
-        .get(RETEST_PLAN)
-        .and_then(|p| p["trials"].as_array().cloned())
-        .map(|list| list.iter().filter_map(|v| v.as_u64()).collect());
-    let configs = match numbers {
-        Some(numbers) => planned(&parent_trials, &numbers, &space)?,
-        None => plan(&parent_trials, parent.direction, k, &space)?,
-    };
+    let configs = stored_plan.configs(&parent_trials, parent.direction, &space)?;
     let runs = runs_of(
         storage.trials(child.id)?,
         &storage.trial_user_attrs(child.id)?,
@@ -419,8 +445,8 @@ pub fn stored(
     };
     Ok(Some(StoredRetest {
         parent: parent.name,
-        k,
-        repeats,
+        k: stored_plan.k,
+        repeats: stored_plan.repeats,
         report,
         changed,
     }))

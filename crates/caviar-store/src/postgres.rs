@@ -911,19 +911,7 @@ impl Storage for Attempt<'_> {
     }
 
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(backend)?;
-        tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
-        touch(&mut tx, trial)?;
-        // NaN is stored as NULL (as in SQLite) and reads back as NaN.
-        let stored = if value.is_nan() { None } else { Some(value) };
-        tx.execute(
-            "INSERT INTO trial_values (trial_id, step, value) VALUES ($1, $2, $3)
-             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
-            &[&trial.0, &(step as i64), &stored],
-        )
-        .map_err(backend)?;
-        tx.commit().map_err(backend)
+        self.report_all(trial, step, value, &[])
     }
 
     fn report_all(
@@ -937,6 +925,7 @@ impl Storage for Attempt<'_> {
         let mut tx = conn.transaction().map_err(backend)?;
         tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
         touch(&mut tx, trial)?;
+        // NaN is stored as NULL (as in SQLite) and reads back as NaN.
         let stored = if value.is_nan() { None } else { Some(value) };
         tx.execute(
             "INSERT INTO trial_values (trial_id, step, value) VALUES ($1, $2, $3)

@@ -774,28 +774,7 @@ impl Storage for SqliteStorage {
     }
 
     fn report(&self, trial: TrialId, step: u64, value: f64) -> Result<(), StorageError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let alive = tx
-            .prepare_cached(
-                "UPDATE trials SET heartbeat_ms = ?2 WHERE id = ?1 AND state = 'running'",
-            )
-            .and_then(|mut s| s.execute(params![trial.0, now_ms()]))
-            .map_err(backend)?;
-        if alive != 1 {
-            return Err(not_running(&tx, trial));
-        }
-        // SQLite stores NaN as NULL; it reads back as NaN.
-        let stored = if value.is_nan() { None } else { Some(value) };
-        tx.prepare_cached(
-            "INSERT INTO trial_values (trial_id, step, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
-        )
-        .and_then(|mut s| s.execute(params![trial.0, step as i64, stored]))
-        .map_err(backend)?;
-        tx.commit().map_err(backend)
+        self.report_all(trial, step, value, &[])
     }
 
     fn report_all(
@@ -818,6 +797,7 @@ impl Storage for SqliteStorage {
         if alive != 1 {
             return Err(not_running(&tx, trial));
         }
+        // SQLite stores NaN as NULL; it reads back as NaN.
         let stored = if value.is_nan() { None } else { Some(value) };
         tx.prepare_cached(
             "INSERT INTO trial_values (trial_id, step, value) VALUES (?1, ?2, ?3)
