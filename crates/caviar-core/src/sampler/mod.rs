@@ -11,6 +11,7 @@ mod inferred;
 mod random;
 mod sobol;
 mod tpe;
+mod tpe_cells;
 mod tpe_multi;
 mod zoom;
 

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::random::RandomSampler;
+use super::tpe_cells::Cells;
 use super::tpe_multi::{Intersection, Settings};
 use super::{JointSample, SampleContext, Sampler, SamplerError, LN_SQRT_2PI};
 use crate::rng::{stable_hash, Rng};
@@ -139,7 +140,9 @@ fn coordinate(t: &FrozenTrial, name: &str, dist: &Distribution) -> Option<f64> {
 /// adds under 1e-8 of what the prior alone adds (at the default prior weight), so the sum is
 /// exact for choosing candidates and costs a few windows instead of all n components. Each
 /// window is summed in two parts, the near one first: it bounds the density from below, which
-/// lets a candidate that cannot win be dropped early.
+/// lets a candidate that cannot win be dropped early. When the smallest-bandwidth band is dense
+/// (two components or more per bandwidth on average), its windows are summed by cells
+/// ([`Cells`]): one polynomial per cell instead of one exponential per component.
 struct Parzen {
     /// Centres and bandwidths in component order, the prior last (kept only when sampled from).
     mus: Vec<f64>,
@@ -174,6 +177,9 @@ struct Band {
     /// Which blocks of `offsets` hold values.
     filled: Vec<bool>,
     half_width: f64,
+    /// The components by cells, when they share one bandwidth and are dense enough for a cell's
+    /// expansion to cost less than its components; windows then count cells, not components.
+    cells: Option<Cells>,
 }
 
 /// e^x for x ≤ 0, to about 1e-15 relative error, inlined: the density sums call it thousands of
@@ -181,7 +187,7 @@ struct Band {
 /// Range reduction x = k·ln2 + r (ln2 split in two parts), a degree-12 Taylor polynomial for
 /// e^r with |r| ≤ ln2/2, and 2^k put straight into the exponent bits.
 #[inline]
-fn exp_nonpositive(x: f64) -> f64 {
+pub(super) fn exp_nonpositive(x: f64) -> f64 {
     const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // Clamped rather than branched on, so the caller's loop stays branch-free; e^-708 is below
@@ -250,6 +256,7 @@ impl Band {
             offsets: Vec::new(),
             filled: Vec::new(),
             half_width,
+            cells: None,
         }
     }
 
@@ -265,6 +272,12 @@ impl Band {
             return Reach {
                 near: 0..self.centres.len(),
                 far: 0..self.centres.len(),
+            };
+        }
+        if let Some(cells) = &self.cells {
+            return Reach {
+                near: cells.within(x, NEAR_SIGMAS),
+                far: cells.within(x, 7.0),
             };
         }
         let far_width = self.half_width;
@@ -283,6 +296,9 @@ impl Band {
     /// Σ weight·e^(offset - z²/2 - ceiling) over the components in `window`. `ceiling` bounds
     /// every offset, so no term overflows and one pass suffices (no maximum to find first).
     fn window_sum(&self, window: std::ops::Range<usize>, x: f64, ceiling: f64) -> f64 {
+        if let Some(cells) = &self.cells {
+            return cells.sum(window, x);
+        }
         let parts = WindowParts {
             centres: &self.centres[window.clone()],
             inv_sigmas: &self.inv_sigmas[window.clone()],
@@ -453,14 +469,10 @@ fn bandwidths(centers: &[f64], min_sigma: f64) -> Vec<f64> {
     let mut sigmas = Vec::with_capacity(n + 1);
     // Interior centres away from the prior use plain neighbour gaps (a loop without branches);
     // the ends and the two centres beside the prior are fixed up after.
-    sigmas.push(0.0);
-    sigmas.extend(
-        centers
-            .windows(3)
-            .map(|w| (w[1] - w[0]).max(w[2] - w[1]).clamp(min_sigma, 1.0)),
-    );
-    if n >= 2 {
-        sigmas.push(0.0);
+    sigmas.resize(n, 0.0);
+    for i in 1..n.saturating_sub(1) {
+        let gap = (centers[i] - centers[i - 1]).max(centers[i + 1] - centers[i]);
+        sigmas[i] = gap.max(min_sigma).min(1.0);
     }
     for i in [0, n.saturating_sub(1), prior_at.saturating_sub(1), prior_at] {
         if i < n {
@@ -551,6 +563,8 @@ impl Parzen {
             band.offsets = vec![0.0; band.centres.len()];
             band.filled = vec![false; band.centres.len().div_ceil(OFFSET_BLOCK)];
         }
+        // Every component of the first band has the smallest bandwidth.
+        bands[0].cells = Cells::new(&bands[0].centres, min_sigma);
         Parzen {
             mus,
             sigmas,
@@ -634,7 +648,7 @@ impl Parzen {
             if r.near.is_empty() {
                 continue;
             }
-            self.fill_offsets_in(b, r.near.clone());
+            self.prepare(b, r.near.clone());
             sum += self.bands[b].window_sum(r.near.clone(), x, self.ceiling);
         }
         (sum, reach)
@@ -648,11 +662,38 @@ impl Parzen {
                 if part.is_empty() {
                     continue;
                 }
-                self.fill_offsets_in(b, part.clone());
+                self.prepare(b, part.clone());
                 sum += self.bands[b].window_sum(part, x, self.ceiling);
             }
         }
         sum
+    }
+
+    /// Makes what a band's window sums read ready: the offsets of its components and, for a
+    /// band with cells, the moments of its cells.
+    fn prepare(&mut self, band: usize, window: std::ops::Range<usize>) {
+        let Some(cells) = &self.bands[band].cells else {
+            self.fill_offsets_in(band, window);
+            return;
+        };
+        let ready = window.clone().all(|j| cells.is_filled(j));
+        if ready {
+            return;
+        }
+        for j in window {
+            let b = &mut self.bands[band];
+            let Some(cells) = &b.cells else { return };
+            if cells.is_filled(j) {
+                continue;
+            }
+            let components = cells.components(j..j + 1);
+            self.fill_offsets_in(band, components);
+            let ceiling = self.ceiling;
+            let b = &mut self.bands[band];
+            if let Some(cells) = &mut b.cells {
+                cells.fill(j, (&b.centres, &b.weights, &b.offsets), ceiling);
+            }
+        }
     }
 
     fn fill_offsets_in(&mut self, band: usize, window: std::ops::Range<usize>) {
