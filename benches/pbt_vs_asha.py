@@ -68,12 +68,13 @@ EXTRA = {
 }
 
 
-def run(method, seed, work, pbt_keys=""):
+def run(method, seed, work, pbt_keys="", sampler="random"):
     extra, trials, workers = EXTRA[method]
     if method == "pbt" and pbt_keys:
         extra = extra.replace("interval = 2\n", "") + pbt_keys.replace(";", "\n") + "\n"
     name = f"{method}-{seed}"
     text = COMMON.format(name=name, trials=trials, workers=workers, seed=seed)
+    text = text.replace('kind = "random"', f'kind = "{sampler}"')
     text += extra.format(seed=seed)
     path = os.path.join(work, f"{name}.toml")
     with open(path, "w") as f:
@@ -160,13 +161,16 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default="random,asha,pbt")
     parser.add_argument("--pbt", default="", help="extra keys of [pbt], e.g. 'interval = 1'")
+    parser.add_argument("--sampler", action="append", default=[],
+                        help="METHOD=KIND: that method's sampler (default random), e.g. pbt=sobol")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    samplers = dict(s.split("=", 1) for s in args.sampler)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for seed in range(args.seeds):
             for method in args.methods.split(","):
-                r = run(method, seed, work, args.pbt)
+                r = run(method, seed, work, args.pbt, samplers.get(method, "random"))
                 rows.append(r)
                 print(f"{method} seed {seed}: best val {r['best_val']:.4f} test {r['test']:.4f} "
                       f"epochs {r['epochs']}, {r['failed']} failed ({r['seconds']:.0f} s)", flush=True)

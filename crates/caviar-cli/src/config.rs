@@ -192,6 +192,10 @@ pub struct ParamSection {
     /// Grid values to try for this parameter.
     #[serde(default)]
     pub values: Option<Vec<toml::Value>>,
+    /// The parameter exists only when these categorical parameters take these values
+    /// (`when = { optimizer = "adam" }`, or a list of allowed values).
+    #[serde(default)]
+    pub when: Option<toml::Table>,
 }
 
 /// A checked study, ready to run.
@@ -526,6 +530,41 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             }
             grid_values.insert(name.clone(), list);
         }
+    }
+    // Conditions once every parameter exists, since a parent may be written after its child.
+    for (name, spanned) in &file.params {
+        let Some(when) = &spanned.get_ref().when else {
+            continue;
+        };
+        let line = Some(at(spanned.span()));
+        let mut conditions = Vec::new();
+        for (parent, allowed) in when {
+            let parent_dist = space.get(parent).cloned();
+            let as_value = |v: &toml::Value| -> Result<ParamValue, String> {
+                match &parent_dist {
+                    Some(d) => to_value(v, d),
+                    None => Ok(ParamValue::Str(v.to_string())),
+                }
+            };
+            let allowed = match allowed {
+                toml::Value::Array(list) => list.iter().map(as_value).collect(),
+                one => as_value(one).map(|v| vec![v]),
+            }
+            .map_err(|msg| fail(line, format!("parameter `{name}`: when: {msg}")))?;
+            conditions.push(caviar_core::space::Condition {
+                parent: parent.clone(),
+                allowed,
+            });
+        }
+        if conditions.is_empty() {
+            return Err(fail(
+                line,
+                format!("parameter `{name}`: when = {{}} names no parent; write e.g. when = {{ optimizer = \"adam\" }} or remove it"),
+            ));
+        }
+        space
+            .set_conditions(name, conditions)
+            .map_err(|e| fail(line, e.to_string()))?;
     }
     if let Objective::Mnist(settings) = &objective {
         for (name, spanned) in &file.params {

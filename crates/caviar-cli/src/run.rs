@@ -257,6 +257,12 @@ pub(crate) fn run_config(
             spec.timeout = cfg.timeout;
             spec.workdir = cfg.workdir();
             spec.on_change = cfg.on_change;
+            spec.optional = cfg
+                .space
+                .iter()
+                .filter(|(name, _)| !cfg.space.conditions(name).is_empty())
+                .map(|(name, _)| name.clone())
+                .collect();
             // Orphans of trials become ours, so none outlives the run (see kill_orphans below).
             caviar_run::adopt_orphans();
             let driven = driver::run_trials(

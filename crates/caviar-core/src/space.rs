@@ -739,6 +739,20 @@ fn float_step_count(low: f64, high: f64, step: f64) -> u64 {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchSpace {
     params: BTreeMap<String, Distribution>,
+    /// Conditional parameters: each exists in a trial only when all its conditions hold.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    conditions: BTreeMap<String, Vec<Condition>>,
+}
+
+/// A parameter exists only when its categorical `parent` exists and took one of `allowed`
+/// (`when = { optimizer = "adam" }` or `when = { optimizer = ["adam", "adamw"] }` in a study
+/// file). Conditions nest: a parent may be conditional itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// The categorical parameter the condition reads.
+    pub parent: String,
+    /// Values of the parent under which the parameter exists.
+    pub allowed: Vec<ParamValue>,
 }
 
 impl SearchSpace {
@@ -802,6 +816,161 @@ impl SearchSpace {
     /// Parameters in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Distribution)> {
         self.params.iter()
+    }
+
+    /// Makes `name` (already added) exist only when every condition holds. Parents must be
+    /// categorical parameters of this space, the allowed values among their choices, and the
+    /// conditions free of cycles.
+    ///
+    /// ```
+    /// use caviar_core::space::{Condition, Distribution, ParamValue, Scale, SearchSpace};
+    /// let mut space = SearchSpace::new();
+    /// space.add("optimizer", Distribution::categorical(["adam", "sgd"]).unwrap()).unwrap();
+    /// space.add("beta1", Distribution::float(0.8, 0.999, Scale::ReverseLog).unwrap()).unwrap();
+    /// let adam = ParamValue::Str("adam".into());
+    /// space.set_conditions("beta1", vec![Condition { parent: "optimizer".into(), allowed: vec![adam.clone()] }]).unwrap();
+    /// let mut trial = std::collections::BTreeMap::new();
+    /// trial.insert("optimizer".to_string(), ParamValue::Str("sgd".into()));
+    /// assert!(!space.is_active("beta1", &trial));
+    /// trial.insert("optimizer".to_string(), adam);
+    /// assert!(space.is_active("beta1", &trial));
+    /// ```
+    pub fn set_conditions(&mut self, name: &str, conditions: Vec<Condition>) -> Result<(), SpaceError> {
+        let fail = |reason: String| SpaceError {
+            name: name.to_string(),
+            reason,
+        };
+        if !self.params.contains_key(name) {
+            return Err(fail("is not a parameter of this space; define it first".into()));
+        }
+        for c in &conditions {
+            let Some(parent) = self.params.get(&c.parent) else {
+                let names: Vec<&str> = self.params.keys().map(String::as_str).collect();
+                return Err(fail(format!(
+                    "has a condition on `{}`, which is not a parameter; name one of: {}",
+                    c.parent,
+                    names.join(", ")
+                )));
+            };
+            let Distribution::Categorical { choices } = parent else {
+                return Err(fail(format!(
+                    "has a condition on `{}`, which is {}; conditions read categorical parameters                      (give `{}` choices = [...])",
+                    c.parent,
+                    parent.describe(),
+                    c.parent
+                )));
+            };
+            if c.allowed.is_empty() {
+                return Err(fail(format!(
+                    "has a condition on `{}` that allows no value; list at least one of its choices",
+                    c.parent
+                )));
+            }
+            for v in &c.allowed {
+                if !choices.contains(v) {
+                    let list: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
+                    return Err(fail(format!(
+                        "has a condition `{} = {v}`, but {v} is not one of its choices [{}]",
+                        c.parent,
+                        list.join(", ")
+                    )));
+                }
+            }
+        }
+        let before = self.conditions.insert(name.to_string(), conditions);
+        if let Err(cycle) = self.ordered() {
+            match before {
+                Some(old) => self.conditions.insert(name.to_string(), old),
+                None => self.conditions.remove(name),
+            };
+            return Err(fail(format!(
+                "is part of a cycle of conditions ({}); a parameter cannot depend on itself",
+                cycle.join(" -> ")
+            )));
+        }
+        if self.conditions.get(name).is_some_and(Vec::is_empty) {
+            self.conditions.remove(name);
+        }
+        Ok(())
+    }
+
+    /// The conditions of `name` (empty: it always exists).
+    pub fn conditions(&self, name: &str) -> &[Condition] {
+        self.conditions.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any parameter is conditional.
+    pub fn is_conditional(&self) -> bool {
+        !self.conditions.is_empty()
+    }
+
+    /// Whether `name` exists given the values assigned so far: every condition's parent is
+    /// assigned one of its allowed values (parents are assigned first, see
+    /// [`SearchSpace::in_order`]).
+    pub fn is_active(&self, name: &str, assigned: &BTreeMap<String, ParamValue>) -> bool {
+        self.conditions(name).iter().all(|c| {
+            assigned
+                .get(&c.parent)
+                .is_some_and(|v| c.allowed.contains(v))
+        })
+    }
+
+    /// Parameters with every parent before its children, otherwise in name order: the order in
+    /// which a trial's parameters are drawn.
+    pub fn in_order(&self) -> Vec<(&String, &Distribution)> {
+        self.ordered()
+            .expect("cycles are refused when conditions are set")
+            .into_iter()
+            .map(|name| self.params.get_key_value(name).expect("a parameter"))
+            .collect()
+    }
+
+    /// Names with parents first, or the names on a cycle.
+    fn ordered(&self) -> Result<Vec<&String>, Vec<String>> {
+        // Depth-first: 0 unvisited, 1 on the current path, 2 done.
+        fn visit<'a>(
+            space: &'a SearchSpace,
+            name: &'a String,
+            state: &mut BTreeMap<&'a String, u8>,
+            path: &mut Vec<String>,
+            out: &mut Vec<&'a String>,
+        ) -> Result<(), Vec<String>> {
+            match state.get(name).copied().unwrap_or(0) {
+                2 => return Ok(()),
+                1 => {
+                    let from = path.iter().position(|p| p == name).unwrap_or(0);
+                    let mut cycle = path[from..].to_vec();
+                    cycle.push(name.clone());
+                    return Err(cycle);
+                }
+                _ => {}
+            }
+            state.insert(name, 1);
+            path.push(name.clone());
+            for c in space.conditions.get(name).map_or(&[][..], Vec::as_slice) {
+                if let Some((parent, _)) = space.params.get_key_value(&c.parent) {
+                    visit(space, parent, state, path, out)?;
+                }
+            }
+            path.pop();
+            state.insert(name, 2);
+            out.push(name);
+            Ok(())
+        }
+        let mut state = BTreeMap::new();
+        let mut out = Vec::with_capacity(self.params.len());
+        for name in self.params.keys() {
+            visit(self, name, &mut state, &mut Vec::new(), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Whether `params` is a valid assignment: every parameter present exactly when its
+    /// conditions hold (values themselves are not checked).
+    pub fn is_valid_assignment(&self, params: &BTreeMap<String, ParamValue>) -> bool {
+        self.params
+            .keys()
+            .all(|name| params.contains_key(name) == self.is_active(name, params))
     }
 
     /// Position of a parameter in name order (its dimension for space-filling samplers).

@@ -749,12 +749,30 @@ impl Trial {
 
     /// Suggests every parameter of `space` that this trial has not suggested yet, storing them
     /// in one write: what a run loop does for a declared space, at a cost linear in its size.
+    ///
+    /// A conditional parameter is drawn only when its conditions hold, parents first; one whose
+    /// conditions fail is left out of the trial.
     pub fn suggest_space(&mut self, space: &SearchSpace) -> Result<(), TrialError> {
         let mut drawn = Vec::new();
-        for (name, dist) in space.iter() {
-            if self.known(name, dist)?.is_none() {
-                let value = self.draw(name, dist)?;
-                drawn.push((name.to_string(), dist.clone(), value));
+        let mut assigned = if space.is_conditional() {
+            self.params()
+        } else {
+            BTreeMap::new()
+        };
+        for (name, dist) in space.in_order() {
+            if space.is_conditional() && !space.is_active(name, &assigned) {
+                continue;
+            }
+            let value = match self.known(name, dist)? {
+                Some(value) => value,
+                None => {
+                    let value = self.draw(name, dist)?;
+                    drawn.push((name.to_string(), dist.clone(), value.clone()));
+                    value
+                }
+            };
+            if space.is_conditional() {
+                assigned.insert(name.clone(), value);
             }
         }
         self.storage.set_params(self.id, &drawn)?;

@@ -38,6 +38,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         "dropout",
         "probability of dropping a hidden unit (0 <= x < 1)",
     ),
+    (
+        "use_dropout",
+        "dropout on or off (bool; off sets the dropout rate to 0, so a study can make `dropout` conditional on it)",
+    ),
     ("batch_norm", "batch normalisation on or off (bool)"),
     ("epochs", "passes over the training data (int >= 1)"),
 ];
@@ -101,6 +105,15 @@ fn float(name: &str, v: &ParamValue) -> Result<f64, String> {
     v.as_f64()
         .filter(|x| x.is_finite())
         .ok_or_else(|| format!("`{name}` must be a number, not {v}"))
+}
+
+fn boolean(name: &str, v: &ParamValue) -> Result<bool, String> {
+    match v {
+        ParamValue::Bool(b) => Ok(*b),
+        ParamValue::Str(s) if s == "on" || s == "true" => Ok(true),
+        ParamValue::Str(s) if s == "off" || s == "false" => Ok(false),
+        _ => Err(format!("`{name}` must be true or false, not {v}")),
+    }
 }
 
 fn count(name: &str, v: &ParamValue) -> Result<usize, String> {
@@ -182,14 +195,13 @@ impl Hyperparams {
                     }
                 }
                 "dropout" => self.dropout = unit_interval(name, v)?,
-                "batch_norm" => {
-                    self.batch_norm = match v {
-                        ParamValue::Bool(b) => *b,
-                        ParamValue::Str(s) if s == "on" || s == "true" => true,
-                        ParamValue::Str(s) if s == "off" || s == "false" => false,
-                        _ => return Err(format!("`batch_norm` must be true or false, not {v}")),
+                // After `dropout` in name order, so off wins over a rate.
+                "use_dropout" => {
+                    if !boolean(name, v)? {
+                        self.dropout = 0.0;
                     }
                 }
+                "batch_norm" => self.batch_norm = boolean(name, v)?,
                 other => {
                     let known: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
                     return Err(format!(

@@ -67,6 +67,9 @@ pub struct CommandSpec {
     pub env: Vec<(String, String)>,
     /// Signal sent to the command's process group after its parameters file changes.
     pub on_change: Option<i32>,
+    /// Parameters that a trial may lack (conditional ones): an argument that names an absent
+    /// one is dropped, with the flag before it (see [`substitute_args`]).
+    pub optional: std::collections::BTreeSet<String>,
 }
 
 impl CommandSpec {
@@ -80,6 +83,7 @@ impl CommandSpec {
             workdir: None,
             env: Vec::new(),
             on_change: None,
+            optional: Default::default(),
         }
     }
 }
@@ -250,6 +254,67 @@ pub fn substitute(arg: &str, params: &BTreeMap<String, ParamValue>) -> Result<St
     Ok(out)
 }
 
+/// The placeholder names in `arg` (`{{` and `}}` are literal braces, not placeholders).
+fn placeholders(arg: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = arg;
+    while let Some(i) = rest.find(['{', '}']) {
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            rest = &tail[2..];
+        } else if tail.starts_with('}') {
+            rest = &tail[1..];
+        } else if let Some(close) = tail.find('}') {
+            names.push(&tail[1..close]);
+            rest = &tail[close + 1..];
+        } else {
+            break;
+        }
+    }
+    names
+}
+
+/// Substitutes every argument, leaving out those that name an `optional` parameter absent
+/// from `params`: such an argument is dropped whole (`--beta1={beta1}`), and when it is the
+/// placeholder alone (`{beta1}`) the flag before it (an argument starting with `-` without
+/// placeholders, `--beta1`) goes too.
+///
+/// ```
+/// use std::collections::{BTreeMap, BTreeSet};
+/// use caviar_run::substitute_args;
+/// let params = BTreeMap::from([("lr".to_string(), caviar_core::space::ParamValue::Float(0.1))]);
+/// let optional = BTreeSet::from(["beta1".to_string()]);
+/// let argv: Vec<String> = ["--lr", "{lr}", "--beta1", "{beta1}", "--b2={beta1}", "-v"]
+///     .map(String::from).to_vec();
+/// assert_eq!(substitute_args(&argv, &params, &optional).unwrap(), ["--lr", "0.1", "-v"]);
+/// ```
+pub fn substitute_args(
+    argv: &[String],
+    params: &BTreeMap<String, ParamValue>,
+    optional: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>, RunError> {
+    let mut out: Vec<String> = Vec::with_capacity(argv.len());
+    // Whether the last argument kept is a plain flag, so that a dropped value takes it along.
+    let mut last_is_flag = false;
+    for arg in argv {
+        let names = placeholders(arg);
+        let absent = names
+            .iter()
+            .any(|n| !params.contains_key(*n) && optional.contains(*n));
+        if absent {
+            let alone = names.len() == 1 && arg == &format!("{{{}}}", names[0]);
+            if alone && last_is_flag {
+                out.pop();
+            }
+            last_is_flag = false;
+            continue;
+        }
+        out.push(substitute(arg, params)?);
+        last_is_flag = arg.starts_with('-') && names.is_empty();
+    }
+    Ok(out)
+}
+
 /// Checks that the program exists and is executable, looking it up on PATH if it has no slash.
 pub fn check_program(program: &str, workdir: Option<&Path>) -> Result<PathBuf, RunError> {
     use std::os::unix::fs::PermissionsExt;
@@ -359,10 +424,7 @@ pub fn run_command_live(
     placeholders
         .entry(SEED_PLACEHOLDER.to_string())
         .or_insert(ParamValue::Int(input.number as i64));
-    let args = spec.argv[1..]
-        .iter()
-        .map(|a| substitute(a, &placeholders))
-        .collect::<Result<Vec<_>, _>>()?;
+    let args = substitute_args(&spec.argv[1..], &placeholders, &spec.optional)?;
     let program = substitute(program, &placeholders)?;
 
     let trial_file = trial_file_path(input);

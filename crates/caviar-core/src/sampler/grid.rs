@@ -21,6 +21,9 @@ use crate::space::{Distribution, ParamValue, SearchSpace};
 #[derive(Clone, Debug)]
 pub struct GridSampler {
     axes: Vec<(String, Vec<ParamValue>)>,
+    /// For a conditional space, its valid points (a value index per axis, `None` where the
+    /// parameter is absent); a full product of the axes otherwise.
+    points: Option<std::sync::Arc<Vec<Vec<Option<u32>>>>>,
     size: u64,
     half_bits: u32,
     keys: [u64; 4],
@@ -49,6 +52,7 @@ impl GridSampler {
         let keys = [0, 1, 2, 3].map(|i| derive_seed(seed, &[0x6772_6964, i]));
         Ok(GridSampler {
             axes,
+            points: None,
             size,
             half_bits,
             keys,
@@ -90,7 +94,16 @@ impl GridSampler {
             };
             axes.push((name.clone(), values));
         }
-        Self::new(axes, seed)
+        if !space.is_conditional() {
+            return Self::new(axes, seed);
+        }
+        let points = valid_points(space, &axes)?;
+        let mut grid = Self::new(axes, seed)?;
+        grid.size = points.len() as u64;
+        let bits = 64 - (grid.size.max(2) - 1).leading_zeros();
+        grid.half_bits = bits.div_ceil(2);
+        grid.points = Some(std::sync::Arc::new(points));
+        Ok(grid)
     }
 
     /// Number of points.
@@ -104,6 +117,16 @@ impl GridSampler {
             return None;
         }
         let mut index = self.permute(number);
+        if let Some(points) = &self.points {
+            let point = &points[index as usize];
+            return Some(
+                self.axes
+                    .iter()
+                    .zip(point)
+                    .filter_map(|((name, values), at)| Some((name.as_str(), &values[(*at)? as usize])))
+                    .collect(),
+            );
+        }
         let mut out = Vec::with_capacity(self.axes.len());
         for (name, values) in &self.axes {
             let n = values.len() as u64;
@@ -135,6 +158,63 @@ impl GridSampler {
         }
         (left << self.half_bits) | right
     }
+}
+
+/// Most points a conditional grid lists (it holds them, unlike a plain product).
+pub const MAX_CONDITIONAL_POINTS: usize = 1_000_000;
+
+/// Every valid combination of a conditional space's axes: parents first, a child's values
+/// only where its conditions hold, absent otherwise (so no point is listed twice).
+fn valid_points(
+    space: &SearchSpace,
+    axes: &[(String, Vec<ParamValue>)],
+) -> Result<Vec<Vec<Option<u32>>>, SamplerError> {
+    let order: Vec<usize> = space
+        .in_order()
+        .iter()
+        .filter_map(|(name, _)| axes.iter().position(|(a, _)| a == *name))
+        .collect();
+    let mut points = Vec::new();
+    let mut current = vec![None; axes.len()];
+    let mut assigned = BTreeMap::new();
+    fn walk(
+        depth: usize,
+        order: &[usize],
+        space: &SearchSpace,
+        axes: &[(String, Vec<ParamValue>)],
+        current: &mut Vec<Option<u32>>,
+        assigned: &mut BTreeMap<String, ParamValue>,
+        points: &mut Vec<Vec<Option<u32>>>,
+    ) -> Result<(), SamplerError> {
+        let Some(&axis) = order.get(depth) else {
+            if points.len() == MAX_CONDITIONAL_POINTS {
+                return Err(SamplerError::Unsupported {
+                    name: axes[0].0.clone(),
+                    reason: format!(
+                        "the conditional grid has more than {MAX_CONDITIONAL_POINTS} points; use \
+                         fewer points per axis or the random sampler"
+                    ),
+                });
+            }
+            points.push(current.clone());
+            return Ok(());
+        };
+        let (name, values) = &axes[axis];
+        if !space.is_active(name, assigned) {
+            current[axis] = None;
+            return walk(depth + 1, order, space, axes, current, assigned, points);
+        }
+        for (i, value) in values.iter().enumerate() {
+            current[axis] = Some(i as u32);
+            assigned.insert(name.clone(), value.clone());
+            walk(depth + 1, order, space, axes, current, assigned, points)?;
+        }
+        assigned.remove(name);
+        current[axis] = None;
+        Ok(())
+    }
+    walk(0, &order, space, axes, &mut current, &mut assigned, &mut points)?;
+    Ok(points)
 }
 
 impl Sampler for GridSampler {
@@ -202,6 +282,45 @@ mod tests {
         let order_b: Vec<u64> = (0..50).map(|i| b.permute(i)).collect();
         assert_ne!(order_a, (0..50).collect::<Vec<_>>());
         assert_ne!(order_a, order_b);
+    }
+
+    #[test]
+    fn a_conditional_grid_lists_each_valid_point_once() {
+        use crate::space::{Condition, Scale};
+        let mut space = SearchSpace::new();
+        space
+            .add("optimizer", Distribution::categorical(["adam", "sgd"]).unwrap())
+            .unwrap();
+        space
+            .add("beta1", Distribution::float(0.8, 0.99, Scale::Linear).unwrap())
+            .unwrap();
+        space
+            .add("lr", Distribution::float(1e-3, 1e-1, Scale::Log).unwrap())
+            .unwrap();
+        space
+            .set_conditions(
+                "beta1",
+                vec![Condition {
+                    parent: "optimizer".into(),
+                    allowed: vec![ParamValue::Str("adam".into())],
+                }],
+            )
+            .unwrap();
+        let grid = GridSampler::from_space(&space, 3, &BTreeMap::new(), 4).unwrap();
+        // adam: 3 beta1 x 3 lr; sgd: 3 lr.
+        assert_eq!(grid.max_trials(), Some(12));
+        let mut seen = HashSet::new();
+        for n in 0..12 {
+            let point: BTreeMap<String, ParamValue> = grid
+                .point(n)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            assert!(space.is_valid_assignment(&point), "{point:?}");
+            assert!(seen.insert(format!("{point:?}")), "twice: {point:?}");
+        }
+        assert!(grid.point(12).is_none());
     }
 
     #[test]
