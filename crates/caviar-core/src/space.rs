@@ -835,13 +835,19 @@ impl SearchSpace {
     /// trial.insert("optimizer".to_string(), adam);
     /// assert!(space.is_active("beta1", &trial));
     /// ```
-    pub fn set_conditions(&mut self, name: &str, conditions: Vec<Condition>) -> Result<(), SpaceError> {
+    pub fn set_conditions(
+        &mut self,
+        name: &str,
+        conditions: Vec<Condition>,
+    ) -> Result<(), SpaceError> {
         let fail = |reason: String| SpaceError {
             name: name.to_string(),
             reason,
         };
         if !self.params.contains_key(name) {
-            return Err(fail("is not a parameter of this space; define it first".into()));
+            return Err(fail(
+                "is not a parameter of this space; define it first".into(),
+            ));
         }
         for c in &conditions {
             let Some(parent) = self.params.get(&c.parent) else {

@@ -123,7 +123,9 @@ impl GridSampler {
                 self.axes
                     .iter()
                     .zip(point)
-                    .filter_map(|((name, values), at)| Some((name.as_str(), &values[(*at)? as usize])))
+                    .filter_map(|((name, values), at)| {
+                        Some((name.as_str(), &values[(*at)? as usize]))
+                    })
                     .collect(),
             );
         }
@@ -213,7 +215,15 @@ fn valid_points(
         current[axis] = None;
         Ok(())
     }
-    walk(0, &order, space, axes, &mut current, &mut assigned, &mut points)?;
+    walk(
+        0,
+        &order,
+        space,
+        axes,
+        &mut current,
+        &mut assigned,
+        &mut points,
+    )?;
     Ok(points)
 }
 
@@ -289,10 +299,16 @@ mod tests {
         use crate::space::{Condition, Scale};
         let mut space = SearchSpace::new();
         space
-            .add("optimizer", Distribution::categorical(["adam", "sgd"]).unwrap())
+            .add(
+                "optimizer",
+                Distribution::categorical(["adam", "sgd"]).unwrap(),
+            )
             .unwrap();
         space
-            .add("beta1", Distribution::float(0.8, 0.99, Scale::Linear).unwrap())
+            .add(
+                "beta1",
+                Distribution::float(0.8, 0.99, Scale::Linear).unwrap(),
+            )
             .unwrap();
         space
             .add("lr", Distribution::float(1e-3, 1e-1, Scale::Log).unwrap())

@@ -193,4 +193,6 @@ pub(crate) fn loss_of(t: &FrozenTrial, direction: Direction) -> Option<f64> {
 }
 
 #[cfg(test)]
+mod conditional_tests;
+#[cfg(test)]
 mod property_tests;

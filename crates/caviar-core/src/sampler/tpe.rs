@@ -731,16 +731,25 @@ fn log_sum_exp(terms: &[f64]) -> f64 {
 }
 
 impl TpeSampler {
-    fn sample_categorical(&self, rng: &mut Rng, k: usize, below: &[f64], above: &[f64]) -> usize {
-        let weights = |xs: &[f64]| {
+    /// `above` with its observations' weights (the age ramp; all 1 when absent), as for
+    /// numbers: old bad observations weigh less, so a choice that only looked bad in the
+    /// random start-up (say, an optimizer tried with a poor learning rate) gets tried again.
+    fn sample_categorical(
+        &self,
+        rng: &mut Rng,
+        k: usize,
+        below: &[f64],
+        above: (&[f64], Option<&[f64]>),
+    ) -> usize {
+        let masses = |xs: &[f64], weights: Option<&[f64]>| {
             let mut w = vec![self.prior_weight / k as f64; k];
-            for &x in xs {
-                w[x as usize] += 1.0;
+            for (i, &x) in xs.iter().enumerate() {
+                w[x as usize] += weights.map_or(1.0, |ws| ws[i]);
             }
             let total: f64 = w.iter().sum();
             w.iter().map(|v| v / total).collect::<Vec<f64>>()
         };
-        let (l, g) = (weights(below), weights(above));
+        let (l, g) = (masses(below, None), masses(above.0, above.1));
         let mut best = (0, f64::NEG_INFINITY);
         for _ in 0..self.n_candidates {
             let u = rng.next_f64();
@@ -830,15 +839,6 @@ impl Sampler for TpeSampler {
             self.seed,
             &[ctx.trial_number, stable_hash(name), 0x0074_7065],
         );
-        if let Distribution::Categorical { choices } = dist {
-            let above: Vec<f64> = seen.by_loss[below_count..]
-                .iter()
-                .map(|o| o.1)
-                .chain(liars)
-                .collect();
-            let c = self.sample_categorical(&mut rng, choices.len(), &below, &above);
-            return Ok(choices[c].clone());
-        }
         // Above: everything worse than the threshold, already in x order, plus the liars.
         // Older observations weigh less (Optuna's ramp: the newest 25 weigh 1, older ones
         // linearly less, down to 1/n for the oldest), so the model follows the search.
@@ -897,6 +897,15 @@ impl Sampler for TpeSampler {
             None
         };
         drop(guard);
+        if let Distribution::Categorical { choices } = dist {
+            let c = self.sample_categorical(
+                &mut rng,
+                choices.len(),
+                &below,
+                (&above, weights.as_deref()),
+            );
+            return Ok(choices[c].clone());
+        }
         let (mut l, mut g) = (
             Parzen::new(below, self.prior_weight),
             Parzen::from_sorted(above, weights, self.prior_weight, false),

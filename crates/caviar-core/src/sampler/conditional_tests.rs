@@ -1,0 +1,192 @@
+//! Conditional search spaces: every sampler gives valid assignments (a child exists exactly
+//! when its conditions hold), and TPE models each parameter over the trials that have it.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::prelude::*;
+use crate::space::{Condition, Distribution, ParamValue, Scale, SearchSpace};
+
+fn choice(text: &str) -> ParamValue {
+    ParamValue::Str(text.into())
+}
+
+fn when(parent: &str, allowed: &[&str]) -> Vec<Condition> {
+    vec![Condition {
+        parent: parent.into(),
+        allowed: allowed.iter().map(|a| choice(a)).collect(),
+    }]
+}
+
+/// An optimizer with its own hyperparameters, one of them nested two levels deep, and a
+/// per-layer width that exists only with three layers.
+fn conditional_space() -> SearchSpace {
+    let mut space = SearchSpace::new();
+    let mut add = |name: &str, dist: Distribution| space.add(name, dist).unwrap();
+    add(
+        "optimizer",
+        Distribution::categorical(["sgd", "momentum", "adam"]).unwrap(),
+    );
+    add("lr", Distribution::float(1e-4, 1e-1, Scale::Log).unwrap());
+    add(
+        "beta1",
+        Distribution::float(0.5, 0.9999, Scale::ReverseLog).unwrap(),
+    );
+    add(
+        "momentum",
+        Distribution::float(0.0, 0.99, Scale::Linear).unwrap(),
+    );
+    add("amsgrad", Distribution::categorical(["on", "off"]).unwrap());
+    add(
+        "amsgrad_floor",
+        Distribution::float(1e-8, 1e-2, Scale::Log).unwrap(),
+    );
+    add(
+        "layers",
+        Distribution::categorical(["two", "three"]).unwrap(),
+    );
+    add("width3", Distribution::int(16, 256, Scale::Log).unwrap());
+    space
+        .set_conditions("beta1", when("optimizer", &["adam"]))
+        .unwrap();
+    space
+        .set_conditions("momentum", when("optimizer", &["momentum"]))
+        .unwrap();
+    space
+        .set_conditions("amsgrad", when("optimizer", &["adam"]))
+        .unwrap();
+    space
+        .set_conditions("amsgrad_floor", when("amsgrad", &["on"]))
+        .unwrap();
+    space
+        .set_conditions("width3", when("layers", &["three"]))
+        .unwrap();
+    space
+}
+
+/// Like a network's validation loss: Adam is the best optimizer on average (its own
+/// hyperparameter drawn at random), and best of all with 1 - beta1 near 1e-3; momentum SGD
+/// needs its momentum near 0.9; plain SGD is worst. Minimum 0 at Adam, lr = 10^-2.5,
+/// 1 - beta1 = 1e-3.
+fn objective(params: &BTreeMap<String, ParamValue>) -> f64 {
+    let number = |name: &str| params[name].as_f64().unwrap();
+    let lr_term = (number("lr").log10() + 2.5).powi(2);
+    let branch = match params["optimizer"].as_str().unwrap() {
+        "sgd" => 1.0,
+        "momentum" => 0.5 + (number("momentum") - 0.9).powi(2),
+        _ => 0.1 * ((1.0 - number("beta1")).log10() + 3.0).powi(2),
+    };
+    lr_term + branch
+}
+
+fn run(sampler: impl Sampler + 'static, space: &SearchSpace, trials: u64) -> Study {
+    let study = Study::builder("conditional")
+        .sampler(sampler)
+        .build()
+        .unwrap();
+    study
+        .optimize(trials, |t| {
+            t.suggest_space(space)?;
+            Ok(objective(&t.params()))
+        })
+        .unwrap();
+    study
+}
+
+#[test]
+fn every_sampler_gives_valid_assignments() {
+    let space = conditional_space();
+    for seed in 0..3 {
+        let samplers: Vec<Box<dyn Fn() -> Study>> = vec![
+            Box::new(|| run(RandomSampler::new(seed), &space, 40)),
+            Box::new(|| run(SobolSampler::new(&space, seed), &space, 40)),
+            Box::new(|| {
+                let grid = GridSampler::from_space(&space, 3, &Default::default(), seed).unwrap();
+                run(grid, &space, 40)
+            }),
+            Box::new(|| run(TpeSampler::new(seed), &space, 40)),
+            Box::new(|| run(TpeSampler::multivariate(seed), &space, 40)),
+            Box::new(|| run(ZoomSampler::new(&space, seed), &space, 40)),
+            Box::new(|| run(GpSampler::new(&space, seed), &space, 25)),
+        ];
+        for make in samplers {
+            let study = make();
+            let trials = study.trials().unwrap();
+            assert!(trials.len() >= 25, "{} trials", trials.len());
+            let mut branches = std::collections::BTreeSet::new();
+            for t in &trials {
+                assert_eq!(t.state, TrialState::Complete, "{t:?}");
+                assert!(
+                    space.is_valid_assignment(&t.params),
+                    "seed {seed}: invalid {:?}",
+                    t.params
+                );
+                for (name, value) in &t.params {
+                    assert!(space.get(name).unwrap().contains(value), "{name} = {value}");
+                }
+                branches.insert(t.params["optimizer"].to_string());
+            }
+            assert_eq!(branches.len(), 3, "every branch is tried: {branches:?}");
+        }
+    }
+}
+
+#[test]
+fn tpe_beats_random_on_a_conditional_function_over_ten_seeds() {
+    let space = conditional_space();
+    let best = |study: Study| study.best_trial().unwrap().unwrap().value.unwrap();
+    let (mut tpe, mut random) = (Vec::new(), Vec::new());
+    for seed in 0..10 {
+        tpe.push(best(run(TpeSampler::new(seed), &space, 80)));
+        random.push(best(run(RandomSampler::new(seed), &space, 80)));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    eprintln!(
+        "mean best over 10 seeds: TPE {} random {}",
+        mean(&tpe),
+        mean(&random)
+    );
+    assert!(
+        mean(&tpe) < 0.5 * mean(&random),
+        "TPE mean best {} against random {}",
+        mean(&tpe),
+        mean(&random)
+    );
+}
+
+#[test]
+fn bad_conditions_name_the_fix() {
+    let mut space = conditional_space();
+    let err = space
+        .set_conditions("lr", when("nope", &["x"]))
+        .unwrap_err();
+    assert!(err.reason.contains("not a parameter"), "{err}");
+    let err = space
+        .set_conditions("lr", when("width3", &["x"]))
+        .unwrap_err();
+    assert!(err.reason.contains("categorical"), "{err}");
+    let err = space
+        .set_conditions("lr", when("optimizer", &["adamw"]))
+        .unwrap_err();
+    assert!(err.reason.contains("not one of its choices"), "{err}");
+    // optimizer -> amsgrad -> optimizer.
+    let err = space
+        .set_conditions("optimizer", when("amsgrad", &["on"]))
+        .unwrap_err();
+    assert!(err.reason.contains("cycle"), "{err}");
+    assert!(
+        space.conditions("optimizer").is_empty(),
+        "a refused condition is not kept"
+    );
+}
+
+#[test]
+fn parents_come_before_children() {
+    let space = conditional_space();
+    let order: Vec<&str> = space.in_order().iter().map(|(n, _)| n.as_str()).collect();
+    let at = |name: &str| order.iter().position(|n| *n == name).unwrap();
+    assert!(at("optimizer") < at("amsgrad"));
+    assert!(at("amsgrad") < at("amsgrad_floor"));
+    assert!(at("layers") < at("width3"));
+    assert_eq!(order.len(), space.len());
+}
