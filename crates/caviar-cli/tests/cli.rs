@@ -2047,3 +2047,60 @@ fn an_interrupted_retest_resumes_and_reruns_what_ctrl_c_stopped() {
     }
     assert!(trials_json(dir.path(), "drift-retest-1").len() > 6);
 }
+
+#[test]
+fn conditional_parameters_reach_commands_only_when_their_conditions_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "echo \"attr:argv=$*\"; echo \"attr:env=${{CAVIAR_PARAM_BETA1:-absent}}\"; \
+                  echo \"attr:file=$(cat \"$CAVIAR_TRIAL_FILE\")\"; echo loss=$CAVIAR_PARAM_LR";
+    let body = format!(
+        "name = \"cond\"\nmetric = \"loss\"\ntrials = 24\n\
+         command = [\"sh\", \"-c\", {script:?}, \"sh\", \"--lr\", \"{{lr}}\", \"--beta1\", \"{{beta1}}\", \"--floor={{floor}}\"]\n\
+         [sampler]\nkind = \"tpe\"\nseed = 3\n\
+         [params]\n\
+         beta1 = {{ low = 0.5, high = 0.999, scale = \"reverse_log\", when = {{ optimizer = \"adam\" }} }}\n\
+         optimizer = {{ choices = [\"sgd\", \"adam\", \"adamw\"] }}\n\
+         lr = {{ low = 1e-4, high = 1.0, scale = \"log\" }}\n\
+         amsgrad = {{ choices = [true, false], when = {{ optimizer = [\"adam\", \"adamw\"] }} }}\n\
+         floor = {{ low = 1e-8, high = 1e-2, scale = \"log\", when = {{ amsgrad = true }} }}\n"
+    );
+    let study = write_study(dir.path(), "cond", &body);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trials = trials_json(dir.path(), "cond");
+    assert_eq!(trials.len(), 24);
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        let params = t["params"].as_object().unwrap();
+        let optimizer = params["optimizer"].as_str().unwrap();
+        let adam_like = optimizer != "sgd";
+        let floor = adam_like && params.get("amsgrad") == Some(&Value::Bool(true));
+        assert_eq!(params.contains_key("beta1"), optimizer == "adam", "{t}");
+        assert_eq!(params.contains_key("amsgrad"), adam_like, "{t}");
+        assert_eq!(params.contains_key("floor"), floor, "{t}");
+        let attrs = &t["user_attrs"];
+        let argv = attrs["argv"].as_str().unwrap();
+        let file_params = attrs["file"]["params"].as_object().unwrap();
+        assert_eq!(file_params.len(), params.len(), "the trial file holds what the trial has");
+        if optimizer == "adam" {
+            assert!(argv.contains("--beta1 0."), "{argv}");
+            assert_ne!(attrs["env"], "absent");
+        } else {
+            assert!(!argv.contains("--beta1"), "flag and value both dropped: {argv}");
+            assert_eq!(attrs["env"], "absent");
+        }
+        assert_eq!(argv.contains("--floor="), floor, "{argv}");
+        seen.insert((optimizer.to_string(), floor));
+    }
+    assert!(seen.len() >= 4, "branches tried: {seen:?}");
+    // A condition on a parameter that is not categorical names the fix.
+    let bad = body
+        .replace("\"cond\"", "\"bad\"")
+        .replace("when = { optimizer = \"adam\" }", "when = { lr = 0.1 }");
+    let study = write_study(dir.path(), "bad", &bad);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("parameter `beta1`") && err.contains("categorical"), "{err}");
+}
