@@ -105,7 +105,7 @@ pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) ->
             .iter()
             .map(|r| {
                 json!({
-                    "name": r.name, "low": r.low, "high": r.high, "choices": r.choices, "k": r.k,
+                    "name": r.name, "low": r.low, "high": r.high, "choices": r.choices, "k": r.k, "of": r.of,
                     "scale": r.scale.as_str(), "next": space.get(&r.name),
                 })
             })
@@ -114,7 +114,7 @@ pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) ->
     } else {
         println!(
             "ranges of the best {} trials of `{}`, each on its own scale:",
-            ranges[0].k, record.name
+            ranges[0].of, record.name
         );
         for r in &ranges {
             println!("  {r}");
@@ -145,9 +145,39 @@ pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) ->
         .unwrap_or_else(|| format!("{}-narrow", record.name));
     doc.insert("name".into(), toml::Value::String(name.clone()));
     doc.insert("parent".into(), toml::Value::String(record.name.clone()));
+    let original = doc
+        .get("params")
+        .and_then(|p| p.as_table())
+        .cloned()
+        .unwrap_or_default();
     let mut params = toml::Table::new();
     for (pname, dist) in space.iter() {
-        params.insert(pname.clone(), toml::Value::Table(param_table(dist)));
+        let mut table = param_table(dist);
+        if let Some(when) = original.get(pname).and_then(|p| p.get("when")) {
+            table.insert("when".into(), when.clone());
+        }
+        params.insert(pname.clone(), toml::Value::Table(table));
+    }
+    keep_satisfiable_conditions(&mut params);
+    // A parameter left out (no top trial had it, or its condition can no longer hold) never
+    // exists in the next round, so its command arguments go, as they would at run time.
+    let removed: std::collections::BTreeSet<String> = original
+        .keys()
+        .filter(|k| !params.contains_key(*k))
+        .cloned()
+        .collect();
+    if let Some(toml::Value::Array(command)) = doc.get("command") {
+        let argv: Option<Vec<String>> = command
+            .iter()
+            .map(|a| a.as_str().map(String::from))
+            .collect();
+        if let Some(argv) = argv.filter(|_| !removed.is_empty()) {
+            let kept = caviar_run::drop_args(&argv, &removed);
+            doc.insert(
+                "command".into(),
+                toml::Value::Array(kept.into_iter().map(toml::Value::String).collect()),
+            );
+        }
     }
     doc.insert("params".into(), toml::Value::Table(params));
     // Commands run in the study file's folder (or its `workdir`): a file written elsewhere keeps
@@ -178,7 +208,7 @@ pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) ->
     let header = format!(
         "# Next round of `{}`: its [params] narrowed to the best {} trials (margin {}).\n# Written by `caviar narrow`; run it with `caviar run {}`.\n",
         record.name,
-        ranges[0].k,
+        ranges[0].of,
         args.margin,
         path.display()
     );
@@ -196,4 +226,60 @@ pub fn narrow(storage: &dyn Storage, record: &StudyRecord, args: &NarrowArgs) ->
         record.name
     );
     Ok(())
+}
+
+/// Trims each parameter's `when` to the choices its parents kept, and leaves out parameters
+/// whose conditions can no longer hold (a parent left out, or none of its allowed values
+/// kept), until nothing changes (children of a left-out parameter go too).
+fn keep_satisfiable_conditions(params: &mut toml::Table) {
+    loop {
+        let mut removed = false;
+        let names: Vec<String> = params.keys().cloned().collect();
+        for name in names {
+            let Some(when) = params[&name]
+                .get("when")
+                .and_then(|w| w.as_table())
+                .cloned()
+            else {
+                continue;
+            };
+            let mut trimmed = toml::Table::new();
+            let mut holds = true;
+            for (parent, allowed) in &when {
+                let choices = params
+                    .get(parent)
+                    .and_then(|p| p.get("choices"))
+                    .and_then(|c| c.as_array());
+                let Some(choices) = choices else {
+                    holds = false;
+                    break;
+                };
+                let listed = match allowed {
+                    toml::Value::Array(list) => list.clone(),
+                    one => vec![one.clone()],
+                };
+                let mut kept: Vec<toml::Value> =
+                    listed.into_iter().filter(|v| choices.contains(v)).collect();
+                match kept.len() {
+                    0 => {
+                        holds = false;
+                        break;
+                    }
+                    1 => trimmed.insert(parent.clone(), kept.remove(0)),
+                    _ => trimmed.insert(parent.clone(), toml::Value::Array(kept)),
+                };
+            }
+            if holds {
+                if let Some(toml::Value::Table(table)) = params.get_mut(&name) {
+                    table.insert("when".into(), toml::Value::Table(trimmed));
+                }
+            } else {
+                params.remove(&name);
+                removed = true;
+            }
+        }
+        if !removed {
+            return;
+        }
+    }
 }

@@ -2066,7 +2066,11 @@ fn conditional_parameters_reach_commands_only_when_their_conditions_hold() {
     );
     let study = write_study(dir.path(), "cond", &body);
     let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let trials = trials_json(dir.path(), "cond");
     assert_eq!(trials.len(), 24);
     let mut seen = std::collections::BTreeSet::new();
@@ -2082,12 +2086,19 @@ fn conditional_parameters_reach_commands_only_when_their_conditions_hold() {
         let attrs = &t["user_attrs"];
         let argv = attrs["argv"].as_str().unwrap();
         let file_params = attrs["file"]["params"].as_object().unwrap();
-        assert_eq!(file_params.len(), params.len(), "the trial file holds what the trial has");
+        assert_eq!(
+            file_params.len(),
+            params.len(),
+            "the trial file holds what the trial has"
+        );
         if optimizer == "adam" {
             assert!(argv.contains("--beta1 0."), "{argv}");
             assert_ne!(attrs["env"], "absent");
         } else {
-            assert!(!argv.contains("--beta1"), "flag and value both dropped: {argv}");
+            assert!(
+                !argv.contains("--beta1"),
+                "flag and value both dropped: {argv}"
+            );
             assert_eq!(attrs["env"], "absent");
         }
         assert_eq!(argv.contains("--floor="), floor, "{argv}");
@@ -2102,5 +2113,55 @@ fn conditional_parameters_reach_commands_only_when_their_conditions_hold() {
     let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("parameter `beta1`") && err.contains("categorical"), "{err}");
+    assert!(
+        err.contains("parameter `beta1`") && err.contains("categorical"),
+        "{err}"
+    );
+}
+
+#[test]
+fn narrowing_a_conditional_study_keeps_each_branch_that_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    // Adam is always worse here, so the best trials all use sgd or momentum.
+    let script = "case $CAVIAR_PARAM_OPTIMIZER in adam) echo loss=9;; \
+                  *) echo loss=$CAVIAR_PARAM_LR;; esac";
+    let body = format!(
+        "name = \"branches\"\nmetric = \"loss\"\ntrials = 40\n\
+         command = [\"sh\", \"-c\", {script:?}, \"sh\", \"--beta1\", \"{{beta1}}\", \"--m={{momentum}}\"]\n\
+         [sampler]\nkind = \"random\"\nseed = 1\n\
+         [params]\n\
+         optimizer = {{ choices = [\"sgd\", \"momentum\", \"adam\"] }}\n\
+         lr = {{ low = 1e-4, high = 1.0, scale = \"log\" }}\n\
+         beta1 = {{ low = 0.5, high = 0.999, when = {{ optimizer = \"adam\" }} }}\n\
+         momentum = {{ low = 0.5, high = 0.99, when = {{ optimizer = [\"momentum\", \"adam\"] }} }}\n"
+    );
+    let study = write_study(dir.path(), "branches", &body);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let next = dir.path().join("next.toml");
+    let out = caviar(
+        dir.path(),
+        &["narrow", "branches", "-k", "8", "--write", next.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&next).unwrap();
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    let params = doc["params"].as_table().unwrap();
+    let choices = params["optimizer"]["choices"].as_array().unwrap();
+    assert!(!choices.contains(&toml::Value::from("adam")), "{text}");
+    assert!(!params.contains_key("beta1"), "adam's own parameter goes: {text}");
+    let command: Vec<&str> = doc["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(!command.contains(&"--beta1") && !command.contains(&"{beta1}"), "{command:?}");
+    if choices.contains(&toml::Value::from("momentum")) {
+        assert_eq!(params["momentum"]["when"]["optimizer"].as_str(), Some("momentum"), "{text}");
+        assert!(command.contains(&"--m={momentum}"), "{command:?}");
+    }
+    // The next round runs as written.
+    let out = caviar(dir.path(), &["run", next.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -18,8 +18,11 @@ pub struct NarrowedRange {
     pub choices: Vec<ParamValue>,
     /// The parameter's scale.
     pub scale: Scale,
-    /// How many trials the range was taken from.
+    /// How many of the top trials have the parameter (all of them unless it is conditional):
+    /// the trials the range was taken from.
     pub k: usize,
+    /// How many top trials there were.
+    pub of: usize,
     /// Whether the parameter is an integer.
     pub integer: bool,
 }
@@ -47,20 +50,25 @@ fn trim(s: String) -> String {
 }
 
 impl std::fmt::Display for NarrowedRange {
-    /// `lr: 0.0039 .. 0.0097 (top 10)`
+    /// `lr: 0.0039 .. 0.0097 (top 10)`, or `beta1: 0.99 .. 0.999 (4 of the top 10 have it)`
+    /// for a conditional parameter.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let from = if self.k == self.of {
+            format!("top {}", self.k)
+        } else {
+            format!("{} of the top {} have it", self.k, self.of)
+        };
         match (self.low, self.high) {
             (Some(lo), Some(hi)) => write!(
                 f,
-                "{}: {} .. {} (top {})",
+                "{}: {} .. {} ({from})",
                 self.name,
                 bound(lo, self.scale, self.integer),
                 bound(hi, self.scale, self.integer),
-                self.k
             ),
             _ => {
                 let list: Vec<String> = self.choices.iter().map(|c| c.to_string()).collect();
-                write!(f, "{}: {{{}}} (top {})", self.name, list.join(", "), self.k)
+                write!(f, "{}: {{{}}} ({from})", self.name, list.join(", "))
             }
         }
     }
@@ -100,9 +108,11 @@ pub fn narrowed_ranges(
                 high: None,
                 choices: Vec::new(),
                 scale,
-                k: top.len(),
+                k: 0,
+                of: top.len(),
                 integer: matches!(t.distributions.get(name), Some(Distribution::Int { .. })),
             });
+            entry.k += 1;
             match (t.distributions.get(name), value.as_f64()) {
                 (Some(Distribution::Categorical { .. }), _) | (_, None) => {
                     if !entry.choices.contains(value) {
@@ -145,10 +155,13 @@ pub fn narrowed_space(
 ) -> crate::space::SearchSpace {
     let top = best_trials(trials, direction, k);
     let mut space = crate::space::SearchSpace::new();
-    let Some(best) = top.first() else {
-        return space;
-    };
-    for (name, dist) in &best.distributions {
+    // Every parameter some top trial has (a conditional one only in some), each narrowed over
+    // the top trials that have it.
+    let mut dists: BTreeMap<&String, &Distribution> = BTreeMap::new();
+    for t in top.iter().rev() {
+        dists.extend(&t.distributions);
+    }
+    for (name, dist) in dists {
         let values: Vec<&ParamValue> = top.iter().filter_map(|t| t.params.get(name)).collect();
         let narrowed = match dist {
             Distribution::Categorical { choices } => Distribution::Categorical {

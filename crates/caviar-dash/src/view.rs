@@ -81,6 +81,7 @@ pub fn study_view(
                 "choices": r.choices,
                 "scale": scale_name(r.scale),
                 "k": r.k,
+                "of": r.of,
                 "text": r.to_string(),
             })
         })

@@ -293,26 +293,51 @@ pub fn substitute_args(
     params: &BTreeMap<String, ParamValue>,
     optional: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<String>, RunError> {
-    let mut out: Vec<String> = Vec::with_capacity(argv.len());
+    let absent = |name: &str| !params.contains_key(name) && optional.contains(name);
+    kept_args(argv, absent)
+        .map(|arg| substitute(arg, params))
+        .collect()
+}
+
+/// `argv` without the arguments that name any of `absent`, by the rule of
+/// [`substitute_args`], placeholders left in place: what a study file's command becomes when
+/// those parameters leave its search space.
+///
+/// ```
+/// use std::collections::BTreeSet;
+/// let argv: Vec<String> = ["train.py", "--momentum", "{momentum}", "--lr={lr}"].map(String::from).to_vec();
+/// let gone = BTreeSet::from(["momentum".to_string()]);
+/// assert_eq!(caviar_run::drop_args(&argv, &gone), ["train.py", "--lr={lr}"]);
+/// ```
+pub fn drop_args(argv: &[String], absent: &std::collections::BTreeSet<String>) -> Vec<String> {
+    kept_args(argv, |name| absent.contains(name))
+        .cloned()
+        .collect()
+}
+
+/// The arguments kept when the parameters `absent` says are missing: an argument naming one
+/// goes, and the flag before it when it is the placeholder alone.
+fn kept_args<'a>(
+    argv: &'a [String],
+    absent: impl Fn(&str) -> bool,
+) -> impl Iterator<Item = &'a String> {
+    let mut keep = vec![true; argv.len()];
     // Whether the last argument kept is a plain flag, so that a dropped value takes it along.
     let mut last_is_flag = false;
-    for arg in argv {
+    for (i, arg) in argv.iter().enumerate() {
         let names = placeholders(arg);
-        let absent = names
-            .iter()
-            .any(|n| !params.contains_key(*n) && optional.contains(*n));
-        if absent {
+        if names.iter().any(|n| absent(n)) {
             let alone = names.len() == 1 && arg == &format!("{{{}}}", names[0]);
             if alone && last_is_flag {
-                out.pop();
+                keep[i - 1] = false;
             }
+            keep[i] = false;
             last_is_flag = false;
             continue;
         }
-        out.push(substitute(arg, params)?);
         last_is_flag = arg.starts_with('-') && names.is_empty();
     }
-    Ok(out)
+    argv.iter().zip(keep).filter(|(_, k)| *k).map(|(a, _)| a)
 }
 
 /// Checks that the program exists and is executable, looking it up on PATH if it has no slash.

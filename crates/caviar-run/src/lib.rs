@@ -14,9 +14,9 @@ mod tree;
 mod worker;
 
 pub use command::{
-    check_program, kill_running_commands, param_env_var, parse_attr, run_command, run_command_live,
-    substitute, substitute_args, CommandSpec, Control, LiveParams, RunError, RunResult, TrialInput,
-    MAX_LINE_BYTES, OUTPUT_LINES, SEED_PLACEHOLDER,
+    check_program, drop_args, kill_running_commands, param_env_var, parse_attr, run_command,
+    run_command_live, substitute, substitute_args, CommandSpec, Control, LiveParams, RunError,
+    RunResult, TrialInput, MAX_LINE_BYTES, OUTPUT_LINES, SEED_PLACEHOLDER,
 };
 pub use report::{is_report_key, parse_report, Report};
 pub use tree::{adopt_orphans, kill_marked, kill_orphans, marked_processes, TOKEN_VAR};
