@@ -190,3 +190,30 @@ fn parents_come_before_children() {
     assert!(at("layers") < at("width3"));
     assert_eq!(order.len(), space.len());
 }
+
+#[test]
+fn zoom_narrows_each_branch_over_the_trials_that_have_it() {
+    let space = conditional_space();
+    let zoom = std::sync::Arc::new(ZoomSampler::new(&space, 2));
+    let study = Study::builder("z")
+        .shared_sampler(zoom.clone())
+        .build()
+        .unwrap();
+    study
+        .optimize(80, |t| {
+            t.suggest_space(&space)?;
+            Ok(objective(&t.params()))
+        })
+        .unwrap();
+    let boxes = zoom.boxes();
+    assert_eq!(boxes.len(), 4);
+    let width = |round: usize, name: &str| {
+        let (_, lo, hi) = boxes[round].bounds.iter().find(|(n, ..)| n == name).unwrap();
+        hi - lo
+    };
+    // Only trials with Adam have beta1, and few of the first rounds' best may use Adam; its
+    // own best still narrow it.
+    assert_eq!(width(0, "beta1"), 1.0);
+    assert!(width(3, "beta1") < 0.6, "{:?}", boxes[3]);
+    assert!(width(3, "momentum") < 0.6, "{:?}", boxes[3]);
+}

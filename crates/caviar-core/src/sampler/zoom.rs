@@ -151,7 +151,27 @@ impl ZoomSampler {
             .space
             .iter()
             .map(|(name, dist)| {
-                let units: Vec<f64> = top
+                // A conditional parameter zooms on the best of the trials that have it, so
+                // each branch narrows even when few of the overall best took it.
+                let with_it: Vec<FrozenTrial>;
+                let branch_top;
+                let from = if self.space.conditions(name).is_empty() {
+                    &top
+                } else {
+                    with_it = earlier
+                        .iter()
+                        .filter(|t| t.params.contains_key(name))
+                        .cloned()
+                        .collect();
+                    let complete = with_it.iter().filter(|t| t.value.is_some()).count();
+                    let k = ((complete as f64) * self.keep).ceil() as usize;
+                    branch_top = best_trials(&with_it, ctx.direction, k.max(1));
+                    if branch_top.len() < 2 {
+                        return (name.clone(), 0.0, 1.0);
+                    }
+                    &branch_top
+                };
+                let units: Vec<f64> = from
                     .iter()
                     .filter_map(|t| dist.to_unit(t.params.get(name)?))
                     .collect();
