@@ -2137,31 +2137,60 @@ fn narrowing_a_conditional_study_keeps_each_branch_that_survives() {
     );
     let study = write_study(dir.path(), "branches", &body);
     let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let next = dir.path().join("next.toml");
     let out = caviar(
         dir.path(),
-        &["narrow", "branches", "-k", "8", "--write", next.to_str().unwrap()],
+        &[
+            "narrow",
+            "branches",
+            "-k",
+            "8",
+            "--write",
+            next.to_str().unwrap(),
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&next).unwrap();
     let doc: toml::Table = toml::from_str(&text).unwrap();
     let params = doc["params"].as_table().unwrap();
     let choices = params["optimizer"]["choices"].as_array().unwrap();
     assert!(!choices.contains(&toml::Value::from("adam")), "{text}");
-    assert!(!params.contains_key("beta1"), "adam's own parameter goes: {text}");
+    assert!(
+        !params.contains_key("beta1"),
+        "adam's own parameter goes: {text}"
+    );
     let command: Vec<&str> = doc["command"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    assert!(!command.contains(&"--beta1") && !command.contains(&"{beta1}"), "{command:?}");
+    assert!(
+        !command.contains(&"--beta1") && !command.contains(&"{beta1}"),
+        "{command:?}"
+    );
     if choices.contains(&toml::Value::from("momentum")) {
-        assert_eq!(params["momentum"]["when"]["optimizer"].as_str(), Some("momentum"), "{text}");
+        assert_eq!(
+            params["momentum"]["when"]["optimizer"].as_str(),
+            Some("momentum"),
+            "{text}"
+        );
         assert!(command.contains(&"--m={momentum}"), "{command:?}");
     }
     // The next round runs as written.
     let out = caviar(dir.path(), &["run", next.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

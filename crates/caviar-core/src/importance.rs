@@ -221,10 +221,18 @@ fn bin_params(complete: &[&FrozenTrial]) -> Vec<Binned> {
 
 /// The divergence of each parameter among the trials `pick` (indices, repeats allowed).
 fn divergences(params: &[Binned], loss: &[f64], pick: &[usize], top_fraction: f64) -> Vec<f64> {
-    let mut order: Vec<usize> = pick.to_vec();
-    let top = ((pick.len() as f64 * top_fraction).ceil() as usize).clamp(2, pick.len());
-    order.select_nth_unstable_by(top - 1, |&a, &b| loss[a].total_cmp(&loss[b]));
-    let best = &order[..top];
+    let top_of = |pick: &[usize]| -> Vec<usize> {
+        let mut order: Vec<usize> = pick.to_vec();
+        if order.is_empty() {
+            return order;
+        }
+        let top = ((pick.len() as f64 * top_fraction).ceil() as usize).clamp(2, pick.len().max(2));
+        let top = top.min(order.len());
+        order.select_nth_unstable_by(top - 1, |&a, &b| loss[a].total_cmp(&loss[b]));
+        order.truncate(top);
+        order
+    };
+    let best_overall = top_of(pick);
     params
         .iter()
         .map(|p| {
@@ -237,7 +245,22 @@ fn divergences(params: &[Binned], loss: &[f64], pick: &[usize], top_fraction: f6
                 }
                 c
             };
-            let (all, good) = (count(pick), count(best));
+            // A conditional parameter is judged among the trials that have it: its best are
+            // the best of those, not whichever of the overall best happen to have it.
+            let conditional = pick.iter().any(|&t| p.of_trial[t].is_none());
+            let (all, good) = if conditional {
+                let with_it: Vec<usize> = pick
+                    .iter()
+                    .copied()
+                    .filter(|&t| p.of_trial[t].is_some())
+                    .collect();
+                if with_it.len() < 2 {
+                    return 0.0;
+                }
+                (count(&with_it), count(&top_of(&with_it)))
+            } else {
+                (count(pick), count(&best_overall))
+            };
             let (all, good) = if p.categorical {
                 (normalised(all), normalised(good))
             } else {

@@ -208,7 +208,11 @@ fn zoom_narrows_each_branch_over_the_trials_that_have_it() {
     let boxes = zoom.boxes();
     assert_eq!(boxes.len(), 4);
     let width = |round: usize, name: &str| {
-        let (_, lo, hi) = boxes[round].bounds.iter().find(|(n, ..)| n == name).unwrap();
+        let (_, lo, hi) = boxes[round]
+            .bounds
+            .iter()
+            .find(|(n, ..)| n == name)
+            .unwrap();
         hi - lo
     };
     // Only trials with Adam have beta1, and few of the first rounds' best may use Adam; its
@@ -216,4 +220,51 @@ fn zoom_narrows_each_branch_over_the_trials_that_have_it() {
     assert_eq!(width(0, "beta1"), 1.0);
     assert!(width(3, "beta1") < 0.6, "{:?}", boxes[3]);
     assert!(width(3, "momentum") < 0.6, "{:?}", boxes[3]);
+}
+
+#[test]
+fn importance_judges_a_conditional_parameter_among_the_trials_that_have_it() {
+    use crate::importance::{importance, ImportanceOptions};
+    let space = conditional_space();
+    // Plain SGD always beats Adam here, so no Adam trial is among the overall best; among Adam
+    // trials, beta1 decides everything.
+    let study = run_with(RandomSampler::new(5), &space, 300, |p| {
+        match p["optimizer"].as_str().unwrap() {
+            "adam" => 1.0 + ((1.0 - p["beta1"].as_f64().unwrap()).log10() + 3.0).abs(),
+            _ => 0.5,
+        }
+    });
+    let ranked = importance(
+        &study.trials().unwrap(),
+        Direction::Minimize,
+        &ImportanceOptions::default(),
+    )
+    .unwrap();
+    let share = |name: &str| ranked.iter().find(|r| r.name == name).unwrap().importance;
+    assert!(share("beta1") > share("lr") + 0.1, "{ranked:?}");
+    let beta1 = ranked.iter().find(|r| r.name == "beta1").unwrap();
+    assert!(
+        beta1.trials < 150,
+        "counted over the trials that have it: {}",
+        beta1.trials
+    );
+}
+
+fn run_with(
+    sampler: impl Sampler + 'static,
+    space: &SearchSpace,
+    trials: u64,
+    objective: impl Fn(&BTreeMap<String, ParamValue>) -> f64,
+) -> Study {
+    let study = Study::builder("conditional")
+        .sampler(sampler)
+        .build()
+        .unwrap();
+    study
+        .optimize(trials, |t| {
+            t.suggest_space(space)?;
+            Ok(objective(&t.params()))
+        })
+        .unwrap();
+    study
 }
