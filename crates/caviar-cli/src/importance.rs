@@ -61,11 +61,18 @@ pub fn print(storage: &dyn Storage, record: &StudyRecord, args: &ImportanceArgs)
         args.bootstrap
     )?;
     writeln!(out, "{:<width$}  share   ± std   90% interval", "parameter")?;
+    let most = ranked.iter().map(|r| r.trials).max().unwrap_or(0);
     for r in &ranked {
         let bar = "#".repeat((r.importance * 40.0).round() as usize);
+        // A conditional parameter is judged among the trials that have it: say how many.
+        let among = if r.trials < most {
+            format!("  (in {} of {most} trials)", r.trials)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{:<width$}  {:>5.1}%  {:>5.1}   {:>5.1}–{:<5.1}  {bar}",
+            "{:<width$}  {:>5.1}%  {:>5.1}   {:>5.1}–{:<5.1}  {bar}{among}",
             r.name,
             100.0 * r.importance,
             100.0 * r.std,
