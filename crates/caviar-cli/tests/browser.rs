@@ -850,3 +850,56 @@ fn quiet_connections_are_closed_and_every_response_is_hardened() {
     let (status, _) = http(&server.url, "GET", "/api/studies", None, "");
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_conditional_study_draws_each_parameter_over_the_trials_that_have_it() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("cond.db").display());
+    let file = dir.path().join("cond.toml");
+    std::fs::write(
+        &file,
+        "name = \"cond\"\nmetric = \"loss\"\ntrials = 30\n\
+         command = [\"sh\", \"-c\", \"echo loss=$CAVIAR_PARAM_LR\"]\n\
+         [sampler]\nkind = \"random\"\nseed = 2\n\
+         [params]\n\
+         optimizer = { choices = [\"sgd\", \"adam\"] }\n\
+         lr = { low = 1e-4, high = 1.0, scale = \"log\" }\n\
+         beta1 = { low = 0.5, high = 0.999, scale = \"reverse_log\", when = { optimizer = \"adam\" } }\n",
+    )
+    .unwrap();
+    caviar(&storage, &["run", file.to_str().unwrap()]);
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/cond", server.url));
+    let view = browser.eval("fetch('/api/studies/cond').then((r) => r.json())");
+    let drawn = browser.eval(DRAWN);
+    // Slices hold only the trials that have their parameter (checked against the API's rows).
+    assert_drawn_matches(&drawn, &view);
+    let rows = view["sample"]["rows"].as_array().unwrap();
+    let names: Vec<&str> = view["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let beta1 = names.iter().position(|n| *n == "beta1").unwrap();
+    let having = rows.iter().filter(|r| !r[beta1].is_null()).count();
+    assert!(
+        having > 0 && having < rows.len(),
+        "{having} of {}",
+        rows.len()
+    );
+    let axes = browser.eval(
+        "echarts.getInstanceByDom(document.getElementById('parallel')).getOption().parallelAxis.map((a) => a.name)",
+    );
+    assert!(
+        axes.as_array()
+            .unwrap()
+            .contains(&Value::from(format!("beta1 ({having}/{})", rows.len()))),
+        "{axes}"
+    );
+    browser.screenshot(&screenshot_dir().join("dashboard-conditional.png"));
+}

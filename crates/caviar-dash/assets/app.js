@@ -340,7 +340,11 @@ function axisValue(p, v) {
 function parallelChart(view, metric) {
   const rows = view.sample.rows;
   const nParams = view.params.length;
-  const axes = view.params.map((p, i) => ({ dim: i, name: p.name, ...paramAxis(p) }));
+  // A conditional parameter's axis says how many of the trials have it; the others' lines
+  // skip it.
+  const having = view.params.map((p, i) => rows.filter((r) => r[i] !== null).length);
+  const axisName = (p, i) => (having[i] < rows.length ? `${p.name} (${having[i]}/${rows.length})` : p.name);
+  const axes = view.params.map((p, i) => ({ dim: i, name: axisName(p, i), ...paramAxis(p) }));
   axes.push({ dim: nParams, name: metric, type: 'value', scale: true });
   const data = rows.map((r) => [...view.params.map((p, i) => axisValue(p, r[i])), r[nParams]]);
   const values = rows.map((r) => r[nParams]).filter((v) => v !== null);
@@ -384,6 +388,7 @@ function slices(view, metric) {
     for (const id of [...charts.keys()].filter((k) => k.startsWith('slice-'))) { charts.get(id).dispose(); charts.delete(id); }
     box.replaceChildren(...view.params.map((p, i) => el('div', { id: `slice-${i}`, class: 'slice', 'data-param': p.name })));
   }
+  const present = (i) => view.sample.rows.filter((r) => r[i] !== null).length;
   view.params.forEach((p, i) => {
     const data = view.sample.rows.filter((r) => r[i] !== null && r[nParams] !== null).map((r) => [
       p.kind === 'categorical' ? r[i] : r[i], r[nParams], r[nParams + 1]]);
@@ -392,7 +397,8 @@ function slices(view, metric) {
     const points = p.scale === 'reverse_log' ? data.map((d) => [1 - d[0], d[1], d[2]]) : data;
     draw(`slice-${i}`, {
       animation: false,
-      title: { text: p.name + (p.scale !== 'linear' && p.kind !== 'categorical' ? ` (${p.scale})` : ''), left: 'center', textStyle: { fontSize: 12 } },
+      title: { text: p.name + (p.scale !== 'linear' && p.kind !== 'categorical' ? ` (${p.scale})` : '')
+        + (present(i) < view.sample.rows.length ? ` · in ${present(i)} trials` : ''), left: 'center', textStyle: { fontSize: 12 } },
       tooltip: { trigger: 'item', formatter: (q) => `trial ${q.value[2]}: ${fmt(q.value[1])}` },
       grid: { left: 55, right: 15, top: 30, bottom: 30 },
       xAxis: { ...x, name: '' },
