@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use caviar_core::prelude::*;
 use serde_json::{json, Value};
 
+use crate::lua_expr::{self, LuaValue};
 use crate::BadInput;
 
 /// Samplers the adapter offers.
@@ -16,9 +17,22 @@ pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe", "tpe-mv
 /// Pruners the adapter offers (with their defaults; ASHA and Hyperband span the problem's steps).
 pub const SOLVER_PRUNERS: &[&str] = &["none", "median", "asha", "hyperband"];
 
+/// One of the problem's parameters.
+struct Param {
+    /// caviar's name for it (`p0`, `p1`, ...).
+    name: String,
+    dist: Distribution,
+    /// kurobako's name, by which constraints read it.
+    var: String,
+    /// A categorical parameter's choices (constraints read the choice, not its index).
+    choices: Option<Vec<String>>,
+    /// The Lua expression that must hold, over the parameters before it, for it to exist.
+    constraint: Option<String>,
+}
+
 struct Solver {
     study: Study,
-    params: Vec<(String, Distribution, bool)>,
+    params: Vec<Param>,
     /// The problem's evaluable steps, ascending.
     steps: Vec<u64>,
     /// Evaluate step by step (a pruner judges between steps) rather than straight to the end.
@@ -96,18 +110,35 @@ fn create(sampler: &str, pruner: &str, msg: &Value) -> Result<Solver, Failure> {
         .flatten()
         .enumerate()
     {
-        if var.get("constraint").is_some_and(|c| !c.is_null()) {
-            return Err(fail(
-                "INCAPABLE",
-                "conditional parameters are not supported",
-            ));
-        }
+        let constraint = match var.get("constraint") {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(
+                c["lua_script"]
+                    .as_str()
+                    .ok_or_else(|| fail("INVALID_INPUT", "a constraint without lua_script"))?
+                    .to_string(),
+            ),
+        };
         let (dist, categorical) = distribution(var)?;
         let name = format!("p{i}");
         space
             .add(&name, dist.clone())
             .map_err(|e| fail("INVALID_INPUT", e.to_string()))?;
-        params.push((name, dist, categorical));
+        let choices = categorical.then(|| {
+            var["range"]["choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.as_str().map_or_else(|| c.to_string(), String::from))
+                .collect()
+        });
+        params.push(Param {
+            name,
+            dist,
+            var: var["name"].as_str().unwrap_or_default().to_string(),
+            choices,
+            constraint,
+        });
     }
     let steps: Vec<u64> = match &problem["steps"] {
         Value::Number(n) => (1..=n.as_u64().unwrap_or(1).max(1)).collect(),
@@ -185,11 +216,32 @@ fn ask(solver: &mut Solver, next_id: u64) -> Result<Value, Failure> {
         .ask()
         .map_err(|e| fail("OTHER", e.to_string()))?;
     let mut values = Vec::with_capacity(solver.params.len());
-    for (name, dist, _) in &solver.params {
+    // What constraints read: the parameters drawn so far, by kurobako's names.
+    let mut vars = HashMap::new();
+    for p in &solver.params {
+        if let Some(script) = &p.constraint {
+            let exists = lua_expr::holds(script, &vars).map_err(|e| {
+                fail(
+                    "INVALID_INPUT",
+                    format!("constraint of `{}` ({script}): {e}", p.var),
+                )
+            })?;
+            if !exists {
+                // Absent from this trial: sent as null, never suggested.
+                values.push(f64::NAN);
+                continue;
+            }
+        }
         let v = trial
-            .suggest(name, dist.clone())
+            .suggest(&p.name, p.dist.clone())
             .map_err(|e| fail("BUG", e.to_string()))?;
-        values.push(v.as_f64().unwrap_or(f64::NAN));
+        let x = v.as_f64().unwrap_or(f64::NAN);
+        let seen = match &p.choices {
+            Some(choices) => LuaValue::Str(choices.get(x as usize).cloned().unwrap_or_default()),
+            None => LuaValue::Number(x),
+        };
+        vars.insert(p.var.clone(), seen);
+        values.push(x);
     }
     let next_step = solver.next_step(None);
     solver.running.insert(next_id, (trial, values.clone()));
@@ -276,7 +328,7 @@ pub fn serve(
             "name": if pruner == "none" { format!("caviar-{sampler}") } else { format!("caviar-{sampler}-{pruner}") },
             "attrs": {"version": env!("CARGO_PKG_VERSION"), "github": "caviar"},
             "capabilities": ["UNIFORM_CONTINUOUS", "UNIFORM_DISCRETE", "LOG_UNIFORM_CONTINUOUS",
-                             "LOG_UNIFORM_DISCRETE", "CATEGORICAL", "CONCURRENT"],
+                             "LOG_UNIFORM_DISCRETE", "CATEGORICAL", "CONDITIONAL", "CONCURRENT"],
         }
     });
     writeln!(output, "{spec}")?;
@@ -487,15 +539,57 @@ mod tests {
 
     #[test]
     fn unsupported_problems_are_refused_with_incapable() {
-        let conditional = TRANSCRIPT.lines().next().unwrap().replace(
-            r#""distribution":"UNIFORM"},{"name":"lr""#,
-            r#""distribution":"UNIFORM","constraint":{"lua_script":"p0 > 1"}},{"name":"lr""#,
+        let two_objectives = TRANSCRIPT.lines().next().unwrap().replace(
+            r#""values_domain":[{"#,
+            r#""values_domain":[{"name":"second","range":{"type":"CONTINUOUS"},"distribution":"UNIFORM"},{"#,
         );
         let input = format!(
-            "{conditional}\n{{\"type\":\"ASK_CALL\",\"solver_id\":0,\"next_trial_id\":0}}\n"
+            "{two_objectives}\n{{\"type\":\"ASK_CALL\",\"solver_id\":0,\"next_trial_id\":0}}\n"
         );
         let out = run("random", &input);
         assert_eq!(out[1]["type"], "ERROR_REPLY");
         assert_eq!(out[1]["kind"], "INCAPABLE");
+    }
+
+    #[test]
+    fn conditional_parameters_are_null_exactly_when_their_constraint_fails() {
+        // p0 exists when c is "b"; lr when p0 exists and exceeds 10 (nil otherwise: `p0 and`).
+        let create = TRANSCRIPT
+            .lines()
+            .next()
+            .unwrap()
+            .replace(
+                r#"{"name":"p0","range":{"type":"CONTINUOUS","low":-10.0,"high":30.0},"distribution":"UNIFORM"}"#,
+                "",
+            )
+            .replace(r#""params_domain":[,"#, r#""params_domain":["#)
+            .replace(
+                r#"{"name":"c","range":{"type":"CATEGORICAL","choices":["a","b","c"]},"distribution":"UNIFORM"}"#,
+                r#"{"name":"c","range":{"type":"CATEGORICAL","choices":["a","b","c"]},"distribution":"UNIFORM"},{"name":"p0","range":{"type":"CONTINUOUS","low":-10.0,"high":30.0},"distribution":"UNIFORM","constraint":{"lua_script":"c == \"b\""}},{"name":"late","range":{"type":"CONTINUOUS","low":0.0,"high":1.0},"distribution":"UNIFORM","constraint":{"lua_script":"p0 ~= nil and p0 > 10"}}"#,
+            );
+        for sampler in SOLVER_SAMPLERS {
+            let mut input = format!("{create}\n");
+            for id in 0..40 {
+                input += &format!(
+                    "{{\"type\":\"ASK_CALL\",\"solver_id\":0,\"next_trial_id\":{id}}}\n\
+                     {{\"type\":\"TELL_CALL\",\"solver_id\":0,\"trial\":{{\"id\":{id},\"values\":[{}],\"current_step\":1}}}}\n",
+                    id % 7
+                );
+            }
+            let out = run(sampler, &input);
+            let asks: Vec<&Value> = out.iter().filter(|m| m["type"] == "ASK_REPLY").collect();
+            assert_eq!(asks.len(), 40, "{sampler}: {out:?}");
+            let mut branches = std::collections::BTreeSet::new();
+            for ask in asks {
+                // lr, n, c, p0, late.
+                let params = ask["trial"]["params"].as_array().unwrap();
+                let c = params[2].as_f64().unwrap();
+                assert_eq!(params[3].is_null(), c != 1.0, "{sampler}: {params:?}");
+                let late = params[3].as_f64().is_some_and(|p0| p0 > 10.0);
+                assert_eq!(params[4].is_null(), !late, "{sampler}: {params:?}");
+                branches.insert((c as i64, late));
+            }
+            assert!(branches.len() >= 3, "{sampler}: {branches:?}");
+        }
     }
 }

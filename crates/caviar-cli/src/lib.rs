@@ -14,6 +14,7 @@ mod fuzz;
 mod importance;
 mod kurobako;
 mod lifecycle;
+mod lua_expr;
 mod narrow;
 mod output;
 mod plot;

@@ -181,3 +181,76 @@ fn caviar_pruners_abandon_trials_of_a_multi_step_problem_inside_kurobako() {
         "some abandoned, some run to the end: {reached:?}"
     );
 }
+
+#[test]
+fn caviar_solves_a_conditional_problem_inside_kurobako() {
+    if Command::new("kurobako").arg("--version").output().is_err() {
+        println!("skipped: kurobako is not on PATH (cargo install kurobako --version 0.2.10)");
+        return;
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: python3 (for the conditional problem) is not on PATH");
+        return;
+    }
+    let caviar = env!("CARGO_BIN_EXE_caviar");
+    let problem_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/kurobako_conditional_problem.py")
+        .canonicalize()
+        .unwrap();
+    let problem = kurobako(
+        &[
+            "problem",
+            "command",
+            "--",
+            "python3",
+            problem_script.to_str().unwrap(),
+        ],
+        None,
+    );
+    let solvers: Vec<String> = ["random", "tpe", "gp"]
+        .iter()
+        .map(|s| {
+            kurobako(
+                &[
+                    "solver",
+                    "--name",
+                    &format!("caviar-{s}"),
+                    "command",
+                    "--",
+                    caviar,
+                    "kurobako-solver",
+                    "--sampler",
+                    s,
+                ],
+                None,
+            )
+        })
+        .collect();
+    let mut args = vec!["studies", "--solvers"];
+    args.extend(solvers.iter().map(|s| s.trim()));
+    args.extend([
+        "--problems",
+        problem.trim(),
+        "--repeats",
+        "1",
+        "--budget",
+        "25",
+        "--seed",
+        "5",
+    ]);
+    let studies = kurobako(&args, None);
+    // The problem replies with an error (and kurobako fails) if a parameter is present when
+    // its condition fails or absent when it holds.
+    let results = kurobako(&["run"], Some(&studies));
+    let records: Vec<Value> = results
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        let trials = r["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 25, "{}", r["solver"]["spec"]["name"]);
+        let absent = trials.iter().filter(|t| t["params"][2].is_null()).count();
+        assert!(absent > 0 && absent < 25, "beta1 absent in {absent} of 25");
+    }
+}
