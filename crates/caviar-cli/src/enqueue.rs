@@ -40,6 +40,29 @@ pub fn enqueue(
             .map_err(|e| BadInput(format!("study `{}`: {e}", record.name)))?;
         params.push(param);
     }
+    // A conditional parameter given with parents that rule it out would never be read.
+    let given: std::collections::BTreeMap<String, caviar_core::space::ParamValue> = params
+        .iter()
+        .map(|(name, _, value)| (name.clone(), value.clone()))
+        .collect();
+    for (name, _, _) in &params {
+        let conditions = space.conditions(name);
+        let decided = conditions.iter().all(|c| given.contains_key(&c.parent));
+        if decided && !space.is_active(name, &given) {
+            let rule: Vec<String> = conditions
+                .iter()
+                .map(|c| {
+                    let allowed: Vec<String> = c.allowed.iter().map(|v| v.to_string()).collect();
+                    format!("{} is one of [{}]", c.parent, allowed.join(", "))
+                })
+                .collect();
+            return Err(BadInput(format!(
+                "`{name}` exists only when {}; leave it out or change its parent",
+                rule.join(" and ")
+            ))
+            .into());
+        }
+    }
     let number = storage
         .enqueue_trial(record.id, &params, 0)
         .context("queueing the trial")?
@@ -59,6 +82,12 @@ pub fn enqueue(
             .iter()
             .copied()
             .filter(|n| !params.iter().any(|(p, _, _)| p == n))
+            // Nor those the given parents rule out.
+            .filter(|n| {
+                let conditions = space.conditions(n);
+                !conditions.iter().all(|c| given.contains_key(&c.parent))
+                    || space.is_active(n, &given)
+            })
             .collect();
         let rest = if sampled.is_empty() {
             String::new()

@@ -2105,6 +2105,22 @@ fn conditional_parameters_reach_commands_only_when_their_conditions_hold() {
         seen.insert((optimizer.to_string(), floor));
     }
     assert!(seen.len() >= 4, "branches tried: {seen:?}");
+    // A queued trial cannot carry a parameter its own parents rule out.
+    let out = caviar(
+        dir.path(),
+        &["enqueue", "cond", "optimizer=sgd", "beta1=0.9"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists only when optimizer is one of"));
+    let out = caviar(
+        dir.path(),
+        &["enqueue", "cond", "optimizer=adam", "beta1=0.9"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A condition on a parameter that is not categorical names the fix.
     let bad = body
         .replace("\"cond\"", "\"bad\"")
