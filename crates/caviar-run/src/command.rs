@@ -262,8 +262,8 @@ fn placeholders(arg: &str) -> Vec<&str> {
         let tail = &rest[i..];
         if tail.starts_with("{{") || tail.starts_with("}}") {
             rest = &tail[2..];
-        } else if tail.starts_with('}') {
-            rest = &tail[1..];
+        } else if let Some(after) = tail.strip_prefix('}') {
+            rest = after;
         } else if let Some(close) = tail.find('}') {
             names.push(&tail[1..close]);
             rest = &tail[close + 1..];
@@ -317,10 +317,7 @@ pub fn drop_args(argv: &[String], absent: &std::collections::BTreeSet<String>) -
 
 /// The arguments kept when the parameters `absent` says are missing: an argument naming one
 /// goes, and the flag before it when it is the placeholder alone.
-fn kept_args<'a>(
-    argv: &'a [String],
-    absent: impl Fn(&str) -> bool,
-) -> impl Iterator<Item = &'a String> {
+fn kept_args(argv: &[String], absent: impl Fn(&str) -> bool) -> impl Iterator<Item = &String> {
     let mut keep = vec![true; argv.len()];
     // Whether the last argument kept is a plain flag, so that a dropped value takes it along.
     let mut last_is_flag = false;
