@@ -571,7 +571,12 @@ pub fn add_metrics_row(
             serde_json::Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
             _ => f64::NAN,
         };
-        series.entry(name).or_default().push((step, v));
+        let points = series.entry(name).or_default();
+        // One step written in two rows (with the objective, and alone): one point, the later.
+        match points.last_mut() {
+            Some(last) if last.0 == step => last.1 = v,
+            _ => points.push((step, v)),
+        }
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -145,6 +145,11 @@ CREATE TABLE trial_metrics (
     metrics   TEXT NOT NULL,
     PRIMARY KEY (trial_id, step)
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- Version 11: metrics reported with the objective ride in the objective's own row (one insert
+-- per report, not two); trial_metrics keeps those reported alone.
+ALTER TABLE trial_values ADD COLUMN metrics TEXT;
 "#,
 ];
 
@@ -799,13 +804,16 @@ impl Storage for SqliteStorage {
         }
         // SQLite stores NaN as NULL; it reads back as NaN.
         let stored = if value.is_nan() { None } else { Some(value) };
+        let metrics = (!metrics.is_empty()).then(|| metrics_json(metrics));
         tx.prepare_cached(
-            "INSERT INTO trial_values (trial_id, step, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value",
+            "INSERT INTO trial_values (trial_id, step, value, metrics) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (trial_id, step) DO UPDATE SET value = excluded.value,
+                 metrics = CASE WHEN excluded.metrics IS NULL THEN metrics
+                                WHEN metrics IS NULL THEN excluded.metrics
+                                ELSE json_patch(metrics, excluded.metrics) END",
         )
-        .and_then(|mut s| s.execute(params![trial.0, step as i64, stored]))
+        .and_then(|mut s| s.execute(params![trial.0, step as i64, stored, metrics]))
         .map_err(backend)?;
-        insert_metrics(&tx, trial, step, metrics)?;
         tx.commit().map_err(backend)
     }
 
@@ -831,9 +839,14 @@ impl Storage for SqliteStorage {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT m.trial_id, m.step, m.metrics FROM trial_metrics m
-                 JOIN trials t ON t.id = m.trial_id WHERE t.study_id = ?1
-                 ORDER BY m.trial_id, m.step",
+                "SELECT trial_id, step, metrics FROM (
+                     SELECT v.trial_id, v.step, v.metrics FROM trial_values v
+                     JOIN trials t ON t.id = v.trial_id
+                     WHERE t.study_id = ?1 AND v.metrics IS NOT NULL
+                     UNION ALL
+                     SELECT m.trial_id, m.step, m.metrics FROM trial_metrics m
+                     JOIN trials t ON t.id = m.trial_id WHERE t.study_id = ?1)
+                 ORDER BY trial_id, step",
             )
             .map_err(backend)?;
         let mut rows = stmt.query([study.0]).map_err(backend)?;

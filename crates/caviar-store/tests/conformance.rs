@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "DROP TABLE trial_metrics; DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "ALTER TABLE trial_values DROP COLUMN metrics; DROP TABLE trial_metrics; DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -1276,5 +1276,28 @@ fn every_reported_metric_is_its_own_series_replaced_by_step_and_deleted_with_its
             .unwrap();
         s.delete_study(study.id).unwrap();
         assert!(s.trial_metrics(study.id).unwrap().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn metrics_reported_with_the_objective_and_alone_read_back_as_one_series() {
+    for (name, s, _keep) in backends() {
+        let study = s.create_study(&new_study("mixed")).unwrap();
+        let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+        s.report_all(t.id, 1, 0.9, &[("acc".into(), 0.5), ("lr".into(), 0.1)])
+            .unwrap();
+        // The same step again, and a metric of that step reported alone.
+        s.report_all(t.id, 1, 0.8, &[("acc".into(), 0.6)]).unwrap();
+        s.report_metrics(t.id, 1, &[("grad".into(), 2.0)]).unwrap();
+        s.report_all(t.id, 2, 0.7, &[]).unwrap();
+        s.report_metrics(t.id, 2, &[("acc".into(), 0.7)]).unwrap();
+        s.report_all(t.id, 3, 0.6, &[("acc".into(), 0.8)]).unwrap();
+        let m = &s.trial_metrics(study.id).unwrap()[&t.id];
+        assert_eq!(m["acc"], [(1, 0.6), (2, 0.7), (3, 0.8)], "{name}");
+        assert_eq!(m["lr"], [(1, 0.1)], "{name}");
+        assert_eq!(m["grad"], [(1, 2.0)], "{name}");
+        let values = s.trials(study.id).unwrap()[0].intermediate.clone();
+        assert_eq!(values, [(1, 0.8), (2, 0.7), (3, 0.6)], "{name}");
+        s.delete_study(study.id).unwrap();
     }
 }
