@@ -263,7 +263,14 @@ impl Sampler for GpSampler {
 struct Encoding {
     params: Vec<(String, Distribution, usize, usize)>,
     dim: usize,
+    /// The space, for its conditions: a parameter a trial lacks because its conditions fail
+    /// sits at a fixed point (numbers at the middle, categories all zero), so the model learns
+    /// from every trial and compares like with like within a branch.
+    space: SearchSpace,
 }
+
+/// The unit coordinate of a number a trial lacks.
+const ABSENT_NUMBER: f64 = 0.5;
 
 impl Encoding {
     fn new(space: &SearchSpace) -> Self {
@@ -277,7 +284,40 @@ impl Encoding {
             params.push((name.clone(), dist.clone(), dim, width));
             dim += width;
         }
-        Encoding { params, dim }
+        Encoding {
+            params,
+            dim,
+            space: space.clone(),
+        }
+    }
+
+    /// Puts the parameters that `x`'s own parents rule out at their fixed point.
+    fn clear_inactive(&self, x: &mut [f64]) {
+        if !self.space.is_conditional() {
+            return;
+        }
+        let mut active = std::collections::BTreeMap::new();
+        for (name, _) in self.space.in_order() {
+            let Some((_, dist, at, width)) = self.params.iter().find(|p| &p.0 == name) else {
+                continue;
+            };
+            if !self.space.is_active(name, &active) {
+                match dist {
+                    Distribution::Categorical { .. } => {
+                        x[*at..at + width].iter_mut().for_each(|v| *v = 0.0)
+                    }
+                    _ => x[*at] = ABSENT_NUMBER,
+                }
+                continue;
+            }
+            let value = match dist {
+                Distribution::Categorical { choices } => {
+                    choices[argmax(&x[*at..at + width])].clone()
+                }
+                _ => dist.from_unit(x[*at]),
+            };
+            active.insert(name.clone(), value);
+        }
     }
 
     fn covers(&self, name: &str, dist: &Distribution) -> bool {
@@ -289,6 +329,16 @@ impl Encoding {
     fn encode(&self, t: &FrozenTrial) -> Option<Vec<f64>> {
         let mut x = vec![0.0; self.dim];
         for (name, dist, at, _) in &self.params {
+            if !t.params.contains_key(name)
+                && !self.space.conditions(name).is_empty()
+                && !self.space.is_active(name, &t.params)
+            {
+                // Absent because its conditions fail: its fixed point.
+                if !matches!(dist, Distribution::Categorical { .. }) {
+                    x[*at] = ABSENT_NUMBER;
+                }
+                continue;
+            }
             if t.distributions.get(name) != Some(dist) {
                 return None;
             }
@@ -335,6 +385,7 @@ impl Encoding {
                 _ => {}
             }
         }
+        self.clear_inactive(x);
     }
 
     fn random(&self, rng: &mut Rng) -> Vec<f64> {
@@ -390,6 +441,7 @@ impl Encoding {
                                 let mut y = x.clone();
                                 y[*at..at + width].iter_mut().for_each(|v| *v = 0.0);
                                 y[at + j] = 1.0;
+                                self.snap(&mut y);
                                 tries.push(y);
                             }
                         }
