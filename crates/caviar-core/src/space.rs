@@ -924,8 +924,10 @@ impl SearchSpace {
     /// Parameters with every parent before its children, otherwise in name order: the order in
     /// which a trial's parameters are drawn.
     pub fn in_order(&self) -> Vec<(&String, &Distribution)> {
+        // Cycles are refused when conditions are set; a space read back from elsewhere that
+        // has one keeps name order rather than failing.
         self.ordered()
-            .expect("cycles are refused when conditions are set")
+            .unwrap_or_else(|_| self.params.keys().collect())
             .into_iter()
             .map(|name| self.params.get_key_value(name).expect("a parameter"))
             .collect()
