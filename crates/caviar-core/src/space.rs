@@ -924,6 +924,10 @@ impl SearchSpace {
     /// Parameters with every parent before its children, otherwise in name order: the order in
     /// which a trial's parameters are drawn.
     pub fn in_order(&self) -> Vec<(&String, &Distribution)> {
+        if self.conditions.is_empty() {
+            // Every trial of a study file asks: no ordering work without conditions.
+            return self.params.iter().collect();
+        }
         // Cycles are refused when conditions are set; a space read back from elsewhere that
         // has one keeps name order rather than failing.
         self.ordered()

@@ -80,17 +80,7 @@ fn objective(params: &BTreeMap<String, ParamValue>) -> f64 {
 }
 
 fn run(sampler: impl Sampler + 'static, space: &SearchSpace, trials: u64) -> Study {
-    let study = Study::builder("conditional")
-        .sampler(sampler)
-        .build()
-        .unwrap();
-    study
-        .optimize(trials, |t| {
-            t.suggest_space(space)?;
-            Ok(objective(&t.params()))
-        })
-        .unwrap();
-    study
+    run_with(sampler, space, trials, objective)
 }
 
 #[test]

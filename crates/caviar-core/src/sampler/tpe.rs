@@ -331,7 +331,7 @@ struct WindowParts<'a> {
 }
 
 /// Lanes of the window sums: eight f64 fill an AVX-512 register (two AVX2 ones).
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 impl WindowParts<'_> {
     #[cfg(target_arch = "x86_64")]
@@ -395,15 +395,22 @@ impl WindowParts<'_> {
                 ceiling,
             );
         }
-        let mut width = LANES / 2;
-        while width > 0 {
-            for k in 0..width {
-                lanes[k] += lanes[k + width];
-            }
-            width /= 2;
-        }
-        lanes[0]
+        sum_lanes(lanes)
     }
+}
+
+/// The lanes added pairwise in a fixed order (halves, then quarters, ...), so every vector path
+/// gives the same bits.
+#[inline(always)]
+pub(super) fn sum_lanes(mut lanes: [f64; LANES]) -> f64 {
+    let mut width = LANES / 2;
+    while width > 0 {
+        for k in 0..width {
+            lanes[k] += lanes[k + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 fn normal_cdf(z: f64) -> f64 {

@@ -14,7 +14,7 @@
 //! estimator and cell, and only for cells a candidate comes near. |v| ≤ 1/2, so the terms past
 //! [`TERMS`] add under 1e-11 of the cell's own mass at any distance.
 
-use super::tpe::exp_nonpositive;
+use super::tpe::{exp_nonpositive, sum_lanes, LANES};
 
 /// Taylor terms kept per cell.
 pub(super) const TERMS: usize = 16;
@@ -42,9 +42,6 @@ pub(super) struct Cells {
     moments: Vec<f64>,
     filled: Vec<bool>,
 }
-
-/// Lanes of the cell sums, as in the component sums.
-const LANES: usize = 8;
 
 /// A band's centres, weights and offsets, in component order.
 pub(super) type Components<'a> = (&'a [f64], &'a [f64], &'a [f64]);
@@ -167,16 +164,7 @@ impl Cells {
             }
             k += used;
         }
-        acc.map(|mut row| {
-            let mut width = LANES / 2;
-            while width > 0 {
-                for l in 0..width {
-                    row[l] += row[l + width];
-                }
-                width /= 2;
-            }
-            row[0]
-        })
+        acc.map(sum_lanes)
     }
 
     /// Σ over the components of `cells` (all filled) of weight·e^(offset - ceiling - z²/2),
@@ -239,14 +227,7 @@ impl Cells {
             }
             j += used;
         }
-        let mut width = LANES / 2;
-        while width > 0 {
-            for k in 0..width {
-                lanes[k] += lanes[k + width];
-            }
-            width /= 2;
-        }
-        lanes[0]
+        sum_lanes(lanes)
     }
 }
 
