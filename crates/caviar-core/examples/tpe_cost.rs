@@ -12,7 +12,16 @@ fn main() {
     let mut fastest = f64::INFINITY;
     for _ in 0..studies {
         let study = Study::builder("tpe-cost")
-            .sampler(TpeSampler::new(0))
+            .sampler({
+                let mut s = TpeSampler::new(0);
+                if let Ok(c) = std::env::var("CANDS") {
+                    s.n_candidates = c.parse().unwrap();
+                }
+                if let Ok(c) = std::env::var("STARTUP") {
+                    s.n_startup = c.parse().unwrap();
+                }
+                s
+            })
             .build()
             .expect("an in-memory study");
         let started = std::time::Instant::now();

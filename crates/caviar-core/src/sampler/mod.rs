@@ -13,6 +13,7 @@ mod sobol;
 mod tpe;
 mod tpe_cells;
 mod tpe_multi;
+mod tpe_parzen;
 mod zoom;
 
 pub use gp::GpSampler;

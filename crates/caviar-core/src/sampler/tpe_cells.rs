@@ -14,23 +14,25 @@
 //! estimator and cell, and only for cells a candidate comes near. |v| ≤ 1/2, so the terms past
 //! [`TERMS`] add under 1e-11 of the cell's own mass at any distance.
 
-use super::tpe::{exp_nonpositive, sum_lanes, LANES};
+use super::tpe_parzen::{exp_nonpositive, sum_lanes, LANES};
 
 /// Taylor terms kept per cell.
 pub(super) const TERMS: usize = 16;
 
-/// 1/n for n in 1..=TERMS, so building moments needs no division.
-const INVERSES: [f64; TERMS + 1] = {
-    let mut table = [0.0; TERMS + 1];
+/// 1/n! for n below TERMS, so building moments needs no division.
+const INVERSE_FACTORIALS: [f64; TERMS] = {
+    let mut table = [1.0; TERMS];
     let mut n = 1;
-    while n <= TERMS {
-        table[n] = 1.0 / n as f64;
+    while n < TERMS {
+        table[n] = table[n - 1] / n as f64;
         n += 1;
     }
     table
 };
 
-/// A band's components grouped into cells of width at most σ over [0, 1].
+/// Narrow components grouped into cells of width at most σ over [0, 1]; the buffers are kept
+/// from one estimator to the next.
+#[derive(Default)]
 pub(super) struct Cells {
     inv_sigma: f64,
     width: f64,
@@ -43,38 +45,54 @@ pub(super) struct Cells {
     filled: Vec<bool>,
 }
 
-/// A band's centres, weights and offsets, in component order.
-pub(super) type Components<'a> = (&'a [f64], &'a [f64], &'a [f64]);
+/// Lane by lane products, written on whole arrays so that they stay in vector registers.
+#[inline(always)]
+fn times(a: [f64; LANES], b: [f64; LANES]) -> [f64; LANES] {
+    std::array::from_fn(|l| a[l] * b[l])
+}
+
+/// `row += term·c`, lane by lane.
+#[inline(always)]
+fn add_scaled(row: &mut [f64; LANES], term: [f64; LANES], c: f64) {
+    for l in 0..LANES {
+        row[l] += term[l] * c;
+    }
+}
 
 /// One cell's moments, by term.
 type Moments = [f64; TERMS];
 
 impl Cells {
-    /// Cells for `centres` (sorted, in [0, 1]) that all have bandwidth `sigma`, or `None` when
-    /// there are too few components per cell for the expansion to cost less than summing them.
-    pub(super) fn new(centres: &[f64], sigma: f64) -> Option<Cells> {
+    /// Regroups `centres` (sorted, in [0, 1]), which all have bandwidth `sigma`, into cells;
+    /// false (and nothing to use) when there are too few components per cell for the expansion
+    /// to cost less than summing them.
+    pub(super) fn rebuild(&mut self, centres: &[f64], sigma: f64) -> bool {
         let count = (1.0 / sigma).ceil().max(1.0) as usize;
         if centres.len() < 2 * count {
-            return None;
+            return false;
         }
         let width = 1.0 / count as f64;
-        let mut starts = Vec::with_capacity(count + 1);
-        starts.push(0);
+        self.starts.clear();
+        self.starts.push(0);
         let mut k = 0;
         for j in 1..count {
             let edge = j as f64 * width;
-            k += centres[k..].partition_point(|&m| m < edge);
-            starts.push(k);
+            while k < centres.len() && centres[k] < edge {
+                k += 1;
+            }
+            self.starts.push(k);
         }
-        starts.push(centres.len());
-        Some(Cells {
-            inv_sigma: 1.0 / sigma,
-            width,
-            starts,
-            centres: (0..count).map(|j| (j as f64 + 0.5) * width).collect(),
-            moments: vec![0.0; TERMS * count],
-            filled: vec![false; count],
-        })
+        self.starts.push(centres.len());
+        self.inv_sigma = 1.0 / sigma;
+        self.width = width;
+        self.centres.clear();
+        self.centres
+            .extend((0..count).map(|j| (j as f64 + 0.5) * width));
+        self.moments.clear();
+        self.moments.resize(TERMS * count, 0.0);
+        self.filled.clear();
+        self.filled.resize(count, false);
+        true
     }
 
     /// The cells whose centres lie within `sigmas` bandwidths of `x` plus half a cell, which
@@ -86,82 +104,103 @@ impl Cells {
     }
 
     /// The components of the cells in `cells`.
+    #[cfg(test)]
     pub(super) fn components(&self, cells: std::ops::Range<usize>) -> std::ops::Range<usize> {
         self.starts[cells.start]..self.starts[cells.end]
     }
 
-    pub(super) fn is_filled(&self, cell: usize) -> bool {
-        self.filled[cell]
-    }
-
-    /// Computes cell `j`'s moments from its components, each weighing
-    /// `weight·e^(offset - ceiling)` (the offsets of its components must be filled).
-    pub(super) fn fill(&mut self, j: usize, components: Components<'_>, ceiling: f64) {
-        let acc = {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU was just checked for the feature the function enables.
-                    unsafe { self.moments_avx512(j, components, ceiling) }
-                } else if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: as above.
-                    unsafe { self.moments_avx2(j, components, ceiling) }
-                } else {
-                    self.moments_portable(j, components, ceiling)
+    /// Computes the moments of the cells in `cells` that lack them, from the components'
+    /// `centres` and `amplitudes` (each adds amplitude·e^(-z²/2)).
+    pub(super) fn prepare(
+        &mut self,
+        cells: std::ops::Range<usize>,
+        centres: &[f64],
+        amplitudes: &[f64],
+    ) {
+        for j in cells {
+            if self.filled[j] {
+                continue;
+            }
+            let acc = {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU was just checked for the feature the function enables.
+                        unsafe { self.moments_avx512(j, centres, amplitudes) }
+                    } else if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: as above.
+                        unsafe { self.moments_avx2(j, centres, amplitudes) }
+                    } else {
+                        self.moments_portable(j, centres, amplitudes)
+                    }
                 }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    self.moments_portable(j, centres, amplitudes)
+                }
+            };
+            let count = self.centres.len();
+            for (n, a) in acc.into_iter().enumerate() {
+                self.moments[n * count + j] = a;
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                self.moments_portable(j, components, ceiling)
-            }
-        };
-        let count = self.centres.len();
-        for (n, a) in acc.into_iter().enumerate() {
-            self.moments[n * count + j] = a;
+            self.filled[j] = true;
         }
-        self.filled[j] = true;
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn moments_avx512(&self, j: usize, components: Components<'_>, ceiling: f64) -> Moments {
-        self.moments_portable(j, components, ceiling)
+    unsafe fn moments_avx512(&self, j: usize, centres: &[f64], amplitudes: &[f64]) -> Moments {
+        self.moments_portable(j, centres, amplitudes)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn moments_avx2(&self, j: usize, components: Components<'_>, ceiling: f64) -> Moments {
-        self.moments_portable(j, components, ceiling)
+    unsafe fn moments_avx2(&self, j: usize, centres: &[f64], amplitudes: &[f64]) -> Moments {
+        self.moments_portable(j, centres, amplitudes)
     }
 
-    /// Cell `j`'s moments, [`LANES`] components at a time (independent chains of products
-    /// instead of one long one), the lanes added in a fixed order.
+    /// Cell `j`'s moments, [`LANES`] components at a time, the lanes added in a fixed order.
+    /// The powers vⁿ come from v², v⁴ and v⁸ (a tree three products deep, not a chain of
+    /// sixteen), so the multiplications overlap.
     #[inline(always)]
-    fn moments_portable(
-        &self,
-        j: usize,
-        (centres, weights, offsets): Components<'_>,
-        ceiling: f64,
-    ) -> Moments {
+    fn moments_portable(&self, j: usize, centres: &[f64], amplitudes: &[f64]) -> Moments {
         let mut acc = [[0.0f64; LANES]; TERMS];
         let (start, end) = (self.starts[j], self.starts[j + 1]);
         let mut k = start;
         while k < end {
             let used = (end - k).min(LANES);
-            // Unused lanes weigh nothing.
-            let mut term = [0.0f64; LANES];
-            let mut v = [0.0f64; LANES];
-            for l in 0..used {
-                v[l] = (centres[k + l] - self.centres[j]) * self.inv_sigma;
-                term[l] =
-                    weights[k + l] * exp_nonpositive(offsets[k + l] - ceiling - 0.5 * v[l] * v[l]);
+            // Unused lanes sit at the cell's centre and weigh nothing; whole blocks keep the
+            // exponentials in vector lanes.
+            let mut m = [self.centres[j]; LANES];
+            let mut a = [0.0f64; LANES];
+            m[..used].copy_from_slice(&centres[k..k + used]);
+            a[..used].copy_from_slice(&amplitudes[k..k + used]);
+            let v: [f64; LANES] =
+                std::array::from_fn(|l| (m[l] - self.centres[j]) * self.inv_sigma);
+            let t0: [f64; LANES] =
+                std::array::from_fn(|l| a[l] * exp_nonpositive(-0.5 * v[l] * v[l]));
+            let v2 = times(v, v);
+            let v4 = times(v2, v2);
+            let v8 = times(v4, v4);
+            let (t1, t2) = (times(t0, v), times(t0, v2));
+            let t3 = times(t1, v2);
+            let (t4, t5, t6, t7) = (times(t0, v4), times(t1, v4), times(t2, v4), times(t3, v4));
+            // Written out term by term: a loop over the terms lets the compiler vectorise
+            // across terms instead of lanes, with gathers.
+            macro_rules! add_term {
+                ($n:literal, $t:expr) => {
+                    add_scaled(&mut acc[$n], $t, INVERSE_FACTORIALS[$n]);
+                    add_scaled(&mut acc[$n + 8], times($t, v8), INVERSE_FACTORIALS[$n + 8]);
+                };
             }
-            for (n, row) in acc.iter_mut().enumerate() {
-                for l in 0..LANES {
-                    row[l] += term[l];
-                    term[l] *= v[l] * INVERSES[n + 1];
-                }
-            }
+            add_term!(0, t0);
+            add_term!(1, t1);
+            add_term!(2, t2);
+            add_term!(3, t3);
+            add_term!(4, t4);
+            add_term!(5, t5);
+            add_term!(6, t6);
+            add_term!(7, t7);
             k += used;
         }
         acc.map(sum_lanes)
@@ -236,24 +275,22 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    /// Cells filled from random components, with the components.
-    fn filled(n: usize, sigma: f64, seed: u64) -> (Cells, Vec<f64>, Vec<f64>, Vec<f64>) {
+    /// Cells filled from random components, with the components' centres and amplitudes.
+    fn filled(n: usize, sigma: f64, seed: u64) -> (Cells, Vec<f64>, Vec<f64>) {
         let mut rng = Rng::new(seed);
         let mut centres: Vec<f64> = (0..n).map(|_| rng.next_f64().powi(2)).collect();
         centres.sort_by(f64::total_cmp);
-        let weights: Vec<f64> = (0..n).map(|_| 0.1 + rng.next_f64()).collect();
-        let offsets: Vec<f64> = (0..n).map(|_| -rng.next_f64()).collect();
-        let mut cells = Cells::new(&centres, sigma).expect("dense enough for cells");
-        for j in 0..cells.centres.len() {
-            cells.fill(j, (&centres, &weights, &offsets), 0.5);
-        }
-        (cells, centres, weights, offsets)
+        let amplitudes: Vec<f64> = (0..n).map(|_| 0.1 + rng.next_f64()).collect();
+        let mut cells = Cells::default();
+        assert!(cells.rebuild(&centres, sigma), "dense enough for cells");
+        cells.prepare(0..cells.centres.len(), &centres, &amplitudes);
+        (cells, centres, amplitudes)
     }
 
     #[test]
     fn the_expansion_matches_the_direct_sum() {
         let sigma = 0.01;
-        let (cells, centres, weights, offsets) = filled(3000, sigma, 5);
+        let (cells, centres, amplitudes) = filled(3000, sigma, 5);
         let mut rng = Rng::new(6);
         for _ in 0..500 {
             let x = rng.next_f64();
@@ -263,7 +300,7 @@ mod tests {
                 .components(window)
                 .map(|k| {
                     let z = (x - centres[k]) / sigma;
-                    weights[k] * (offsets[k] - 0.5 - 0.5 * z * z).exp()
+                    amplitudes[k] * (-0.5 * z * z).exp()
                 })
                 .sum();
             assert!(
@@ -290,7 +327,7 @@ mod tests {
 
     #[test]
     fn sparse_components_get_no_cells() {
-        assert!(Cells::new(&[0.1, 0.2, 0.3], 0.01).is_none());
+        assert!(!Cells::default().rebuild(&[0.1, 0.2, 0.3], 0.01));
     }
 
     #[test]
