@@ -38,9 +38,12 @@ pub(super) struct Cells {
     width: f64,
     /// First component of each cell; one past the last component at the end.
     starts: Vec<usize>,
+    /// How many cells cover [0, 1].
+    count: usize,
+    /// Cell centres, [`LANES`] past `count` so that sums run over whole blocks of cells.
     centres: Vec<f64>,
-    /// `moments[n * count + j]`: Σ over cell j's components of a·e^(-v²/2)·vⁿ/n!, n-major so
-    /// that a run of cells is contiguous for each n.
+    /// `moments[n * (count + LANES) + j]`: Σ over cell j's components of a·e^(-v²/2)·vⁿ/n!,
+    /// n-major so that a run of cells is contiguous for each n; the padding cells hold zeros.
     moments: Vec<f64>,
     filled: Vec<bool>,
 }
@@ -87,37 +90,42 @@ impl Cells {
         self.width = width;
         self.centres.clear();
         self.centres
-            .extend((0..count).map(|j| (j as f64 + 0.5) * width));
+            .extend((0..count + LANES).map(|j| (j as f64 + 0.5) * width));
+        self.count = count;
         self.moments.clear();
-        self.moments.resize(TERMS * count, 0.0);
+        self.moments.resize(TERMS * (count + LANES), 0.0);
         self.filled.clear();
         self.filled.resize(count, false);
         true
     }
 
     /// The cells whose centres lie within `sigmas` bandwidths of `x` plus half a cell, which
-    /// holds every component within `sigmas` bandwidths.
+    /// holds every component within `sigmas` bandwidths, and up to [`LANES`] - 1 cells more
+    /// (whole blocks: the more cells a sum takes, the closer it is to the full sum).
     pub(super) fn within(&self, x: f64, sigmas: f64) -> std::ops::Range<usize> {
         let reach = sigmas / self.inv_sigma + 0.5 * self.width;
-        let first = self.centres.partition_point(|&c| c < x - reach);
-        first..first + self.centres[first..].partition_point(|&c| c <= x + reach)
+        let centres = &self.centres[..self.count];
+        let first = centres.partition_point(|&c| c < x - reach);
+        let len = centres[first..].partition_point(|&c| c <= x + reach);
+        first..first + len.div_ceil(LANES) * LANES
     }
 
     /// The components of the cells in `cells`.
     #[cfg(test)]
     pub(super) fn components(&self, cells: std::ops::Range<usize>) -> std::ops::Range<usize> {
-        self.starts[cells.start]..self.starts[cells.end]
+        self.starts[cells.start.min(self.count)]..self.starts[cells.end.min(self.count)]
     }
 
     /// Computes the moments of the cells in `cells` that lack them, from the components'
-    /// `centres` and `amplitudes` (each adds amplitude·e^(-z²/2)).
+    /// `centres` and `amplitudes` (each adds amplitude·e^(-z²/2)), which run on for at least
+    /// [`LANES`] entries past the last component.
     pub(super) fn prepare(
         &mut self,
         cells: std::ops::Range<usize>,
         centres: &[f64],
         amplitudes: &[f64],
     ) {
-        for j in cells {
+        for j in cells.start..cells.end.min(self.count) {
             if self.filled[j] {
                 continue;
             }
@@ -139,9 +147,9 @@ impl Cells {
                     self.moments_portable(j, centres, amplitudes)
                 }
             };
-            let count = self.centres.len();
+            let stride = self.count + LANES;
             for (n, a) in acc.into_iter().enumerate() {
-                self.moments[n * count + j] = a;
+                self.moments[n * stride + j] = a;
             }
             self.filled[j] = true;
         }
@@ -171,10 +179,18 @@ impl Cells {
             let used = (end - k).min(LANES);
             // Unused lanes sit at the cell's centre and weigh nothing; whole blocks keep the
             // exponentials in vector lanes.
-            let mut m = [self.centres[j]; LANES];
-            let mut a = [0.0f64; LANES];
-            m[..used].copy_from_slice(&centres[k..k + used]);
-            a[..used].copy_from_slice(&amplitudes[k..k + used]);
+            let block = |s: &[f64]| -> [f64; LANES] {
+                s[k..k + LANES].try_into().expect("a block of LANES")
+            };
+            let (loaded_m, loaded_a) = (block(centres), block(amplitudes));
+            let m: [f64; LANES] = std::array::from_fn(|l| {
+                if l < used {
+                    loaded_m[l]
+                } else {
+                    self.centres[j]
+                }
+            });
+            let a: [f64; LANES] = std::array::from_fn(|l| if l < used { loaded_a[l] } else { 0.0 });
             let v: [f64; LANES] =
                 std::array::from_fn(|l| (m[l] - self.centres[j]) * self.inv_sigma);
             let t0: [f64; LANES] =
@@ -239,21 +255,15 @@ impl Cells {
     /// gives the same suggestions on any machine.
     #[inline(always)]
     fn sum_portable(&self, cells: std::ops::Range<usize>, x: f64) -> f64 {
-        let count = self.centres.len();
+        debug_assert_eq!(cells.len() % LANES, 0, "whole blocks of cells");
+        let stride = self.count + LANES;
+        let block = |s: &[f64]| -> [f64; LANES] { s.try_into().expect("a block of LANES") };
         let mut lanes = [0.0f64; LANES];
-        let mut j = cells.start;
-        while j < cells.end {
-            let used = (cells.end - j).min(LANES);
-            // Unused lanes sit at x with no mass (u = 0, zero moments).
-            let mut u = [0.0f64; LANES];
-            let coefficient = |n: usize| -> [f64; LANES] {
-                let mut row = [0.0f64; LANES];
-                row[..used].copy_from_slice(&self.moments[n * count + j..n * count + j + used]);
-                row
-            };
-            for (lane, centre) in u.iter_mut().zip(&self.centres[j..j + used]) {
-                *lane = (x - centre) * self.inv_sigma;
-            }
+        for j in cells.step_by(LANES) {
+            let coefficient =
+                |n: usize| block(&self.moments[n * stride + j..n * stride + j + LANES]);
+            let centre = block(&self.centres[j..j + LANES]);
+            let u: [f64; LANES] = std::array::from_fn(|k| (x - centre[k]) * self.inv_sigma);
             let mut poly = coefficient(TERMS - 1);
             for n in (0..TERMS - 1).rev() {
                 let row = coefficient(n);
@@ -264,7 +274,6 @@ impl Cells {
             for k in 0..LANES {
                 lanes[k] += poly[k] * exp_nonpositive(-0.5 * u[k] * u[k]);
             }
-            j += used;
         }
         sum_lanes(lanes)
     }
@@ -283,7 +292,8 @@ mod tests {
         let amplitudes: Vec<f64> = (0..n).map(|_| 0.1 + rng.next_f64()).collect();
         let mut cells = Cells::default();
         assert!(cells.rebuild(&centres, sigma), "dense enough for cells");
-        cells.prepare(0..cells.centres.len(), &centres, &amplitudes);
+        let pad = |v: &[f64]| [v, &[0.0; LANES]].concat();
+        cells.prepare(0..cells.count, &pad(&centres), &pad(&amplitudes));
         (cells, centres, amplitudes)
     }
 
@@ -335,7 +345,7 @@ mod tests {
         let (cells, ..) = filled(1500, 0.01, 8);
         let mut rng = Rng::new(9);
         for start in 0..20 {
-            for len in 0..20 {
+            for len in [0, LANES, 2 * LANES] {
                 let x = rng.next_f64();
                 let range = start..start + len;
                 let portable = cells.sum_portable(range.clone(), x);
