@@ -78,8 +78,38 @@ struct Observed {
     consumed: usize,
     /// (loss, x, age), by loss.
     by_loss: Vec<(f64, f64, u32)>,
-    /// (x, loss, age), by x; age counts complete observations in the order they were read.
-    by_x: Vec<(f64, f64, u32)>,
+    /// The same by x; age counts complete observations in the order they were read.
+    by_x: ByX,
+}
+
+/// Observations by x, as three arrays so that splitting them by loss streams through memory.
+#[derive(Debug, Default)]
+struct ByX {
+    xs: Vec<f64>,
+    losses: Vec<f64>,
+    ages: Vec<u32>,
+}
+
+impl ByX {
+    /// Inserts after any equal x.
+    fn insert(&mut self, x: f64, loss: f64, age: u32) {
+        let j = self.xs.partition_point(|&v| v <= x);
+        self.xs.insert(j, x);
+        self.losses.insert(j, loss);
+        self.ages.insert(j, age);
+    }
+
+    /// Adds many at once (one sort instead of many inserts; equal x keep their order).
+    fn extend(&mut self, fresh: impl Iterator<Item = (f64, f64, u32)>) {
+        let mut all: Vec<(f64, f64, u32)> = (0..self.xs.len())
+            .map(|k| (self.xs[k], self.losses[k], self.ages[k]))
+            .chain(fresh)
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        self.xs = all.iter().map(|o| o.0).collect();
+        self.losses = all.iter().map(|o| o.1).collect();
+        self.ages = all.iter().map(|o| o.2).collect();
+    }
 }
 
 impl Observed {
@@ -87,8 +117,7 @@ impl Observed {
         let age = self.by_loss.len() as u32;
         let i = self.by_loss.partition_point(|o| o.0 <= loss);
         self.by_loss.insert(i, (loss, x, age));
-        let j = self.by_x.partition_point(|o| o.0 <= x);
-        self.by_x.insert(j, (x, loss, age));
+        self.by_x.insert(x, loss, age);
     }
 }
 
@@ -185,14 +214,25 @@ impl TpeSampler {
         // Above: everything worse than the threshold, already in x order, plus the liars.
         // Older observations weigh less (Optuna's ramp: the newest 25 weigh 1, older ones
         // linearly less, down to 1/n for the oldest), so the model follows the search.
-        scratch.above.clear();
-        scratch.above_ages.clear();
-        for &(x, loss, age) in &seen.by_x {
-            if loss > threshold {
-                scratch.above.push(x);
-                scratch.above_ages.push(age);
+        // Written without a branch: every observation is copied and the cursor moves on past
+        // the above ones only.
+        let by_x = &seen.by_x;
+        let n = by_x.xs.len();
+        scratch.above.resize(n, 0.0);
+        scratch.above_ages.resize(n, 0);
+        let mut kept = 0;
+        {
+            // Slices, so that the loop keeps their lengths in registers.
+            let (above, above_ages) = (&mut scratch.above[..n], &mut scratch.above_ages[..n]);
+            let (xs, losses, ages) = (&by_x.xs[..n], &by_x.losses[..n], &by_x.ages[..n]);
+            for i in 0..n {
+                above[kept] = xs[i];
+                above_ages[kept] = ages[i];
+                kept += usize::from(losses[i] > threshold);
             }
         }
+        scratch.above.truncate(kept);
+        scratch.above_ages.truncate(kept);
         let n_above = scratch.above.len() + scratch.liars.len();
         scratch.weights.clear();
         if n_above >= 25 {
@@ -212,18 +252,26 @@ impl TpeSampler {
             };
             // Each age's weight, were it above: one walk over the ages instead of a search per
             // observation.
-            scratch.weight_of_age.clear();
-            let mut below_before = 0;
-            for age in 0..complete as u32 {
-                if ages_below.get(below_before) == Some(&age) {
-                    below_before += 1;
+            // The ranks run in stretches between below ages, each a straight line.
+            scratch.weight_of_age.resize(complete, 0.0);
+            let weight_of_age = &mut scratch.weight_of_age[..];
+            let mut age = 0;
+            for (before, stretch_end) in ages_below
+                .iter()
+                .map(|&a| a as usize)
+                .chain([complete])
+                .enumerate()
+            {
+                for slot in &mut weight_of_age[age..stretch_end] {
+                    let rank = age - before;
+                    *slot = if rank >= ramped {
+                        1.0
+                    } else {
+                        lo + slope * rank as f64
+                    };
+                    age += 1;
                 }
-                let rank = (age as usize).saturating_sub(below_before);
-                scratch.weight_of_age.push(if rank >= ramped {
-                    1.0
-                } else {
-                    lo + slope * rank as f64
-                });
+                age = (stretch_end + 1).min(complete);
             }
             let weight_of_age = &scratch.weight_of_age;
             scratch.weights.extend(
@@ -358,7 +406,6 @@ impl Sampler for TpeSampler {
                     .map(|(k, &(x, loss))| (x, loss, first_age + k as u32)),
             );
             seen.by_loss.sort_by(|a, b| a.0.total_cmp(&b.0));
-            seen.by_x.sort_by(|a, b| a.0.total_cmp(&b.0));
         } else {
             for (x, loss) in fresh {
                 seen.insert(x, loss);

@@ -48,18 +48,20 @@ struct Components {
 }
 
 impl Components {
-    fn clear(&mut self) {
-        self.centres.clear();
-        self.inv_sigmas.clear();
-        self.amplitudes.clear();
-        self.len = 0;
-    }
-
-    /// Pads the arrays (past 1, so they stay sorted).
-    fn finish(&mut self) {
-        self.len = self.centres.len();
+    /// Keeps the first `len` components and pads the arrays (past 1, so they stay sorted).
+    fn finish(&mut self, len: usize) {
+        self.len = len;
+        for part in [
+            &mut self.centres,
+            &mut self.inv_sigmas,
+            &mut self.amplitudes,
+        ] {
+            part.truncate(len);
+        }
         for _ in 0..LANES {
-            self.push(2.0, 0.0, 0.0);
+            self.centres.push(2.0);
+            self.inv_sigmas.push(0.0);
+            self.amplitudes.push(0.0);
         }
     }
 
@@ -73,12 +75,6 @@ impl Components {
     fn sum_from(&self, window: std::ops::Range<usize>, x: f64) -> f64 {
         let end = window.start + window.len().div_ceil(LANES) * LANES;
         self.sum(window.start..end, x)
-    }
-
-    fn push(&mut self, centre: f64, inv_sigma: f64, amplitude: f64) {
-        self.centres.push(centre);
-        self.inv_sigmas.push(inv_sigma);
-        self.amplitudes.push(amplitude);
     }
 
     fn sum(&self, window: std::ops::Range<usize>, x: f64) -> f64 {
@@ -114,25 +110,55 @@ impl Parzen {
         let scale = (-ceiling).exp();
         let interior_amplitude = inv_min_sigma * INV_SQRT_2PI * scale;
         let (low_edge, high_edge) = (9.0 * min_sigma, 1.0 - 9.0 * min_sigma);
-        self.narrow.clear();
-        self.wide.clear();
-        for (i, (&m, &s)) in centers.iter().zip(&self.sigmas).enumerate() {
-            let w = weights.map_or(1.0, |w| w[i]);
-            if s == min_sigma {
-                let amplitude = if m >= low_edge && m <= high_edge {
-                    interior_amplitude
-                } else {
-                    factor(m, s) * scale
-                };
-                self.narrow.push(m, inv_min_sigma, w * amplitude);
-            } else {
-                self.wide.push(m, 1.0 / s, w * factor(m, s) * scale);
+        // Each component is written to both lists and only the cursor of its own moves on (no
+        // branch per component); the few that need a truncation mass are fixed up after.
+        let (narrow, wide) = (&mut self.narrow, &mut self.wide);
+        for part in [&mut *narrow, &mut *wide] {
+            part.centres.resize(n + 1 + LANES, 0.0);
+            part.inv_sigmas.resize(n + 1 + LANES, 0.0);
+            part.amplitudes.resize(n + 1 + LANES, 0.0);
+        }
+        let (mut kn, mut kw) = (0, 0);
+        {
+            // Slices, so that the loop keeps their lengths in registers.
+            let (n_centres, n_amplitudes) = (&mut narrow.centres[..n], &mut narrow.amplitudes[..n]);
+            let (w_centres, w_sigmas, w_amplitudes) = (
+                &mut wide.centres[..n],
+                &mut wide.inv_sigmas[..n],
+                &mut wide.amplitudes[..n],
+            );
+            let sigmas = &self.sigmas[..n];
+            for i in 0..n {
+                let (m, s) = (centers[i], sigmas[i]);
+                let w = weights.map_or(1.0, |w| w[i]);
+                n_centres[kn] = m;
+                n_amplitudes[kn] = w * interior_amplitude;
+                w_centres[kw] = m;
+                w_sigmas[kw] = s;
+                w_amplitudes[kw] = w;
+                let is_narrow = s == min_sigma;
+                kn += usize::from(is_narrow);
+                kw += usize::from(!is_narrow);
             }
         }
-        self.wide
-            .push(0.5, 1.0, prior_weight * factor(0.5, 1.0) * scale);
-        self.narrow.finish();
-        self.wide.finish();
+        narrow.inv_sigmas[..kn].fill(inv_min_sigma);
+        // Narrow components within 9σ of an end lose mass; sorted, they are the first and last.
+        let low_end = narrow.centres[..kn].partition_point(|&m| m < low_edge);
+        let high_start = low_end + narrow.centres[low_end..kn].partition_point(|&m| m <= high_edge);
+        for k in (0..low_end).chain(high_start..kn) {
+            narrow.amplitudes[k] *=
+                factor(narrow.centres[k], min_sigma) * scale / interior_amplitude;
+        }
+        for k in 0..kw {
+            let s = wide.inv_sigmas[k];
+            wide.inv_sigmas[k] = 1.0 / s;
+            wide.amplitudes[k] *= factor(wide.centres[k], s) * scale;
+        }
+        wide.centres[kw] = 0.5;
+        wide.inv_sigmas[kw] = 1.0;
+        wide.amplitudes[kw] = prior_weight * factor(0.5, 1.0) * scale;
+        narrow.finish(kn);
+        wide.finish(kw + 1);
         self.cumulative_weights.clear();
         if sampled {
             let mut acc = 0.0;
