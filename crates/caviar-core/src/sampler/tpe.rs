@@ -314,9 +314,11 @@ impl TpeSampler {
         for _ in 0..self.n_candidates {
             scratch.candidates.push(scratch.l.sample(&mut rng));
         }
+        // The best l(x)/g(x), compared by the scaled densities' ratio: the scales are the same
+        // for every candidate.
         let mut best = (0.5, f64::NEG_INFINITY);
         for &x in &scratch.candidates {
-            let score = scratch.l.log_pdf(x) - scratch.g.log_pdf(x);
+            let score = scratch.l.scaled_density(x) / scratch.g.scaled_density(x);
             if score > best.1 {
                 best = (x, score);
             }

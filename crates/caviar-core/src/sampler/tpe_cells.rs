@@ -14,7 +14,7 @@
 //! estimator and cell, and only for cells a candidate comes near. |v| ≤ 1/2, so the terms past
 //! [`TERMS`] add under 1e-11 of the cell's own mass at any distance.
 
-use super::tpe_parzen::{exp_nonpositive, sum_lanes, LANES};
+use super::tpe_parzen::{exp_nonpositive, load, per_lane, sum_lanes, LANES};
 
 /// Taylor terms kept per cell.
 pub(super) const TERMS: usize = 16;
@@ -51,7 +51,7 @@ pub(super) struct Cells {
 /// Lane by lane products, written on whole arrays so that they stay in vector registers.
 #[inline(always)]
 fn times(a: [f64; LANES], b: [f64; LANES]) -> [f64; LANES] {
-    std::array::from_fn(|l| a[l] * b[l])
+    per_lane(|l| a[l] * b[l])
 }
 
 /// `row += term·c`, lane by lane.
@@ -100,14 +100,15 @@ impl Cells {
     }
 
     /// The cells whose centres lie within `sigmas` bandwidths of `x` plus half a cell, which
-    /// holds every component within `sigmas` bandwidths, and up to [`LANES`] - 1 cells more
-    /// (whole blocks: the more cells a sum takes, the closer it is to the full sum).
+    /// holds every component within `sigmas` bandwidths.
     pub(super) fn within(&self, x: f64, sigmas: f64) -> std::ops::Range<usize> {
         let reach = sigmas / self.inv_sigma + 0.5 * self.width;
-        let centres = &self.centres[..self.count];
-        let first = centres.partition_point(|&c| c < x - reach);
-        let len = centres[first..].partition_point(|&c| c <= x + reach);
-        first..first + len.div_ceil(LANES) * LANES
+        // Cell j's centre is (j + 1/2)·width: the first at or past x - reach and the last at or
+        // before x + reach, by arithmetic rather than a search.
+        let first = ((x - reach) / self.width - 0.5).ceil().max(0.0) as usize;
+        let end = (((x + reach) / self.width - 0.5).floor() + 1.0).max(0.0) as usize;
+        let end = end.min(self.count);
+        first.min(end)..end
     }
 
     /// The components of the cells in `cells`.
@@ -179,22 +180,18 @@ impl Cells {
             let used = (end - k).min(LANES);
             // Unused lanes sit at the cell's centre and weigh nothing; whole blocks keep the
             // exponentials in vector lanes.
-            let block = |s: &[f64]| -> [f64; LANES] {
-                s[k..k + LANES].try_into().expect("a block of LANES")
-            };
+            let block = |s: &[f64]| -> [f64; LANES] { load(s, k) };
             let (loaded_m, loaded_a) = (block(centres), block(amplitudes));
-            let m: [f64; LANES] = std::array::from_fn(|l| {
+            let m: [f64; LANES] = per_lane(|l| {
                 if l < used {
                     loaded_m[l]
                 } else {
                     self.centres[j]
                 }
             });
-            let a: [f64; LANES] = std::array::from_fn(|l| if l < used { loaded_a[l] } else { 0.0 });
-            let v: [f64; LANES] =
-                std::array::from_fn(|l| (m[l] - self.centres[j]) * self.inv_sigma);
-            let t0: [f64; LANES] =
-                std::array::from_fn(|l| a[l] * exp_nonpositive(-0.5 * v[l] * v[l]));
+            let a: [f64; LANES] = per_lane(|l| if l < used { loaded_a[l] } else { 0.0 });
+            let v: [f64; LANES] = per_lane(|l| (m[l] - self.centres[j]) * self.inv_sigma);
+            let t0: [f64; LANES] = per_lane(|l| a[l] * exp_nonpositive(-0.5 * v[l] * v[l]));
             let v2 = times(v, v);
             let v4 = times(v2, v2);
             let v8 = times(v4, v4);
@@ -219,7 +216,11 @@ impl Cells {
             add_term!(7, t7);
             k += used;
         }
-        acc.map(sum_lanes)
+        let mut moments = [0.0; TERMS];
+        for (m, row) in moments.iter_mut().zip(acc) {
+            *m = sum_lanes(row);
+        }
+        moments
     }
 
     /// Σ over the components of `cells` (all filled) of weight·e^(offset - ceiling - z²/2),
@@ -255,15 +256,15 @@ impl Cells {
     /// gives the same suggestions on any machine.
     #[inline(always)]
     fn sum_portable(&self, cells: std::ops::Range<usize>, x: f64) -> f64 {
-        debug_assert_eq!(cells.len() % LANES, 0, "whole blocks of cells");
         let stride = self.count + LANES;
-        let block = |s: &[f64]| -> [f64; LANES] { s.try_into().expect("a block of LANES") };
         let mut lanes = [0.0f64; LANES];
-        for j in cells.step_by(LANES) {
-            let coefficient =
-                |n: usize| block(&self.moments[n * stride + j..n * stride + j + LANES]);
-            let centre = block(&self.centres[j..j + LANES]);
-            let u: [f64; LANES] = std::array::from_fn(|k| (x - centre[k]) * self.inv_sigma);
+        // Whole blocks of cells; the lanes past the range count for nothing (their moments may
+        // not have been computed).
+        for j in cells.clone().step_by(LANES) {
+            let coefficient = |n: usize| load(&self.moments, n * stride + j);
+            let centre = load(&self.centres, j);
+            let u: [f64; LANES] = per_lane(|k| (x - centre[k]) * self.inv_sigma);
+            let inside: [f64; LANES] = per_lane(|k| if j + k < cells.end { 1.0 } else { 0.0 });
             let mut poly = coefficient(TERMS - 1);
             for n in (0..TERMS - 1).rev() {
                 let row = coefficient(n);
@@ -272,7 +273,7 @@ impl Cells {
                 }
             }
             for k in 0..LANES {
-                lanes[k] += poly[k] * exp_nonpositive(-0.5 * u[k] * u[k]);
+                lanes[k] += inside[k] * (poly[k] * exp_nonpositive(-0.5 * u[k] * u[k]));
             }
         }
         sum_lanes(lanes)
@@ -345,7 +346,7 @@ mod tests {
         let (cells, ..) = filled(1500, 0.01, 8);
         let mut rng = Rng::new(9);
         for start in 0..20 {
-            for len in [0, LANES, 2 * LANES] {
+            for len in 0..20 {
                 let x = rng.next_f64();
                 let range = start..start + len;
                 let portable = cells.sum_portable(range.clone(), x);

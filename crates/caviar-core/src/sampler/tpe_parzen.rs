@@ -199,7 +199,14 @@ impl Parzen {
     }
 
     /// ln of the density at `x`.
+    #[cfg(test)]
     pub(super) fn log_pdf(&mut self, x: f64) -> f64 {
+        self.ceiling + self.scaled_density(x).ln() - self.log_total
+    }
+
+    /// The density at `x` times a factor the same for every point: ratios of two estimators'
+    /// scaled densities order points as their density ratios do, without a logarithm each.
+    pub(super) fn scaled_density(&mut self, x: f64) -> f64 {
         let reach = WINDOW_SIGMAS * self.min_sigma;
         let narrow = if self.use_cells {
             let window = self.cells.within(x, WINDOW_SIGMAS);
@@ -215,8 +222,7 @@ impl Parzen {
             let end = start + c[start..].partition_point(|&m| m <= x + reach);
             self.narrow.sum_from(start..end, x)
         };
-        let wide = self.wide.sum_from(0..self.wide.len, x);
-        self.ceiling + (narrow + wide).ln() - self.log_total
+        narrow + self.wide.sum_from(0..self.wide.len, x)
     }
 
     /// The density summed over every component (the reference for the windowed one).
@@ -297,17 +303,15 @@ fn gauss_sum_portable(centres: &[f64], inv: &[f64], amplitudes: &[f64], x: f64) 
             lanes[k] += a[k] * exp_nonpositive(-0.5 * z * z);
         }
     }
-    let as_block = |s: &[f64]| -> [f64; LANES] { s.try_into().expect("a block of LANES") };
     let mut lanes = [0.0f64; LANES];
     let n = centres.len();
     let whole = n / LANES * LANES;
     for i in (0..whole).step_by(LANES) {
-        let r = i..i + LANES;
         block(
             &mut lanes,
-            &as_block(&centres[r.clone()]),
-            &as_block(&inv[r.clone()]),
-            &as_block(&amplitudes[r]),
+            &load(centres, i),
+            &load(inv, i),
+            &load(amplitudes, i),
             x,
         );
     }
@@ -325,6 +329,24 @@ fn gauss_sum_portable(centres: &[f64], inv: &[f64], amplitudes: &[f64], x: f64) 
 
 /// Lanes of the density sums: eight f64 fill an AVX-512 register (two AVX2 ones).
 pub(super) const LANES: usize = 8;
+
+/// One value per lane. An explicit loop rather than `std::array::from_fn`, which the compiler
+/// may leave out of line, and so without the caller's vector instructions.
+#[inline(always)]
+pub(super) fn per_lane(f: impl Fn(usize) -> f64) -> [f64; LANES] {
+    let mut out = [0.0; LANES];
+    for (l, slot) in out.iter_mut().enumerate() {
+        *slot = f(l);
+    }
+    out
+}
+
+/// The block of [`LANES`] values of `s` from `at` on.
+#[inline(always)]
+pub(super) fn load(s: &[f64], at: usize) -> [f64; LANES] {
+    let s = &s[at..at + LANES];
+    per_lane(|l| s[l])
+}
 
 /// The lanes added pairwise in a fixed order (halves, then quarters, ...), so every vector path
 /// gives the same bits.
