@@ -318,7 +318,14 @@ impl TpeSampler {
         // for every candidate.
         let mut best = (0.5, f64::NEG_INFINITY);
         for &x in &scratch.candidates {
-            let score = scratch.l.scaled_density(x) / scratch.g.scaled_density(x);
+            let l = scratch.l.scaled_density(x);
+            // g's narrow components alone bound g from below, so the ratio from above: a
+            // candidate that cannot beat the best so far is dropped before the rest is summed.
+            let g_narrow = scratch.g.narrow_part(x);
+            if l / g_narrow <= best.1 {
+                continue;
+            }
+            let score = l / (g_narrow + scratch.g.wide_part(x));
             if score > best.1 {
                 best = (x, score);
             }

@@ -207,6 +207,11 @@ impl Parzen {
     /// The density at `x` times a factor the same for every point: ratios of two estimators'
     /// scaled densities order points as their density ratios do, without a logarithm each.
     pub(super) fn scaled_density(&mut self, x: f64) -> f64 {
+        self.narrow_part(x) + self.wide_part(x)
+    }
+
+    /// The narrow components' share of [`Parzen::scaled_density`]: a lower bound on it.
+    pub(super) fn narrow_part(&mut self, x: f64) -> f64 {
         let reach = WINDOW_SIGMAS * self.min_sigma;
         let narrow = if self.use_cells {
             let window = self.cells.within(x, WINDOW_SIGMAS);
@@ -222,7 +227,12 @@ impl Parzen {
             let end = start + c[start..].partition_point(|&m| m <= x + reach);
             self.narrow.sum_from(start..end, x)
         };
-        narrow + self.wide.sum_from(0..self.wide.len, x)
+        narrow
+    }
+
+    /// The wide components' and the prior's share of [`Parzen::scaled_density`].
+    pub(super) fn wide_part(&self, x: f64) -> f64 {
+        self.wide.sum_from(0..self.wide.len, x)
     }
 
     /// The density summed over every component (the reference for the windowed one).
