@@ -342,6 +342,43 @@ mod tests {
     }
 
     #[test]
+    fn every_vector_path_computes_moments_bit_for_bit_alike() {
+        let mut rng = Rng::new(10);
+        let n = 900;
+        let mut centres: Vec<f64> = (0..n).map(|_| rng.next_f64().powi(2)).collect();
+        centres.sort_by(f64::total_cmp);
+        let amplitudes: Vec<f64> = (0..n).map(|_| 0.1 + rng.next_f64()).collect();
+        let pad = |v: &[f64]| [v, &[0.0; LANES]].concat();
+        let (centres, amplitudes) = (pad(&centres), pad(&amplitudes));
+        let mut cells = Cells::default();
+        assert!(cells.rebuild(&centres[..n], 0.01));
+        for j in 0..cells.count {
+            let portable = cells.moments_portable(j, &centres, &amplitudes);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: checked just above.
+                    let avx2 = unsafe { cells.moments_avx2(j, &centres, &amplitudes) };
+                    assert_eq!(
+                        avx2.map(f64::to_bits),
+                        portable.map(f64::to_bits),
+                        "avx2 {j}"
+                    );
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: checked just above.
+                    let avx512 = unsafe { cells.moments_avx512(j, &centres, &amplitudes) };
+                    assert_eq!(
+                        avx512.map(f64::to_bits),
+                        portable.map(f64::to_bits),
+                        "avx512 {j}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_vector_path_sums_bit_for_bit_alike() {
         let (cells, ..) = filled(1500, 0.01, 8);
         let mut rng = Rng::new(9);
