@@ -193,6 +193,13 @@ pub fn fit_trial(
                         Some((from, params))
                     }
                     Ok(caviar_engine::pbt::Decision::Keep) => None,
+                    Ok(caviar_engine::pbt::Decision::Stop) => {
+                        log.push(format!(
+                            "after epoch {epoch}: pbt: screened out (better members go on)"
+                        ));
+                        pruned = true;
+                        return Next::Stop;
+                    }
                     Err(e) => {
                         log.push(format!("after epoch {epoch}: PBT could not decide: {e}"));
                         None

@@ -655,12 +655,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
     if let Some(pbt) = &file.pbt {
         pbt.validate()
             .map_err(|msg| fail(key_line("pbt"), format!("[pbt] {msg}")))?;
-        if file.trials != pbt.population as u64 || file.workers != pbt.population as u64 {
+        let members = pbt.members() as u64;
+        if file.trials != members || file.workers != members {
+            let key = match pbt.screen {
+                Some(_) => "screen",
+                None => "population",
+            };
             return Err(fail(
                 key_line("pbt"),
                 format!(
-                    "[pbt] population = {0}: the members are the study's trials and train at once, so set trials = {0} and workers = {0}",
-                    pbt.population
+                    "[pbt] {key} = {members}: the members are the study's trials and train at once, so set trials = {members} and workers = {members}"
                 ),
             ));
         }

@@ -500,6 +500,8 @@ fn exploit(
         match caviar_engine::pbt::step(spec, storage, study, trial, step, value, false) {
             Ok(caviar_engine::pbt::Decision::Exploit { from, params }) => (from, params),
             Ok(caviar_engine::pbt::Decision::Keep) => return Control::Continue,
+            // Screened out: better members go on.
+            Ok(caviar_engine::pbt::Decision::Stop) => return Control::Prune,
             Err(e) => {
                 return Control::Abort(format!("stopped: PBT could not record its decision: {e}"))
             }

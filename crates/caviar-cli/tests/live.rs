@@ -638,6 +638,55 @@ fn pbt_members_in_the_bottom_copy_a_top_members_checkpoint_and_perturb_its_param
     assert!(exploits > 0, "no member exploited: {members:?}");
 }
 
+#[test]
+fn a_pbt_screen_keeps_the_best_first_reports_and_stops_the_rest_as_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("s.db").display());
+    let screened = PBT_STUDY
+        .replace("trials = 4\nworkers = 4\n", "trials = 6\nworkers = 6\n")
+        .replace("population = 4\n", "population = 3\nscreen = 6\n");
+    // The screen must start more members than go on, and the trials are the members started.
+    for (bad, says) in [
+        (
+            screened.replace("screen = 6", "screen = 3"),
+            "screen = 3: give more members",
+        ),
+        (
+            screened.replace("trials = 6\nworkers = 6", "trials = 3\nworkers = 3"),
+            "screen = 6: the members are the study's trials",
+        ),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, bad).unwrap();
+        let refused = caviar(&storage, &["run", file.to_str().unwrap()]);
+        assert_eq!(refused.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    let file = dir.path().join("study.toml");
+    std::fs::write(&file, &screened).unwrap();
+    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let members = listed(&storage, "population");
+    let members = members.as_array().unwrap();
+    assert_eq!(members.len(), 6);
+    let first = |m: &serde_json::Value| m["intermediate"][0][1].as_f64().unwrap();
+    let (kept, cut): (Vec<_>, Vec<_>) = members.iter().partition(|m| m["state"] == "complete");
+    assert_eq!(kept.len(), 3, "{members:?}");
+    for m in &cut {
+        assert_eq!(m["state"], "pruned", "{m}");
+        assert_eq!(m["intermediate"].as_array().unwrap().len(), 1, "{m}");
+        // Every member kept had a first report at least as good.
+        for k in &kept {
+            assert!(first(k) >= first(m), "kept {k} below cut {m}");
+        }
+    }
+}
+
 const PBT_MEMBER: &str = r#"
 import json, os, time
 folder = os.environ["CAVIAR_TRIAL_DIR"]
@@ -744,6 +793,62 @@ fn pbt_commands(dir: &Path, storage: &str) {
         }
     }
     assert!(exploits > 0, "no member exploited");
+}
+
+#[test]
+fn a_pbt_screen_stops_command_members_as_pruned() {
+    if Command::new("python3").arg("-c").arg("1").output().is_err() {
+        println!("skipped: no python3 to run the trial script");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("member.py"), PBT_MEMBER).unwrap();
+    let file = dir.path().join("study.toml");
+    std::fs::write(
+        &file,
+        PBT_COMMANDS
+            .replace("trials = 4\nworkers = 4\n", "trials = 5\nworkers = 5\n")
+            .replace("population = 4\n", "population = 2\nscreen = 5\n"),
+    )
+    .unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("c.db").display());
+    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let members = listed(&storage, "commands");
+    let members = members.as_array().unwrap();
+    let states: Vec<&str> = members
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "complete").count(),
+        2,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "pruned").count(),
+        3,
+        "{states:?}"
+    );
+    // A member's first report is its lr: the two largest go on.
+    let mut lrs: Vec<(f64, &str)> = members
+        .iter()
+        .map(|m| {
+            (
+                m["intermediate"][0][1].as_f64().unwrap(),
+                m["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    lrs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    assert_eq!(
+        lrs.iter().map(|l| l.1).collect::<Vec<_>>(),
+        ["complete", "complete", "pruned", "pruned", "pruned"]
+    );
 }
 
 const RESUMABLE: &str = r#"name = "resumed"

@@ -7,6 +7,10 @@
 //! The new values reach the member through the live-change path, recorded as asked by `pbt`, and
 //! the member's lineage is kept in its `pbt_exploits` user attribute.
 //!
+//! With `screen = N`, N members start and, once each has reported once, only the best
+//! `population` of them go on; the rest stop as pruned. A larger first population costs one
+//! report's training each and gives PBT more starting points to copy from.
+//!
 //! ```
 //! use caviar_core::space::{Distribution, ParamValue, Scale};
 //! use caviar_engine::pbt::perturb;
@@ -33,8 +37,12 @@ pub const PBT_LINEAGE: &str = "pbt_exploits";
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PbtSpec {
-    /// Members trained at once: the study's trials.
+    /// Members that train to the end.
     pub population: usize,
+    /// Members started (the study's trials), when more than `population`: after their first
+    /// report only the best `population` go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<usize>,
     /// Steps between a member's decisions.
     pub interval: u64,
     /// The share of members that counts as bottom (copies) and as top (is copied).
@@ -62,6 +70,11 @@ fn default_resample() -> f64 {
 }
 
 impl PbtSpec {
+    /// The members started: the study's trials and workers.
+    pub fn members(&self) -> usize {
+        self.screen.unwrap_or(self.population)
+    }
+
     /// Checks the settings; the error names the key and the fix.
     pub fn validate(&self) -> Result<(), String> {
         if self.population < 2 {
@@ -69,6 +82,14 @@ impl PbtSpec {
                 "population = {}: PBT needs at least 2 members (4 to 20 is usual)",
                 self.population
             ));
+        }
+        if let Some(screen) = self.screen {
+            if screen <= self.population {
+                return Err(format!(
+                    "screen = {screen}: give more members than population = {} (the first report keeps the best {}), or leave screen out",
+                    self.population, self.population
+                ));
+            }
         }
         if self.interval == 0 {
             return Err("interval = 0: give the steps (epochs) between decisions, e.g. 2".into());
@@ -156,6 +177,8 @@ pub fn perturb(dist: &Distribution, value: &ParamValue, factor: f64) -> ParamVal
 pub enum Decision {
     /// Train on as it is.
     Keep,
+    /// Stop: the screen kept better members (the trial ends as pruned).
+    Stop,
     /// Copy member `from`'s checkpoint and go on with `params` (its parameters, explored).
     Exploit {
         /// The donor's trial number.
@@ -192,6 +215,54 @@ pub fn decide(
 enum Choice {
     Decided(Decision),
     WaitForDonors,
+}
+
+/// Whether member `me`, at its first report (`value`), is screened out: `Some(true)` when the
+/// best `population` of the members' first reports leave it out, `Some(false)` when they keep
+/// it, `None` while a running member has not reported yet (its value could change the cut).
+/// Without `screen`, or past the first report, nobody is screened out.
+pub fn screened_out(
+    spec: &PbtSpec,
+    direction: Direction,
+    me: &FrozenTrial,
+    value: f64,
+    members: &[FrozenTrial],
+) -> Option<bool> {
+    if spec.screen.is_none() || me.intermediate.len() > 1 {
+        return Some(false);
+    }
+    let mut firsts = Vec::with_capacity(members.len());
+    for t in members.iter().filter(|t| t.number != me.number) {
+        match t.intermediate.first() {
+            Some(&(_, v)) => firsts.push(v),
+            None if t.state == TrialState::Running => return None,
+            None => {}
+        }
+    }
+    Some(!in_best(value, &firsts, spec.population, direction))
+}
+
+/// Whether `value` is among the best `keep` of `others` and itself (a value that is no number
+/// ranks last; a tie keeps it).
+fn in_best(value: f64, others: &[f64], keep: usize, direction: Direction) -> bool {
+    let worst = match direction {
+        Direction::Maximize => f64::NEG_INFINITY,
+        Direction::Minimize => f64::INFINITY,
+    };
+    let finite = |v: f64| if v.is_finite() { v } else { worst };
+    let value = finite(value);
+    let better = others
+        .iter()
+        .filter(|&&v| direction.cmp_best_first(finite(v), value) == std::cmp::Ordering::Less)
+        .count();
+    better < keep
+}
+
+/// Milliseconds since the Unix epoch, as trials' start times are stored.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How long a bottom member waits for a top member to train as far as it has.
@@ -293,6 +364,42 @@ pub fn step(
     value: f64,
     apply_now: bool,
 ) -> Result<Decision, TrialError> {
+    if spec.screen.is_some() && trial.reported().len() == 1 {
+        let waiting_since = std::time::Instant::now();
+        loop {
+            let members = storage.trials(study.id)?;
+            let Some(me) = members.iter().find(|t| t.id == trial.id()) else {
+                return Ok(Decision::Keep);
+            };
+            // Every member started together, so the others' first reports come about as long
+            // after the start as this one's did: wait up to twice that (at least the donor
+            // wait).
+            let took = me.started_ms.map_or(0, |ms| (now_ms() - ms).max(0) as u64);
+            let limit = DONOR_WAIT.max(2 * std::time::Duration::from_millis(took));
+            match screened_out(spec, study.direction, me, value, &members) {
+                Some(true) => return Ok(Decision::Stop),
+                Some(false) => break,
+                // Decided with the reports there are: a member that never reports should not
+                // hold the others.
+                None if waiting_since.elapsed() >= limit => {
+                    let firsts: Vec<f64> = members
+                        .iter()
+                        .filter(|t| t.number != me.number)
+                        .filter_map(|t| t.intermediate.first().map(|&(_, v)| v))
+                        .collect();
+                    // The cut scaled to the members that reported.
+                    let keep = (spec.population * (firsts.len() + 1))
+                        .div_ceil(spec.members())
+                        .max(1);
+                    if !in_best(value, &firsts, keep, study.direction) {
+                        return Ok(Decision::Stop);
+                    }
+                    break;
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+    }
     if step == 0 || step % spec.interval != 0 {
         return Ok(Decision::Keep);
     }
@@ -362,6 +469,7 @@ mod tests {
     fn spec() -> PbtSpec {
         PbtSpec {
             population: 4,
+            screen: None,
             interval: 2,
             fraction: 0.25,
             perturb: vec![0.8, 1.2],
@@ -435,6 +543,59 @@ mod tests {
                 &members
             ),
             Decision::Keep
+        );
+    }
+
+    #[test]
+    fn the_screen_waits_for_every_first_report_then_keeps_the_best_population() {
+        let spec = PbtSpec {
+            population: 2,
+            screen: Some(4),
+            ..spec()
+        };
+        let mut members = vec![
+            member(0, 0.01, 0.9),
+            member(1, 0.1, 0.5),
+            member(2, 0.001, 0.7),
+            member(3, 0.3, 0.2),
+        ];
+        for m in &mut members {
+            m.intermediate = vec![(1, m.intermediate[0].1)];
+        }
+        let cut = |me: &FrozenTrial, members: &[FrozenTrial]| {
+            screened_out(
+                &spec,
+                Direction::Maximize,
+                me,
+                me.intermediate[0].1,
+                members,
+            )
+        };
+        let kept: Vec<Option<bool>> = members.iter().map(|m| cut(m, &members)).collect();
+        assert_eq!(kept, [Some(false), Some(true), Some(false), Some(true)]);
+        // A running member without a report could still change the cut: wait for it.
+        let mut waiting = members.clone();
+        waiting[3].intermediate.clear();
+        assert_eq!(cut(&waiting[1], &waiting), None);
+        // One that ended without a report does not count.
+        waiting[3].state = TrialState::Failed;
+        assert_eq!(cut(&waiting[2], &waiting), Some(false));
+        assert_eq!(cut(&waiting[1], &waiting), Some(true));
+        // A diverged member ranks last; past the first report nobody is cut; nor without a
+        // screen.
+        members[0].intermediate = vec![(1, f64::NAN)];
+        assert_eq!(cut(&members[0], &members), Some(true));
+        members[3].intermediate.push((2, 0.1));
+        assert_eq!(cut(&members[3], &members), Some(false));
+        assert_eq!(
+            screened_out(
+                &super::tests::spec(),
+                Direction::Maximize,
+                &members[1],
+                0.5,
+                &members
+            ),
+            Some(false)
         );
     }
 
