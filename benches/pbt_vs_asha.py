@@ -119,7 +119,8 @@ def run(method, seed, work, pbt_keys="", sampler="random"):
 def lr_schedules(trials, epochs=10):
     """Each member's learning rate per epoch, rebuilt from its initial value and its changes."""
     out = []
-    for t in trials:
+    # Members a screen stopped trained one epoch: they have no schedule to show.
+    for t in (t for t in trials if t["state"] != "pruned"):
         changes = [c for c in t["param_history"] if c["name"] == "lr" and c["applied_step"]]
         lr = changes[0]["old"] if changes else t["params"]["lr"]
         series = []
