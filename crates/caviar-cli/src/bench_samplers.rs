@@ -293,12 +293,12 @@ pub fn samplers(seeds: u64, max_trials: u64, only: &[String], as_json: bool) -> 
         "(steady state; in brackets the first ask of a process, which reads the whole history)"
     );
     println!(
-        "{:<8} {:>20} {:>20} {:>20}",
-        "sampler", "100 trials", "1000 trials", "10000 trials"
+        "{:<8} {:>20} {:>20} {:>20} {:>20}",
+        "sampler", "100 trials", "300 trials", "1000 trials", "10000 trials"
     );
     for &kind in &kinds {
         let mut row = vec![];
-        for n in [100u64, 1_000, 10_000]
+        for n in [100u64, 300, 1_000, 10_000]
             .into_iter()
             .filter(|n| *n <= max_trials && *n <= largest_history(kind))
         {

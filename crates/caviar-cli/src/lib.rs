@@ -290,12 +290,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchKind {
-    /// Ask cost at 100, 1,000 and 10,000 trials, and simple regret on standard test functions.
+    /// Ask cost at 100, 300, 1,000 and 10,000 trials, and simple regret on standard test
+    /// functions.
     Samplers {
         /// Seeds per problem and sampler.
         #[arg(long, default_value_t = 20)]
         seeds: u64,
-        /// Largest history for the ask-cost table (100, 1000 or 10000).
+        /// Largest history for the ask-cost table (100, 300, 1000 or 10000).
         #[arg(long, default_value_t = 10_000)]
         max_trials: u64,
         /// Samplers to compare, comma-separated (default: all).
