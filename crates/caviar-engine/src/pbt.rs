@@ -232,7 +232,11 @@ pub fn screened_out(
         return Some(false);
     }
     let mut firsts = Vec::with_capacity(members.len());
-    for t in members.iter().filter(|t| t.number != me.number) {
+    // A failed member (lost with its worker, say) is out of the race, whatever it reported.
+    for t in members
+        .iter()
+        .filter(|t| t.number != me.number && t.state != TrialState::Failed)
+    {
         match t.intermediate.first() {
             Some(&(_, v)) => firsts.push(v),
             None if t.state == TrialState::Running => return None,
@@ -384,7 +388,7 @@ pub fn step(
                 None if waiting_since.elapsed() >= limit => {
                     let firsts: Vec<f64> = members
                         .iter()
-                        .filter(|t| t.number != me.number)
+                        .filter(|t| t.number != me.number && t.state != TrialState::Failed)
                         .filter_map(|t| t.intermediate.first().map(|&(_, v)| v))
                         .collect();
                     // The cut scaled to the members that reported.
@@ -581,6 +585,10 @@ mod tests {
         waiting[3].state = TrialState::Failed;
         assert_eq!(cut(&waiting[2], &waiting), Some(false));
         assert_eq!(cut(&waiting[1], &waiting), Some(true));
+        // Nor one that failed after its report: the one it outranked goes on.
+        let mut lost = members.clone();
+        lost[0].state = TrialState::Failed;
+        assert_eq!(cut(&lost[1], &lost), Some(false));
         // A diverged member ranks last; past the first report nobody is cut; nor without a
         // screen.
         members[0].intermediate = vec![(1, f64::NAN)];
