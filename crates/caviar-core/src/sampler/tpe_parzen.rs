@@ -89,9 +89,9 @@ impl Components {
 
 impl Parzen {
     /// Rebuilds the estimator over `centers` (sorted), each weighted by `weights` (1 when
-    /// absent), plus the prior. Bandwidths follow Optuna's univariate rule (see [`bandwidths`]),
-    /// clipped to [1 / min(100, n + 2), 1]. `sampled`: whether candidates will be drawn from it
-    /// (only then are the component lists for sampling kept).
+    /// absent), plus the prior. Bandwidths follow Optuna's univariate rule (see
+    /// [`bandwidths_into`]), clipped to [1 / min(100, n + 2), 1]. `sampled`: whether candidates
+    /// will be drawn from it (only then are the component lists for sampling kept).
     pub(super) fn rebuild(
         &mut self,
         centers: &[f64],
