@@ -796,6 +796,45 @@ fn pbt_commands(dir: &Path, storage: &str) {
 }
 
 #[test]
+fn the_pbt_example_screens_26_members_down_to_6() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mnist_pbt.toml");
+    // The example as it is, on fewer images and epochs so the test stays short.
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("images = 10000", "images = 1000")
+        .replace("epochs = 10", "epochs = 3")
+        .replace("test = true", "test = false");
+    let file = dir.path().join("mnist_pbt.toml");
+    std::fs::write(&file, text).unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("p.db").display());
+    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let members = listed(&storage, "mnist-pbt");
+    let states: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "complete").count(),
+        6,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "pruned").count(),
+        20,
+        "{states:?}"
+    );
+}
+
+#[test]
 fn a_pbt_screen_stops_command_members_as_pruned() {
     if Command::new("python3").arg("-c").arg("1").output().is_err() {
         println!("skipped: no python3 to run the trial script");
