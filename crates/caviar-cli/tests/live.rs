@@ -815,23 +815,19 @@ fn the_pbt_example_screens_26_members_down_to_6() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let members = listed(&storage, "mnist-pbt");
-    let states: Vec<&str> = members
+    assert_eq!(complete_and_pruned(&listed(&storage, "mnist-pbt")), (6, 20));
+}
+
+/// How many of a `trials --json` listing are complete, and how many pruned.
+fn complete_and_pruned(listing: &serde_json::Value) -> (usize, usize) {
+    let states: Vec<&str> = listing
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["state"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        states.iter().filter(|s| **s == "complete").count(),
-        6,
-        "{states:?}"
-    );
-    assert_eq!(
-        states.iter().filter(|s| **s == "pruned").count(),
-        20,
-        "{states:?}"
-    );
+    let count = |state: &str| states.iter().filter(|s| **s == state).count();
+    (count("complete"), count("pruned"))
 }
 
 #[test]
@@ -857,22 +853,9 @@ fn a_pbt_screen_stops_command_members_as_pruned() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let members = listed(&storage, "commands");
-    let members = members.as_array().unwrap();
-    let states: Vec<&str> = members
-        .iter()
-        .map(|m| m["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        states.iter().filter(|s| **s == "complete").count(),
-        2,
-        "{states:?}"
-    );
-    assert_eq!(
-        states.iter().filter(|s| **s == "pruned").count(),
-        3,
-        "{states:?}"
-    );
+    let listing = listed(&storage, "commands");
+    assert_eq!(complete_and_pruned(&listing), (2, 3));
+    let members = listing.as_array().unwrap();
     // A member's first report is its lr: the two largest go on.
     let mut lrs: Vec<(f64, &str)> = members
         .iter()
