@@ -33,6 +33,34 @@ fn kurobako(args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// kurobako's spec of the Python problem `script` in `benches/`, or `None` (the reason
+/// printed) when kurobako or python3 is missing.
+fn python_problem(script: &str, kind: &str) -> Option<String> {
+    if Command::new("kurobako").arg("--version").output().is_err() {
+        println!("skipped: kurobako is not on PATH (cargo install kurobako --version 0.2.10)");
+        return None;
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: python3 (for the {kind} problem) is not on PATH");
+        return None;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches")
+        .join(script)
+        .canonicalize()
+        .unwrap();
+    Some(kurobako(
+        &[
+            "problem",
+            "command",
+            "--",
+            "python3",
+            path.to_str().unwrap(),
+        ],
+        None,
+    ))
+}
+
 #[test]
 fn caviar_samplers_run_inside_kurobako() {
     if Command::new("kurobako").arg("--version").output().is_err() {
@@ -95,29 +123,10 @@ fn caviar_samplers_run_inside_kurobako() {
 
 #[test]
 fn caviar_pruners_abandon_trials_of_a_multi_step_problem_inside_kurobako() {
-    if Command::new("kurobako").arg("--version").output().is_err() {
-        println!("skipped: kurobako is not on PATH (cargo install kurobako --version 0.2.10)");
+    let Some(problem) = python_problem("kurobako_curve_problem.py", "multi-step") else {
         return;
-    }
-    if Command::new("python3").arg("--version").output().is_err() {
-        println!("skipped: python3 (for the multi-step problem) is not on PATH");
-        return;
-    }
+    };
     let caviar = env!("CARGO_BIN_EXE_caviar");
-    let problem_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../benches/kurobako_curve_problem.py")
-        .canonicalize()
-        .unwrap();
-    let problem = kurobako(
-        &[
-            "problem",
-            "command",
-            "--",
-            "python3",
-            problem_script.to_str().unwrap(),
-        ],
-        None,
-    );
     let solver = kurobako(
         &[
             "solver",
@@ -184,29 +193,10 @@ fn caviar_pruners_abandon_trials_of_a_multi_step_problem_inside_kurobako() {
 
 #[test]
 fn caviar_solves_a_conditional_problem_inside_kurobako() {
-    if Command::new("kurobako").arg("--version").output().is_err() {
-        println!("skipped: kurobako is not on PATH (cargo install kurobako --version 0.2.10)");
+    let Some(problem) = python_problem("kurobako_conditional_problem.py", "conditional") else {
         return;
-    }
-    if Command::new("python3").arg("--version").output().is_err() {
-        println!("skipped: python3 (for the conditional problem) is not on PATH");
-        return;
-    }
+    };
     let caviar = env!("CARGO_BIN_EXE_caviar");
-    let problem_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../benches/kurobako_conditional_problem.py")
-        .canonicalize()
-        .unwrap();
-    let problem = kurobako(
-        &[
-            "problem",
-            "command",
-            "--",
-            "python3",
-            problem_script.to_str().unwrap(),
-        ],
-        None,
-    );
     let solvers: Vec<String> = ["random", "tpe", "gp"]
         .iter()
         .map(|s| {

@@ -44,6 +44,16 @@ fn caviar(storage: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `caviar run FILE`, which must succeed (its errors are the test's message).
+fn run_ok(storage: &str, file: &Path) {
+    let run = caviar(storage, &["run", file.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 /// `caviar run FILE` in the background (its errors kept for the test's message).
 fn start_run(storage: &str, file: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_caviar"))
@@ -415,12 +425,7 @@ fn trials_get_folders_the_best_keep_theirs_and_a_fork_continues_from_a_checkpoin
     let file = dir.path().join("study.toml");
     std::fs::write(&file, FORKED).unwrap();
     let storage = format!("sqlite:{}", dir.path().join("s.db").display());
-    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_ok(&storage, &file);
     let folders = dir.path().join("caviar-trials").join("forked");
     let trials = listed(&storage, "forked");
     let mut by_value: Vec<(f64, u64)> = trials
@@ -596,12 +601,7 @@ fn pbt_members_in_the_bottom_copy_a_top_members_checkpoint_and_perturb_its_param
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_ok(&storage, &file);
     let members = listed(&storage, "population");
     let members = members.as_array().unwrap();
     assert_eq!(members.len(), 4);
@@ -665,12 +665,7 @@ fn a_pbt_screen_keeps_the_best_first_reports_and_stops_the_rest_as_pruned() {
     }
     let file = dir.path().join("study.toml");
     std::fs::write(&file, &screened).unwrap();
-    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_ok(&storage, &file);
     let members = listed(&storage, "population");
     let members = members.as_array().unwrap();
     assert_eq!(members.len(), 6);
@@ -754,12 +749,7 @@ fn pbt_commands(dir: &Path, storage: &str) {
     std::fs::write(dir.join("member.py"), PBT_MEMBER).unwrap();
     let file = dir.join("study.toml");
     std::fs::write(&file, PBT_COMMANDS).unwrap();
-    let run = caviar(storage, &["run", file.to_str().unwrap()]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_ok(storage, &file);
     let store = caviar_store::open_storage(storage).unwrap();
     let record = store.study("commands").unwrap().unwrap();
     let mut exploits = 0;
@@ -809,12 +799,7 @@ fn the_pbt_example_screens_26_members_down_to_6() {
     let file = dir.path().join("mnist_pbt.toml");
     std::fs::write(&file, text).unwrap();
     let storage = format!("sqlite:{}", dir.path().join("p.db").display());
-    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_ok(&storage, &file);
     assert_eq!(complete_and_pruned(&listed(&storage, "mnist-pbt")), (6, 20));
 }
 
@@ -847,12 +832,7 @@ fn a_pbt_screen_stops_command_members_as_pruned() {
     )
     .unwrap();
     let storage = format!("sqlite:{}", dir.path().join("c.db").display());
-    let run = caviar(&storage, &["run", file.to_str().unwrap()]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_ok(&storage, &file);
     let listing = listed(&storage, "commands");
     assert_eq!(complete_and_pruned(&listing), (2, 3));
     let members = listing.as_array().unwrap();
