@@ -576,8 +576,9 @@ impl caviar_run::LiveParams for StoredChanges {
     }
 
     fn metrics(&self, step: u64, values: &[(String, f64)]) {
-        // Best effort, like the log: a lost metric point must not end the trial.
-        let _ = self.storage.report_metrics(self.trial, step, values);
+        // Best effort, like the log: a lost metric point must not end the trial. Through the
+        // trial's handle, so the study's constraints read the last values at its end.
+        let _ = self.handle.report_metrics(step, values);
     }
 
     fn user_attr(&self, key: &str, value: serde_json::Value) {

@@ -104,6 +104,9 @@ pub struct TrialDocument {
     pub param_changes: Vec<ChangeDocument>,
     /// Pause, resume and stop requests, oldest first.
     pub controls: Vec<ControlDocument>,
+    /// The study's constraints evaluated for it (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<f64>,
 }
 
 /// A parameter change of a running trial.
@@ -284,6 +287,7 @@ pub fn export(storage: &dyn Storage, study: &StudyRecord) -> Result<StudyDocumen
             log: storage.trial_log(t.id)?,
             param_changes,
             controls,
+            constraints: t.constraints,
         });
     }
     Ok(StudyDocument {

@@ -378,6 +378,7 @@ mod tests {
                     worker: None,
                     started_ms: None,
                     finished_ms: None,
+                    constraints: Vec::new(),
                 };
                 for (name, dist, u) in [
                     ("lr", &lr, a),

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod constraint;
 pub mod document;
 pub mod importance;
 mod linalg;

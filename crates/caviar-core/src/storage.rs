@@ -265,6 +265,9 @@ pub trait Storage: Send + Sync {
     }
     /// Marks a running trial alive now.
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
+    /// Records the study's constraints evaluated for a running trial, just before it ends
+    /// (see [`FrozenTrial::constraints`]).
+    fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError>;
     /// Ends a running trial. Fails with [`StorageError::NotRunning`] if it already ended.
     fn finish_trial(
         &self,
@@ -722,7 +725,7 @@ impl Storage for InMemoryStorage {
                 let mut best: Option<f64> = None;
                 for t in m.study_trials(s.id) {
                     counts.add(t.trial.state);
-                    if t.trial.state == TrialState::Complete {
+                    if t.trial.state == TrialState::Complete && t.trial.is_feasible() {
                         if let Some(v) = t.trial.value {
                             if best.is_none_or(|b| s.direction.better(v, b)) {
                                 best = Some(v);
@@ -790,6 +793,7 @@ impl Storage for InMemoryStorage {
                 worker: Some(worker.to_string()),
                 started_ms: Some(now),
                 finished_ms: None,
+                constraints: Vec::new(),
             },
         });
         m.by_study.entry(study.0).or_default().push(id.0 as usize);
@@ -838,6 +842,7 @@ impl Storage for InMemoryStorage {
                 worker: None,
                 started_ms: None,
                 finished_ms: None,
+                constraints: Vec::new(),
             },
         });
         m.by_study.entry(study.0).or_default().push(id.0 as usize);
@@ -955,6 +960,12 @@ impl Storage for InMemoryStorage {
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
         let mut m = self.lock();
         m.running_mut(trial)?.heartbeat_ms = now_ms();
+        Ok(())
+    }
+
+    fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        m.running_mut(trial)?.trial.constraints = values.to_vec();
         Ok(())
     }
 
@@ -1332,6 +1343,7 @@ impl Storage for InMemoryStorage {
                     worker: t.worker.clone(),
                     started_ms: t.started_ms,
                     finished_ms: t.finished_ms,
+                    constraints: t.constraints.clone(),
                 },
             });
             indices.push(index);

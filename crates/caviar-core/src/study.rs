@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use crate::constraint::{Constraint, ConstraintError};
 use crate::pruner::{NopPruner, PruneContext, Pruner};
 use crate::sampler::{
     JointSample, RandomSampler, SampleContext, Sampler, SamplerError, StudyAttrs,
@@ -106,6 +107,22 @@ pub struct Study {
     finished: Arc<FinishedCache>,
     /// Earlier studies' trials that model-based samplers see before this study's own.
     prior: Arc<Vec<Arc<FrozenTrial>>>,
+    /// What a complete trial's reports must meet to be feasible.
+    constraints: Arc<Vec<Constraint>>,
+}
+
+/// The constraints a study spec lists under `constraints` (`None` when it lists none).
+fn spec_constraints(
+    spec: Option<&serde_json::Value>,
+) -> Result<Option<Vec<Constraint>>, ConstraintError> {
+    let Some(list) = spec.and_then(|s| s.get("constraints")) else {
+        return Ok(None);
+    };
+    let texts: Vec<&str> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    crate::constraint::parse_all(&texts).map(Some)
 }
 
 /// Finished trials read so far, in finish order; each read fetches only the new ones. Shared by
@@ -143,6 +160,7 @@ pub struct StudyBuilder {
     load_if_exists: bool,
     parent: Option<String>,
     prior: Vec<FrozenTrial>,
+    constraints: Option<Vec<Constraint>>,
 }
 
 impl StudyBuilder {
@@ -223,11 +241,52 @@ impl StudyBuilder {
         self
     }
 
+    /// Constraints on reported values: a complete trial that breaks one is infeasible, kept
+    /// out of the best trials, and model-based samplers learn to avoid its region. Stored
+    /// with a new study (in its spec, under `constraints`); an existing study must have the
+    /// same. Without this call they come from the spec given, else from the stored study.
+    ///
+    /// ```
+    /// use caviar_core::prelude::*;
+    /// let study = Study::builder("small")
+    ///     .constraints(vec!["memory_mb <= 100".parse().unwrap()])
+    ///     .build()
+    ///     .unwrap();
+    /// study.optimize(20, |t| {
+    ///     let width = t.suggest_int("width", 1, 20, Scale::Linear)?;
+    ///     t.report_metrics(0, &[("memory_mb".into(), (width * 10) as f64)])?;
+    ///     Ok(-(width as f64))
+    /// }).unwrap();
+    /// let best = study.best_trial().unwrap().unwrap();
+    /// assert!(best.is_feasible());
+    /// assert!(best.value.unwrap() >= -10.0);
+    /// ```
+    pub fn constraints(mut self, constraints: Vec<Constraint>) -> Self {
+        self.constraints = Some(constraints);
+        self
+    }
+
     /// Creates (or opens) the study.
-    pub fn build(self) -> Result<Study, StudyError> {
+    pub fn build(mut self) -> Result<Study, StudyError> {
         let storage = self
             .storage
+            .take()
             .unwrap_or_else(|| Arc::new(InMemoryStorage::new()));
+        let requested = match self.constraints.take() {
+            Some(list) => Some(list),
+            None => spec_constraints(self.spec.as_ref()).map_err(|e| StudyError::Mismatch {
+                name: self.name.clone(),
+                field: "constraints",
+                stored: String::new(),
+                requested: e.to_string(),
+            })?,
+        };
+        if let Some(list) = requested.as_ref().filter(|l| !l.is_empty()) {
+            let spec = self.spec.get_or_insert_with(|| serde_json::json!({}));
+            if let Some(object) = spec.as_object_mut() {
+                object.insert("constraints".into(), serde_json::json!(list));
+            }
+        }
         let existing = if self.load_if_exists {
             storage.study(&self.name)?
         } else {
@@ -266,12 +325,28 @@ impl StudyBuilder {
                 requested: self.metric.unwrap_or_default(),
             });
         }
+        let stored = spec_constraints(record.spec.as_ref())
+            .map_err(|e| StorageError::Backend(format!("study `{}`: {e}", self.name)))?
+            .unwrap_or_default();
+        if let Some(requested) = requested.filter(|r| *r != stored) {
+            let show = |list: &[Constraint]| {
+                let texts: Vec<String> = list.iter().map(|c| format!("\"{c}\"")).collect();
+                format!("[{}]", texts.join(", "))
+            };
+            return Err(StudyError::Mismatch {
+                name: self.name,
+                field: "constraints",
+                stored: show(&stored),
+                requested: show(&requested),
+            });
+        }
         let finished = Arc::new(FinishedCache {
             storage: storage.clone(),
             study: record.id,
             trials: Default::default(),
         });
         Ok(Study {
+            constraints: Arc::new(stored),
             storage,
             record,
             sampler: self.sampler,
@@ -298,7 +373,13 @@ impl Study {
             load_if_exists: false,
             parent: None,
             prior: Vec::new(),
+            constraints: None,
         }
+    }
+
+    /// What a complete trial's reports must meet to be feasible (empty: every trial is).
+    pub fn constraints(&self) -> &[Constraint] {
+        &self.constraints
     }
 
     /// The stored study.
@@ -391,6 +472,7 @@ impl Study {
             learn_from_pruned: self.pruner.is_active(),
             pinned,
             steering: Arc::default(),
+            last_metrics: Arc::default(),
         }))
     }
 
@@ -410,6 +492,13 @@ impl Study {
             ),
             Outcome::Failed(reason) => (TrialState::Failed, None, Some(reason)),
         };
+        if let (TrialState::Complete, Some(v)) = (state, value) {
+            let values =
+                trial.constraint_values(&self.constraints, self.record.metric.as_deref(), v);
+            if !values.is_empty() {
+                self.storage.set_constraints(trial.id, &values)?;
+            }
+        }
         self.storage
             .finish_trial(trial.id, state, value, error.as_deref())?;
         Ok(state)
@@ -678,6 +767,16 @@ pub struct Trial {
     pinned: std::collections::BTreeSet<String>,
     /// Paused or asked to stop, as the trial's requests have set it (clones share it).
     steering: Arc<Steering>,
+    /// Each other reported value at its latest step, and constraint values given outright
+    /// (clones share them: a runner reports through one, the study is told with another).
+    last_metrics: Arc<std::sync::Mutex<LastReports>>,
+}
+
+/// What a trial's constraints are evaluated on.
+#[derive(Debug, Default)]
+struct LastReports {
+    metrics: BTreeMap<String, (u64, f64)>,
+    given: Option<Vec<f64>>,
 }
 
 /// Pause and stop as a trial's requests have set them.
@@ -923,12 +1022,62 @@ impl Trial {
     /// let metrics = study.storage().trial_metrics(study.record().id).unwrap();
     /// assert_eq!(metrics[&id]["lr"], [(1, 0.01)]);
     /// ```
-    pub fn report_metrics(
-        &mut self,
-        step: u64,
-        metrics: &[(String, f64)],
-    ) -> Result<(), TrialError> {
-        Ok(self.storage.report_metrics(self.id, step, metrics)?)
+    pub fn report_metrics(&self, step: u64, metrics: &[(String, f64)]) -> Result<(), TrialError> {
+        self.storage.report_metrics(self.id, step, metrics)?;
+        self.note_metrics(step, metrics);
+        Ok(())
+    }
+
+    /// Keeps each value reported at the latest step, for the study's constraints.
+    fn note_metrics(&self, step: u64, metrics: &[(String, f64)]) {
+        let mut last = self.last_metrics.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, value) in metrics {
+            let entry = last.metrics.entry(name.clone()).or_insert((step, *value));
+            if step >= entry.0 {
+                *entry = (step, *value);
+            }
+        }
+    }
+
+    /// Gives the trial's constraint values outright (at most zero where one holds), instead
+    /// of the study's constraints evaluated on its reports: Optuna's `constraints_func`.
+    pub fn set_constraints(&self, values: Vec<f64>) {
+        let values = values
+            .into_iter()
+            .map(|c| {
+                if c.is_nan() {
+                    crate::constraint::MISSING
+                } else {
+                    c
+                }
+            })
+            .collect();
+        self.last_metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .given = Some(values);
+    }
+
+    /// The constraint values the trial ends with when it completes with `value`: those given
+    /// outright, else `constraints` read from its last reports (the objective's own name,
+    /// `metric`, reads `value`).
+    fn constraint_values(
+        &self,
+        constraints: &[Constraint],
+        metric: Option<&str>,
+        value: f64,
+    ) -> Vec<f64> {
+        let last = self.last_metrics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(given) = &last.given {
+            return given.clone();
+        }
+        crate::constraint::evaluate(constraints, |key| {
+            if Some(key) == metric {
+                Some(value)
+            } else {
+                last.metrics.get(key).map(|&(_, v)| v)
+            }
+        })
     }
 
     /// [`report`](Self::report) and [`report_metrics`](Self::report_metrics) at one step, in
@@ -940,6 +1089,7 @@ impl Trial {
         metrics: &[(String, f64)],
     ) -> Result<(), TrialError> {
         self.storage.report_all(self.id, step, value, metrics)?;
+        self.note_metrics(step, metrics);
         match self.reported.binary_search_by_key(&step, |&(s, _)| s) {
             Ok(i) => self.reported[i].1 = value,
             Err(i) => self.reported.insert(i, (step, value)),
@@ -1042,6 +1192,7 @@ impl Trial {
             worker: None,
             started_ms: None,
             finished_ms: None,
+            constraints: Vec::new(),
         };
         Ok(self.pruner.prune(&PruneContext {
             direction: self.direction,

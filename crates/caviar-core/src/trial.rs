@@ -141,6 +141,11 @@ pub struct FrozenTrial {
     pub started_ms: Option<i64>,
     /// End time, milliseconds since the Unix epoch.
     pub finished_ms: Option<i64>,
+    /// The study's constraints evaluated on the trial's last reports, in the study's order:
+    /// at most zero when one holds (see [`crate::constraint`]). Empty when the study has none
+    /// or the trial did not complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<f64>,
 }
 
 impl FrozenTrial {
@@ -149,17 +154,32 @@ impl FrozenTrial {
         Some((self.finished_ms? - self.started_ms?) as f64 / 1000.0)
     }
 
+    /// Whether every constraint holds (a trial without constraint values is feasible).
+    pub fn is_feasible(&self) -> bool {
+        crate::constraint::is_feasible(&self.constraints)
+    }
+
+    /// How far the trial is from feasible: the sum of its broken constraints' values.
+    pub fn violation(&self) -> f64 {
+        crate::constraint::violation(&self.constraints)
+    }
+
     /// The last reported intermediate value.
     pub fn last_intermediate(&self) -> Option<(u64, f64)> {
         self.intermediate.last().copied()
     }
 }
 
-/// Trials sorted best first among those complete with a value.
+/// Trials sorted best first among those complete with a value that meet the study's
+/// constraints.
 pub fn best_trials(trials: &[FrozenTrial], direction: Direction, k: usize) -> Vec<&FrozenTrial> {
     let mut done: Vec<&FrozenTrial> = trials
         .iter()
-        .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))
+        .filter(|t| {
+            t.state == TrialState::Complete
+                && t.value.is_some_and(f64::is_finite)
+                && t.is_feasible()
+        })
         .collect();
     done.sort_by(|a, b| {
         direction

@@ -412,6 +412,7 @@ mod tests {
                     worker: None,
                     started_ms: Some(1000 + i as i64),
                     finished_ms: Some(2000 + i as i64),
+                    constraints: Vec::new(),
                 }
             })
             .collect()

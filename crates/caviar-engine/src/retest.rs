@@ -774,6 +774,7 @@ mod tests {
             worker: None,
             started_ms: None,
             finished_ms: None,
+            constraints: Vec::new(),
         }
     }
 

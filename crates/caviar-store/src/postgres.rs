@@ -17,7 +17,7 @@ use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
 /// The schema version this build writes; a newer database is refused rather than damaged.
-pub const PG_SCHEMA_VERSION: i64 = 7;
+pub const PG_SCHEMA_VERSION: i64 = 8;
 
 /// Changes from each version to the next, applied in order to older databases.
 const MIGRATIONS: &[&str] = &[
@@ -67,6 +67,10 @@ const MIGRATIONS: &[&str] = &[
          metrics   JSONB NOT NULL,
          PRIMARY KEY (trial_id, step)
      )",
+    // Version 8: the study's constraints evaluated for each complete trial (a JSON array, at
+    // most zero where one holds), and whether one is broken, so summaries skip infeasible ones.
+    "ALTER TABLE trials ADD COLUMN IF NOT EXISTS constraints TEXT;
+     ALTER TABLE trials ADD COLUMN IF NOT EXISTS infeasible BOOLEAN NOT NULL DEFAULT false",
 ];
 
 const SCHEMA: &str = r#"
@@ -584,6 +588,7 @@ retried! {
     fn report_all(&self, trial: TrialId, step: u64, value: f64, metrics: &[(String, f64)]) -> Result<(), StorageError>;
     fn trial_metrics(&self, study: StudyId) -> Result<caviar_core::storage::TrialMetrics, StorageError>;
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
+    fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError>;
     fn finish_trial(&self, trial: TrialId, state: TrialState, value: Option<f64>, error: Option<&str>) -> Result<(), StorageError>;
     fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
     fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
@@ -680,8 +685,9 @@ impl Storage for Attempt<'_> {
             let study = study_from_row(&row)?;
             let stats = conn
                 .query(
-                    "SELECT state, count(*), min(value), max(value) FROM trials
-                     WHERE study_id = $1 GROUP BY state",
+                    "SELECT state, count(*), min(value) FILTER (WHERE NOT infeasible),
+                            max(value) FILTER (WHERE NOT infeasible)
+                     FROM trials WHERE study_id = $1 GROUP BY state",
                     &[&study.id.0],
                 )
                 .map_err(backend)?;
@@ -983,6 +989,23 @@ impl Storage for Attempt<'_> {
         tx.batch_execute(LAZY_COMMIT).map_err(backend)?;
         touch(&mut tx, trial)?;
         tx.commit().map_err(backend)
+    }
+
+    fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError> {
+        let text = serde_json::to_string(values).map_err(json_err)?;
+        let infeasible = !caviar_core::constraint::is_feasible(values);
+        let mut conn = self.conn()?;
+        let n = conn
+            .execute(
+                "UPDATE trials SET constraints = $2, infeasible = $3 WHERE id = $1 AND state = 'running'",
+                &[&trial.0, &text, &infeasible],
+            )
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(not_running(&mut *conn, trial))
+        }
     }
 
     fn finish_trial(
@@ -1542,8 +1565,8 @@ impl Storage for Attempt<'_> {
         }
         let insert_trial = tx
             .prepare(
-                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt, constraints, infeasible)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
             )
             .map_err(backend)?;
         let insert_param = tx
@@ -1553,6 +1576,11 @@ impl Storage for Attempt<'_> {
             .prepare("INSERT INTO trial_values (trial_id, step, value) VALUES ($1, $2, $3)")
             .map_err(backend)?;
         for (t, seq) in doc.trials.iter().zip(finish_seq) {
+            let constraints = (!t.constraints.is_empty())
+                .then(|| serde_json::to_string(&t.constraints))
+                .transpose()
+                .map_err(json_err)?;
+            let infeasible = !caviar_core::constraint::is_feasible(&t.constraints);
             let trial: i64 = tx
                 .query_one(
                     &insert_trial,
@@ -1568,6 +1596,8 @@ impl Storage for Attempt<'_> {
                         &t.finished_ms,
                         &seq,
                         &(t.attempt as i64),
+                        &constraints,
+                        &infeasible,
                     ],
                 )
                 .map_err(backend)?
@@ -1814,7 +1844,7 @@ fn load_trials_with(
         .query(
             &format!(
                 "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms,
-                        t.finished_ms
+                        t.finished_ms, t.constraints
                  FROM trials t WHERE {filter} ORDER BY t.number"
             ),
             &params,
@@ -1837,6 +1867,10 @@ fn load_trials_with(
             worker: r.get(5),
             started_ms: r.get(6),
             finished_ms: r.get(7),
+            constraints: match r.get::<_, Option<String>>(8) {
+                Some(text) => serde_json::from_str(&text).map_err(json_err)?,
+                None => Vec::new(),
+            },
         });
     }
     if trials.is_empty() {

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 /// The schema version this build writes. Older files are migrated on open; newer ones are
 /// refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -150,6 +150,12 @@ CREATE TABLE trial_metrics (
 -- Version 11: metrics reported with the objective ride in the objective's own row (one insert
 -- per report, not two); trial_metrics keeps those reported alone.
 ALTER TABLE trial_values ADD COLUMN metrics TEXT;
+"#,
+    r#"
+-- Version 12: the study's constraints evaluated for each complete trial (a JSON array, at most
+-- zero where one holds), and whether one is broken, so summaries skip infeasible trials.
+ALTER TABLE trials ADD COLUMN constraints TEXT;
+ALTER TABLE trials ADD COLUMN infeasible INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -517,7 +523,9 @@ impl Storage for SqliteStorage {
             .map_err(backend)?;
         let mut stats = conn
             .prepare(
-                "SELECT state, count(*), min(value), max(value) FROM trials WHERE study_id = ?1 GROUP BY state",
+                "SELECT state, count(*), min(CASE WHEN infeasible = 0 THEN value END),
+                        max(CASE WHEN infeasible = 0 THEN value END)
+                 FROM trials WHERE study_id = ?1 GROUP BY state",
             )
             .map_err(backend)?;
         let mut out = Vec::with_capacity(studies.len());
@@ -867,6 +875,23 @@ impl Storage for SqliteStorage {
                 "UPDATE trials SET heartbeat_ms = ?2 WHERE id = ?1 AND state = 'running'",
             )
             .and_then(|mut s| s.execute(params![trial.0, now_ms()]))
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(not_running(&conn, trial))
+        }
+    }
+
+    fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError> {
+        let conn = self.conn();
+        let text = serde_json::to_string(values).map_err(json_err)?;
+        let infeasible = !caviar_core::constraint::is_feasible(values);
+        let n = conn
+            .prepare_cached(
+                "UPDATE trials SET constraints = ?2, infeasible = ?3 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut s| s.execute(params![trial.0, text, infeasible as i64]))
             .map_err(backend)?;
         if n == 1 {
             Ok(())
@@ -1440,9 +1465,10 @@ impl Storage for SqliteStorage {
             finish_seq[i] = Some(seq as i64 + 1);
         }
         for (t, seq) in doc.trials.iter().zip(finish_seq) {
+            let constraints = constraints_text(&t.constraints)?;
             tx.prepare_cached(
-                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt, constraints, infeasible)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1456,7 +1482,9 @@ impl Storage for SqliteStorage {
                     t.started_ms,
                     t.finished_ms,
                     seq,
-                    t.attempt as i64
+                    t.attempt as i64,
+                    constraints,
+                    !caviar_core::constraint::is_feasible(&t.constraints) as i64
                 ])
             })
             .map_err(backend)?;
@@ -1720,6 +1748,14 @@ fn load_trials(
 }
 
 /// The same, without the curves (`intermediate` left empty) when `curves` is false.
+/// A trial's constraint values as stored: `NULL` when it has none.
+fn constraints_text(values: &[f64]) -> Result<Option<String>, StorageError> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(values).map(Some).map_err(json_err)
+}
+
 fn load_trials_with(
     curves: bool,
     conn: &Connection,
@@ -1727,7 +1763,8 @@ fn load_trials_with(
     keys: &[i64],
 ) -> Result<Vec<FrozenTrial>, StorageError> {
     let sql = format!(
-        "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms, t.finished_ms
+        "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms, t.finished_ms,
+                t.constraints
          FROM trials t WHERE {filter} ORDER BY t.number"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
@@ -1752,6 +1789,10 @@ fn load_trials_with(
             worker: r.get(5).map_err(backend)?,
             started_ms: r.get(6).map_err(backend)?,
             finished_ms: r.get(7).map_err(backend)?,
+            constraints: match r.get::<_, Option<String>>(8).map_err(backend)? {
+                Some(text) => serde_json::from_str(&text).map_err(json_err)?,
+                None => Vec::new(),
+            },
         });
     }
     if trials.is_empty() {

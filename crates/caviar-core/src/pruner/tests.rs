@@ -16,6 +16,7 @@ fn trial(number: u64, state: TrialState, curve: &[(u64, f64)]) -> Arc<FrozenTria
         worker: None,
         started_ms: None,
         finished_ms: None,
+        constraints: Vec::new(),
     })
 }
 

@@ -75,6 +75,9 @@ pub struct SampleContext<'a> {
     pub learn_from_pruned: bool,
 }
 
+/// Above every loss of a feasible trial: infeasible trials rank from here, by violation.
+const INFEASIBLE_LOSS: f64 = 1e300;
+
 /// Steps beyond any real curve: complete trials rank as if they had got this far.
 const COMPLETE_STEP: f64 = (1u64 << 40) as f64;
 
@@ -89,7 +92,15 @@ impl SampleContext<'_> {
     /// the same step by the value they had there. Failed trials and trials that never reported
     /// do not count. The order is packed into one number: -4 per step reached, plus the value
     /// squashed into (-1, 1).
+    ///
+    /// A complete trial that breaks a constraint ranks after every other (pruned ones too, as
+    /// in Optuna's constrained TPE), by how far it breaks them: the model learns where the
+    /// feasible region is.
     pub fn loss(&self, t: &FrozenTrial) -> Option<f64> {
+        if t.state == crate::trial::TrialState::Complete && !t.is_feasible() {
+            let v = t.violation();
+            return Some(INFEASIBLE_LOSS * (1.0 + v / (1.0 + v)));
+        }
         if !self.learn_from_pruned {
             return loss_of(t, self.direction);
         }

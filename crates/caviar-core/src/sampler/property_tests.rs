@@ -271,6 +271,7 @@ fn history(
                 worker: None,
                 started_ms: None,
                 finished_ms: None,
+                constraints: Vec::new(),
             }
         })
         .map(std::sync::Arc::new)

@@ -38,6 +38,24 @@ pub(crate) fn log_ei(mean: f64, sd: f64, best: f64) -> (f64, f64, f64) {
     (sd.ln() + lh, -cdf_over_h / sd, phi_over_h / sd)
 }
 
+/// `ln Φ(z)` of the standard normal distribution, accurate deep in the lower tail, with its
+/// derivative `φ(z)/Φ(z)`: the log-probability that a constraint holds.
+pub(crate) fn log_cdf(z: f64) -> (f64, f64) {
+    if z >= -5.0 {
+        let cdf = 0.5 * libm::erfc(-z / std::f64::consts::SQRT_2);
+        let phi = (-0.5 * z * z - LN_SQRT_2PI).exp();
+        return (cdf.ln(), phi / cdf);
+    }
+    // Φ(z) = φ(z)·m with the Mills ratio m of t = -z, from Laplace's continued fraction.
+    let t = -z;
+    let mut acc = 0.0;
+    for k in (1..=60).rev() {
+        acc = k as f64 / (t + acc);
+    }
+    let m = 1.0 / (t + acc);
+    (-0.5 * t * t - LN_SQRT_2PI + m.ln(), 1.0 / m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +94,31 @@ mod tests {
         let z: f64 = -1e3;
         let want = -0.5 * z * z - LN_SQRT_2PI - 2.0 * z.abs().ln();
         assert!((log_h(z).0 - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn log_cdf_is_accurate_smooth_and_has_its_derivative() {
+        for z in [-4.9, -2.0, 0.0, 1.5, 6.0] {
+            let want = (0.5 * libm::erfc(-z / std::f64::consts::SQRT_2)).ln();
+            assert!(
+                (log_cdf(z).0 - want).abs() < 1e-9 * (1.0 + want.abs()),
+                "z={z}"
+            );
+        }
+        // The tail formula meets the direct one at -5 and follows ln φ(z) - ln(-z) far out.
+        assert!((log_cdf(-5.0).0 - log_cdf(-5.0 - 1e-12).0).abs() < 1e-8);
+        let z: f64 = -200.0;
+        let want = -0.5 * z * z - LN_SQRT_2PI - z.abs().ln();
+        assert!((log_cdf(z).0 - want).abs() < 1e-4);
+        for z in [-30.0, -5.5, -1.0, 0.5, 3.0] {
+            let e = 1e-6;
+            let fd = (log_cdf(z + e).0 - log_cdf(z - e).0) / (2.0 * e);
+            let d = log_cdf(z).1;
+            assert!(
+                (d - fd).abs() < 1e-4 * (1.0 + fd.abs()),
+                "z={z}: {d} vs {fd}"
+            );
+        }
     }
 
     #[test]

@@ -92,10 +92,12 @@ impl GpSampler {
         let d = enc.dim;
         let mut xs: Vec<f64> = Vec::new();
         let mut losses: Vec<f64> = Vec::new();
+        let mut constraints: Vec<&[f64]> = Vec::new();
         for t in ctx.finished {
             if let (Some(x), Some(loss)) = (enc.encode(t), loss_of(t, ctx.direction)) {
                 xs.extend(x);
                 losses.push(loss);
+                constraints.push(&t.constraints);
             }
         }
         let n = losses.len();
@@ -103,45 +105,38 @@ impl GpSampler {
             return None;
         }
         let ys = warp::compress_bad_tail(&losses);
+        let feasible: Vec<bool> = constraints
+            .iter()
+            .map(|c| crate::constraint::is_feasible(c))
+            .collect();
         let mut rng = Rng::new(derive_seed(
             self.seed,
             &[ctx.trial_number, stable_hash("gp")],
         ));
-
-        // Hyperparameters, on a random subset when there are many trials.
-        let (fit_x, fit_y) = if n > self.max_fit_points {
-            let mut idx: Vec<usize> = (0..n).collect();
-            rng.shuffle(&mut idx);
-            idx.truncate(self.max_fit_points);
-            idx.sort_unstable();
-            let fx: Vec<f64> = idx
-                .iter()
-                .flat_map(|&i| xs[i * d..i * d + d].iter().copied())
-                .collect();
-            let fy: Vec<f64> = idx.iter().map(|&i| ys[i]).collect();
-            (fx, fy)
-        } else {
-            (xs.clone(), ys.clone())
-        };
-        let mut starts = vec![model::default_theta(d)];
-        if let Some(w) = self.warm.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            if w.len() == d + 2 {
-                starts.push(w);
-            }
-        }
-        let theta = model::fit_hyperparameters(&fit_x, &fit_y, d, &starts)?;
-        *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(theta.clone());
-
-        let best = ys.iter().copied().fold(f64::INFINITY, f64::min);
+        let theta = self.fit(&xs, &ys, d, &mut rng, Some(&self.warm))?;
+        let best = (0..n)
+            .filter(|&i| feasible[i])
+            .map(|i| ys[i])
+            .fold(None, |b: Option<f64>, y| Some(b.map_or(y, |b| b.min(y))));
         let worst = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        // The incumbents seed local candidates.
+        // The incumbents seed local candidates: the best feasible trials, then the least
+        // infeasible.
+        let violation: Vec<f64> = constraints
+            .iter()
+            .map(|c| crate::constraint::violation(c))
+            .collect();
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| ys[a].total_cmp(&ys[b]));
+        order.sort_by(|&a, &b| {
+            violation[a]
+                .total_cmp(&violation[b])
+                .then(ys[a].total_cmp(&ys[b]))
+        });
         let top: Vec<Vec<f64>> = order
             .iter()
             .take(5)
             .map(|&i| xs[i * d..i * d + d].to_vec())
             .collect();
+        let feasibility = self.feasibility_models(&xs, &constraints, d, &mut rng);
         let mut all_x = xs;
         let mut all_y = ys;
         if self.constant_liar {
@@ -152,22 +147,117 @@ impl GpSampler {
                 }
             }
         }
-        let gp = Gp::new(all_x, &all_y, d, &theta)?;
-        Some(self.maximise_acquisition(&gp, best, &top, &mut rng))
+        let objective = Gp::new(all_x, &all_y, d, &theta)?;
+        let acquisition = Acquisition {
+            objective,
+            best,
+            feasibility,
+        };
+        Some(self.maximise_acquisition(&acquisition, &top, &mut rng))
+    }
+
+    /// Fits the kernel's hyperparameters to (xs, ys), on a random subset when there are many
+    /// trials; `warm` keeps the last fit as a second starting point.
+    fn fit(
+        &self,
+        xs: &[f64],
+        ys: &[f64],
+        d: usize,
+        rng: &mut Rng,
+        warm: Option<&Mutex<Option<Vec<f64>>>>,
+    ) -> Option<Vec<f64>> {
+        let n = ys.len();
+        let subset;
+        let (fit_x, fit_y) = if n > self.max_fit_points {
+            let mut idx: Vec<usize> = (0..n).collect();
+            rng.shuffle(&mut idx);
+            idx.truncate(self.max_fit_points);
+            idx.sort_unstable();
+            let fx: Vec<f64> = idx
+                .iter()
+                .flat_map(|&i| xs[i * d..i * d + d].iter().copied())
+                .collect();
+            let fy: Vec<f64> = idx.iter().map(|&i| ys[i]).collect();
+            subset = (fx, fy);
+            (&subset.0[..], &subset.1[..])
+        } else {
+            (xs, ys)
+        };
+        let mut starts = vec![model::default_theta(d)];
+        if let Some(w) = warm.and_then(|w| w.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
+            if w.len() == d + 2 {
+                starts.push(w);
+            }
+        }
+        let theta = model::fit_hyperparameters(fit_x, fit_y, d, &starts)?;
+        if let Some(warm) = warm {
+            *warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(theta.clone());
+        }
+        Some(theta)
+    }
+
+    /// One Gaussian process per constraint over the trials' constraint values (Gardner et al.,
+    /// 2014, as Optuna's constrained GP): the acquisition is weighted by the probability that
+    /// every constraint holds. Values are standardised; the bound 0 moves with them. A value
+    /// never reported sits just past the worst one measured.
+    fn feasibility_models(
+        &self,
+        xs: &[f64],
+        constraints: &[&[f64]],
+        d: usize,
+        rng: &mut Rng,
+    ) -> Vec<(Gp, f64)> {
+        let k = constraints.iter().map(|c| c.len()).max().unwrap_or(0);
+        let mut models = Vec::with_capacity(k);
+        for j in 0..k {
+            let mut cx = Vec::new();
+            let mut cy = Vec::new();
+            for (i, c) in constraints.iter().enumerate() {
+                if let Some(&v) = c.get(j) {
+                    cx.extend_from_slice(&xs[i * d..i * d + d]);
+                    cy.push(v);
+                }
+            }
+            let measured = cy
+                .iter()
+                .copied()
+                .filter(|&v| v < crate::constraint::MISSING);
+            let (lo, hi) = measured.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            let past_worst = if hi.is_finite() {
+                hi + (hi - lo).max(1.0)
+            } else {
+                1.0
+            };
+            for v in cy.iter_mut() {
+                if *v >= crate::constraint::MISSING {
+                    *v = past_worst;
+                }
+            }
+            let n = cy.len() as f64;
+            let mean = cy.iter().sum::<f64>() / n;
+            let sd = (cy.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let sd = if sd > 1e-12 { sd } else { 1.0 };
+            let z: Vec<f64> = cy.iter().map(|v| (v - mean) / sd).collect();
+            let Some(theta) = self.fit(&cx, &z, d, rng, None) else {
+                continue;
+            };
+            if let Some(gp) = Gp::new(cx, &z, d, &theta) {
+                models.push((gp, -mean / sd));
+            }
+        }
+        models
     }
 
     fn maximise_acquisition(
         &self,
-        gp: &Gp,
-        best: f64,
+        acquisition: &Acquisition,
         top: &[Vec<f64>],
         rng: &mut Rng,
     ) -> Vec<f64> {
         let enc = &self.encoding;
-        let score = |x: &[f64]| {
-            let p = gp.predict(x, false);
-            log_ei::log_ei(p.mean, p.var.sqrt(), best).0
-        };
+        let score = |x: &[f64]| acquisition.value(x, None);
         let mut candidates: Vec<Vec<f64>> = (0..self.n_candidates)
             .map(|_| {
                 let mut x = enc.random(rng);
@@ -195,16 +285,7 @@ impl GpSampler {
         for (_, start) in scored.iter().take(self.n_local) {
             let (lo, hi) = enc.local_bounds(start);
             let (x, _) = crate::optimize::minimize_box(
-                |x, g| {
-                    let p = gp.predict(x, true);
-                    let sd = p.var.sqrt();
-                    let (value, d_mean, d_sd) = log_ei::log_ei(p.mean, sd, best);
-                    let (dm, dv) = p.grad.expect("asked for");
-                    for k in 0..g.len() {
-                        g[k] = -(d_mean * dm[k] + d_sd * dv[k] / (2.0 * sd));
-                    }
-                    -value
-                },
+                |x, g| -acquisition.value(x, Some(g)),
                 start,
                 &lo,
                 &hi,
@@ -220,6 +301,53 @@ impl GpSampler {
             }
         }
         champion.1
+    }
+}
+
+/// What the GP maximises: log expected improvement over the best feasible trial, plus the log
+/// probability that every constraint holds (only the latter while no trial is feasible).
+struct Acquisition {
+    objective: Gp,
+    /// The best feasible (warped) loss, if any trial is feasible.
+    best: Option<f64>,
+    /// Per constraint, its model and the bound in the model's standardised units.
+    feasibility: Vec<(Gp, f64)>,
+}
+
+impl Acquisition {
+    /// The acquisition at `x`; with `grad`, also the negated gradient written there (what
+    /// the minimiser wants).
+    fn value(&self, x: &[f64], mut grad: Option<&mut [f64]>) -> f64 {
+        let with_grad = grad.is_some();
+        if let Some(g) = grad.as_deref_mut() {
+            g.fill(0.0);
+        }
+        let mut total = 0.0;
+        if let Some(best) = self.best {
+            let p = self.objective.predict(x, with_grad);
+            let sd = p.var.sqrt();
+            let (value, d_mean, d_sd) = log_ei::log_ei(p.mean, sd, best);
+            total += value;
+            if let (Some(g), Some((dm, dv))) = (grad.as_deref_mut(), p.grad) {
+                for k in 0..g.len() {
+                    g[k] -= d_mean * dm[k] + d_sd * dv[k] / (2.0 * sd);
+                }
+            }
+        }
+        for (gp, bound) in &self.feasibility {
+            let p = gp.predict(x, with_grad);
+            let sd = p.var.sqrt();
+            let z = (bound - p.mean) / sd;
+            let (value, ratio) = log_ei::log_cdf(z);
+            total += value;
+            if let (Some(g), Some((dm, dv))) = (grad.as_deref_mut(), p.grad) {
+                for k in 0..g.len() {
+                    let dz = -dm[k] / sd - z / sd * dv[k] / (2.0 * sd);
+                    g[k] -= ratio * dz;
+                }
+            }
+        }
+        total
     }
 }
 
