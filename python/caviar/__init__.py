@@ -98,6 +98,18 @@ def _datetime(ms: Optional[int]) -> Optional[_dt.datetime]:
     return _dt.datetime.fromtimestamp(ms / 1000.0)
 
 
+def _constraint_values(constraints_func: Callable[[Any], Sequence[float]], trial: Any) -> List[float]:
+    """What a sampler's ``constraints_func`` says of ``trial``, as floats."""
+    values = constraints_func(trial)
+    try:
+        return [float(c) for c in values]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"constraints_func returned {values!r}; return a sequence of numbers, "
+            "each at most 0 where its constraint holds"
+        ) from None
+
+
 class FrozenTrial:
     """A trial as stored: its state, value, parameters and learning curve.
 
@@ -139,7 +151,16 @@ class FrozenTrial:
         # caviar's: changes asked while it ran (panda mode), oldest first, each a dict with
         # name, old, new, who, note, forced, asked_ms, applied_step, applied_ms.
         self.param_history: List[Dict[str, Any]] = record["param_history"]
+        # As Optuna keeps them: the constraint values (at most zero where one holds).
         self.system_attrs: Dict[str, Any] = {}
+        constraints = record.get("constraints") or []
+        if constraints:
+            self.system_attrs["constraints"] = list(constraints)
+
+    @property
+    def feasible(self) -> bool:
+        """caviar's: whether every constraint of the study holds (True when it has none)."""
+        return all(c <= 0.0 for c in self.system_attrs.get("constraints", ()))
 
     @property
     def values(self) -> Optional[List[float]]:
@@ -193,8 +214,13 @@ def _direction_text(direction: Any) -> str:
 class Study:
     """A study: optimize an objective, or ask and tell trials yourself."""
 
-    def __init__(self, inner: "_caviar.Study") -> None:
+    def __init__(
+        self,
+        inner: "_caviar.Study",
+        constraints_func: Optional[Callable[[Any], Sequence[float]]] = None,
+    ) -> None:
         self._inner = inner
+        self._constraints_func = constraints_func
 
     @property
     def study_name(self) -> str:
@@ -245,6 +271,15 @@ class Study:
         progress = _Progress(self, n_trials) if show_progress_bar else None
         if progress is not None:
             callbacks.append(progress)
+        constraints_func = self._constraints_func
+        if constraints_func is not None:
+            objective = func
+
+            def func(trial: Trial) -> float:
+                value = objective(trial)
+                trial._set_constraints(_constraint_values(constraints_func, trial))
+                return value
+
         on_trial = None
         if callbacks:
 
@@ -301,7 +336,11 @@ class Study:
                 ) from None
         number = trial if isinstance(trial, int) else trial.number
         value = None if values is None else float(values)
-        self._inner.tell(trial, value, state_text)
+        constraints = None
+        if self._constraints_func is not None and state_text == "complete":
+            target = trial if not isinstance(trial, int) else FrozenTrial(self._inner.trial(number))
+            constraints = _constraint_values(self._constraints_func, target)
+        self._inner.tell(trial, value, state_text, constraints)
         return FrozenTrial(self._inner.trial(number))
 
     def set_trial_params(
@@ -519,6 +558,7 @@ def create_study(
     direction: Any = "minimize",
     load_if_exists: bool = False,
     warm_start: Optional[Sequence[str]] = None,
+    constraints: Optional[Sequence[str]] = None,
 ) -> Study:
     """Creates a study (or, with ``load_if_exists``, opens one of that name).
 
@@ -531,6 +571,12 @@ def create_study(
     ``warm_start`` (caviar's, not Optuna's): names of earlier studies in the same storage
     whose complete trials TPE and GP learn from before this study's own (not counted as its
     trials); the study remembers them, so ``load_study`` in another process keeps them.
+
+    ``constraints`` (caviar's): texts such as ``["memory_mb <= 4000", "latency_ms < 20"]`` on
+    values the trials report (``trial.report(value, step, metrics={...})``, the objective as
+    ``value``). A complete trial that breaks one is infeasible: ``best_trial`` and the best
+    tables skip it and TPE and GP learn to avoid its region. Optuna's way, a sampler's
+    ``constraints_func``, works too.
     """
     name = study_name or f"no-name-{_uuid.uuid4()}"
     inner = _caviar.open_study(
@@ -543,8 +589,9 @@ def create_study(
         create=True,
         grid=getattr(sampler, "_grid", None),
         warm_start=list(warm_start) if warm_start is not None else None,
+        constraints=list(constraints) if constraints is not None else None,
     )
-    return Study(inner)
+    return Study(inner, getattr(sampler, "_constraints_func", None))
 
 
 def load_study(
@@ -573,7 +620,7 @@ def load_study(
         create=False,
         grid=getattr(sampler, "_grid", None),
     )
-    return Study(inner)
+    return Study(inner, getattr(sampler, "_constraints_func", None))
 
 
 def delete_study(study_name: str, storage: Any) -> None:

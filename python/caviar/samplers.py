@@ -5,7 +5,7 @@ concept is the same. ``seed=None`` draws a seed from the operating system."""
 from __future__ import annotations
 
 import os as _os
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 __all__ = [
     "BaseSampler",
@@ -38,6 +38,9 @@ class BaseSampler:
 
     _spec: Dict[str, Any]
     _grid: Optional[Dict[str, list]] = None
+    # Optuna's: called with each trial as it completes; its values (at most 0 where a
+    # constraint holds) make the trial feasible or not.
+    _constraints_func: Optional[Callable[[Any], Sequence[float]]] = None
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self._spec.items() if k != "kind")
@@ -56,6 +59,10 @@ class TPESampler(BaseSampler):
 
     ``gamma`` is caviar's: the share of complete trials that count as good (default 0.1, at
     most 25 trials), a number rather than Optuna's function.
+
+    ``constraints_func`` (as in Optuna) takes each trial as it completes and returns its
+    constraint values, each at most 0 where the constraint holds; infeasible trials then
+    count as the worst.
     """
 
     def __init__(
@@ -66,7 +73,9 @@ class TPESampler(BaseSampler):
         n_ei_candidates: int = 24,
         multivariate: bool = False,
         gamma: Optional[float] = None,
+        constraints_func: Optional[Callable[[Any], Sequence[float]]] = None,
     ) -> None:
+        self._constraints_func = constraints_func
         self._spec = {
             "kind": "tpe",
             "seed": _seed(seed),
@@ -79,7 +88,12 @@ class TPESampler(BaseSampler):
 
 
 class GPSampler(BaseSampler):
-    """Gaussian-process Bayesian optimization, for when trials are expensive."""
+    """Gaussian-process Bayesian optimization, for when trials are expensive.
+
+    ``constraints_func`` (as in Optuna) takes each trial as it completes and returns its
+    constraint values, each at most 0 where the constraint holds; the GP then models each
+    constraint and weighs its acquisition by the probability that all hold.
+    """
 
     def __init__(
         self,
@@ -87,7 +101,9 @@ class GPSampler(BaseSampler):
         seed: Optional[int] = None,
         n_startup_trials: int = 10,
         n_candidates: int = 1024,
+        constraints_func: Optional[Callable[[Any], Sequence[float]]] = None,
     ) -> None:
+        self._constraints_func = constraints_func
         self._spec = {
             "kind": "gp",
             "seed": _seed(seed),

@@ -227,6 +227,7 @@ fn frozen_to_py<'py>(
     }
     d.set_item("intermediate_values", curve)?;
     d.set_item("error", t.error.as_deref())?;
+    d.set_item("constraints", t.constraints.clone())?;
     d.set_item("worker", t.worker.as_deref())?;
     d.set_item("started_ms", t.started_ms)?;
     d.set_item("finished_ms", t.finished_ms)?;
@@ -439,6 +440,15 @@ impl PyTrial {
     fn user_attrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let attrs = py.detach(|| self.with_any(|t| t.user_attrs().map_err(runtime_error)))?;
         attrs_to_py(py, &attrs)
+    }
+
+    /// Gives this trial's constraint values outright (at most zero where one holds), as an
+    /// Optuna `constraints_func` returns them; used when it completes.
+    fn _set_constraints(&self, values: Vec<f64>) -> PyResult<()> {
+        self.with_any(|t| {
+            t.set_constraints(values);
+            Ok(())
+        })
     }
 
     /// Records the objective's value at `step` (an epoch); the pruner judges these. Changes
@@ -846,14 +856,17 @@ impl PyStudy {
     }
 
     /// Ends a trial from `ask` (the trial or its number): `state` is "complete" (needs a
-    /// finite `value`), "pruned" or "fail". Returns the state recorded.
-    #[pyo3(signature = (trial, value=None, state=None))]
+    /// finite `value`), "pruned" or "fail". `constraints`: the trial's constraint values
+    /// (at most zero where one holds), as a `constraints_func` gave them. Returns the state
+    /// recorded.
+    #[pyo3(signature = (trial, value=None, state=None, constraints=None))]
     fn tell(
         &self,
         py: Python<'_>,
         trial: &Bound<'_, PyAny>,
         value: Option<f64>,
         state: Option<&str>,
+        constraints: Option<Vec<f64>>,
     ) -> PyResult<&'static str> {
         let number = match trial.cast::<PyTrial>() {
             Ok(t) => t.get().number,
@@ -886,6 +899,9 @@ impl PyStudy {
         let inner = handle.get().take().ok_or_else(|| {
             PyRuntimeError::new_err(format!("trial {number} has finished already"))
         })?;
+        if let Some(values) = constraints {
+            inner.set_constraints(values);
+        }
         let state = py
             .detach(|| self.study.tell(inner, outcome))
             .map_err(runtime_error)?;
@@ -1093,7 +1109,7 @@ fn interrupt_objectives(stop: &Stop) {
 /// Opens or creates a study (the engine's `Study`), with a sampler and pruner from the
 /// registry. `create`: make it when missing; `load_if_exists`: open it when present.
 #[pyfunction]
-#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true, grid=None, warm_start=None))]
+#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true, grid=None, warm_start=None, constraints=None))]
 #[allow(clippy::too_many_arguments)]
 fn open_study(
     py: Python<'_>,
@@ -1106,8 +1122,13 @@ fn open_study(
     create: bool,
     grid: Option<&Bound<'_, PyDict>>,
     warm_start: Option<Vec<String>>,
+    constraints: Option<Vec<String>>,
 ) -> PyResult<PyStudy> {
     let url = storage_url(storage);
+    let constraints = constraints
+        .map(|texts| caviar_core::constraint::parse_all(&texts))
+        .transpose()
+        .map_err(|e| PyValueError::new_err(format!("constraints: {e}")))?;
     let direction = direction_of(direction)?;
     let sampler_spec: SamplerSpec = spec_of(py, "sampler", sampler)?.unwrap_or_default();
     let pruner_spec: PrunerSpec = spec_of(py, "pruner", pruner)?.unwrap_or_default();
@@ -1173,6 +1194,9 @@ fn open_study(
             .shared_pruner(built_pruner)
             .worker(caviar_run::WorkerId::current().to_string())
             .load_if_exists(true);
+        if let Some(constraints) = constraints {
+            builder = builder.constraints(constraints);
+        }
         if let Some(record) = &existing {
             // Loading keeps the stored direction (Optuna's load_study has none to give).
             builder = builder.direction(record.direction);

@@ -80,6 +80,10 @@ pub struct StudyFile {
     /// command's folder), so `caviar retest` can say which changed.
     #[serde(default)]
     pub fingerprint: Vec<String>,
+    /// Constraints on reported values (`["memory_mb <= 4000", "latency_ms < 20"]`): a complete
+    /// trial that breaks one is infeasible, kept out of the best trials.
+    #[serde(default)]
+    pub constraints: Vec<String>,
     #[serde(default)]
     pub sampler: SamplerSection,
     #[serde(default)]
@@ -217,6 +221,8 @@ pub struct Study {
     /// How many trial folders stay at the end of a run (the best complete trials'); `None`:
     /// all.
     pub keep_checkpoints: Option<usize>,
+    /// What a complete trial's reports must meet to be feasible.
+    pub constraints: Vec<caviar_core::constraint::Constraint>,
 }
 
 /// The heartbeat period when the study file sets none.
@@ -699,7 +705,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         }
     };
 
+    let constraints = caviar_core::constraint::parse_all(&file.constraints)
+        .map_err(|e| fail(key_line("constraints"), format!("constraints: {e}")))?;
     Ok(Study {
+        constraints,
         keep_checkpoints,
         text: text.to_string(),
         file,
@@ -1019,6 +1028,7 @@ impl Study {
             "pruner": self.file.pruner,
             "command": self.file.command,
             "objective": self.file.objective,
+            "constraints": self.constraints,
             "mnist": match &self.objective {
                 Objective::Mnist(m) => serde_json::to_value(m).unwrap_or_default(),
                 Objective::Command(_) => serde_json::Value::Null,

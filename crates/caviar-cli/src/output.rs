@@ -18,6 +18,8 @@ pub fn trial_json(t: &FrozenTrial) -> Value {
         "value": t.value,
         "intermediate": t.intermediate.iter().map(|(s, v)| json!([s, v])).collect::<Vec<_>>(),
         "error": t.error,
+        "feasible": t.is_feasible(),
+        "constraints": t.constraints,
         "worker": t.worker,
         "started_ms": t.started_ms,
         "finished_ms": t.finished_ms,
@@ -229,6 +231,10 @@ pub fn trials(
         ];
         header.extend(names.iter().map(|n| format!("param_{n}")));
         header.extend(metric_names.iter().map(|n| format!("metric_{n}")));
+        let constrained = !record.constraints().is_empty();
+        if constrained {
+            header.push("feasible".into());
+        }
         header.push("error".into());
         writeln!(out, "{}", header.join(","))?;
         for t in &trials {
@@ -251,6 +257,9 @@ pub fn trials(
                     .iter()
                     .map(|n| last.get(*n).map(|v| v.to_string()).unwrap_or_default()),
             );
+            if constrained {
+                row.push(t.is_feasible().to_string());
+            }
             row.push(t.error.clone().unwrap_or_default());
             let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
             writeln!(out, "{}", row.join(","))?;
@@ -258,6 +267,7 @@ pub fn trials(
         return Ok(());
     }
     let metric = metric_name(record);
+    let constraints = record.constraints();
     write!(
         out,
         "{:>6}  {:<9}  {:>10}  {:>8}",
@@ -290,11 +300,14 @@ pub fn trials(
                     .unwrap_or_else(|| "-".into())
             )?;
         }
-        let first_line = t
-            .error
-            .as_deref()
-            .and_then(|e| e.lines().next())
-            .unwrap_or("");
+        let first_line = match t.error.as_deref() {
+            Some(e) => e.lines().next().unwrap_or("").to_string(),
+            None if !t.is_feasible() => format!(
+                "infeasible: {}",
+                caviar_core::constraint::describe_broken(&constraints, &t.constraints).join(", ")
+            ),
+            None => String::new(),
+        };
         writeln!(out, "  {first_line}")?;
     }
     Ok(())
@@ -337,7 +350,7 @@ pub fn best(
         let mut ranked: Vec<&FrozenTrial> = trials
             .iter()
             .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
-            .filter(|t| t.value.is_some_and(f64::is_finite))
+            .filter(|t| t.value.is_some_and(f64::is_finite) && t.is_feasible())
             .collect();
         ranked.sort_by(|a, b| {
             record
@@ -385,8 +398,30 @@ pub fn best(
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
+    let infeasible = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && !t.is_feasible())
+        .count();
+    let left_out = || -> String {
+        let constraints: Vec<String> = record.constraints().iter().map(|c| c.to_string()).collect();
+        format!(
+            "{infeasible} complete trial{} broke a constraint ({}) and {} left out",
+            if infeasible == 1 { "" } else { "s" },
+            constraints.join(", "),
+            if infeasible == 1 { "is" } else { "are" }
+        )
+    };
     if top.is_empty() {
-        writeln!(out, "study `{}` has no complete trials yet", record.name)?;
+        if infeasible > 0 {
+            writeln!(
+                out,
+                "study `{}` has no feasible complete trials yet: {}",
+                record.name,
+                left_out()
+            )?;
+        } else {
+            writeln!(out, "study `{}` has no complete trials yet", record.name)?;
+        }
         return Ok(());
     }
     let metric = metric_name(record);
@@ -425,6 +460,9 @@ pub fn best(
             format!(" | {}", extra.join(", "))
         };
         writeln!(out, "{}{extra}{mark}{changed}", best_line(i + 1, metric, t))?;
+    }
+    if infeasible > 0 {
+        writeln!(out, "({})", left_out())?;
     }
     Ok(())
 }

@@ -190,6 +190,34 @@ pub fn evaluate(constraints: &[Constraint], reported: impl Fn(&str) -> Option<f6
         .collect()
 }
 
+/// What each broken constraint of a trial says, e.g. `memory_mb <= 4000 (4200)` or
+/// `latency_ms < 20 (never reported)`; empty when the trial is feasible.
+pub fn describe_broken(constraints: &[Constraint], values: &[f64]) -> Vec<String> {
+    constraints
+        .iter()
+        .zip(values)
+        .filter(|(_, &c)| c > 0.0)
+        .map(|(constraint, &c)| {
+            if c >= MISSING {
+                return format!("{constraint} (never reported)");
+            }
+            let reported = match constraint.comparison {
+                Comparison::AtMost | Comparison::Below => constraint.bound + c,
+                Comparison::AtLeast | Comparison::Above => constraint.bound - c,
+            };
+            // A strict bound met exactly reads back as the bound itself.
+            let shown = if (reported - constraint.bound).abs()
+                <= f64::EPSILON * constraint.bound.abs().max(1.0)
+            {
+                constraint.bound
+            } else {
+                reported
+            };
+            format!("{constraint} ({})", crate::space::format_g(shown, 6))
+        })
+        .collect()
+}
+
 /// Parses constraint texts, naming the first bad one.
 pub fn parse_all<S: AsRef<str>>(texts: &[S]) -> Result<Vec<Constraint>, ConstraintError> {
     texts.iter().map(|t| t.as_ref().parse()).collect()
@@ -261,5 +289,14 @@ mod tests {
         assert_eq!(back, cs);
         let values = evaluate(&cs, |k| (k == "a").then_some(0.5));
         assert_eq!(values, vec![-0.5, MISSING]);
+        assert_eq!(
+            describe_broken(&cs, &values),
+            vec!["b > 2 (never reported)".to_string()]
+        );
+        let broken = evaluate(&cs, |k| Some(if k == "a" { 4.5 } else { 2.0 }));
+        assert_eq!(
+            describe_broken(&cs, &broken),
+            vec!["a <= 1 (4.5)", "b > 2 (2)"]
+        );
     }
 }

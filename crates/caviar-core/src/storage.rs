@@ -89,6 +89,15 @@ impl StudyRecord {
     pub fn space(&self) -> Option<SearchSpace> {
         serde_json::from_value(self.spec.as_ref()?.get("space")?.clone()).ok()
     }
+
+    /// The constraints stored with the study (empty when it has none).
+    pub fn constraints(&self) -> Vec<crate::constraint::Constraint> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.get("constraints"))
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// Trial counts of a study by state.

@@ -175,6 +175,7 @@ pub fn trial_row(t: &FrozenTrial) -> Value {
         "params": t.params,
         "steps": t.intermediate.len(),
         "duration_s": t.duration_secs(),
+        "feasible": t.is_feasible(),
     })
 }
 
@@ -188,6 +189,8 @@ pub fn trial_detail(t: &FrozenTrial) -> Value {
         "distributions": t.distributions.iter().map(|(k, d)| (k.clone(), d.describe())).collect::<BTreeMap<_, _>>(),
         "intermediate": t.intermediate.iter().map(|(s, v)| json!([s, finite(*v)])).collect::<Vec<_>>(),
         "error": t.error,
+        "feasible": t.is_feasible(),
+        "constraints": t.constraints,
         "worker": t.worker,
         "started_ms": t.started_ms,
         "finished_ms": t.finished_ms,
@@ -287,17 +290,25 @@ fn param_json(p: &ParamMeta) -> Value {
 /// Complete trials by number with their values and the best so far; past `max_points`, a
 /// stride keeps an even sample, and every trial that improved the best is kept regardless.
 fn history(finished: &[FrozenTrial], direction: Direction, max_points: usize) -> Value {
-    let mut complete: Vec<(u64, f64)> = finished
+    let mut complete: Vec<(u64, f64, bool)> = finished
         .iter()
         .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| Some((t.number, t.value.filter(|v| v.is_finite())?)))
+        .filter_map(|t| {
+            Some((
+                t.number,
+                t.value.filter(|v| v.is_finite())?,
+                t.is_feasible(),
+            ))
+        })
         .collect();
     complete.sort_by_key(|c| c.0);
+    // Only feasible trials can be the best.
     let mut best: Vec<(u64, f64)> = Vec::new();
-    for &(n, v) in &complete {
-        if best
-            .last()
-            .is_none_or(|&(_, b)| direction.cmp_best_first(v, b).is_lt())
+    for &(n, v, feasible) in &complete {
+        if feasible
+            && best
+                .last()
+                .is_none_or(|&(_, b)| direction.cmp_best_first(v, b).is_lt())
         {
             best.push((n, v));
         }
@@ -308,7 +319,7 @@ fn history(finished: &[FrozenTrial], direction: Direction, max_points: usize) ->
         .iter()
         .enumerate()
         .filter(|(i, c)| i % stride == 0 || improved.contains(&c.0))
-        .map(|(_, (n, v))| json!([n, v]))
+        .map(|(_, (n, v, _))| json!([n, v]))
         .collect();
     json!({
         "total": complete.len(),
