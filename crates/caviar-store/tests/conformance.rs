@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "ALTER TABLE trial_values DROP COLUMN metrics; DROP TABLE trial_metrics; DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "ALTER TABLE trials DROP COLUMN constraints; ALTER TABLE trials DROP COLUMN infeasible; ALTER TABLE trial_values DROP COLUMN metrics; DROP TABLE trial_metrics; DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -1139,6 +1139,8 @@ fn rich_study(s: &dyn Storage) -> caviar_core::storage::StudyRecord {
         },
     )
     .unwrap();
+    s.set_constraints(t0.id, &[-1.5, 0.25, caviar_core::constraint::MISSING])
+        .unwrap();
     s.finish_trial(
         t0.id,
         TrialState::Complete,
@@ -1179,6 +1181,12 @@ fn export_import_export_is_byte_for_byte_the_same_between_every_pair_of_backends
         assert_eq!(doc.trials[0].intermediate[1], (2, None), "{from}");
         assert_eq!(doc.trials[0].param_changes.len(), 1, "{from}");
         assert_eq!(doc.trials[0].controls.len(), 2, "{from}");
+        assert_eq!(
+            doc.trials[0].constraints,
+            [-1.5, 0.25, caviar_core::constraint::MISSING],
+            "{from}"
+        );
+        assert!(doc.trials[1].constraints.is_empty(), "{from}");
         assert_eq!(
             doc.trials[0].metrics["train_loss"],
             [(1, Some(0.7)), (2, None)],
@@ -1299,5 +1307,53 @@ fn metrics_reported_with_the_objective_and_alone_read_back_as_one_series() {
         let values = s.trials(study.id).unwrap()[0].intermediate.clone();
         assert_eq!(values, [(1, 0.8), (2, 0.7), (3, 0.6)], "{name}");
         s.delete_study(study.id).unwrap();
+    }
+}
+
+#[test]
+fn constraint_values_are_kept_per_trial_and_infeasible_trials_are_not_the_summary_best() {
+    for (name, s, _dir) in backends() {
+        let study = s.create_study(&new_study("c")).unwrap();
+        let mut ids = Vec::new();
+        for (value, constraints) in [
+            (0.9, vec![0.5, -1.0]),
+            (0.7, vec![-0.5, 0.0]),
+            (0.8, vec![]),
+            (0.95, vec![caviar_core::constraint::MISSING]),
+        ] {
+            let t = s.create_trial(study.id, "w", None).unwrap().unwrap();
+            if !constraints.is_empty() {
+                s.set_constraints(t.id, &constraints).unwrap();
+            }
+            s.finish_trial(t.id, TrialState::Complete, Some(value), None)
+                .unwrap();
+            ids.push((t.id, constraints));
+        }
+        // Only a running trial takes constraint values.
+        assert!(
+            matches!(
+                s.set_constraints(ids[0].0, &[1.0]),
+                Err(StorageError::NotRunning { .. })
+            ),
+            "{name}"
+        );
+        for (id, constraints) in &ids {
+            assert_eq!(&s.trial(*id).unwrap().constraints, constraints, "{name}");
+        }
+        let finished = s.finished_since(study.id, 0).unwrap();
+        let feasible: Vec<bool> = finished.iter().map(|t| t.is_feasible()).collect();
+        assert_eq!(feasible, [false, true, true, false], "{name}");
+        // "acc" is maximised: 0.95 and 0.9 broke constraints, so 0.8 is the best.
+        let summary = s
+            .studies()
+            .unwrap()
+            .into_iter()
+            .find(|x| x.study.name == "c")
+            .unwrap();
+        assert_eq!(summary.best_value, Some(0.8), "{name}");
+        let all = s.trials(study.id).unwrap();
+        let best = caviar_core::trial::best_trials(&all, Direction::Maximize, 3);
+        let numbers: Vec<u64> = best.iter().map(|t| t.number).collect();
+        assert_eq!(numbers, [2, 1], "{name}");
     }
 }
