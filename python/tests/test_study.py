@@ -418,3 +418,65 @@ def test_report_keeps_other_metrics_as_their_own_series(sqlite_url, cli):
         assert t["metrics"] == {"lr": [[1, 0.1], [2, 0.1]], "train_loss": [[1, x], [2, x / 2]]}
     with pytest.raises(TypeError):
         study.ask().report(1.0, 1, metrics={"lr": "fast"})
+
+
+def test_constraints_on_reported_values_keep_infeasible_trials_out_of_the_best():
+    study = caviar.create_study(
+        direction="maximize",
+        sampler=caviar.samplers.TPESampler(seed=0, n_startup_trials=5),
+        constraints=["memory_mb <= 400", "value > 0.1"],
+    )
+
+    def objective(trial):
+        width = trial.suggest_int("width", 1, 10)
+        trial.report(width / 10, 0, metrics={"memory_mb": width * 50.0})
+        return width / 10
+
+    study.optimize(objective, n_trials=40)
+    trials = study.trials
+    feasible = [t for t in trials if t.feasible]
+    infeasible = [t for t in trials if not t.feasible]
+    assert feasible and infeasible
+    for t in trials:
+        width = t.params["width"]
+        assert t.feasible == (2 <= width <= 8), (width, t.system_attrs)
+        assert t.system_attrs["constraints"][0] == width * 50.0 - 400.0
+        assert t.state == caviar.TrialState.COMPLETE
+    assert study.best_trial.params["width"] == 8
+    assert study.best_value == 0.8
+    # The stored study keeps them; other constraints are refused, and bad ones name the fix.
+    with pytest.raises(ValueError, match="KEY <= NUMBER"):
+        caviar.create_study(constraints=["memory_mb =< 4"])
+
+
+def test_a_samplers_constraints_func_decides_feasibility_as_in_optuna(tmp_path):
+    storage = f"sqlite:{tmp_path / 'c.db'}"
+
+    def constraints(trial):
+        return [trial.user_attrs["c"]]
+
+    sampler = caviar.samplers.GPSampler(seed=1, n_startup_trials=5, constraints_func=constraints)
+    study = caviar.create_study(storage=storage, study_name="gp-c", sampler=sampler)
+
+    def objective(trial):
+        x = trial.suggest_float("x", -3.0, 3.0)
+        # Feasible only for x >= 1: the optimum of x² under it is on the boundary.
+        trial.set_user_attr("c", 1.0 - x)
+        return x * x
+
+    study.optimize(objective, n_trials=25)
+    best = study.best_trial
+    assert best.params["x"] >= 1.0
+    assert best.value < 1.1
+    assert best.system_attrs["constraints"] == [pytest.approx(1.0 - best.params["x"])]
+    # ask and tell call it too.
+    trial = study.ask()
+    x = trial.suggest_float("x", -3.0, 3.0)
+    trial.set_user_attr("c", 5.0)
+    frozen = study.tell(trial, 0.0)
+    assert frozen.system_attrs["constraints"] == [5.0]
+    assert not frozen.feasible
+    assert study.best_trial.number == best.number
+    # Another process sees the same feasibility.
+    again = caviar.load_study(study_name="gp-c", storage=storage)
+    assert again.best_trial.number == best.number

@@ -903,3 +903,39 @@ fn a_conditional_study_draws_each_parameter_over_the_trials_that_have_it() {
     );
     browser.screenshot(&screenshot_dir().join("dashboard-conditional.png"));
 }
+
+/// An infeasible trial is shown as such, with the limit it broke, and is never the best.
+#[test]
+fn the_api_marks_infeasible_trials_and_keeps_them_out_of_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("c.db").display());
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let study = caviar_core::study::Study::builder("limits")
+        .storage(store)
+        .constraints(vec!["memory_mb <= 1".parse().unwrap()])
+        .build()
+        .unwrap();
+    for (value, memory) in [(0.5, 2.0), (0.7, 1.0)] {
+        let trial = study.ask().unwrap();
+        trial
+            .report_metrics(0, &[("memory_mb".into(), memory)])
+            .unwrap();
+        study
+            .tell(trial, caviar_core::study::Outcome::Complete(value))
+            .unwrap();
+    }
+    let server = Server::start(&storage);
+    let base = server.url.trim_end_matches('/');
+    let (code, reply) = http(base, "GET", "/api/studies/limits/trials/0", None, "");
+    assert_eq!(code, 200, "{reply}");
+    let detail: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(detail["feasible"], false, "{reply}");
+    assert_eq!(detail["broken"], serde_json::json!(["memory_mb <= 1 (2)"]));
+    let (code, reply) = http(base, "GET", "/api/studies/limits", None, "");
+    assert_eq!(code, 200, "{reply}");
+    let view: Value = serde_json::from_str(&reply).unwrap();
+    let best: Vec<&Value> = view["best"].as_array().unwrap().iter().collect();
+    assert_eq!(best.len(), 1, "{reply}");
+    assert_eq!(best[0]["number"], 1);
+    assert_eq!(view["history"]["best"], serde_json::json!([[1, 0.7]]));
+}

@@ -2210,3 +2210,104 @@ fn narrowing_a_conditional_study_keeps_each_branch_that_survives() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const CONSTRAINED: &str = r#"
+name = "fit"
+direction = "maximize"
+metric = "score"
+trials = 8
+constraints = ["memory_mb <= 500", "score > 1"]
+command = ["sh", "-c", "echo epoch=1 score={width} memory_mb=$(({width} * 100))"]
+
+[sampler]
+kind = "grid"
+
+[params]
+width = { choices = [1, 2, 3, 4, 5, 6, 7, 8] }
+"#;
+
+#[test]
+fn constraints_keep_infeasible_trials_complete_but_out_of_the_best_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "fit", CONSTRAINED);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trials = trials_json(dir.path(), "fit");
+    assert_eq!(trials.len(), 8);
+    for t in &trials {
+        let width = t["params"]["width"].as_f64().unwrap();
+        assert_eq!(t["state"], "complete", "{t}");
+        let feasible = (2.0..=5.0).contains(&width);
+        assert_eq!(t["feasible"], feasible, "{t}");
+        // memory_mb <= 500 reads width * 100 - 500; score > 1 reads 1 - width.
+        assert_eq!(
+            t["constraints"][0].as_f64().unwrap(),
+            width * 100.0 - 500.0,
+            "{t}"
+        );
+    }
+    let best = String::from_utf8(caviar(dir.path(), &["best", "fit", "-k", "3"]).stdout).unwrap();
+    let ranked: Vec<&str> = best.lines().filter(|l| l.starts_with("Best-")).collect();
+    assert_eq!(ranked.len(), 3, "{best}");
+    assert!(
+        ranked[0].starts_with("Best-1 (score:5.0000) | width:5"),
+        "{best}"
+    );
+    assert!(ranked[2].contains("width:3"), "{best}");
+    assert!(
+        best.contains(
+            "4 complete trials broke a constraint (memory_mb <= 500, score > 1) and are left out"
+        ),
+        "{best}"
+    );
+    let best: Value =
+        serde_json::from_slice(&caviar(dir.path(), &["best", "fit", "--json"]).stdout).unwrap();
+    assert_eq!(best.as_array().unwrap().len(), 4);
+    assert!(best
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["feasible"] == true));
+    // The listing says which constraint each infeasible trial broke, with what it reported.
+    let listing = String::from_utf8(caviar(dir.path(), &["trials", "fit"]).stdout).unwrap();
+    assert!(
+        listing.contains("infeasible: memory_mb <= 500 (800)"),
+        "{listing}"
+    );
+    assert!(listing.contains("infeasible: score > 1 (1)"), "{listing}");
+    let csv = String::from_utf8(caviar(dir.path(), &["trials", "fit", "--csv"]).stdout).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with(",feasible,error"),
+        "{csv}"
+    );
+    let studies: Value =
+        serde_json::from_slice(&caviar(dir.path(), &["studies", "--json"]).stdout).unwrap();
+    assert_eq!(studies[0]["best_value"], 5.0);
+
+    // Other constraints for the stored study are refused; a bad one names the key and the fix.
+    std::fs::write(&study, CONSTRAINED.replace("<= 500", "<= 600")).unwrap();
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("constraints") && err.contains("memory_mb <= 500"),
+        "{err}"
+    );
+    std::fs::write(
+        &study,
+        CONSTRAINED.replace("memory_mb <= 500", "memory_mb =< 500"),
+    )
+    .unwrap();
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("fit.toml:6: constraints: constraint `memory_mb =< 500`"),
+        "{err}"
+    );
+    assert!(err.contains("KEY <= NUMBER"), "{err}");
+}

@@ -28,6 +28,9 @@ pub enum StudyError {
     /// The sampler cannot go on (e.g. an exhausted grid).
     #[error(transparent)]
     Sampler(#[from] SamplerError),
+    /// A constraint's text cannot be read.
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
     /// An existing study was opened with different settings.
     #[error("study `{name}` exists with {field} = {stored}, not {requested}; use another study name or the stored setting")]
     Mismatch {
@@ -274,12 +277,7 @@ impl StudyBuilder {
             .unwrap_or_else(|| Arc::new(InMemoryStorage::new()));
         let requested = match self.constraints.take() {
             Some(list) => Some(list),
-            None => spec_constraints(self.spec.as_ref()).map_err(|e| StudyError::Mismatch {
-                name: self.name.clone(),
-                field: "constraints",
-                stored: String::new(),
-                requested: e.to_string(),
-            })?,
+            None => spec_constraints(self.spec.as_ref())?,
         };
         if let Some(list) = requested.as_ref().filter(|l| !l.is_empty()) {
             let spec = self.spec.get_or_insert_with(|| serde_json::json!({}));

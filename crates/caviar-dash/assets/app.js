@@ -495,13 +495,15 @@ async function trialPage(name, number) {
   main.replaceChildren(
     el('h1', {}, el('a', { href: `#/study/${encodeURIComponent(name)}` }, name), ` · trial ${t.number}`),
     el('div', { class: 'meta', id: 'trial-meta' },
-      el('span', { class: `state-${t.state}`, text: t.state }),
+      el('span', { class: `state-${t.state}`, text: t.state + (t.feasible === false ? ' (infeasible)' : '') }),
       ` · value ${fmt(t.value)} · ${t.intermediate.length} reports` +
       (t.duration_s !== null ? ` · ${fmt(t.duration_s)} s` : '') + (t.worker ? ` · worker ${t.worker}` : '')),
     el('div', { class: 'grid' },
       el('section', { class: 'card' }, el('h2', { text: 'Parameters' }), el('table', { id: 'trial-params' }, ...rows)),
       el('section', { class: 'card' }, el('h2', { text: 'Intermediate values' }), el('div', { id: 'trial-curve', class: 'chart' }))),
     ...(t.error ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Reason' }), el('pre', { id: 'trial-error', text: t.error }))] : []),
+    ...(t.feasible === false ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Infeasible: not among the best' }),
+      el('pre', { id: 'trial-broken', text: (t.broken && t.broken.length ? t.broken : ['a constraint given by constraints_func']).join('\n') }))] : []),
     ...(t.user_attrs && Object.keys(t.user_attrs).length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'User attributes' }),
       el('table', { id: 'trial-attrs' }, ...Object.entries(t.user_attrs).map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: typeof v === 'number' ? fmt(v) : JSON.stringify(v) })))))] : []),
     ...(t.param_history && t.param_history.length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Changes while it ran' }),

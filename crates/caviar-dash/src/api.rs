@@ -367,6 +367,13 @@ async fn trial(
         detail["controls"] = json!(controls);
         // What the steering form offers (running trials only).
         detail["changeable"] = json!(changeable);
+        // Which limits an infeasible trial broke, with what it reported.
+        let constraints: Vec<f64> =
+            serde_json::from_value(detail["constraints"].clone()).unwrap_or_default();
+        detail["broken"] = json!(caviar_core::constraint::describe_broken(
+            &record.constraints(),
+            &constraints
+        ));
         Ok(detail)
     })
     .await?;

@@ -203,7 +203,9 @@ pub fn open_study(
         .load_if_exists(true)
         .build()
         .map_err(|e| match e {
-            StudyError::Mismatch { .. } => EngineError::BadInput(format!("{origin}: {e}")),
+            StudyError::Mismatch { .. } | StudyError::Constraint(_) => {
+                EngineError::BadInput(format!("{origin}: {e}"))
+            }
             other => EngineError::storage("opening the study", other),
         })?;
     if existing.is_none() && !used.is_empty() {
