@@ -225,6 +225,7 @@ fn ask_cost(kind: &str, n: u64, asks: u64) -> Result<(f64, f64)> {
             running: &[],
             attrs: None,
             learn_from_pruned: false,
+            objectives: None,
         };
         let mut sum = 0.0;
         for (name, dist) in space.iter() {

@@ -180,6 +180,10 @@ impl caviar_engine::Observer for Progress {
                 "trial {number} complete: {}={v:.4} (best {best_text})",
                 self.metric
             ),
+            Outcome::Values(values) => {
+                let shown: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+                format!("trial {number} complete: {}", shown.join(", "))
+            }
             Outcome::Pruned => format!("trial {number} pruned"),
             Outcome::Failed(reason) => format!(
                 "trial {number} {state}: {}",

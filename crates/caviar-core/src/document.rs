@@ -107,6 +107,9 @@ pub struct TrialDocument {
     /// The study's constraints evaluated for it (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<f64>,
+    /// Every objective's value, for a study with several (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
 }
 
 /// A parameter change of a running trial.
@@ -288,6 +291,7 @@ pub fn export(storage: &dyn Storage, study: &StudyRecord) -> Result<StudyDocumen
             param_changes,
             controls,
             constraints: t.constraints,
+            values: t.values,
         });
     }
     Ok(StudyDocument {

@@ -379,6 +379,7 @@ mod tests {
                     started_ms: None,
                     finished_ms: None,
                     constraints: Vec::new(),
+                    values: Vec::new(),
                 };
                 for (name, dist, u) in [
                     ("lr", &lr, a),

@@ -21,6 +21,7 @@ pub mod document;
 pub mod importance;
 mod linalg;
 mod optimize;
+pub mod pareto;
 pub mod pruner;
 pub mod rng;
 pub mod sampler;

@@ -90,6 +90,26 @@ impl StudyRecord {
         serde_json::from_value(self.spec.as_ref()?.get("space")?.clone()).ok()
     }
 
+    /// One direction per objective: those stored with a study of several, else its direction.
+    pub fn directions(&self) -> Vec<Direction> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.get("directions"))
+            .and_then(|d| serde_json::from_value::<Vec<Direction>>(d.clone()).ok())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| vec![self.direction])
+    }
+
+    /// The reported names of a study's several objectives (empty when it has one, or its
+    /// objectives are not named).
+    pub fn metrics(&self) -> Vec<String> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.get("metrics"))
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default()
+    }
+
     /// The constraints stored with the study (empty when it has none).
     pub fn constraints(&self) -> Vec<crate::constraint::Constraint> {
         self.spec
@@ -277,6 +297,9 @@ pub trait Storage: Send + Sync {
     /// Records the study's constraints evaluated for a running trial, just before it ends
     /// (see [`FrozenTrial::constraints`]).
     fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError>;
+    /// Records every objective's value of a running trial of a study with several, just
+    /// before it ends (see [`FrozenTrial::values`]).
+    fn set_values(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError>;
     /// Ends a running trial. Fails with [`StorageError::NotRunning`] if it already ended.
     fn finish_trial(
         &self,
@@ -803,6 +826,7 @@ impl Storage for InMemoryStorage {
                 started_ms: Some(now),
                 finished_ms: None,
                 constraints: Vec::new(),
+                values: Vec::new(),
             },
         });
         m.by_study.entry(study.0).or_default().push(id.0 as usize);
@@ -852,6 +876,7 @@ impl Storage for InMemoryStorage {
                 started_ms: None,
                 finished_ms: None,
                 constraints: Vec::new(),
+                values: Vec::new(),
             },
         });
         m.by_study.entry(study.0).or_default().push(id.0 as usize);
@@ -975,6 +1000,12 @@ impl Storage for InMemoryStorage {
     fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError> {
         let mut m = self.lock();
         m.running_mut(trial)?.trial.constraints = values.to_vec();
+        Ok(())
+    }
+
+    fn set_values(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        m.running_mut(trial)?.trial.values = values.to_vec();
         Ok(())
     }
 
@@ -1353,6 +1384,7 @@ impl Storage for InMemoryStorage {
                     started_ms: t.started_ms,
                     finished_ms: t.finished_ms,
                     constraints: t.constraints.clone(),
+                    values: t.values.clone(),
                 },
             });
             indices.push(index);

@@ -28,6 +28,9 @@ pub enum StudyError {
     /// The sampler cannot go on (e.g. an exhausted grid).
     #[error(transparent)]
     Sampler(#[from] SamplerError),
+    /// The objectives are not given consistently.
+    #[error("objectives: {0}")]
+    Objectives(String),
     /// A constraint's text cannot be read.
     #[error(transparent)]
     Constraint(#[from] ConstraintError),
@@ -75,8 +78,12 @@ impl TrialError {
 /// How a trial ended, as told to the study.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Finished with an objective value (non-finite values are recorded as failures).
+    /// Finished with an objective value (non-finite values are recorded as failures). In a
+    /// study with several objectives that names them ([`StudyBuilder::metrics`]), the others
+    /// come from the trial's last reports.
     Complete(f64),
+    /// Finished with one value per objective, in the study's order (a study with several).
+    Values(Vec<f64>),
     /// Stopped early.
     Pruned,
     /// Failed, with the reason.
@@ -112,6 +119,10 @@ pub struct Study {
     prior: Arc<Vec<Arc<FrozenTrial>>>,
     /// What a complete trial's reports must meet to be feasible.
     constraints: Arc<Vec<Constraint>>,
+    /// One direction per objective.
+    directions: Arc<Vec<Direction>>,
+    /// The objectives' reported names, when the study has several and names them.
+    metrics: Arc<Vec<String>>,
 }
 
 /// The constraints a study spec lists under `constraints` (`None` when it lists none).
@@ -164,12 +175,53 @@ pub struct StudyBuilder {
     parent: Option<String>,
     prior: Vec<FrozenTrial>,
     constraints: Option<Vec<Constraint>>,
+    directions: Option<Vec<Direction>>,
+    metrics: Option<Vec<String>>,
 }
 
 impl StudyBuilder {
     /// Minimize (default) or maximize.
     pub fn direction(mut self, direction: Direction) -> Self {
         self.direction = direction;
+        self
+    }
+
+    /// Several objectives, one direction each (the first is also [`Self::direction`]): trials
+    /// end with [`Outcome::Values`], and the best trials are the Pareto front. Stored with a new
+    /// study (its spec's `directions`); an existing study must have the same.
+    ///
+    /// ```
+    /// use caviar_core::prelude::*;
+    /// let study = Study::builder("accurate-and-fast")
+    ///     .directions(vec![Direction::Maximize, Direction::Minimize])
+    ///     .build()
+    ///     .unwrap();
+    /// for width in 1..=4 {
+    ///     let mut trial = study.ask().unwrap();
+    ///     let w = trial.suggest_int("width", width, width, Scale::Linear).unwrap() as f64;
+    ///     // Accuracy grows with width, and so does latency; width 3 is dominated here.
+    ///     let latency = if width == 3 { 50.0 } else { 10.0 * w };
+    ///     study.tell(trial, Outcome::Values(vec![0.9 + 0.01 * w, latency])).unwrap();
+    /// }
+    /// let front: Vec<u64> = study.best_trials(10).unwrap().iter().map(|t| t.number).collect();
+    /// assert_eq!(front, [0, 1, 3]);
+    /// ```
+    pub fn directions(mut self, directions: Vec<Direction>) -> Self {
+        if let Some(first) = directions.first() {
+            self.direction = *first;
+        }
+        self.directions = Some(directions);
+        self
+    }
+
+    /// The reported names of several objectives, in the order of [`Self::directions`] (the
+    /// first is also [`Self::metric`]): a trial told [`Outcome::Complete`] takes the others'
+    /// values from its last reports (see [`Trial::report_metrics`]).
+    pub fn metrics(mut self, metrics: Vec<String>) -> Self {
+        if let Some(first) = metrics.first() {
+            self.metric = Some(first.clone());
+        }
+        self.metrics = Some(metrics);
         self
     }
     /// The name of the reported value that is the objective (informational in the Rust API).
@@ -285,6 +337,39 @@ impl StudyBuilder {
                 object.insert("constraints".into(), serde_json::json!(list));
             }
         }
+        let directions = self
+            .directions
+            .take()
+            .unwrap_or_else(|| vec![self.direction]);
+        if directions.is_empty() {
+            return Err(StudyError::Objectives(
+                "directions is empty; give one direction per objective".into(),
+            ));
+        }
+        if directions.len() > 1 && !self.sampler.handles_several_objectives() {
+            return Err(StudyError::Objectives(format!(
+                "the {} sampler optimises one objective; with {} use nsga2, tpe, random, sobol or grid",
+                self.sampler.name(),
+                directions.len()
+            )));
+        }
+        let metrics = self.metrics.take().unwrap_or_default();
+        if !metrics.is_empty() && metrics.len() != directions.len() {
+            return Err(StudyError::Objectives(format!(
+                "{} metrics for {} directions; give one metric per direction",
+                metrics.len(),
+                directions.len()
+            )));
+        }
+        if directions.len() > 1 {
+            let spec = self.spec.get_or_insert_with(|| serde_json::json!({}));
+            if let Some(object) = spec.as_object_mut() {
+                object.insert("directions".into(), serde_json::json!(directions));
+                if !metrics.is_empty() {
+                    object.insert("metrics".into(), serde_json::json!(metrics));
+                }
+            }
+        }
         let existing = if self.load_if_exists {
             storage.study(&self.name)?
         } else {
@@ -326,6 +411,19 @@ impl StudyBuilder {
         let stored = spec_constraints(record.spec.as_ref())
             .map_err(|e| StorageError::Backend(format!("study `{}`: {e}", self.name)))?
             .unwrap_or_default();
+        let stored_directions = record.directions();
+        if stored_directions != directions {
+            let show = |list: &[Direction]| {
+                let texts: Vec<&str> = list.iter().map(|d| d.as_str()).collect();
+                format!("[{}]", texts.join(", "))
+            };
+            return Err(StudyError::Mismatch {
+                name: self.name,
+                field: "directions",
+                stored: show(&stored_directions),
+                requested: show(&directions),
+            });
+        }
         if let Some(requested) = requested.filter(|r| *r != stored) {
             let show = |list: &[Constraint]| {
                 let texts: Vec<String> = list.iter().map(|c| format!("\"{c}\"")).collect();
@@ -345,6 +443,8 @@ impl StudyBuilder {
         });
         Ok(Study {
             constraints: Arc::new(stored),
+            directions: Arc::new(stored_directions),
+            metrics: Arc::new(record.metrics()),
             storage,
             record,
             sampler: self.sampler,
@@ -372,6 +472,8 @@ impl Study {
             parent: None,
             prior: Vec::new(),
             constraints: None,
+            directions: None,
+            metrics: None,
         }
     }
 
@@ -439,6 +541,12 @@ impl Study {
         } else {
             (Arc::default(), Arc::default())
         };
+        let objectives = (self.directions.len() > 1 && self.sampler.needs_history()).then(|| {
+            Arc::new(crate::pareto::ObjectiveRanks::new(
+                &self.directions,
+                finished.iter().map(|t| &**t),
+            ))
+        });
         // A trial from the waiting queue (a retry) keeps the parameters it was queued with.
         let params: BTreeMap<String, (Distribution, ParamValue)> = if new.from_queue {
             queued_params(self.storage.trial(new.id)?)
@@ -471,12 +579,20 @@ impl Study {
             pinned,
             steering: Arc::default(),
             last_metrics: Arc::default(),
+            objectives,
         }))
     }
 
     /// Ends a trial. A non-finite value is recorded as a failure. Returns the state recorded.
     pub fn tell(&self, trial: Trial, outcome: Outcome) -> Result<TrialState, StudyError> {
+        let outcome = self.objective_values(&trial, outcome);
+        let mut values = Vec::new();
         let (state, value, error) = match outcome {
+            Outcome::Values(v) => {
+                let first = v[0];
+                values = v;
+                (TrialState::Complete, Some(first), None)
+            }
             Outcome::Complete(v) if v.is_finite() => (TrialState::Complete, Some(v), None),
             Outcome::Complete(v) => (
                 TrialState::Failed,
@@ -490,6 +606,9 @@ impl Study {
             ),
             Outcome::Failed(reason) => (TrialState::Failed, None, Some(reason)),
         };
+        if !values.is_empty() {
+            self.storage.set_values(trial.id, &values)?;
+        }
         if let (TrialState::Complete, Some(v)) = (state, value) {
             let values =
                 trial.constraint_values(&self.constraints, self.record.metric.as_deref(), v);
@@ -500,6 +619,49 @@ impl Study {
         self.storage
             .finish_trial(trial.id, state, value, error.as_deref())?;
         Ok(state)
+    }
+
+    /// The outcome with every objective's value checked: a study with several objectives
+    /// gets [`Outcome::Values`] of the right length and finite, or a failure that says why;
+    /// a single value is [`Outcome::Complete`].
+    fn objective_values(&self, trial: &Trial, outcome: Outcome) -> Outcome {
+        let n = self.directions.len();
+        let values = match outcome {
+            Outcome::Values(v) if n == 1 && v.len() == 1 => return Outcome::Complete(v[0]),
+            Outcome::Values(v) => v,
+            Outcome::Complete(v) if n > 1 => {
+                if self.metrics.len() != n {
+                    return Outcome::Failed(format!(
+                        "the study has {n} objectives and names none of them; end its trials with all {n} values"
+                    ));
+                }
+                let last = trial.last_metrics.lock().unwrap_or_else(|p| p.into_inner());
+                let mut all = vec![v];
+                for (k, name) in self.metrics.iter().enumerate().skip(1) {
+                    match last.metrics.get(name) {
+                        Some(&(_, x)) => all.push(x),
+                        None => {
+                            return Outcome::Failed(format!(
+                                "objective {} (`{name}`) was never reported",
+                                k + 1
+                            ))
+                        }
+                    }
+                }
+                all
+            }
+            other => return other,
+        };
+        if values.len() != n {
+            return Outcome::Failed(format!(
+                "{} values for {n} objectives; give one value per objective",
+                values.len()
+            ));
+        }
+        if let Some((k, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Outcome::Failed(format!("objective {} is {v}, not a finite number", k + 1));
+        }
+        Outcome::Values(values)
     }
 
     /// Runs `n_trials` more trials of `objective`, one after another. A trial whose objective
@@ -549,9 +711,22 @@ impl Study {
         Ok(self.best_trials(1)?.into_iter().next())
     }
 
-    /// The `k` best complete trials, best first.
+    /// One direction per objective (one for a single-objective study).
+    pub fn directions(&self) -> &[Direction] {
+        &self.directions
+    }
+
+    /// The `k` best complete trials, best first; with several objectives, the Pareto front
+    /// (at most `k` of it, by number).
     pub fn best_trials(&self, k: usize) -> Result<Vec<FrozenTrial>, StudyError> {
         let trials = self.trials()?;
+        if self.directions.len() > 1 {
+            return Ok(crate::pareto::pareto_front(&trials, &self.directions)
+                .into_iter()
+                .take(k)
+                .cloned()
+                .collect());
+        }
         Ok(best_trials(&trials, self.record.direction, k)
             .into_iter()
             .cloned()
@@ -768,6 +943,8 @@ pub struct Trial {
     /// Each other reported value at its latest step, and constraint values given outright
     /// (clones share them: a runner reports through one, the study is told with another).
     last_metrics: Arc<std::sync::Mutex<LastReports>>,
+    /// With several objectives, how the finished trials rank (for model-based samplers).
+    objectives: Option<Arc<crate::pareto::ObjectiveRanks>>,
 }
 
 /// What a trial's constraints are evaluated on.
@@ -927,6 +1104,7 @@ impl Trial {
                 study: self.study,
             }),
             learn_from_pruned: self.learn_from_pruned,
+            objectives: self.objectives.as_deref(),
         };
         if self.joint.is_none() {
             self.joint = Some(self.sampler.sample_joint(&ctx)?);
@@ -1191,6 +1369,7 @@ impl Trial {
             started_ms: None,
             finished_ms: None,
             constraints: Vec::new(),
+            values: Vec::new(),
         };
         Ok(self.pruner.prune(&PruneContext {
             direction: self.direction,

@@ -146,6 +146,10 @@ pub struct FrozenTrial {
     /// or the trial did not complete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<f64>,
+    /// Every objective's value, in the study's order, for a complete trial of a study with
+    /// several objectives (`value` is the first); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
 }
 
 impl FrozenTrial {

@@ -424,6 +424,7 @@ mod tests {
                     started_ms: Some(1000 + i as i64),
                     finished_ms: Some(2000 + i as i64),
                     constraints: Vec::new(),
+                    values: Vec::new(),
                 }
             })
             .collect()

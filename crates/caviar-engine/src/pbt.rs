@@ -468,6 +468,7 @@ mod tests {
             started_ms: None,
             finished_ms: None,
             constraints: Vec::new(),
+            values: Vec::new(),
         }
     }
 

@@ -69,8 +69,10 @@ const MIGRATIONS: &[&str] = &[
      )",
     // Version 8: the study's constraints evaluated for each complete trial (a JSON array, at
     // most zero where one holds), and whether one is broken, so summaries skip infeasible ones.
+    // Also every objective's value of a study with several (a JSON array).
     "ALTER TABLE trials ADD COLUMN IF NOT EXISTS constraints TEXT;
-     ALTER TABLE trials ADD COLUMN IF NOT EXISTS infeasible BOOLEAN NOT NULL DEFAULT false",
+     ALTER TABLE trials ADD COLUMN IF NOT EXISTS infeasible BOOLEAN NOT NULL DEFAULT false;
+     ALTER TABLE trials ADD COLUMN IF NOT EXISTS objective_values TEXT",
 ];
 
 const SCHEMA: &str = r#"
@@ -589,6 +591,7 @@ retried! {
     fn trial_metrics(&self, study: StudyId) -> Result<caviar_core::storage::TrialMetrics, StorageError>;
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError>;
     fn set_constraints(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError>;
+    fn set_values(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError>;
     fn finish_trial(&self, trial: TrialId, state: TrialState, value: Option<f64>, error: Option<&str>) -> Result<(), StorageError>;
     fn trial(&self, trial: TrialId) -> Result<FrozenTrial, StorageError>;
     fn trials(&self, study: StudyId) -> Result<Vec<FrozenTrial>, StorageError>;
@@ -999,6 +1002,22 @@ impl Storage for Attempt<'_> {
             .execute(
                 "UPDATE trials SET constraints = $2, infeasible = $3 WHERE id = $1 AND state = 'running'",
                 &[&trial.0, &text, &infeasible],
+            )
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(not_running(&mut *conn, trial))
+        }
+    }
+
+    fn set_values(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError> {
+        let text = serde_json::to_string(values).map_err(json_err)?;
+        let mut conn = self.conn()?;
+        let n = conn
+            .execute(
+                "UPDATE trials SET objective_values = $2 WHERE id = $1 AND state = 'running'",
+                &[&trial.0, &text],
             )
             .map_err(backend)?;
         if n == 1 {
@@ -1565,8 +1584,8 @@ impl Storage for Attempt<'_> {
         }
         let insert_trial = tx
             .prepare(
-                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt, constraints, infeasible)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt, constraints, infeasible, objective_values)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
             )
             .map_err(backend)?;
         let insert_param = tx
@@ -1581,6 +1600,10 @@ impl Storage for Attempt<'_> {
                 .transpose()
                 .map_err(json_err)?;
             let infeasible = !caviar_core::constraint::is_feasible(&t.constraints);
+            let values = (!t.values.is_empty())
+                .then(|| serde_json::to_string(&t.values))
+                .transpose()
+                .map_err(json_err)?;
             let trial: i64 = tx
                 .query_one(
                     &insert_trial,
@@ -1598,6 +1621,7 @@ impl Storage for Attempt<'_> {
                         &(t.attempt as i64),
                         &constraints,
                         &infeasible,
+                        &values,
                     ],
                 )
                 .map_err(backend)?
@@ -1844,7 +1868,7 @@ fn load_trials_with(
         .query(
             &format!(
                 "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms,
-                        t.finished_ms, t.constraints
+                        t.finished_ms, t.constraints, t.objective_values
                  FROM trials t WHERE {filter} ORDER BY t.number"
             ),
             &params,
@@ -1868,6 +1892,10 @@ fn load_trials_with(
             started_ms: r.get(6),
             finished_ms: r.get(7),
             constraints: match r.get::<_, Option<String>>(8) {
+                Some(text) => serde_json::from_str(&text).map_err(json_err)?,
+                None => Vec::new(),
+            },
+            values: match r.get::<_, Option<String>>(9) {
                 Some(text) => serde_json::from_str(&text).map_err(json_err)?,
                 None => Vec::new(),
             },

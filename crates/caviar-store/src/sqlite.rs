@@ -153,9 +153,11 @@ ALTER TABLE trial_values ADD COLUMN metrics TEXT;
 "#,
     r#"
 -- Version 12: the study's constraints evaluated for each complete trial (a JSON array, at most
--- zero where one holds), and whether one is broken, so summaries skip infeasible trials.
+-- zero where one holds), and whether one is broken, so summaries skip infeasible trials; and
+-- every objective's value of a study with several (a JSON array).
 ALTER TABLE trials ADD COLUMN constraints TEXT;
 ALTER TABLE trials ADD COLUMN infeasible INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE trials ADD COLUMN objective_values TEXT;
 "#,
 ];
 
@@ -900,6 +902,22 @@ impl Storage for SqliteStorage {
         }
     }
 
+    fn set_values(&self, trial: TrialId, values: &[f64]) -> Result<(), StorageError> {
+        let conn = self.conn();
+        let text = serde_json::to_string(values).map_err(json_err)?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE trials SET objective_values = ?2 WHERE id = ?1 AND state = 'running'",
+            )
+            .and_then(|mut s| s.execute(params![trial.0, text]))
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(not_running(&conn, trial))
+        }
+    }
+
     fn finish_trial(
         &self,
         trial: TrialId,
@@ -1466,9 +1484,10 @@ impl Storage for SqliteStorage {
         }
         for (t, seq) in doc.trials.iter().zip(finish_seq) {
             let constraints = constraints_text(&t.constraints)?;
+            let values = constraints_text(&t.values)?;
             tx.prepare_cached(
-                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt, constraints, infeasible)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT INTO trials (study_id, number, state, value, error, worker, heartbeat_ms, started_ms, finished_ms, finish_seq, attempt, constraints, infeasible, objective_values)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1484,7 +1503,8 @@ impl Storage for SqliteStorage {
                     seq,
                     t.attempt as i64,
                     constraints,
-                    !caviar_core::constraint::is_feasible(&t.constraints) as i64
+                    !caviar_core::constraint::is_feasible(&t.constraints) as i64,
+                    values
                 ])
             })
             .map_err(backend)?;
@@ -1748,7 +1768,7 @@ fn load_trials(
 }
 
 /// The same, without the curves (`intermediate` left empty) when `curves` is false.
-/// A trial's constraint values as stored: `NULL` when it has none.
+/// A trial's constraint (or objective) values as stored: `NULL` when it has none.
 fn constraints_text(values: &[f64]) -> Result<Option<String>, StorageError> {
     if values.is_empty() {
         return Ok(None);
@@ -1764,7 +1784,7 @@ fn load_trials_with(
 ) -> Result<Vec<FrozenTrial>, StorageError> {
     let sql = format!(
         "SELECT t.id, t.number, t.state, t.value, t.error, t.worker, t.started_ms, t.finished_ms,
-                t.constraints
+                t.constraints, t.objective_values
          FROM trials t WHERE {filter} ORDER BY t.number"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
@@ -1790,6 +1810,10 @@ fn load_trials_with(
             started_ms: r.get(6).map_err(backend)?,
             finished_ms: r.get(7).map_err(backend)?,
             constraints: match r.get::<_, Option<String>>(8).map_err(backend)? {
+                Some(text) => serde_json::from_str(&text).map_err(json_err)?,
+                None => Vec::new(),
+            },
+            values: match r.get::<_, Option<String>>(9).map_err(backend)? {
                 Some(text) => serde_json::from_str(&text).map_err(json_err)?,
                 None => Vec::new(),
             },

@@ -328,7 +328,7 @@ fn a_version_1_file_is_migrated_with_its_finish_order() {
         // Turn the file back into what version 1 wrote.
         let conn = rusqlite_conn(&path);
         conn.execute_batch(
-            "ALTER TABLE trials DROP COLUMN constraints; ALTER TABLE trials DROP COLUMN infeasible; ALTER TABLE trial_values DROP COLUMN metrics; DROP TABLE trial_metrics; DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
+            "ALTER TABLE trials DROP COLUMN objective_values; ALTER TABLE trials DROP COLUMN constraints; ALTER TABLE trials DROP COLUMN infeasible; ALTER TABLE trial_values DROP COLUMN metrics; DROP TABLE trial_metrics; DROP TABLE trial_controls; DROP INDEX param_changes_by_trial; ALTER TABLE param_changes DROP COLUMN note; ALTER TABLE param_changes DROP COLUMN forced; ALTER TABLE param_changes DROP COLUMN applied_ms; DROP TABLE trial_user_attrs; DROP TABLE study_user_attrs; DROP TABLE trial_logs; DROP TABLE study_attrs; DROP INDEX trials_by_finish; DROP INDEX trials_retried; ALTER TABLE trials DROP COLUMN finish_seq; ALTER TABLE trials DROP COLUMN attempt; PRAGMA user_version = 1;",
         )
         .unwrap();
     }

@@ -17,6 +17,7 @@ fn trial(number: u64, state: TrialState, curve: &[(u64, f64)]) -> Arc<FrozenTria
         started_ms: None,
         finished_ms: None,
         constraints: Vec::new(),
+        values: Vec::new(),
     })
 }
 
@@ -321,6 +322,7 @@ fn when_pruning_trials_that_got_further_rank_first_then_by_value() {
         running: &[],
         attrs: None,
         learn_from_pruned,
+        objectives: None,
     };
     let with = ctx(true);
     let at_1_good = trial(0, TrialState::Pruned, &[(1, 0.9)]);

@@ -125,6 +125,14 @@ impl Sampler for InferredSpace {
         self.state.lock().unwrap().inner.learns_from_prior()
     }
 
+    fn handles_several_objectives(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .inner
+            .handles_several_objectives()
+    }
+
     fn name(&self) -> &'static str {
         self.state.lock().unwrap().inner.name()
     }

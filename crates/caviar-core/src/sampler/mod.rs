@@ -8,6 +8,7 @@
 mod gp;
 mod grid;
 mod inferred;
+mod nsga2;
 mod random;
 mod sobol;
 mod tpe;
@@ -19,6 +20,7 @@ mod zoom;
 pub use gp::GpSampler;
 pub use grid::GridSampler;
 pub use inferred::{BuildForSpace, InferredSpace};
+pub use nsga2::Nsga2Sampler;
 pub use random::RandomSampler;
 pub use sobol::{SobolSampler, SobolSequence};
 pub use tpe::TpeSampler;
@@ -73,6 +75,9 @@ pub struct SampleContext<'a> {
     /// Multi-fidelity: whether the study prunes, so that model-based samplers learn from
     /// pruned trials too (see [`SampleContext::loss`]); otherwise from complete trials only.
     pub learn_from_pruned: bool,
+    /// With several objectives, how the finished trials rank: [`SampleContext::loss`] reads
+    /// it, so TPE splits by Pareto front (a multi-objective TPE). `None` with one objective.
+    pub objectives: Option<&'a crate::pareto::ObjectiveRanks>,
 }
 
 /// Above every loss of a feasible trial: infeasible trials rank from here, by violation.
@@ -100,6 +105,10 @@ impl SampleContext<'_> {
         if t.state == crate::trial::TrialState::Complete && !t.is_feasible() {
             let v = t.violation();
             return Some(INFEASIBLE_LOSS * (1.0 + v / (1.0 + v)));
+        }
+        if let Some(objectives) = self.objectives {
+            // Pruning is off with several objectives: complete trials only, by front.
+            return objectives.loss.get(&t.id).copied();
         }
         if !self.learn_from_pruned {
             return loss_of(t, self.direction);
@@ -183,6 +192,12 @@ pub trait Sampler: Send + Sync {
     /// study's own finished trials (model-based samplers: TPE, GP).
     fn learns_from_prior(&self) -> bool {
         false
+    }
+
+    /// Whether it can serve a study with several objectives (it models one value, or ranks
+    /// trials through [`SampleContext::loss`], or does not learn).
+    fn handles_several_objectives(&self) -> bool {
+        true
     }
 
     /// Short name for logs and tables.

@@ -89,6 +89,7 @@ proptest! {
                 running: &[],
                 attrs: None,
                 learn_from_pruned: false,
+            objectives: None,
             };
             for (name, dist) in space.iter() {
                 let value = sampler.sample(&ctx, name, dist).unwrap();
@@ -126,6 +127,7 @@ fn share(sampler: &dyn Sampler, dist: &Distribution, n: u64, pred: impl Fn(f64) 
                 running: &[],
                 attrs: None,
                 learn_from_pruned: false,
+                objectives: None,
             };
             pred(sampler.sample(&ctx, "x", dist).unwrap().as_f64().unwrap())
         })
@@ -195,6 +197,7 @@ fn grid_covers_every_combination_exactly_once() {
             running: &[],
             attrs: None,
             learn_from_pruned: false,
+            objectives: None,
         };
         let point: Vec<String> = space
             .iter()
@@ -210,6 +213,7 @@ fn grid_covers_every_combination_exactly_once() {
         running: &[],
         attrs: None,
         learn_from_pruned: false,
+        objectives: None,
     };
     assert_eq!(
         grid.sample(&ctx, "lr", space.get("lr").unwrap()),
@@ -227,6 +231,7 @@ fn different_seeds_give_different_trials() {
         running: &[],
         attrs: None,
         learn_from_pruned: false,
+        objectives: None,
     };
     let a = RandomSampler::new(1).sample(&ctx, "x", &d).unwrap();
     let b = RandomSampler::new(2).sample(&ctx, "x", &d).unwrap();
@@ -249,6 +254,7 @@ fn history(
                 running: &[],
                 attrs: None,
                 learn_from_pruned: false,
+                objectives: None,
             };
             let params = space
                 .iter()
@@ -272,6 +278,7 @@ fn history(
                 started_ms: None,
                 finished_ms: None,
                 constraints: Vec::new(),
+                values: Vec::new(),
             }
         })
         .map(std::sync::Arc::new)
@@ -302,7 +309,7 @@ proptest! {
             let (running, finished): (Vec<_>, Vec<_>) =
                 past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
             let ctx = SampleContext { trial_number: n, direction, finished: &finished, running: &running, attrs: None,
-            learn_from_pruned: false, };
+            learn_from_pruned: false, objectives: None, };
             let mv = TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap();
             prop_assert_eq!(&mv, &TpeSampler::multivariate(seed).sample_joint(&ctx).unwrap());
             for (name, dist) in space.iter() {
@@ -335,7 +342,7 @@ proptest! {
         let (running, finished): (Vec<_>, Vec<_>) =
             past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
         let ctx = SampleContext { trial_number: n, direction: Direction::Maximize, finished: &finished, running: &running, attrs: None,
-            learn_from_pruned: false, };
+            learn_from_pruned: false, objectives: None, };
         let joint = GpSampler::new(&space, seed).sample_joint(&ctx).unwrap();
         let complete = finished.len();
         // After the start-up trials the model chooses every parameter.
@@ -503,6 +510,7 @@ fn tpe_reading_history_in_steps_matches_reading_it_at_once() {
             running: &[],
             attrs: None,
             learn_from_pruned: false,
+            objectives: None,
         };
         for (name, dist) in space.iter() {
             let a = stepwise.sample(&ctx, name, dist).unwrap();

@@ -19,6 +19,7 @@ use crate::space::{Distribution, ParamValue};
 ///     running: &[],
 ///     attrs: None,
 ///     learn_from_pruned: false,
+///     objectives: None,
 /// };
 /// let a = RandomSampler::new(42).sample(&ctx, "lr", &lr).unwrap();
 /// let b = RandomSampler::new(42).sample(&ctx, "lr", &lr).unwrap();

@@ -382,7 +382,8 @@ impl Sampler for TpeSampler {
     ) -> Result<ParamValue, SamplerError> {
         let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let (learn_from_pruned, cache) = &mut *guard;
-        if *learn_from_pruned != ctx.learn_from_pruned {
+        if *learn_from_pruned != ctx.learn_from_pruned || ctx.objectives.is_some() {
+            // (With several objectives every new trial can move the others' ranks.)
             // Losses read another way (another study): read everything again.
             cache.clear();
             *learn_from_pruned = ctx.learn_from_pruned;

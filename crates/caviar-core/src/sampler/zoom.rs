@@ -243,6 +243,11 @@ impl Sampler for ZoomSampler {
         true
     }
 
+    fn handles_several_objectives(&self) -> bool {
+        // Its boxes follow the best trials of one objective.
+        false
+    }
+
     fn name(&self) -> &'static str {
         "zoom"
     }

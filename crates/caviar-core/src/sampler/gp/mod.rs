@@ -380,6 +380,11 @@ impl Sampler for GpSampler {
         true
     }
 
+    fn handles_several_objectives(&self) -> bool {
+        // It models one value.
+        false
+    }
+
     fn name(&self) -> &'static str {
         "gp"
     }
