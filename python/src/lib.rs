@@ -1212,7 +1212,7 @@ fn open_study(
             }));
         }
         let study = builder.build().map_err(|e| match e {
-            StudyError::Mismatch { .. } | StudyError::Constraint(_) => PyValueError::new_err(e.to_string()),
+            StudyError::Mismatch { .. } | StudyError::Constraint(_) | StudyError::Objectives(_) => PyValueError::new_err(e.to_string()),
             other => runtime_error(other),
         })?;
         if existing.is_none() && !used.is_empty() {

@@ -18,7 +18,15 @@ pub struct StudyFile {
     pub name: String,
     #[serde(default = "default_direction")]
     pub direction: String,
+    /// The reported value to optimise; with several objectives, `metrics` instead.
+    #[serde(default)]
     pub metric: String,
+    /// Several objectives: one direction each (`["maximize", "minimize"]`).
+    #[serde(default)]
+    pub directions: Vec<String>,
+    /// Several objectives: the reported values, in the order of `directions`.
+    #[serde(default)]
+    pub metrics: Vec<String>,
     #[serde(default = "default_trials")]
     pub trials: u64,
     #[serde(default = "default_workers")]
@@ -388,6 +396,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
             format!("name: {}", e.reason.replace("names use", "study names use")),
         ));
     }
+    let mut file = file;
+    let directions = objectives(&mut file, text).map_err(|(key, msg)| fail(key_line(key), msg))?;
     let direction = Direction::parse(&file.direction).ok_or_else(|| {
         fail(
             key_line("direction"),
@@ -707,6 +717,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
 
     let constraints = caviar_core::constraint::parse_all(&file.constraints)
         .map_err(|e| fail(key_line("constraints"), format!("constraints: {e}")))?;
+    if directions.len() > 1 {
+        several_objectives_fit(&file).map_err(|(key, msg)| fail(key_line(key), msg))?;
+    }
     Ok(Study {
         constraints,
         keep_checkpoints,
@@ -721,6 +734,104 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, BadInput> {
         heartbeat,
         on_change,
     })
+}
+
+/// Reads `directions` and `metrics` (several objectives) into `direction` and `metric` (the
+/// first objective), checking that they agree; returns every objective's direction. An error
+/// names the key at fault.
+fn objectives(file: &mut StudyFile, text: &str) -> Result<Vec<Direction>, (&'static str, String)> {
+    let (n_dir, n_met) = (file.directions.len(), file.metrics.len());
+    if n_dir == 0 && n_met == 0 {
+        if file.metric.is_empty() && !text_has_key(text, "metric") {
+            return Err((
+                "metric",
+                "the required key `metric` is missing; add metric = \"val_acc\" (the reported value to optimise)".into(),
+            ));
+        }
+        return Ok(Direction::parse(&file.direction).into_iter().collect());
+    }
+    if n_dir != n_met {
+        return Err((
+            "directions",
+            format!(
+                "directions has {n_dir} entries and metrics {n_met}; give one direction per metric, e.g. directions = [\"maximize\", \"minimize\"] with metrics = [\"val_acc\", \"latency_ms\"]"
+            ),
+        ));
+    }
+    if !file.metric.is_empty() && file.metric != file.metrics[0] {
+        return Err((
+            "metric",
+            format!(
+                "metric = {:?} and metrics = [{:?}, ...] disagree; with several objectives drop metric",
+                file.metric, file.metrics[0]
+            ),
+        ));
+    }
+    let mut directions = Vec::with_capacity(n_dir);
+    for d in &file.directions {
+        directions.push(Direction::parse(d).ok_or_else(|| {
+            (
+                "directions",
+                format!("directions: \"{d}\" is not known; use \"minimize\" or \"maximize\""),
+            )
+        })?);
+    }
+    for (i, m) in file.metrics.iter().enumerate() {
+        if file.metrics[..i].contains(m) {
+            return Err((
+                "metrics",
+                format!("metrics names `{m}` twice; each objective is its own reported value"),
+            ));
+        }
+        if !caviar_run::is_report_key(m) {
+            return Err((
+                "metrics",
+                format!("metrics: {m:?} can never be reported: report keys use letters, digits, '_', '-', '.' and '/'"),
+            ));
+        }
+    }
+    if text_has_key(text, "direction") && Direction::parse(&file.direction) != Some(directions[0]) {
+        return Err((
+            "direction",
+            "direction and directions disagree; with several objectives drop direction".into(),
+        ));
+    }
+    file.metric = file.metrics[0].clone();
+    file.direction = file.directions[0].clone();
+    Ok(directions)
+}
+
+/// Whether a top-level `key = ...` line is in the study file's text.
+fn text_has_key(text: &str, key: &str) -> bool {
+    find_key_line(text, key).is_some()
+}
+
+/// What a study with several objectives cannot have: pruning (which judges one curve), a
+/// sampler that models one value, population-based training, the built-in trainer.
+fn several_objectives_fit(file: &StudyFile) -> Result<(), (&'static str, String)> {
+    let n = file.metrics.len();
+    if file.pruner.kind != "none" {
+        return Err((
+            "pruner",
+            format!("[pruner] kind = \"{}\": a study with {n} objectives does not prune (a pruner judges one curve); use kind = \"none\"", file.pruner.kind),
+        ));
+    }
+    if matches!(file.sampler.kind.as_str(), "gp" | "zoom") {
+        return Err((
+            "sampler",
+            format!("[sampler] kind = \"{}\" optimises one objective; with {n} use \"nsga2\" or \"tpe\" (or random, sobol, grid)", file.sampler.kind),
+        ));
+    }
+    if file.pbt.is_some() {
+        return Err((
+            "pbt",
+            format!("[pbt] ranks members by one objective; a study with {n} cannot use it"),
+        ));
+    }
+    if file.objective.is_some() {
+        return Err(("objective", format!("the built-in trainer reports one objective (val_acc); a study with {n} needs a command")));
+    }
+    Ok(())
 }
 
 /// A duration written as seconds or with a unit ("90s", "10m", "2h").
@@ -1029,6 +1140,8 @@ impl Study {
             "command": self.file.command,
             "objective": self.file.objective,
             "constraints": self.constraints,
+            "directions": (self.file.directions.len() > 1).then_some(&self.file.directions),
+            "metrics": (self.file.metrics.len() > 1).then_some(&self.file.metrics),
             "mnist": match &self.objective {
                 Objective::Mnist(m) => serde_json::to_value(m).unwrap_or_default(),
                 Objective::Command(_) => serde_json::Value::Null,

@@ -268,13 +268,13 @@ enum Command {
         #[command(subcommand)]
         what: BenchKind,
     },
-    /// The best trials of a study, best first.
+    /// The best trials of a study, best first; with several objectives, its Pareto front.
     Best {
         /// Study name.
         study: String,
-        /// How many.
-        #[arg(short, default_value_t = 5)]
-        k: usize,
+        /// How many (default 5; with several objectives, the whole Pareto front).
+        #[arg(short)]
+        k: Option<usize>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -578,7 +578,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
         } => {
             let storage = open_for_reading(&cli.storage, Some(&study))?;
             let record = find_study(&*storage, &study, &cli.storage)?;
-            output::best(&*storage, &record, k, json, pruned, &show)?;
+            if record.directions().len() > 1 {
+                output::pareto(&*storage, &record, k.unwrap_or(usize::MAX), json, &show)?;
+            } else {
+                output::best(&*storage, &record, k.unwrap_or(5), json, pruned, &show)?;
+            }
             Ok(0)
         }
     }

@@ -16,6 +16,7 @@ pub fn trial_json(t: &FrozenTrial) -> Value {
         "state": t.state.as_str(),
         "params": t.params,
         "value": t.value,
+        "values": t.values,
         "intermediate": t.intermediate.iter().map(|(s, v)| json!([s, v])).collect::<Vec<_>>(),
         "error": t.error,
         "feasible": t.is_feasible(),
@@ -463,6 +464,142 @@ pub fn best(
     }
     if infeasible > 0 {
         writeln!(out, "({})", left_out())?;
+    }
+    Ok(())
+}
+
+/// The Pareto front of a study with several objectives: every feasible complete trial no
+/// other dominates (by number, at most `k`), and the hypervolume they dominate.
+pub fn pareto(
+    storage: &dyn Storage,
+    record: &StudyRecord,
+    k: usize,
+    as_json: bool,
+    show: &[String],
+) -> Result<()> {
+    let trials = storage.trials(record.id).context("reading trials")?;
+    let directions = record.directions();
+    let mut names = record.metrics();
+    if names.len() != directions.len() {
+        names = (1..=directions.len())
+            .map(|i| format!("objective_{i}"))
+            .collect();
+    }
+    let front = caviar_core::pareto::pareto_front(&trials, &directions);
+    let summary = caviar_core::pareto::summarize(&trials, &directions);
+    let metrics = if show.is_empty() {
+        Default::default()
+    } else {
+        storage
+            .trial_metrics(record.id)
+            .context("reading metrics")?
+    };
+    let shown = |t: &FrozenTrial| -> Vec<(String, Option<f64>)> {
+        let last = last_metrics(metrics.get(&t.id));
+        show.iter()
+            .map(|n| (n.clone(), last.get(n).copied()))
+            .collect()
+    };
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let rows: Vec<Value> = front
+            .iter()
+            .take(k)
+            .map(|t| {
+                let mut v = trial_json(t);
+                if !show.is_empty() {
+                    v["metrics"] = json!(shown(t).into_iter().collect::<BTreeMap<_, _>>());
+                }
+                v
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    if front.is_empty() {
+        writeln!(
+            out,
+            "study `{}` has no feasible complete trials yet",
+            record.name
+        )?;
+        return Ok(());
+    }
+    let objectives: Vec<String> = names
+        .iter()
+        .zip(&directions)
+        .map(|(n, d)| {
+            format!(
+                "{n} ({})",
+                if *d == caviar_core::trial::Direction::Maximize {
+                    "max"
+                } else {
+                    "min"
+                }
+            )
+        })
+        .collect();
+    writeln!(
+        out,
+        "Pareto front of `{}`: {} of {} complete trials; {}",
+        record.name,
+        front.len(),
+        summary.complete,
+        objectives.join(", ")
+    )?;
+    write!(out, "{:>6}", "trial")?;
+    for n in &names {
+        write!(out, "  {:>12}", n)?;
+    }
+    writeln!(out, "  params")?;
+    for t in front.iter().take(k) {
+        write!(out, "{:>6}", t.number)?;
+        for v in &t.values {
+            write!(out, "  {:>12}", format_g(*v, 6))?;
+        }
+        let params: Vec<String> = t
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}:{}", v.short()))
+            .collect();
+        let extra: Vec<String> = shown(t)
+            .into_iter()
+            .map(|(n, v)| format!("{n}:{}", v.map_or("-".into(), |v| format_g(v, 4))))
+            .collect();
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", extra.join(", "))
+        };
+        writeln!(out, "  {}{extra}", params.join(", "))?;
+    }
+    if front.len() > k {
+        writeln!(
+            out,
+            "({} more on the front; -k shows more)",
+            front.len() - k
+        )?;
+    }
+    if let (Some(hv), Some(reference)) = (summary.hypervolume, &summary.reference) {
+        let point: Vec<String> = names
+            .iter()
+            .zip(reference)
+            .map(|(n, r)| format!("{n} {}", format_g(*r, 4)))
+            .collect();
+        writeln!(
+            out,
+            "hypervolume {} (reference point {}: each objective's worst among feasible trials, 10% of its range further)",
+            format_g(hv, 6),
+            point.join(", ")
+        )?;
+    }
+    if summary.infeasible > 0 {
+        writeln!(
+            out,
+            "({} complete trial{} broke a constraint and {} left out)",
+            summary.infeasible,
+            if summary.infeasible == 1 { "" } else { "s" },
+            if summary.infeasible == 1 { "is" } else { "are" }
+        )?;
     }
     Ok(())
 }

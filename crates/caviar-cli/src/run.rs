@@ -417,10 +417,15 @@ pub(crate) fn run_config(
     let counts = storage.counts(study.record().id)?;
     let interrupted = cancel.load(Ordering::SeqCst);
     if let (Some(keep), false) = (cfg.keep_checkpoints, interrupted) {
-        prune_folders(&*storage, &dirs, &all, study.direction(), keep)?;
+        prune_folders(&*storage, &dirs, &all, study.directions(), keep)?;
     }
     let metric = metric_name(study.record());
-    let top = best_trials(&all, study.direction(), 5);
+    let several = study.directions().len() > 1;
+    let top = if several {
+        caviar_core::pareto::pareto_front(&all, study.directions())
+    } else {
+        best_trials(&all, study.direction(), 5)
+    };
     eprintln!(
         "study `{}`: {} trials ({} complete, {} failed, {} pruned) in {:.1} s",
         study.name(),
@@ -430,8 +435,36 @@ pub(crate) fn run_config(
         counts.pruned,
         started.elapsed().as_secs_f64()
     );
-    for (i, t) in top.iter().enumerate() {
-        eprintln!("{}", best_line(i + 1, metric, t));
+    if several {
+        let names = study.record().metrics();
+        eprintln!(
+            "Pareto front: {} trials ({}); `caviar best {}` shows them",
+            top.len(),
+            names.join(", "),
+            study.name()
+        );
+        for t in top.iter().take(5) {
+            let values: Vec<String> = names
+                .iter()
+                .zip(&t.values)
+                .map(|(n, v)| format!("{n}:{v:.4}"))
+                .collect();
+            let params: Vec<String> = t
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", v.short()))
+                .collect();
+            eprintln!(
+                "  trial {} ({}) | {}",
+                t.number,
+                values.join(", "),
+                params.join(", ")
+            );
+        }
+    } else {
+        for (i, t) in top.iter().enumerate() {
+            eprintln!("{}", best_line(i + 1, metric, t));
+        }
     }
     let rounds = crate::rounds::load(&*storage, study.record())?;
     if !rounds.is_empty() {
@@ -530,13 +563,18 @@ fn prune_folders(
     storage: &dyn caviar_core::storage::Storage,
     dirs: &caviar_engine::TrialDirs,
     all: &[caviar_core::trial::FrozenTrial],
-    direction: caviar_core::trial::Direction,
+    directions: &[caviar_core::trial::Direction],
     keep: usize,
 ) -> Result<()> {
     let sources = caviar_engine::pending_fork_sources(storage, all)?;
-    match dirs.prune(all, direction, keep, &sources) {
+    let kept = if directions.len() > 1 {
+        "the Pareto front".to_string()
+    } else {
+        format!("the best {keep}")
+    };
+    match dirs.prune(all, directions, keep, &sources) {
         Ok(removed) if !removed.is_empty() => eprintln!(
-            "removed the folders of {} trials outside the best {keep} from {} (keep_checkpoints = \"all\" keeps them)",
+            "removed the folders of {} trials outside {kept} from {} (keep_checkpoints = \"all\" keeps them)",
             removed.len(),
             dirs.root().display()
         ),

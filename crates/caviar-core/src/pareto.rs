@@ -221,6 +221,58 @@ pub fn reference_point(points: &[Vec<f64>]) -> Option<Vec<f64>> {
     )
 }
 
+/// What a study with several objectives has found: its front, and the hypervolume that front
+/// dominates from a reference point taken from the study's own feasible trials.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct FrontSummary {
+    /// Complete trials.
+    pub complete: usize,
+    /// Complete trials that broke a constraint.
+    pub infeasible: usize,
+    /// Numbers of the trials on the Pareto front.
+    pub front: Vec<u64>,
+    /// The reference point, in the objectives' own units and directions: each objective's
+    /// worst value among feasible trials, a tenth of its range further (see
+    /// [`reference_point`]).
+    pub reference: Option<Vec<f64>>,
+    /// The hypervolume the front dominates up to the reference point.
+    pub hypervolume: Option<f64>,
+}
+
+/// The front, reference point and hypervolume of a study's trials.
+pub fn summarize(trials: &[FrozenTrial], directions: &[Direction]) -> FrontSummary {
+    let complete = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .count();
+    let infeasible = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && !t.is_feasible())
+        .count();
+    let points: Vec<Vec<f64>> = trials
+        .iter()
+        .filter_map(|t| losses(t, directions))
+        .collect();
+    let reference = reference_point(&points);
+    let hypervolume = reference.as_ref().map(|r| hypervolume(&points, r));
+    let to_units = |r: Vec<f64>| -> Vec<f64> {
+        r.into_iter()
+            .zip(directions)
+            .map(|(x, d)| if *d == Direction::Maximize { -x } else { x })
+            .collect()
+    };
+    FrontSummary {
+        complete,
+        infeasible,
+        front: pareto_front(trials, directions)
+            .iter()
+            .map(|t| t.number)
+            .collect(),
+        reference: reference.map(to_units),
+        hypervolume,
+    }
+}
+
 /// How model-based samplers rank the trials of a study with several objectives: by front,
 /// then by crowding within it (the ends and sparse regions first), packed into one loss per
 /// trial so that a single-objective model (TPE) can split good from bad.

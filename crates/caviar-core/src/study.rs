@@ -337,10 +337,30 @@ impl StudyBuilder {
                 object.insert("constraints".into(), serde_json::json!(list));
             }
         }
-        let directions = self
-            .directions
-            .take()
-            .unwrap_or_else(|| vec![self.direction]);
+        // Several objectives: given here, or in the spec (a study file's), else the direction.
+        let from_spec = |key: &str| {
+            self.spec
+                .as_ref()
+                .and_then(|s| s.get(key))
+                .filter(|v| !v.is_null())
+                .cloned()
+        };
+        let directions = match self.directions.take() {
+            Some(d) => d,
+            None => match from_spec("directions") {
+                Some(d) => serde_json::from_value(d)
+                    .map_err(|e| StudyError::Objectives(format!("the spec's directions: {e}")))?,
+                None => vec![self.direction],
+            },
+        };
+        if self.metrics.is_none() {
+            if let Some(m) = from_spec("metrics") {
+                self.metrics = Some(
+                    serde_json::from_value(m)
+                        .map_err(|e| StudyError::Objectives(format!("the spec's metrics: {e}")))?,
+                );
+            }
+        }
         if directions.is_empty() {
             return Err(StudyError::Objectives(
                 "directions is empty; give one direction per objective".into(),

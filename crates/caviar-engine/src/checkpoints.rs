@@ -134,20 +134,24 @@ impl TrialDirs {
         Ok(env)
     }
 
-    /// Removes the folders of finished trials outside the best `keep` complete ones. Folders of
-    /// running and waiting trials stay, and so do those a running or waiting trial was forked
-    /// from (it may not have restored yet). Returns the trial numbers whose folders went.
+    /// Removes the folders of finished trials outside the best `keep` complete ones (with
+    /// several objectives, outside the Pareto front). Folders of running and waiting trials
+    /// stay, and so do those a running or waiting trial was forked from (it may not have
+    /// restored yet). Returns the trial numbers whose folders went.
     pub fn prune(
         &self,
         trials: &[FrozenTrial],
-        direction: Direction,
+        directions: &[Direction],
         keep: usize,
         forked_from: &BTreeSet<u64>,
     ) -> std::io::Result<Vec<u64>> {
-        let best: BTreeSet<u64> = best_trials(trials, direction, keep)
-            .iter()
-            .map(|t| t.number)
-            .collect();
+        let best: BTreeSet<u64> = match directions {
+            [direction] => best_trials(trials, *direction, keep),
+            several => caviar_core::pareto::pareto_front(trials, several),
+        }
+        .iter()
+        .map(|t| t.number)
+        .collect();
         let mut removed = Vec::new();
         for t in trials {
             let unfinished = matches!(t.state, TrialState::Running | TrialState::Waiting);

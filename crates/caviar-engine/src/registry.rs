@@ -14,7 +14,7 @@ use caviar_core::space::{ParamValue, SearchSpace};
 use serde::{Deserialize, Serialize};
 
 /// Sampler kinds, as study files name them.
-pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom", "gp"];
+pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom", "gp", "nsga2"];
 
 /// Pruner kinds, as study files name them.
 pub const PRUNERS: &[&str] = &["none", "median", "percentile", "asha", "hyperband"];
@@ -72,6 +72,10 @@ pub struct SamplerSpec {
     /// TPE only: model all parameters jointly (default false).
     #[serde(default)]
     pub multivariate: Option<bool>,
+    /// NSGA-II only: complete trials the parents come from, and random trials at the start
+    /// (default 50).
+    #[serde(default)]
+    pub population_size: Option<u64>,
 }
 
 fn default_sampler() -> String {
@@ -103,6 +107,7 @@ impl SamplerSpec {
             keep: None,
             margin: None,
             multivariate,
+            population_size: None,
         }
     }
 
@@ -118,7 +123,7 @@ impl SamplerSpec {
                 ),
             ));
         }
-        let owners: [(&'static str, bool, &[&str]); 9] = [
+        let owners: [(&'static str, bool, &[&str]); 10] = [
             ("points", self.points.is_some(), &["grid"]),
             (
                 "startup_trials",
@@ -131,6 +136,11 @@ impl SamplerSpec {
             ("round_size", self.round_size.is_some(), &["zoom"]),
             ("keep", self.keep.is_some(), &["zoom"]),
             ("margin", self.margin.is_some(), &["zoom"]),
+            (
+                "population_size",
+                self.population_size.is_some(),
+                &["nsga2"],
+            ),
             ("seed", false, &[]),
         ];
         for (key, given, kinds) in owners {
@@ -144,6 +154,12 @@ impl SamplerSpec {
                     ),
                 ));
             }
+        }
+        if self.population_size.is_some_and(|n| n < 2) {
+            return Err(fault(
+                "population_size",
+                "[sampler] population_size must be at least 2 (parents come from it)".into(),
+            ));
         }
         if self.round_size == Some(0) {
             return Err(fault(
@@ -219,6 +235,13 @@ impl SamplerSpec {
                 }
                 Arc::new(tpe)
             }
+            "nsga2" => {
+                let mut nsga2 = caviar_core::sampler::Nsga2Sampler::new(seed);
+                if let Some(n) = self.population_size {
+                    nsga2.population_size = n as usize;
+                }
+                Arc::new(nsga2)
+            }
             "gp" => {
                 let mut gp = GpSampler::new(space, seed);
                 if let Some(n) = self.startup_trials {
@@ -263,7 +286,7 @@ impl SamplerSpec {
             ));
         }
         match self.kind.as_str() {
-            "random" | "tpe" => self.build(&SearchSpace::new(), &BTreeMap::new()),
+            "random" | "tpe" | "nsga2" => self.build(&SearchSpace::new(), &BTreeMap::new()),
             "grid" if grid_values.is_empty() => Err(fault(
                 "kind",
                 "[sampler] a grid needs its points before the first trial; give each parameter's values (Python: GridSampler({name: [values]}))".into(),

@@ -203,7 +203,7 @@ pub fn open_study(
         .load_if_exists(true)
         .build()
         .map_err(|e| match e {
-            StudyError::Mismatch { .. } | StudyError::Constraint(_) => {
+            StudyError::Mismatch { .. } | StudyError::Constraint(_) | StudyError::Objectives(_) => {
                 EngineError::BadInput(format!("{origin}: {e}"))
             }
             other => EngineError::storage("opening the study", other),
