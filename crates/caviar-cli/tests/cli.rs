@@ -2311,3 +2311,103 @@ fn constraints_keep_infeasible_trials_complete_but_out_of_the_best_tables() {
     );
     assert!(err.contains("KEY <= NUMBER"), "{err}");
 }
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .canonicalize()
+        .unwrap()
+}
+
+#[test]
+fn two_objectives_give_a_pareto_front_with_its_hypervolume() {
+    let dir = tempfile::tempdir().unwrap();
+    let zdt = example("zdt1.toml");
+    let out = caviar(
+        dir.path(),
+        &["run", zdt.to_str().unwrap(), "--trials", "40"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Pareto front:"), "{err}");
+    let trials = trials_json(dir.path(), "zdt1");
+    assert_eq!(trials.len(), 40);
+    let front: Value =
+        serde_json::from_slice(&caviar(dir.path(), &["best", "zdt1", "--json"]).stdout).unwrap();
+    let front = front.as_array().unwrap();
+    let values = |t: &Value| -> Vec<f64> {
+        t["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    assert!(!front.is_empty());
+    // Every trial on the front is undominated, and every other trial is dominated by one on it.
+    let dominates =
+        |a: &[f64], b: &[f64]| a[0] <= b[0] && a[1] <= b[1] && (a[0] < b[0] || a[1] < b[1]);
+    let on_front: Vec<u64> = front
+        .iter()
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    for t in &trials {
+        let v = values(t);
+        assert_eq!(v.len(), 2, "{t}");
+        let dominated = trials.iter().any(|o| dominates(&values(o), &v));
+        assert_eq!(
+            on_front.contains(&t["number"].as_u64().unwrap()),
+            !dominated,
+            "{t}"
+        );
+    }
+    let text = String::from_utf8(caviar(dir.path(), &["best", "zdt1"]).stdout).unwrap();
+    assert!(text.starts_with("Pareto front of `zdt1`:"), "{text}");
+    assert!(text.contains("f1 (min), f2 (min)"), "{text}");
+    assert!(text.contains("hypervolume "), "{text}");
+    let two = String::from_utf8(caviar(dir.path(), &["best", "zdt1", "-k", "1"]).stdout).unwrap();
+    if front.len() > 1 {
+        assert!(
+            two.contains(&format!("({} more on the front", front.len() - 1)),
+            "{two}"
+        );
+    }
+
+    // What a study of several objectives cannot be, each named with its fix.
+    let base = std::fs::read_to_string(&zdt)
+        .unwrap()
+        .replace("scripts/", &format!("{}/", scripts().display()));
+    for (change, says) in [
+        (
+            ("metrics = [\"f1\", \"f2\"]", "metrics = [\"f1\"]"),
+            "directions has 2 entries and metrics 1",
+        ),
+        (
+            ("kind = \"nsga2\"\npopulation_size = 20", "kind = \"gp\""),
+            "[sampler] kind = \"gp\" optimises one objective",
+        ),
+        (
+            ("[params]", "[pruner]\nkind = \"median\"\n\n[params]"),
+            "does not prune",
+        ),
+        (
+            (
+                "directions = [\"minimize\", \"minimize\"]",
+                "directions = [\"minimize\", \"up\"]",
+            ),
+            "\"up\" is not known",
+        ),
+        (
+            ("metrics = [\"f1\", \"f2\"]", "metrics = [\"f1\", \"f1\"]"),
+            "names `f1` twice",
+        ),
+    ] {
+        let study = dir.path().join("bad.toml");
+        std::fs::write(&study, base.replace(change.0, change.1)).unwrap();
+        let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{says}: {err}");
+        assert!(err.contains(says), "{says}: {err}");
+    }
+}

@@ -63,6 +63,7 @@ fn samplers(space: &SearchSpace, seed: u64) -> Vec<Box<dyn Sampler>> {
         Box::new(TpeSampler::multivariate(seed)),
         Box::new(ZoomSampler::new(space, seed)),
         Box::new(GpSampler::new(space, seed)),
+        Box::new(super::Nsga2Sampler::new(seed)),
     ]
 }
 
@@ -355,6 +356,58 @@ proptest! {
         for (name, dist) in space.iter() {
             let v = GpSampler::new(&space, seed).sample(&ctx, name, dist).unwrap();
             prop_assert!(dist.contains(&v));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    #[test]
+    fn nsga2_children_stay_inside_reproduce_and_come_from_two_objectives(
+        dists in proptest::collection::vec(arb_distribution(), 1..4),
+        seed in any::<u64>(),
+        n in 0u64..40,
+        constrained in any::<bool>(),
+    ) {
+        let space = space_of(&dists);
+        // Two objectives per trial: the value and its mirror, so many trials are on the front;
+        // some break a constraint.
+        let past: Vec<std::sync::Arc<FrozenTrial>> = history(&space, n, seed)
+            .into_iter()
+            .map(|t| {
+                let mut t = (*t).clone();
+                if let Some(v) = t.value {
+                    t.values = vec![v, 100.0 - v + (t.number % 3) as f64];
+                    if constrained && t.number % 4 == 0 {
+                        t.constraints = vec![1.0];
+                    }
+                }
+                std::sync::Arc::new(t)
+            })
+            .collect();
+        let (running, finished): (Vec<_>, Vec<_>) =
+            past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
+        let directions = [Direction::Minimize, Direction::Maximize];
+        let ranks = crate::pareto::ObjectiveRanks::new(&directions, finished.iter().map(|t| &**t));
+        let ctx = SampleContext { trial_number: n, direction: Direction::Minimize, finished: &finished, running: &running, attrs: None,
+            learn_from_pruned: false, objectives: Some(&ranks), };
+        let mut small = super::Nsga2Sampler::new(seed);
+        small.population_size = 8;
+        let joint = small.sample_joint(&ctx).unwrap();
+        let complete = finished.iter().filter(|t| t.state == crate::trial::TrialState::Complete).count();
+        // After the first population every parameter comes from the parents.
+        prop_assert_eq!(joint.len(), if complete >= 8 { space.len() } else { 0 });
+        for (name, (dist, value)) in &joint {
+            prop_assert_eq!(space.get(name), Some(dist));
+            prop_assert!(dist.contains(value), "nsga2 drew {value:?} outside {dist:?}");
+        }
+        prop_assert_eq!(&joint, &small.clone().sample_joint(&ctx).unwrap());
+        for (name, dist) in space.iter() {
+            let v = small.sample(&ctx, name, dist).unwrap();
+            prop_assert!(dist.contains(&v));
+            let t = TpeSampler::new(seed).sample(&ctx, name, dist).unwrap();
+            prop_assert!(dist.contains(&t), "tpe with two objectives drew {t:?} outside {dist:?}");
         }
     }
 }
