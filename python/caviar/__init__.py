@@ -132,6 +132,7 @@ class FrozenTrial:
         "user_attrs",
         "system_attrs",
         "param_history",
+        "_values",
     )
 
     def __init__(self, record: Dict[str, Any]) -> None:
@@ -153,6 +154,8 @@ class FrozenTrial:
         self.param_history: List[Dict[str, Any]] = record["param_history"]
         # As Optuna keeps them: the constraint values (at most zero where one holds).
         self.system_attrs: Dict[str, Any] = {}
+        # Every objective's value, for a complete trial of a study with several.
+        self._values: List[float] = list(record.get("values") or [])
         constraints = record.get("constraints") or []
         if constraints:
             self.system_attrs["constraints"] = list(constraints)
@@ -164,7 +167,9 @@ class FrozenTrial:
 
     @property
     def values(self) -> Optional[List[float]]:
-        return None if self.value is None else [self.value]
+        if self.value is None:
+            return None
+        return list(self._values) if self._values else [self.value]
 
     @property
     def duration(self) -> Optional[_dt.timedelta]:
@@ -318,13 +323,26 @@ class Study:
         state: Optional[TrialState] = None,
     ) -> FrozenTrial:
         """Ends a trial from :meth:`ask` (the trial or its number). With a value and no state
-        it is complete; ``state=TrialState.PRUNED`` or ``TrialState.FAIL`` ends it so."""
+        it is complete (a study with several objectives takes one value per direction);
+        ``state=TrialState.PRUNED`` or ``TrialState.FAIL`` ends it so."""
+        several = None
+        n = len(self.directions)
+        given = values
+        if values is not None and not isinstance(values, (list, tuple)):
+            given = [values]
+        if given is not None and (state is None or TrialState(state) == TrialState.COMPLETE):
+            values = given
         if isinstance(values, (list, tuple)):
-            if len(values) != 1:
+            if len(values) != n:
                 raise ValueError(
-                    f"tell: {len(values)} values given; caviar studies have one objective"
+                    f"tell: {len(values)} values given; this study has {n} objective"
+                    + ("s" if n != 1 else "")
                 )
-            values = values[0]
+            if n > 1:
+                several = [float(v) for v in values]
+                values = several[0]
+            else:
+                values = values[0]
         if state is None:
             state_text = "complete" if values is not None else "fail"
         else:
@@ -340,7 +358,7 @@ class Study:
         if self._constraints_func is not None and state_text == "complete":
             target = trial if not isinstance(trial, int) else FrozenTrial(self._inner.trial(number))
             constraints = _constraint_values(self._constraints_func, target)
-        self._inner.tell(trial, value, state_text, constraints)
+        self._inner.tell(trial, value, state_text, constraints, several)
         return FrozenTrial(self._inner.trial(number))
 
     def set_trial_params(
@@ -414,12 +432,29 @@ class Study:
 
     @property
     def best_trial(self) -> FrozenTrial:
+        if len(self.directions) > 1:
+            raise RuntimeError(
+                "a study with several objectives has no single best trial; use best_trials "
+                "(its Pareto front)"
+            )
         record = self._inner.best_trial()
         if record is None:
             raise ValueError(
                 f"study {self.study_name!r} has no complete trial yet, so no best trial"
             )
         return FrozenTrial(record)
+
+    @property
+    def best_trials(self) -> List[FrozenTrial]:
+        """With several objectives, the Pareto front: every feasible complete trial that no
+        other is at least as good as in every objective and better in one. With one, the
+        trials that share the best value."""
+        return [FrozenTrial(r) for r in self._inner.best_trials()]
+
+    @property
+    def directions(self) -> List[StudyDirection]:
+        """One direction per objective."""
+        return [_direction(d) for d in self._inner.directions]
 
     @property
     def best_value(self) -> float:
@@ -559,6 +594,7 @@ def create_study(
     load_if_exists: bool = False,
     warm_start: Optional[Sequence[str]] = None,
     constraints: Optional[Sequence[str]] = None,
+    directions: Optional[Sequence[Any]] = None,
 ) -> Study:
     """Creates a study (or, with ``load_if_exists``, opens one of that name).
 
@@ -572,6 +608,11 @@ def create_study(
     whose complete trials TPE and GP learn from before this study's own (not counted as its
     trials); the study remembers them, so ``load_study`` in another process keeps them.
 
+    ``directions`` (as in Optuna): one direction per objective; the objective then returns a
+    sequence of values, ``best_trials`` is the Pareto front, and the study does not prune
+    (``pruner=None`` means none). Samplers: ``NSGAIISampler``, ``TPESampler``, random, QMC
+    and grid.
+
     ``constraints`` (caviar's): texts such as ``["memory_mb <= 4000", "latency_ms < 20"]`` on
     values the trials report (``trial.report(value, step, metrics={...})``, the objective as
     ``value``). A complete trial that breaks one is infeasible: ``best_trial`` and the best
@@ -579,6 +620,28 @@ def create_study(
     ``constraints_func``, works too.
     """
     name = study_name or f"no-name-{_uuid.uuid4()}"
+    direction_texts = None
+    if directions is not None:
+        if direction != "minimize":
+            raise ValueError("give direction or directions, not both")
+        direction_texts = [_direction_text(d) for d in directions]
+        if not direction_texts:
+            raise ValueError("directions is empty; give one direction per objective")
+        direction = direction_texts[0]
+        if len(direction_texts) > 1:
+            if pruner is None:
+                pruner = pruners.NopPruner()
+            elif pruner._spec.get("kind") != "none":
+                raise ValueError(
+                    f"pruner={pruner!r}: a study with {len(direction_texts)} objectives does "
+                    "not prune (a pruner judges one curve); leave pruner out"
+                )
+            kind = getattr(sampler, "_spec", {}).get("kind")
+            if kind in ("gp", "zoom"):
+                raise ValueError(
+                    f"sampler={sampler!r} optimises one objective; with "
+                    f"{len(direction_texts)} use NSGAIISampler or TPESampler"
+                )
     inner = _caviar.open_study(
         name,
         storage=_storage_text(storage),
@@ -590,6 +653,7 @@ def create_study(
         grid=getattr(sampler, "_grid", None),
         warm_start=list(warm_start) if warm_start is not None else None,
         constraints=list(constraints) if constraints is not None else None,
+        directions=direction_texts,
     )
     return Study(inner, getattr(sampler, "_constraints_func", None))
 

@@ -11,6 +11,7 @@ __all__ = [
     "BaseSampler",
     "GPSampler",
     "GridSampler",
+    "NSGAIISampler",
     "QMCSampler",
     "RandomSampler",
     "SobolSampler",
@@ -109,6 +110,32 @@ class GPSampler(BaseSampler):
             "seed": _seed(seed),
             "startup_trials": _count("n_startup_trials", n_startup_trials, 0),
             "candidates": _count("n_candidates", n_candidates, 1),
+        }
+
+
+class NSGAIISampler(BaseSampler):
+    """NSGA-II, the elitist genetic algorithm for several objectives (as Optuna's).
+
+    The first ``population_size`` trials are random; each later trial is a child of two
+    parents chosen by tournament among the best ``population_size`` complete trials (by
+    Pareto front, then crowding), crossed by simulated binary crossover and mutated
+    polynomially on each parameter's scale. caviar's runs as a steady-state algorithm: every
+    trial is a generation step, so parallel workers never wait. ``constraints_func`` as in
+    :class:`TPESampler`.
+    """
+
+    def __init__(
+        self,
+        *,
+        population_size: int = 50,
+        seed: Optional[int] = None,
+        constraints_func: Optional[Callable[[Any], Sequence[float]]] = None,
+    ) -> None:
+        self._constraints_func = constraints_func
+        self._spec = {
+            "kind": "nsga2",
+            "seed": _seed(seed),
+            "population_size": _count("population_size", population_size, 2),
         }
 
 

@@ -211,6 +211,7 @@ fn frozen_to_py<'py>(
     d.set_item("number", t.number)?;
     d.set_item("state", t.state.as_str())?;
     d.set_item("value", t.value)?;
+    d.set_item("values", t.values.clone())?;
     let params = PyDict::new(py);
     for (name, value) in &t.params {
         params.set_item(name, param_to_py(py, value)?)?;
@@ -670,10 +671,16 @@ impl PyStudy {
                 }
                 match value.extract::<f64>() {
                     Ok(v) => Outcome::Complete(v),
-                    Err(_) => Outcome::Failed(format!(
-                        "the objective returned {}, which is not a number",
-                        value.repr().map(|r| r.to_string()).unwrap_or_default()
-                    )),
+                    // Several objectives: a sequence of numbers, one per direction.
+                    Err(_) => match value.extract::<Vec<f64>>() {
+                        Ok(values) if !value.is_instance_of::<pyo3::types::PyString>() => {
+                            Outcome::Values(values)
+                        }
+                        _ => Outcome::Failed(format!(
+                            "the objective returned {}, which is not a number (or, with several directions, a sequence of numbers)",
+                            value.repr().map(|r| r.to_string()).unwrap_or_default()
+                        )),
+                    },
                 }
             }
             Err(e) if e.is_instance_of::<TrialPruned>(py) => {
@@ -859,7 +866,7 @@ impl PyStudy {
     /// finite `value`), "pruned" or "fail". `constraints`: the trial's constraint values
     /// (at most zero where one holds), as a `constraints_func` gave them. Returns the state
     /// recorded.
-    #[pyo3(signature = (trial, value=None, state=None, constraints=None))]
+    #[pyo3(signature = (trial, value=None, state=None, constraints=None, values=None))]
     fn tell(
         &self,
         py: Python<'_>,
@@ -867,6 +874,7 @@ impl PyStudy {
         value: Option<f64>,
         state: Option<&str>,
         constraints: Option<Vec<f64>>,
+        values: Option<Vec<f64>>,
     ) -> PyResult<&'static str> {
         let number = match trial.cast::<PyTrial>() {
             Ok(t) => t.get().number,
@@ -880,6 +888,7 @@ impl PyStudy {
             ))
         })?;
         let outcome = match (state.unwrap_or("complete"), value) {
+            ("complete", _) if values.is_some() => Outcome::Values(values.unwrap_or_default()),
             ("complete", Some(v)) => Outcome::Complete(v),
             ("complete", None) => {
                 self.asked.lock().unwrap().insert(number, handle);
@@ -972,6 +981,42 @@ impl PyStudy {
             list.append(frozen_to_py(py, t, attrs.get(&t.id), changes.get(&t.id))?)?;
         }
         Ok(list)
+    }
+
+    /// The Pareto front of a study with several objectives (feasible complete trials no
+    /// other dominates), or the best trial's ties of a study with one, as dicts.
+    fn best_trials<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let (front, attrs, changes) = py
+            .detach(|| -> Result<_, StudyError> {
+                let storage = self.study.storage();
+                let id = self.study.record().id;
+                let mut front = self.study.best_trials(usize::MAX)?;
+                if self.study.directions().len() == 1 {
+                    let best = front.first().and_then(|t| t.value);
+                    front.retain(|t| t.value == best);
+                }
+                Ok((
+                    front,
+                    storage.trial_user_attrs(id)?,
+                    storage.study_param_changes(id)?,
+                ))
+            })
+            .map_err(runtime_error)?;
+        let list = PyList::empty(py);
+        for t in &front {
+            list.append(frozen_to_py(py, t, attrs.get(&t.id), changes.get(&t.id))?)?;
+        }
+        Ok(list)
+    }
+
+    /// One direction per objective.
+    #[getter]
+    fn directions(&self) -> Vec<&'static str> {
+        self.study
+            .directions()
+            .iter()
+            .map(|d| direction_name(*d))
+            .collect()
     }
 
     /// The best complete trial as a dict, or None.
@@ -1109,7 +1154,7 @@ fn interrupt_objectives(stop: &Stop) {
 /// Opens or creates a study (the engine's `Study`), with a sampler and pruner from the
 /// registry. `create`: make it when missing; `load_if_exists`: open it when present.
 #[pyfunction]
-#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true, grid=None, warm_start=None, constraints=None))]
+#[pyo3(signature = (study_name, storage=None, direction="minimize", sampler=None, pruner=None, load_if_exists=false, create=true, grid=None, warm_start=None, constraints=None, directions=None))]
 #[allow(clippy::too_many_arguments)]
 fn open_study(
     py: Python<'_>,
@@ -1123,7 +1168,15 @@ fn open_study(
     grid: Option<&Bound<'_, PyDict>>,
     warm_start: Option<Vec<String>>,
     constraints: Option<Vec<String>>,
+    directions: Option<Vec<String>>,
 ) -> PyResult<PyStudy> {
+    let directions = directions
+        .map(|list| {
+            list.iter()
+                .map(|d| direction_of(d))
+                .collect::<PyResult<Vec<_>>>()
+        })
+        .transpose()?;
     let url = storage_url(storage);
     let constraints = constraints
         .map(|texts| caviar_core::constraint::parse_all(&texts))
@@ -1196,6 +1249,9 @@ fn open_study(
             .load_if_exists(true);
         if let Some(constraints) = constraints {
             builder = builder.constraints(constraints);
+        }
+        if let Some(directions) = directions.clone() {
+            builder = builder.directions(directions);
         }
         if let Some(record) = &existing {
             // Loading keeps the stored direction (Optuna's load_study has none to give).

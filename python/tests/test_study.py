@@ -480,3 +480,47 @@ def test_a_samplers_constraints_func_decides_feasibility_as_in_optuna(tmp_path):
     # Another process sees the same feasibility.
     again = caviar.load_study(study_name="gp-c", storage=storage)
     assert again.best_trial.number == best.number
+
+
+def zdt1(trial):
+    x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(4)]
+    g = 1.0 + 9.0 * sum(x[1:]) / 3.0
+    return x[0], g * (1.0 - (x[0] / g) ** 0.5)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [caviar.samplers.NSGAIISampler(population_size=12, seed=0), caviar.samplers.TPESampler(seed=0)],
+)
+def test_several_objectives_give_a_pareto_front_as_in_optuna(tmp_path, sampler):
+    storage = f"sqlite:{tmp_path / 'mo.db'}"
+    study = caviar.create_study(
+        storage=storage, study_name="zdt1", directions=["minimize", "minimize"], sampler=sampler
+    )
+    assert study.directions == [caviar.StudyDirection.MINIMIZE] * 2
+    study.optimize(zdt1, n_trials=60)
+    # ask and tell with two values, and a wrong count refused.
+    trial = study.ask()
+    a, b = zdt1(trial)
+    frozen = study.tell(trial, [a, b])
+    assert frozen.values == [a, b]
+    with pytest.raises(ValueError, match="this study has 2 objectives"):
+        study.tell(study.ask(), 1.0)
+    trials = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(trials) == 61
+    front = study.best_trials
+    assert front
+    dominated = lambda v, w: w[0] <= v[0] and w[1] <= v[1] and w != v
+    numbers = {t.number for t in front}
+    for t in trials:
+        assert len(t.values) == 2
+        assert (t.number in numbers) == (not any(dominated(t.values, o.values) for o in trials))
+    with pytest.raises(RuntimeError, match="best_trials"):
+        study.best_trial
+    # Another process sees the same front; the caviar CLI prints it.
+    again = caviar.load_study(study_name="zdt1", storage=storage)
+    assert {t.number for t in again.best_trials} == numbers
+    with pytest.raises(ValueError, match="does not prune"):
+        caviar.create_study(directions=["minimize", "maximize"], pruner=caviar.pruners.MedianPruner())
+    with pytest.raises(ValueError, match="NSGAIISampler or TPESampler"):
+        caviar.create_study(directions=["minimize", "maximize"], sampler=caviar.samplers.GPSampler())

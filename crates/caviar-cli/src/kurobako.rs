@@ -13,7 +13,7 @@ use crate::lua_expr::{self, LuaValue};
 use crate::BadInput;
 
 /// Samplers the adapter offers.
-pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe", "tpe-mv", "gp"];
+pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe", "tpe-mv", "gp", "nsga2"];
 /// Pruners the adapter offers (with their defaults; ASHA and Hyperband span the problem's steps).
 pub const SOLVER_PRUNERS: &[&str] = &["none", "median", "asha", "hyperband"];
 
@@ -43,6 +43,8 @@ struct Solver {
     waiting: VecDeque<u64>,
     /// Trials the pruner stopped, to abandon (`next_step: null`) at the next asks.
     abandoned: VecDeque<(u64, Vec<f64>)>,
+    /// How many values the problem gives (several: a multi-objective problem, all minimised).
+    objectives: usize,
 }
 
 /// Why a message could not be served: becomes an ERROR_REPLY.
@@ -95,10 +97,14 @@ fn distribution(var: &Value) -> Result<(Distribution, bool), Failure> {
 
 fn create(sampler: &str, pruner: &str, msg: &Value) -> Result<Solver, Failure> {
     let problem = &msg["problem"];
-    if problem["values_domain"].as_array().map_or(0, Vec::len) != 1 {
+    let objectives = problem["values_domain"].as_array().map_or(0, Vec::len);
+    if objectives == 0 {
+        return Err(fail("INVALID_INPUT", "the problem has no values_domain"));
+    }
+    if objectives > 1 && pruner != "none" {
         return Err(fail(
             "INCAPABLE",
-            "only single-objective problems are supported",
+            format!("a problem with {objectives} objectives is not pruned; use --pruner none"),
         ));
     }
     let seed = msg["random_seed"].as_u64().unwrap_or(0);
@@ -160,11 +166,13 @@ fn create(sampler: &str, pruner: &str, msg: &Value) -> Result<Solver, Failure> {
     let pruner = settings
         .build()
         .map_err(|e| fail("INVALID_INPUT", e.message))?;
+    // kurobako minimises every value.
     let study = Study::builder("kurobako")
+        .directions(vec![caviar_core::trial::Direction::Minimize; objectives])
         .shared_sampler(sampler)
         .shared_pruner(pruner.clone())
         .build()
-        .map_err(|e| fail("BUG", e.to_string()))?;
+        .map_err(|e| fail("INCAPABLE", e.to_string()))?;
     Ok(Solver {
         study,
         params,
@@ -173,6 +181,7 @@ fn create(sampler: &str, pruner: &str, msg: &Value) -> Result<Solver, Failure> {
         running: HashMap::new(),
         waiting: VecDeque::new(),
         abandoned: VecDeque::new(),
+        objectives,
     })
 }
 
@@ -260,10 +269,23 @@ fn tell(solver: &mut Solver, msg: &Value) -> Result<Value, Failure> {
         .running
         .remove(&id)
         .ok_or_else(|| fail("INVALID_INPUT", format!("TELL_CALL for unknown trial {id}")))?;
-    let value = msg["trial"]["values"]
+    let values: Vec<f64> = msg["trial"]["values"]
         .as_array()
-        .and_then(|v| v.first())
-        .and_then(Value::as_f64);
+        .map(|v| v.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    if solver.objectives > 1 {
+        let outcome = if values.len() == solver.objectives {
+            Outcome::Values(values)
+        } else {
+            Outcome::Failed("the problem could not evaluate these parameters".into())
+        };
+        solver
+            .study
+            .tell(trial, outcome)
+            .map_err(|e| fail("BUG", e.to_string()))?;
+        return Ok(json!({"type": "TELL_REPLY"}));
+    }
+    let value = values.first().copied();
     let step = msg["trial"]["current_step"]
         .as_u64()
         .unwrap_or(solver.last_step());
@@ -328,7 +350,8 @@ pub fn serve(
             "name": if pruner == "none" { format!("caviar-{sampler}") } else { format!("caviar-{sampler}-{pruner}") },
             "attrs": {"version": env!("CARGO_PKG_VERSION"), "github": "caviar"},
             "capabilities": ["UNIFORM_CONTINUOUS", "UNIFORM_DISCRETE", "LOG_UNIFORM_CONTINUOUS",
-                             "LOG_UNIFORM_DISCRETE", "CATEGORICAL", "CONDITIONAL", "CONCURRENT"],
+                             "LOG_UNIFORM_DISCRETE", "CATEGORICAL", "CONDITIONAL", "CONCURRENT",
+                             "MULTI_OBJECTIVE"],
         }
     });
     writeln!(output, "{spec}")?;
@@ -538,15 +561,29 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_problems_are_refused_with_incapable() {
+    fn two_objective_problems_run_and_one_value_samplers_are_incapable() {
         let two_objectives = TRANSCRIPT.lines().next().unwrap().replace(
             r#""values_domain":[{"#,
             r#""values_domain":[{"name":"second","range":{"type":"CONTINUOUS"},"distribution":"UNIFORM"},{"#,
         );
-        let input = format!(
-            "{two_objectives}\n{{\"type\":\"ASK_CALL\",\"solver_id\":0,\"next_trial_id\":0}}\n"
-        );
-        let out = run("random", &input);
+        let mut input = format!("{two_objectives}\n");
+        for id in 0..60 {
+            input += &format!(
+                "{{\"type\":\"ASK_CALL\",\"solver_id\":0,\"next_trial_id\":{id}}}\n\
+                 {{\"type\":\"TELL_CALL\",\"solver_id\":0,\"trial\":{{\"id\":{id},\"values\":[{}, {}],\"current_step\":1}}}}\n",
+                id % 7,
+                7 - id % 7
+            );
+        }
+        for sampler in ["random", "tpe", "nsga2"] {
+            let out = run(sampler, &input);
+            assert_eq!(out.len(), 1 + 120, "{sampler}");
+            assert!(
+                out[1..].iter().all(|m| m["type"] != "ERROR_REPLY"),
+                "{sampler}: {out:?}"
+            );
+        }
+        let out = run("gp", &input);
         assert_eq!(out[1]["type"], "ERROR_REPLY");
         assert_eq!(out[1]["kind"], "INCAPABLE");
     }

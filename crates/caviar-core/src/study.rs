@@ -345,14 +345,20 @@ impl StudyBuilder {
                 .filter(|v| !v.is_null())
                 .cloned()
         };
-        let directions = match self.directions.take() {
-            Some(d) => d,
-            None => match from_spec("directions") {
-                Some(d) => serde_json::from_value(d)
-                    .map_err(|e| StudyError::Objectives(format!("the spec's directions: {e}")))?,
-                None => vec![self.direction],
-            },
-        };
+        // `None`: not given, so an existing study keeps what it has.
+        let requested_directions: Option<Vec<Direction>> =
+            match self.directions.take() {
+                Some(d) => Some(d),
+                None => match from_spec("directions") {
+                    Some(d) => Some(serde_json::from_value(d).map_err(|e| {
+                        StudyError::Objectives(format!("the spec's directions: {e}"))
+                    })?),
+                    None => None,
+                },
+            };
+        let directions = requested_directions
+            .clone()
+            .unwrap_or_else(|| vec![self.direction]);
         if self.metrics.is_none() {
             if let Some(m) = from_spec("metrics") {
                 self.metrics = Some(
@@ -360,6 +366,9 @@ impl StudyBuilder {
                         .map_err(|e| StudyError::Objectives(format!("the spec's metrics: {e}")))?,
                 );
             }
+        }
+        if let Some(first) = directions.first() {
+            self.direction = *first;
         }
         if directions.is_empty() {
             return Err(StudyError::Objectives(
@@ -432,7 +441,7 @@ impl StudyBuilder {
             .map_err(|e| StorageError::Backend(format!("study `{}`: {e}", self.name)))?
             .unwrap_or_default();
         let stored_directions = record.directions();
-        if stored_directions != directions {
+        if requested_directions.is_some() && stored_directions != directions {
             let show = |list: &[Direction]| {
                 let texts: Vec<&str> = list.iter().map(|d| d.as_str()).collect();
                 format!("[{}]", texts.join(", "))
@@ -455,6 +464,13 @@ impl StudyBuilder {
                 stored: show(&stored),
                 requested: show(&requested),
             });
+        }
+        if stored_directions.len() > 1 && !self.sampler.handles_several_objectives() {
+            return Err(StudyError::Objectives(format!(
+                "the {} sampler optimises one objective; with {} use nsga2, tpe, random, sobol or grid",
+                self.sampler.name(),
+                stored_directions.len()
+            )));
         }
         let finished = Arc::new(FinishedCache {
             storage: storage.clone(),

@@ -142,7 +142,8 @@ function studySkeleton(view) {
   return el('div', {},
     el('h1', { id: 'title' }), el('div', { id: 'meta', class: 'meta' }), el('div', { id: 'study-attrs', class: 'meta' }),
     el('div', { class: 'grid' },
-      card('Best trials', el('div', { id: 'best', class: 'scroll' })),
+      card(view.pareto ? 'Pareto front' : 'Best trials', el('div', { id: 'best', class: 'scroll' })),
+      ...(view.pareto ? [card('Pareto front: every feasible trial, the front in colour', chart('pareto'), el('p', { id: 'pareto-note', class: 'meta' }))] : []),
       card('Optimisation history', chart('history')),
       card(`Learning curves of the best ${view.curves.length}`, el('select', { id: 'curve-metric' }), chart('curves')),
       card('Importance (PED-ANOVA, 90% bootstrap interval)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
@@ -163,6 +164,7 @@ function renderStudy(view) {
   setStatus(REPORT ? `report written ${new Date(REPORT.written_ms).toLocaleString()}` : `updated ${new Date().toLocaleTimeString()}`);
   studyAttrs(view);
   bestTable(view);
+  if (view.pareto) paretoChart(view);
   historyChart(view, metric);
   curvesChart(view, metric);
   importanceChart(view);
@@ -227,13 +229,42 @@ function trialLink(name, number) {
 
 function bestTable(view) {
   const names = view.params.map((p) => p.name);
+  // With several objectives: the Pareto front, one column per objective, by trial number.
+  const objectives = view.pareto ? view.pareto.names : [view.study.metric || 'value'];
   const rows = view.best.map((t, i) => el('tr', {},
     el('td', { text: i + 1 }), el('td', {}, trialLink(view.study.name, t.number)),
-    el('td', { class: 'num', text: fmt(t.value) }),
+    ...(view.pareto ? t.values.map((v) => el('td', { class: 'num', text: fmt(v) })) : [el('td', { class: 'num', text: fmt(t.value) })]),
     ...names.map((n) => el('td', { class: 'num', text: fmt(t.params[n]) }))));
   const table = el('table', { 'data-rows': rows.length },
-    el('tr', {}, ...['rank', 'trial', view.study.metric || 'value', ...names].map((h) => el('th', { text: h }))), ...rows);
+    el('tr', {}, ...[view.pareto ? '#' : 'rank', 'trial', ...objectives, ...names].map((h) => el('th', { text: h }))), ...rows);
   document.getElementById('best').replaceChildren(table);
+}
+
+// The first two objectives of every feasible complete trial; the front in colour, joined.
+function paretoChart(view) {
+  const p = view.pareto;
+  const front = new Set(p.front);
+  const others = p.points.filter((q) => !front.has(q[0])).map((q) => [q[1], q[2], q[0]]);
+  const best = p.points.filter((q) => front.has(q[0])).map((q) => [q[1], q[2], q[0]]).sort((a, b) => a[0] - b[0]);
+  const axis = (i) => ({ type: 'value', scale: true, name: `${p.names[i]} (${p.directions[i] === 'maximize' ? 'max' : 'min'})`, nameLocation: 'middle', nameGap: i === 0 ? 25 : 45 });
+  draw('pareto', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (q) => `trial ${q.value[2]}: ${fmt(q.value[0])}, ${fmt(q.value[1])}` },
+    legend: { data: ['trials', 'Pareto front'], top: 0 },
+    grid: { left: 65, right: 20, top: 35, bottom: 45 },
+    xAxis: axis(0),
+    yAxis: axis(1),
+    series: [
+      { name: 'trials', type: 'scatter', symbolSize: 4, itemStyle: { color: '#b8bfcc' }, data: others },
+      { name: 'Pareto front', type: 'line', step: false, symbolSize: 7, data: best },
+    ],
+  }, others.length + best.length);
+  const chart = charts.get('pareto');
+  chart.off('click');
+  chart.on('click', (q) => { if (!REPORT && q.value) location.hash = `#/study/${encodeURIComponent(view.study.name)}/trial/${q.value[2]}`; });
+  document.getElementById('pareto-note').textContent =
+    `${p.front.length} trials on the front of ${p.total} feasible` +
+    (p.hypervolume !== null ? ` · hypervolume ${fmt(p.hypervolume)} from (${p.reference.map(fmt).join(', ')})` : '');
 }
 
 function historyChart(view, metric) {

@@ -46,7 +46,13 @@ pub fn study_view(
 ) -> Value {
     let direction = record.direction;
     let params = param_meta(finished);
-    let best = best_trials(finished, direction, limits.best);
+    let directions = record.directions();
+    let several = directions.len() > 1;
+    let best = if several {
+        caviar_core::pareto::pareto_front(finished, &directions)
+    } else {
+        best_trials(finished, direction, limits.best)
+    };
     let curves: Vec<Value> = best_trials(finished, direction, limits.curves)
         .into_iter()
         .map(|t| {
@@ -90,6 +96,7 @@ pub fn study_view(
         "study": study_json(record, counts, finished),
         "params": params.iter().map(param_json).collect::<Vec<_>>(),
         "best": best.iter().map(|t| trial_row(t)).collect::<Vec<_>>(),
+        "pareto": if several { pareto(record, finished, &directions, limits.sample) } else { Value::Null },
         "history": history(finished, direction, limits.history_points),
         "curves": curves,
         "sample": sample(finished, direction, &params, limits.sample),
@@ -166,6 +173,49 @@ pub fn study_json(record: &StudyRecord, counts: &TrialCounts, finished: &[Frozen
     })
 }
 
+/// A study with several objectives: their names and directions, every feasible complete
+/// trial's values (an even sample past `max`, the front always kept), the front's numbers and
+/// its hypervolume.
+fn pareto(
+    record: &StudyRecord,
+    finished: &[FrozenTrial],
+    directions: &[Direction],
+    max: usize,
+) -> Value {
+    let mut names = record.metrics();
+    if names.len() != directions.len() {
+        names = (1..=directions.len())
+            .map(|i| format!("objective_{i}"))
+            .collect();
+    }
+    let summary = caviar_core::pareto::summarize(finished, directions);
+    let on_front: std::collections::HashSet<u64> = summary.front.iter().copied().collect();
+    let points: Vec<&FrozenTrial> = finished
+        .iter()
+        .filter(|t| caviar_core::pareto::losses(t, directions).is_some())
+        .collect();
+    let stride = points.len().div_ceil(max.max(1)).max(1);
+    let shown: Vec<Value> = points
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| i % stride == 0 || on_front.contains(&t.number))
+        .map(|(_, t)| {
+            let mut row = vec![json!(t.number)];
+            row.extend(t.values.iter().map(|v| json!(v)));
+            Value::Array(row)
+        })
+        .collect();
+    json!({
+        "names": names,
+        "directions": directions.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "points": shown,
+        "total": points.len(),
+        "front": summary.front,
+        "hypervolume": summary.hypervolume,
+        "reference": summary.reference,
+    })
+}
+
 /// A trial as the best-k table and the trial page show it.
 pub fn trial_row(t: &FrozenTrial) -> Value {
     json!({
@@ -176,6 +226,7 @@ pub fn trial_row(t: &FrozenTrial) -> Value {
         "steps": t.intermediate.len(),
         "duration_s": t.duration_secs(),
         "feasible": t.is_feasible(),
+        "values": t.values,
     })
 }
 
