@@ -110,14 +110,19 @@ pub fn studies(storage: &dyn Storage, as_json: bool) -> Result<()> {
             let attrs = storage
                 .user_attrs(caviar_core::storage::AttrOwner::Study(s.study.id))
                 .context("reading study attributes")?;
+            let directions = s.study.directions();
+            let several = directions.len() > 1;
             rows.push(json!({
                 "name": s.study.name,
                 "direction": s.study.direction.as_str(),
                 "metric": s.study.metric,
+                "directions": directions.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+                "metrics": if several { s.study.metrics() } else { vec![s.study.metric.clone().unwrap_or_default()] },
                 "parent": s.study.parent,
                 "n_trials": s.counts.total(),
                 "counts": s.counts,
-                "best_value": s.best_value,
+                // Several objectives have a front, not one best value (`caviar best` shows it).
+                "best_value": if several { None } else { s.best_value },
                 "created_ms": s.study.created_ms,
                 "user_attrs": attrs,
             }));
@@ -138,20 +143,40 @@ pub fn studies(storage: &dyn Storage, as_json: bool) -> Result<()> {
         "name", "direction", "metric", "trials", "complete", "pruned", "failed", "running"
     )?;
     for s in &list {
+        let directions = s.study.directions();
+        let several = directions.len() > 1;
+        let (direction, metric, best) = if several {
+            (
+                directions
+                    .iter()
+                    .map(|d| &d.as_str()[..3])
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s.study.metrics().join(","),
+                Some("(Pareto front)".to_string()),
+            )
+        } else {
+            (
+                s.study.direction.as_str().to_string(),
+                s.study.metric.clone().unwrap_or_else(|| "-".into()),
+                None,
+            )
+        };
         writeln!(
             out,
             "{:<24} {:<9} {:<12} {:>7} {:>9} {:>7} {:>7} {:>8}  {}",
             s.study.name,
-            s.study.direction.as_str(),
-            s.study.metric.as_deref().unwrap_or("-"),
+            direction,
+            metric,
             s.counts.total(),
             s.counts.complete,
             s.counts.pruned,
             s.counts.failed,
             s.counts.running,
-            s.best_value
+            best.unwrap_or_else(|| s
+                .best_value
                 .map(|v| format!("{v:.4}"))
-                .unwrap_or_else(|| "-".into())
+                .unwrap_or_else(|| "-".into()))
         )?;
     }
     Ok(())

@@ -938,4 +938,117 @@ fn the_api_marks_infeasible_trials_and_keeps_them_out_of_the_best() {
     assert_eq!(best.len(), 1, "{reply}");
     assert_eq!(best[0]["number"], 1);
     assert_eq!(view["history"]["best"], serde_json::json!([[1, 0.7]]));
+
+    // The trial page says so.
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let mut browser = Browser::start(&chromium, 1200, 900);
+    browser.open(&format!("{}#/study/limits/trial/0", server.url));
+    browser.wait_for(
+        "document.getElementById('trial-broken') !== null",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('trial-broken').innerText"),
+        "memory_mb <= 1 (2)"
+    );
+    assert!(browser
+        .eval("document.getElementById('trial-meta').innerText")
+        .as_str()
+        .unwrap()
+        .contains("complete (infeasible)"));
+}
+
+/// A study with two objectives: the study view carries its front, points and hypervolume, and
+/// its best table is the front.
+#[test]
+fn the_api_gives_the_pareto_front_of_a_study_with_two_objectives() {
+    use caviar_core::trial::Direction;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("mo.db").display());
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let study = caviar_core::study::Study::builder("acc-latency")
+        .storage(store)
+        .directions(vec![Direction::Maximize, Direction::Minimize])
+        .metrics(vec!["acc".into(), "latency_ms".into()])
+        .build()
+        .unwrap();
+    // (0.9, 20) and (0.8, 10) are the front; (0.7, 30) is dominated by both.
+    for (acc, latency) in [(0.9, 20.0), (0.7, 30.0), (0.8, 10.0)] {
+        let mut trial = study.ask().unwrap();
+        trial
+            .suggest_float("width", 1.0, 10.0, caviar_core::space::Scale::Linear)
+            .unwrap();
+        study
+            .tell(
+                trial,
+                caviar_core::study::Outcome::Values(vec![acc, latency]),
+            )
+            .unwrap();
+    }
+    let server = Server::start(&storage);
+    let base = server.url.trim_end_matches('/');
+    let (code, reply) = http(base, "GET", "/api/studies/acc-latency", None, "");
+    assert_eq!(code, 200, "{reply}");
+    let view: Value = serde_json::from_str(&reply).unwrap();
+    let pareto = &view["pareto"];
+    assert_eq!(pareto["names"], serde_json::json!(["acc", "latency_ms"]));
+    assert_eq!(
+        pareto["directions"],
+        serde_json::json!(["maximize", "minimize"])
+    );
+    assert_eq!(pareto["front"], serde_json::json!([0, 2]));
+    assert_eq!(pareto["points"].as_array().unwrap().len(), 3);
+    // Reference: acc 0.7 - 0.02, latency 30 + 2; the staircase 0.22 x 12 + 0.12 x 10.
+    let hv = pareto["hypervolume"].as_f64().unwrap();
+    assert!((hv - (0.22 * 12.0 + 0.12 * 10.0)).abs() < 1e-9, "{hv}");
+    let best: Vec<u64> = view["best"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(best, [0, 2]);
+    assert_eq!(view["best"][0]["values"], serde_json::json!([0.9, 20.0]));
+
+    // The page draws every point, and the front's table has a column per objective.
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/acc-latency", server.url));
+    browser.wait_for(
+        "document.getElementById('pareto') && document.getElementById('pareto').dataset.rendered === '1'",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        browser.eval("Number(document.getElementById('pareto').dataset.points)"),
+        3
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('#best table').dataset.rows"),
+        "2"
+    );
+    let header = browser.eval("document.querySelector('#best table tr').innerText");
+    assert!(
+        header.as_str().unwrap().contains("acc") && header.as_str().unwrap().contains("latency_ms"),
+        "{header}"
+    );
+    let meta = browser.eval("document.getElementById('meta').innerText");
+    assert!(
+        meta.as_str()
+            .unwrap()
+            .starts_with("maximize acc, minimize latency_ms")
+            && meta.as_str().unwrap().contains("Pareto front of 2"),
+        "{meta}"
+    );
+    let note = browser.eval("document.getElementById('pareto-note').innerText");
+    assert!(
+        note.as_str()
+            .unwrap()
+            .contains("2 trials on the front of 3"),
+        "{note}"
+    );
+    browser.screenshot(&screenshot_dir().join("dashboard-pareto.png"));
 }

@@ -157,10 +157,13 @@ function renderStudy(view) {
   const s = view.study;
   const metric = s.metric || 'value';
   document.getElementById('title').textContent = `Study ${s.name}`;
+  const p = view.pareto;
+  const goal = p ? p.names.map((n, i) => `${p.directions[i]} ${n}`).join(', ') : `${s.direction} ${metric}`;
+  const best = p ? `Pareto front of ${p.front.length}`
+    : `best ${fmt(s.best_value)}` + (s.best_number !== null && s.best_number !== undefined ? ` (trial ${s.best_number})` : '');
   document.getElementById('meta').textContent =
-    `${s.direction} ${metric} · ${s.trials} trials: ${s.counts.complete} complete, ${s.counts.pruned} pruned, ` +
-    `${s.counts.failed} failed, ${s.counts.running} running, ${s.counts.waiting} waiting · best ${fmt(s.best_value)}` +
-    (s.best_number !== null && s.best_number !== undefined ? ` (trial ${s.best_number})` : '');
+    `${goal} · ${s.trials} trials: ${s.counts.complete} complete, ${s.counts.pruned} pruned, ` +
+    `${s.counts.failed} failed, ${s.counts.running} running, ${s.counts.waiting} waiting · ${best}`;
   setStatus(REPORT ? `report written ${new Date(REPORT.written_ms).toLocaleString()}` : `updated ${new Date().toLocaleTimeString()}`);
   studyAttrs(view);
   bestTable(view);
