@@ -75,21 +75,25 @@ pub fn crowding_distance(points: &[Vec<f64>], front: &[usize]) -> Vec<f64> {
     if m <= 2 {
         return vec![f64::INFINITY; m];
     }
+    // The objective's values along the front, sorted, for each objective in turn (`k` picks
+    // the objective inside each point, which clippy takes for an index into `points`).
     let objectives = points[front[0]].len();
+    #[allow(clippy::needless_range_loop)]
     for k in 0..objectives {
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&a, &b| points[front[a]][k].total_cmp(&points[front[b]][k]));
-        let low = points[front[order[0]]][k];
-        let high = points[front[order[m - 1]]][k];
-        distance[order[0]] = f64::INFINITY;
-        distance[order[m - 1]] = f64::INFINITY;
-        let span = high - low;
+        let mut sorted: Vec<(f64, usize)> = front
+            .iter()
+            .enumerate()
+            .map(|(w, &i)| (points[i][k], w))
+            .collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        distance[sorted[0].1] = f64::INFINITY;
+        distance[sorted[m - 1].1] = f64::INFINITY;
+        let span = sorted[m - 1].0 - sorted[0].0;
         if span <= 0.0 || !span.is_finite() {
             continue;
         }
         for w in 1..m - 1 {
-            let gap = points[front[order[w + 1]]][k] - points[front[order[w - 1]]][k];
-            distance[order[w]] += gap / span;
+            distance[sorted[w].1] += (sorted[w + 1].0 - sorted[w - 1].0) / span;
         }
     }
     distance

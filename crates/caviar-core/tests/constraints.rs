@@ -115,7 +115,9 @@ fn constraints_read_the_last_reports_and_the_objective_and_a_missing_key_breaks_
         ])
         .build()
         .unwrap();
-    let cases: [(&[(u64, f64)], f64, bool); 5] = [
+    // (memory_mb reports by step, the objective, feasible)
+    type Case = (&'static [(u64, f64)], f64, bool);
+    let cases: [Case; 5] = [
         // The value at the latest step counts, not the largest or the last written.
         (&[(1, 150.0), (2, 90.0)], 0.9, true),
         (&[(2, 90.0), (1, 50.0)], 0.9, true),
