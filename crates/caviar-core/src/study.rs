@@ -125,6 +125,17 @@ pub struct Study {
     metrics: Arc<Vec<String>>,
 }
 
+/// Refuses a sampler that models one value for a study of several objectives.
+fn sampler_fits(sampler: &dyn Sampler, objectives: usize) -> Result<(), StudyError> {
+    if objectives > 1 && !sampler.handles_several_objectives() {
+        return Err(StudyError::Objectives(format!(
+            "the {} sampler optimises one objective; with {objectives} use nsga2, tpe, random, sobol or grid",
+            sampler.name(),
+        )));
+    }
+    Ok(())
+}
+
 /// The constraints a study spec lists under `constraints` (`None` when it lists none).
 fn spec_constraints(
     spec: Option<&serde_json::Value>,
@@ -375,13 +386,7 @@ impl StudyBuilder {
                 "directions is empty; give one direction per objective".into(),
             ));
         }
-        if directions.len() > 1 && !self.sampler.handles_several_objectives() {
-            return Err(StudyError::Objectives(format!(
-                "the {} sampler optimises one objective; with {} use nsga2, tpe, random, sobol or grid",
-                self.sampler.name(),
-                directions.len()
-            )));
-        }
+        sampler_fits(&*self.sampler, directions.len())?;
         let metrics = self.metrics.take().unwrap_or_default();
         if !metrics.is_empty() && metrics.len() != directions.len() {
             return Err(StudyError::Objectives(format!(
@@ -465,13 +470,7 @@ impl StudyBuilder {
                 requested: show(&requested),
             });
         }
-        if stored_directions.len() > 1 && !self.sampler.handles_several_objectives() {
-            return Err(StudyError::Objectives(format!(
-                "the {} sampler optimises one objective; with {} use nsga2, tpe, random, sobol or grid",
-                self.sampler.name(),
-                stored_directions.len()
-            )));
-        }
+        sampler_fits(&*self.sampler, stored_directions.len())?;
         let finished = Arc::new(FinishedCache {
             storage: storage.clone(),
             study: record.id,
