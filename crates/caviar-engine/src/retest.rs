@@ -27,6 +27,8 @@
 //!     worker: None,
 //!     started_ms: None,
 //!     finished_ms: None,
+//!     constraints: Vec::new(),
+//!     values: Vec::new(),
 //! };
 //! let old = vec![trial(0, 0.2, Some(1.0)), trial(1, 0.7, Some(2.0))];
 //! let configs = plan(&old, Direction::Minimize, 2, &space).unwrap();
