@@ -218,6 +218,20 @@ pub fn describe_broken(constraints: &[Constraint], values: &[f64]) -> Vec<String
         .collect()
 }
 
+/// The constraints a study's spec lists under `constraints` (`None` when it lists none).
+pub fn from_spec(
+    spec: Option<&serde_json::Value>,
+) -> Result<Option<Vec<Constraint>>, ConstraintError> {
+    let Some(list) = spec.and_then(|s| s.get("constraints")) else {
+        return Ok(None);
+    };
+    let texts: Vec<&str> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    parse_all(&texts).map(Some)
+}
+
 /// Parses constraint texts, naming the first bad one.
 pub fn parse_all<S: AsRef<str>>(texts: &[S]) -> Result<Vec<Constraint>, ConstraintError> {
     texts.iter().map(|t| t.as_ref().parse()).collect()

@@ -112,10 +112,10 @@ impl StudyRecord {
 
     /// The constraints stored with the study (empty when it has none).
     pub fn constraints(&self) -> Vec<crate::constraint::Constraint> {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.get("constraints"))
-            .and_then(|c| serde_json::from_value(c.clone()).ok())
+        // Checked when the study was made; unreadable ones are left out here.
+        crate::constraint::from_spec(self.spec.as_ref())
+            .ok()
+            .flatten()
             .unwrap_or_default()
     }
 }

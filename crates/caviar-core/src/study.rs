@@ -136,20 +136,6 @@ fn sampler_fits(sampler: &dyn Sampler, objectives: usize) -> Result<(), StudyErr
     Ok(())
 }
 
-/// The constraints a study spec lists under `constraints` (`None` when it lists none).
-fn spec_constraints(
-    spec: Option<&serde_json::Value>,
-) -> Result<Option<Vec<Constraint>>, ConstraintError> {
-    let Some(list) = spec.and_then(|s| s.get("constraints")) else {
-        return Ok(None);
-    };
-    let texts: Vec<&str> = list
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    crate::constraint::parse_all(&texts).map(Some)
-}
-
 /// Finished trials read so far, in finish order; each read fetches only the new ones. Shared by
 /// a study's handle and its trials (samplers read it at ask time, pruners at every check).
 struct FinishedCache {
@@ -340,7 +326,7 @@ impl StudyBuilder {
             .unwrap_or_else(|| Arc::new(InMemoryStorage::new()));
         let requested = match self.constraints.take() {
             Some(list) => Some(list),
-            None => spec_constraints(self.spec.as_ref())?,
+            None => crate::constraint::from_spec(self.spec.as_ref())?,
         };
         if let Some(list) = requested.as_ref().filter(|l| !l.is_empty()) {
             let spec = self.spec.get_or_insert_with(|| serde_json::json!({}));
@@ -442,7 +428,7 @@ impl StudyBuilder {
                 requested: self.metric.unwrap_or_default(),
             });
         }
-        let stored = spec_constraints(record.spec.as_ref())
+        let stored = crate::constraint::from_spec(record.spec.as_ref())
             .map_err(|e| StorageError::Backend(format!("study `{}`: {e}", self.name)))?
             .unwrap_or_default();
         let stored_directions = record.directions();
