@@ -325,26 +325,19 @@ class Study:
         """Ends a trial from :meth:`ask` (the trial or its number). With a value and no state
         it is complete (a study with several objectives takes one value per direction);
         ``state=TrialState.PRUNED`` or ``TrialState.FAIL`` ends it so."""
-        several = None
+        # One value per objective (a single value for a study with one).
         n = len(self.directions)
-        given = values
         if values is not None and not isinstance(values, (list, tuple)):
-            given = [values]
-        if given is not None and (state is None or TrialState(state) == TrialState.COMPLETE):
-            values = given
-        if isinstance(values, (list, tuple)):
-            if len(values) != n:
-                raise ValueError(
-                    f"tell: {len(values)} values given; this study has {n} objective"
-                    + ("s" if n != 1 else "")
-                )
-            if n > 1:
-                several = [float(v) for v in values]
-                values = several[0]
-            else:
-                values = values[0]
+            values = [values]
+        if values is not None and len(values) != n:
+            raise ValueError(
+                f"tell: {len(values)} values given; this study has {n} objective"
+                + ("s" if n != 1 else "")
+            )
+        several = [float(v) for v in values] if values is not None and n > 1 else None
+        value = None if values is None else float(values[0])
         if state is None:
-            state_text = "complete" if values is not None else "fail"
+            state_text = "complete" if value is not None else "fail"
         else:
             try:
                 state_text = _TELL_STATES[TrialState(state)]
@@ -353,7 +346,6 @@ class Study:
                     f"tell: state {state!r} cannot end a trial; use COMPLETE, PRUNED or FAIL"
                 ) from None
         number = trial if isinstance(trial, int) else trial.number
-        value = None if values is None else float(values)
         constraints = None
         if self._constraints_func is not None and state_text == "complete":
             target = trial if not isinstance(trial, int) else FrozenTrial(self._inner.trial(number))
