@@ -347,6 +347,34 @@ fn csv_field(f: &str) -> String {
     }
 }
 
+/// The other metrics `--show` asks for, read once for the study.
+struct ShownMetrics<'a> {
+    show: &'a [String],
+    metrics: caviar_core::storage::TrialMetrics,
+}
+
+impl<'a> ShownMetrics<'a> {
+    fn read(storage: &dyn Storage, record: &StudyRecord, show: &'a [String]) -> Result<Self> {
+        let metrics = if show.is_empty() {
+            Default::default()
+        } else {
+            storage
+                .trial_metrics(record.id)
+                .context("reading metrics")?
+        };
+        Ok(ShownMetrics { show, metrics })
+    }
+
+    /// The last value of each metric asked for, for one trial.
+    fn of(&self, t: &FrozenTrial) -> Vec<(String, Option<f64>)> {
+        let last = last_metrics(self.metrics.get(&t.id));
+        self.show
+            .iter()
+            .map(|n| (n.clone(), last.get(n).copied()))
+            .collect()
+    }
+}
+
 /// The best-k table: complete trials, or with `include_pruned` pruned ones too (ranked by the
 /// last value they reported, and marked).
 pub fn best(
@@ -358,20 +386,8 @@ pub fn best(
     show: &[String],
 ) -> Result<()> {
     let trials = storage.trials(record.id).context("reading trials")?;
-    let metrics = if show.is_empty() {
-        Default::default()
-    } else {
-        storage
-            .trial_metrics(record.id)
-            .context("reading metrics")?
-    };
-    // The last value of each metric asked for (`--show`).
-    let shown = |t: &FrozenTrial| -> Vec<(String, Option<f64>)> {
-        let last = last_metrics(metrics.get(&t.id));
-        show.iter()
-            .map(|n| (n.clone(), last.get(n).copied()))
-            .collect()
-    };
+    let shown = ShownMetrics::read(storage, record, show)?;
+    let shown = |t: &FrozenTrial| shown.of(t);
     let top: Vec<&FrozenTrial> = if include_pruned {
         let mut ranked: Vec<&FrozenTrial> = trials
             .iter()
@@ -504,27 +520,14 @@ pub fn pareto(
 ) -> Result<()> {
     let trials = storage.trials(record.id).context("reading trials")?;
     let directions = record.directions();
-    let mut names = record.metrics();
-    if names.len() != directions.len() {
-        names = (1..=directions.len())
-            .map(|i| format!("objective_{i}"))
-            .collect();
-    }
-    let front = caviar_core::pareto::pareto_front(&trials, &directions);
+    let names = record.objective_names();
     let summary = caviar_core::pareto::summarize(&trials, &directions);
-    let metrics = if show.is_empty() {
-        Default::default()
-    } else {
-        storage
-            .trial_metrics(record.id)
-            .context("reading metrics")?
-    };
-    let shown = |t: &FrozenTrial| -> Vec<(String, Option<f64>)> {
-        let last = last_metrics(metrics.get(&t.id));
-        show.iter()
-            .map(|n| (n.clone(), last.get(n).copied()))
-            .collect()
-    };
+    let front: Vec<&FrozenTrial> = trials
+        .iter()
+        .filter(|t| summary.front.binary_search(&t.number).is_ok())
+        .collect();
+    let shown = ShownMetrics::read(storage, record, show)?;
+    let shown = |t: &FrozenTrial| shown.of(t);
     let mut out = std::io::stdout().lock();
     if as_json {
         let rows: Vec<Value> = front

@@ -436,7 +436,7 @@ pub(crate) fn run_config(
         started.elapsed().as_secs_f64()
     );
     if several {
-        let names = study.record().metrics();
+        let names = study.record().objective_names();
         eprintln!(
             "Pareto front: {} trials ({}); `caviar best {}` shows them",
             top.len(),

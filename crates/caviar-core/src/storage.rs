@@ -110,6 +110,21 @@ impl StudyRecord {
             .unwrap_or_default()
     }
 
+    /// A name per objective, for tables: [`Self::metrics`], or `objective_1`, `objective_2`,
+    /// ... when the objectives are not named; the metric (or `value`) with one objective.
+    pub fn objective_names(&self) -> Vec<String> {
+        let n = self.directions().len();
+        if n == 1 {
+            return vec![self.metric.clone().unwrap_or_else(|| "value".into())];
+        }
+        let names = self.metrics();
+        if names.len() == n {
+            names
+        } else {
+            (1..=n).map(|i| format!("objective_{i}")).collect()
+        }
+    }
+
     /// The constraints stored with the study (empty when it has none).
     pub fn constraints(&self) -> Vec<crate::constraint::Constraint> {
         // Checked when the study was made; unreadable ones are left out here.

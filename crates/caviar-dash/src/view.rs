@@ -182,12 +182,7 @@ fn pareto(
     directions: &[Direction],
     max: usize,
 ) -> Value {
-    let mut names = record.metrics();
-    if names.len() != directions.len() {
-        names = (1..=directions.len())
-            .map(|i| format!("objective_{i}"))
-            .collect();
-    }
+    let names = record.objective_names();
     let summary = caviar_core::pareto::summarize(finished, directions);
     let on_front: std::collections::HashSet<u64> = summary.front.iter().copied().collect();
     let points: Vec<&FrozenTrial> = finished
