@@ -365,6 +365,20 @@ impl<'a> ShownMetrics<'a> {
         Ok(ShownMetrics { show, metrics })
     }
 
+    /// ` | train_loss:0.03, lr:-` for a table line (empty when nothing is asked for).
+    fn suffix(&self, t: &FrozenTrial) -> String {
+        let shown: Vec<String> = self
+            .of(t)
+            .into_iter()
+            .map(|(n, v)| format!("{n}:{}", v.map_or("-".into(), |v| format_g(v, 4))))
+            .collect();
+        if shown.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", shown.join(", "))
+        }
+    }
+
     /// The last value of each metric asked for, for one trial.
     fn of(&self, t: &FrozenTrial) -> Vec<(String, Option<f64>)> {
         let last = last_metrics(self.metrics.get(&t.id));
@@ -387,7 +401,6 @@ pub fn best(
 ) -> Result<()> {
     let trials = storage.trials(record.id).context("reading trials")?;
     let shown = ShownMetrics::read(storage, record, show)?;
-    let shown = |t: &FrozenTrial| shown.of(t);
     let top: Vec<&FrozenTrial> = if include_pruned {
         let mut ranked: Vec<&FrozenTrial> = trials
             .iter()
@@ -432,7 +445,7 @@ pub fn best(
                 v["changed"] = json!(!history.is_empty());
                 v["param_history"] = json!(history);
                 if !show.is_empty() {
-                    v["metrics"] = json!(shown(t).into_iter().collect::<BTreeMap<_, _>>());
+                    v["metrics"] = json!(shown.of(t).into_iter().collect::<BTreeMap<_, _>>());
                 }
                 v
             })
@@ -492,15 +505,7 @@ pub fn best(
                 .collect();
             format!(" [changed while running: {}]", what.join("; "))
         };
-        let extra: Vec<String> = shown(t)
-            .into_iter()
-            .map(|(n, v)| format!("{n}:{}", v.map_or("-".into(), |v| format_g(v, 4))))
-            .collect();
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!(" | {}", extra.join(", "))
-        };
+        let extra = shown.suffix(t);
         writeln!(out, "{}{extra}{mark}{changed}", best_line(i + 1, metric, t))?;
     }
     if infeasible > 0 {
@@ -527,7 +532,6 @@ pub fn pareto(
         .filter(|t| summary.front.binary_search(&t.number).is_ok())
         .collect();
     let shown = ShownMetrics::read(storage, record, show)?;
-    let shown = |t: &FrozenTrial| shown.of(t);
     let mut out = std::io::stdout().lock();
     if as_json {
         let rows: Vec<Value> = front
@@ -536,7 +540,7 @@ pub fn pareto(
             .map(|t| {
                 let mut v = trial_json(t);
                 if !show.is_empty() {
-                    v["metrics"] = json!(shown(t).into_iter().collect::<BTreeMap<_, _>>());
+                    v["metrics"] = json!(shown.of(t).into_iter().collect::<BTreeMap<_, _>>());
                 }
                 v
             })
@@ -589,15 +593,7 @@ pub fn pareto(
             .iter()
             .map(|(k, v)| format!("{k}:{}", v.short()))
             .collect();
-        let extra: Vec<String> = shown(t)
-            .into_iter()
-            .map(|(n, v)| format!("{n}:{}", v.map_or("-".into(), |v| format_g(v, 4))))
-            .collect();
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!(" | {}", extra.join(", "))
-        };
+        let extra = shown.suffix(t);
         writeln!(out, "  {}{extra}", params.join(", "))?;
     }
     if front.len() > k {
