@@ -5,9 +5,10 @@
 # Needs kurobako 0.2.10 (cargo install) and python3 with optuna==4.4.0, kurobako==0.2.1, scipy
 # and scikit-learn (pip); Optuna's GPSampler also needs torch.
 #   bash benches/kurobako_suite.sh [REPEATS] [BUDGET]
-# Environment: PARTS="sigopt sklearn" (default both), CAVIAR_SAMPLERS="tpe gp" (caviar's
+# Environment: PARTS="sigopt sklearn" (default both), CAVIAR_SAMPLERS="auto" (caviar's
 # kurobako-solver samplers), OPTUNA_SAMPLERS="TPESampler GPSampler", OUT (default
-# target/kurobako-suite), PARALLELISM (default 2).
+# target/kurobako-suite), PARALLELISM (default 2), CONCURRENCY (trials each study runs at
+# once, as several workers would; default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${1:-10}
@@ -39,10 +40,11 @@ solvers=()
 for s in ${OPTUNA_SAMPLERS:-TPESampler GPSampler}; do
   solvers+=("$(kurobako solver --name "optuna-$s" optuna --sampler "$s")")
 done
-for s in ${CAVIAR_SAMPLERS:-tpe gp}; do
+for s in ${CAVIAR_SAMPLERS:-auto}; do
   solvers+=("$(kurobako solver --name "caviar-$s" command -- "$caviar" kurobako-solver --sampler "$s")")
 done
 kurobako studies --solvers "${solvers[@]}" --problems "${problems[@]}" \
-  --repeats "$repeats" --budget "$budget" --seed 1 > "$out/studies.json"
+  --repeats "$repeats" --budget "$budget" --seed 1 --concurrency "${CONCURRENCY:-1}" \
+  > "$out/studies.json"
 kurobako run --parallelism "${PARALLELISM:-2}" < "$out/studies.json" > "$out/results.json"
 python3 benches/suite/verdicts.py "$out/results.json" | tee "$out/verdicts.md"

@@ -556,8 +556,8 @@ class _Progress:
 
 def _spec(obj: Any, module: Any, what: str) -> Optional[Dict[str, Any]]:
     if obj is None:
-        # Optuna's defaults: TPE (seeded from the OS) and the median rule.
-        obj = samplers.TPESampler() if module is samplers else pruners.MedianPruner()
+        # caviar's automatic sampler (seeded from the OS) and Optuna's median rule.
+        obj = samplers.AutoSampler() if module is samplers else pruners.MedianPruner()
     spec = getattr(obj, "_spec", None)
     if spec is None:
         raise TypeError(
@@ -590,8 +590,9 @@ def create_study(
 ) -> Study:
     """Creates a study (or, with ``load_if_exists``, opens one of that name).
 
-    As in Optuna, ``sampler=None`` is ``TPESampler()`` and ``pruner=None`` is
-    ``MedianPruner()`` (it prunes only trials that report and ask ``should_prune``).
+    ``sampler=None`` is ``AutoSampler()`` (a Gaussian process or TPE, chosen per trial;
+    Optuna's default is TPE) and, as in Optuna, ``pruner=None`` is ``MedianPruner()`` (it
+    prunes only trials that report and ask ``should_prune``).
 
     ``storage``: ``None`` (in memory, gone with the process), ``"sqlite:PATH"`` (also
     Optuna's ``"sqlite:///PATH"``) or ``"postgres://USER@HOST:PORT/DB"``.

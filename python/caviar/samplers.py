@@ -8,6 +8,7 @@ import os as _os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 __all__ = [
+    "AutoSampler",
     "BaseSampler",
     "GPSampler",
     "GridSampler",
@@ -46,6 +47,33 @@ class BaseSampler:
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self._spec.items() if k != "kind")
         return f"{type(self).__name__}({options})"
+
+
+class AutoSampler(BaseSampler):
+    """The default: while the study is numeric, single-objective, unpruned and under
+    1,000 trials, a Gaussian process and TPE take turns (each learns from every trial);
+    TPE alone otherwise (several objectives, pruning, conditional or mostly categorical
+    parameters, many trials). The choice is remade at each trial from the study and its
+    trials, so seeds reproduce exactly.
+
+    ``constraints_func`` (as in Optuna) takes each trial as it completes and returns its
+    constraint values, each at most 0 where the constraint holds; both models learn the
+    feasible region.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: Optional[int] = None,
+        n_startup_trials: int = 10,
+        constraints_func: Optional[Callable[[Any], Sequence[float]]] = None,
+    ) -> None:
+        self._constraints_func = constraints_func
+        self._spec = {
+            "kind": "auto",
+            "seed": _seed(seed),
+            "startup_trials": _count("n_startup_trials", n_startup_trials, 0),
+        }
 
 
 class RandomSampler(BaseSampler):

@@ -16,6 +16,7 @@ SAMPLERS = {
     "gp": lambda seed: samplers.GPSampler(seed=seed, n_startup_trials=5, n_candidates=128),
     "sobol": lambda seed: samplers.QMCSampler(seed=seed),
     "zoom": lambda seed: samplers.ZoomSampler(seed=seed, round_size=8),
+    "auto": lambda seed: samplers.AutoSampler(seed=seed, n_startup_trials=5),
 }
 
 
@@ -167,7 +168,7 @@ def test_model_based_samplers_beat_random_on_the_conditional_space():
         return sum(values) / len(values)
 
     random_best = best(SAMPLERS["random"])
-    for kind in ("tpe", "gp"):
+    for kind in ("tpe", "gp", "auto"):
         assert best(SAMPLERS[kind]) < random_best, kind
 
 

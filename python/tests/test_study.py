@@ -304,7 +304,7 @@ def test_defaults_are_optunas_tpe_and_median_rule(sqlite_url):
     path = sqlite_url.split(":", 1)[1]
     (spec,) = sqlite3.connect(path).execute("SELECT spec FROM studies").fetchone()
     spec = json.loads(spec)
-    assert spec["sampler"]["kind"] == "tpe" and spec["pruner"]["kind"] == "median"
+    assert spec["sampler"]["kind"] == "auto" and spec["pruner"]["kind"] == "median"
 
 
 def test_stop_from_a_callback_ends_optimize():

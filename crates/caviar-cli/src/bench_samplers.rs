@@ -153,7 +153,7 @@ fn sampler(kind: &str, space: &SearchSpace, seed: u64) -> Arc<dyn Sampler> {
     .expect("KINDS names known samplers")
 }
 
-const KINDS: [&str; 6] = ["random", "sobol", "zoom", "tpe", "tpe-mv", "gp"];
+const KINDS: [&str; 7] = ["random", "sobol", "zoom", "tpe", "tpe-mv", "gp", "auto"];
 
 /// Best value after 50 and after 100 trials, run by the engine's loop on one worker thread
 /// (one thread keeps a seed's trials in order).
@@ -263,7 +263,7 @@ fn ask_cost(kind: &str, n: u64, asks: u64) -> Result<(f64, f64)> {
 }
 
 /// Histories past which a sampler's ask is too slow to time here (a GP refits a dense kernel
-/// matrix on every ask).
+/// matrix on every ask; `auto` hands over to TPE past 1,000 trials).
 fn largest_history(kind: &str) -> u64 {
     if kind == "gp" {
         1_000

@@ -13,7 +13,9 @@ use crate::lua_expr::{self, LuaValue};
 use crate::BadInput;
 
 /// Samplers the adapter offers.
-pub const SOLVER_SAMPLERS: &[&str] = &["random", "sobol", "zoom", "tpe", "tpe-mv", "gp", "nsga2"];
+pub const SOLVER_SAMPLERS: &[&str] = &[
+    "auto", "random", "sobol", "zoom", "tpe", "tpe-mv", "gp", "nsga2",
+];
 /// Pruners the adapter offers (with their defaults; ASHA and Hyperband span the problem's steps).
 pub const SOLVER_PRUNERS: &[&str] = &["none", "median", "asha", "hyperband"];
 

@@ -144,8 +144,8 @@ enum Command {
     },
     /// Serve kurobako's external-solver protocol on stdin/stdout with a caviar sampler.
     KurobakoSolver {
-        /// random, sobol, zoom, tpe, tpe-mv (multivariate TPE) or gp.
-        #[arg(long, default_value = "tpe")]
+        /// auto, random, sobol, zoom, tpe, tpe-mv (multivariate TPE), gp or nsga2.
+        #[arg(long, default_value = "auto")]
         sampler: String,
         /// none, median, asha or hyperband: on multi-step problems, evaluate one step at a time
         /// and abandon trials the pruner stops.

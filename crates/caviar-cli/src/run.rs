@@ -142,6 +142,30 @@ fn record_fingerprint(
     }
 }
 
+/// A study created before `auto` became the default keeps the sampler it was created with
+/// when its file still names none: the kind stored with it, if that differs.
+fn stored_default_kind(
+    storage: &Arc<dyn caviar_core::storage::Storage>,
+    cfg: &config::Study,
+) -> Result<Option<String>> {
+    let names_kind = toml::from_str::<toml::Table>(&cfg.text)
+        .ok()
+        .and_then(|t| t.get("sampler")?.as_table()?.get("kind").cloned())
+        .is_some();
+    if names_kind {
+        return Ok(None);
+    }
+    let Some(record) = storage.study(&cfg.file.name).context("reading the study")? else {
+        return Ok(None);
+    };
+    let stored = record
+        .spec
+        .as_ref()
+        .and_then(|s| s["sampler"]["kind"].as_str())
+        .map(String::from);
+    Ok(stored.filter(|kind| *kind != cfg.file.sampler.kind))
+}
+
 /// Creates the study a parsed study file describes, or opens it (checking that it matches).
 pub(crate) fn open_config_study(
     storage: &Arc<dyn caviar_core::storage::Storage>,
@@ -171,6 +195,16 @@ pub(crate) fn open_config_study(
             .filter(|name| !cfg.file.warm_start.contains(name))
             .cloned(),
     );
+    let kept;
+    let cfg = match stored_default_kind(storage, cfg)? {
+        Some(kind) => {
+            let mut old = cfg.clone();
+            old.file.sampler.kind = kind;
+            kept = old;
+            &kept
+        }
+        None => cfg,
+    };
     let sampler = build_sampler(cfg)?;
     let pruner = cfg
         .file

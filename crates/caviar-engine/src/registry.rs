@@ -8,13 +8,16 @@ use caviar_core::pruner::{
     HyperbandPruner, NopPruner, PercentilePruner, Pruner, PrunerError, SuccessiveHalvingPruner,
 };
 use caviar_core::sampler::{
-    GpSampler, GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler, ZoomSampler,
+    AutoSampler, GpSampler, GridSampler, RandomSampler, Sampler, SobolSampler, TpeSampler,
+    ZoomSampler,
 };
 use caviar_core::space::{ParamValue, SearchSpace};
 use serde::{Deserialize, Serialize};
 
 /// Sampler kinds, as study files name them.
-pub const SAMPLERS: &[&str] = &["random", "sobol", "grid", "tpe", "zoom", "gp", "nsga2"];
+pub const SAMPLERS: &[&str] = &[
+    "auto", "random", "sobol", "grid", "tpe", "zoom", "gp", "nsga2",
+];
 
 /// Pruner kinds, as study files name them.
 pub const PRUNERS: &[&str] = &["none", "median", "percentile", "asha", "hyperband"];
@@ -42,7 +45,7 @@ fn fault(key: &'static str, message: String) -> RegistryError {
 #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SamplerSpec {
-    /// One of [`SAMPLERS`] (default "random").
+    /// One of [`SAMPLERS`] (default "auto").
     #[serde(default = "default_sampler")]
     pub kind: String,
     /// Seed of every random choice.
@@ -51,7 +54,7 @@ pub struct SamplerSpec {
     /// Grid only: points per parameter when the parameter lists no `values`.
     #[serde(default)]
     pub points: Option<u64>,
-    /// TPE and GP: complete trials drawn before the model takes over (default 10).
+    /// TPE, GP and auto: complete trials drawn before the model takes over (default 10).
     #[serde(default)]
     pub startup_trials: Option<u64>,
     /// TPE and GP: candidates scored per suggestion (default 24 for TPE, 1,024 for GP).
@@ -79,7 +82,7 @@ pub struct SamplerSpec {
 }
 
 fn default_sampler() -> String {
-    "random".into()
+    "auto".into()
 }
 
 impl Default for SamplerSpec {
@@ -128,7 +131,7 @@ impl SamplerSpec {
             (
                 "startup_trials",
                 self.startup_trials.is_some(),
-                &["tpe", "gp"],
+                &["tpe", "gp", "auto"],
             ),
             ("candidates", self.candidates.is_some(), &["tpe", "gp"]),
             ("gamma", self.gamma.is_some(), &["tpe"]),
@@ -209,6 +212,13 @@ impl SamplerSpec {
         self.validate()?;
         let seed = self.seed;
         Ok(match self.kind.as_str() {
+            "auto" => {
+                let mut auto = AutoSampler::new(space, seed);
+                if let Some(n) = self.startup_trials {
+                    auto.set_startup_trials(n as usize);
+                }
+                Arc::new(auto)
+            }
             "random" => Arc::new(RandomSampler::new(seed)),
             "sobol" => Arc::new(SobolSampler::new(space, seed)),
             "zoom" => {

@@ -201,7 +201,7 @@ fn every_sampler_kind_builds_and_misplaced_options_name_their_key() {
     assert_eq!(unknown.key, Some("kind"));
     assert!(unknown
         .message
-        .contains("use one of random, sobol, grid, tpe, zoom, gp"));
+        .contains("use one of auto, random, sobol, grid, tpe, zoom, gp"));
     let misplaced = SamplerSpec {
         multivariate: Some(true),
         ..SamplerSpec::of_kind("random")

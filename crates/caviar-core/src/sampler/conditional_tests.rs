@@ -98,6 +98,7 @@ fn every_sampler_gives_valid_assignments() {
             Box::new(|| run(TpeSampler::multivariate(seed), &space, 40)),
             Box::new(|| run(ZoomSampler::new(&space, seed), &space, 40)),
             Box::new(|| run(GpSampler::new(&space, seed), &space, 25)),
+            Box::new(|| run(crate::sampler::AutoSampler::new(&space, seed), &space, 40)),
             Box::new(|| {
                 let mut nsga2 = crate::sampler::Nsga2Sampler::new(seed);
                 nsga2.population_size = 10;

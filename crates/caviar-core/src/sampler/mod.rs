@@ -5,6 +5,7 @@
 //! randomness from (seed, trial number, parameter name), never from call order: the same seed
 //! gives exactly the same trials, with one worker or many.
 
+mod auto;
 mod gp;
 mod grid;
 mod inferred;
@@ -17,6 +18,7 @@ mod tpe_multi;
 mod tpe_parzen;
 mod zoom;
 
+pub use auto::{AutoChoice, AutoSampler};
 pub use gp::GpSampler;
 pub use grid::GridSampler;
 pub use inferred::{BuildForSpace, InferredSpace};

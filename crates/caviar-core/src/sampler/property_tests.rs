@@ -64,6 +64,7 @@ fn samplers(space: &SearchSpace, seed: u64) -> Vec<Box<dyn Sampler>> {
         Box::new(ZoomSampler::new(space, seed)),
         Box::new(GpSampler::new(space, seed)),
         Box::new(super::Nsga2Sampler::new(seed)),
+        Box::new(super::AutoSampler::new(space, seed)),
     ]
 }
 
@@ -356,6 +357,42 @@ proptest! {
         for (name, dist) in space.iter() {
             let v = GpSampler::new(&space, seed).sample(&ctx, name, dist).unwrap();
             prop_assert!(dist.contains(&v));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn auto_draws_with_history_stay_inside_reproduce_and_follow_its_model(
+        dists in proptest::collection::vec(arb_distribution(), 1..4),
+        seed in any::<u64>(),
+        n in 0u64..40,
+    ) {
+        let space = space_of(&dists);
+        let past = history(&space, n, seed);
+        let (running, finished): (Vec<_>, Vec<_>) =
+            past.iter().cloned().partition(|t| t.state == crate::trial::TrialState::Running);
+        let ctx = SampleContext { trial_number: n, direction: Direction::Minimize, finished: &finished, running: &running, attrs: None,
+            learn_from_pruned: false, objectives: None, };
+        let auto = super::AutoSampler::new(&space, seed);
+        let joint = auto.sample_joint(&ctx).unwrap();
+        prop_assert_eq!(&joint, &super::AutoSampler::new(&space, seed).sample_joint(&ctx).unwrap());
+        // It proposes exactly what the model it chose would.
+        let expected = match auto.choose(&ctx) {
+            super::AutoChoice::Gp(_) => GpSampler::new(&space, seed).sample_joint(&ctx).unwrap(),
+            super::AutoChoice::Tpe(_) => TpeSampler::new(seed).sample_joint(&ctx).unwrap(),
+        };
+        prop_assert_eq!(&joint, &expected);
+        for (name, (dist, value)) in &joint {
+            prop_assert_eq!(space.get(name), Some(dist));
+            prop_assert!(dist.contains(value), "auto drew {value:?} outside {dist:?}");
+        }
+        for (name, dist) in space.iter() {
+            let v = auto.sample(&ctx, name, dist).unwrap();
+            prop_assert!(dist.contains(&v), "auto drew {v:?} outside {dist:?}");
+            prop_assert_eq!(&v, &super::AutoSampler::new(&space, seed).sample(&ctx, name, dist).unwrap());
         }
     }
 }

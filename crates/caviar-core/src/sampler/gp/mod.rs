@@ -20,8 +20,11 @@ use model::Gp;
 /// The next point maximises the logarithm of expected improvement: many random candidates,
 /// then quasi-Newton climbs from the best few, then a neighbour search over discrete and
 /// categorical values. The first `n_startup` trials come from a scrambled Sobol sequence.
-/// Running trials enter the model with the worst value seen (a constant liar), so parallel
-/// workers spread out.
+/// Losses are warped before the fit (a few diverged runs do not flatten the rest). With
+/// `trust_region_dims` numeric parameters or more, candidates stay in a box around the best
+/// trial whose size follows TuRBO's success and failure counts. Running trials enter the model
+/// with the worst value seen (a constant liar), or at the model's own prediction with
+/// `kriging_believer`, so parallel workers spread out.
 ///
 /// With more than `max_fit_points` complete trials the hyperparameters are fitted on a random
 /// subset of that size, but the prediction uses every trial.
@@ -55,6 +58,13 @@ pub struct GpSampler {
     pub max_fit_points: usize,
     /// Treat running trials as bad observations.
     pub constant_liar: bool,
+    /// From this many numeric parameters on (6 by default), proposals stay inside a trust
+    /// region around the best trial (TuRBO, Eriksson et al., 2019): a global model in many
+    /// dimensions spends its trials on the box's far corners.
+    pub trust_region_dims: usize,
+    /// Running trials enter the model at its own prediction (the Kriging believer) instead of
+    /// at the worst value seen: their uncertainty collapses without painting their region bad.
+    pub kriging_believer: bool,
     /// The last fitted hyperparameters, a second starting point for the next fit.
     warm: Mutex<Option<Vec<f64>>>,
 }
@@ -83,6 +93,8 @@ impl GpSampler {
             n_local: 4,
             max_fit_points: 256,
             constant_liar: true,
+            trust_region_dims: 6,
+            kriging_believer: false,
             warm: Mutex::default(),
         }
     }
@@ -136,12 +148,24 @@ impl GpSampler {
             .take(5)
             .map(|&i| xs[i * d..i * d + d].to_vec())
             .collect();
+        let region = (enc.numbers >= self.trust_region_dims).then(|| {
+            let length = trust_region_length(&losses, &feasible, self.n_startup, enc.numbers);
+            enc.trust_region(&xs[order[0] * d..order[0] * d + d], &theta[..d], length)
+        });
         let feasibility = self.feasibility_models(&xs, &constraints, d, &mut rng);
         let mut all_x = xs;
         let mut all_y = ys;
         if self.constant_liar {
-            for t in ctx.running {
-                if let Some(x) = enc.encode(t) {
+            let believer = self.kriging_believer;
+            let pending: Vec<Vec<f64>> = ctx.running.iter().filter_map(|t| enc.encode(t)).collect();
+            if believer && !pending.is_empty() {
+                let now = Gp::new(all_x.clone(), &all_y, d, &theta)?;
+                for x in pending {
+                    all_y.push(now.predict(&x, false).mean);
+                    all_x.extend(x);
+                }
+            } else {
+                for x in pending {
                     all_x.extend(x);
                     all_y.push(worst);
                 }
@@ -153,7 +177,7 @@ impl GpSampler {
             best,
             feasibility,
         };
-        Some(self.maximise_acquisition(&acquisition, &top, &mut rng))
+        Some(self.maximise_acquisition(&acquisition, &top, region.as_ref(), &mut rng))
     }
 
     /// Fits the kernel's hyperparameters to (xs, ys), on a random subset when there are many
@@ -250,17 +274,32 @@ impl GpSampler {
         models
     }
 
+    /// The point that maximises the acquisition, inside `region` (lower and upper corners in
+    /// the unit cube) when one is given.
     fn maximise_acquisition(
         &self,
         acquisition: &Acquisition,
         top: &[Vec<f64>],
+        region: Option<&(Vec<f64>, Vec<f64>)>,
         rng: &mut Rng,
     ) -> Vec<f64> {
         let enc = &self.encoding;
         let score = |x: &[f64]| acquisition.value(x, None);
+        let into_region = |x: &mut Vec<f64>| {
+            if let Some((lo, hi)) = region {
+                for k in 0..x.len() {
+                    x[k] = x[k].clamp(lo[k], hi[k]);
+                }
+            }
+        };
         let mut candidates: Vec<Vec<f64>> = (0..self.n_candidates)
             .map(|_| {
                 let mut x = enc.random(rng);
+                if let Some((lo, hi)) = region {
+                    for k in 0..x.len() {
+                        x[k] = lo[k] + x[k] * (hi[k] - lo[k]);
+                    }
+                }
                 enc.snap(&mut x);
                 x
             })
@@ -269,6 +308,7 @@ impl GpSampler {
             for _ in 0..16 {
                 let mut x = x0.clone();
                 enc.perturb(&mut x, rng);
+                into_region(&mut x);
                 enc.snap(&mut x);
                 candidates.push(x);
             }
@@ -283,7 +323,13 @@ impl GpSampler {
             return enc.random(rng);
         };
         for (_, start) in scored.iter().take(self.n_local) {
-            let (lo, hi) = enc.local_bounds(start);
+            let (mut lo, mut hi) = enc.local_bounds(start);
+            if let Some((rlo, rhi)) = region {
+                for k in 0..lo.len() {
+                    lo[k] = lo[k].max(rlo[k]).min(start[k]);
+                    hi[k] = hi[k].min(rhi[k]).max(start[k]);
+                }
+            }
             let (x, _) = crate::optimize::minimize_box(
                 |x, g| -acquisition.value(x, Some(g)),
                 start,
@@ -302,6 +348,46 @@ impl GpSampler {
         }
         champion.1
     }
+}
+
+/// The side of the trust region, replayed from the complete trials in the order they finished
+/// (TuRBO's rule, one trial at a time): it starts at 0.8 of the unit cube, doubles after 3
+/// improvements in a row, halves after max(4, dims) trials without one, and starts again when
+/// it falls below 0.5⁷. The replay makes it the same for every worker and every resume.
+fn trust_region_length(losses: &[f64], feasible: &[bool], n_startup: usize, dims: usize) -> f64 {
+    const INITIAL: f64 = 0.8;
+    const SMALLEST: f64 = 0.0078125;
+    const LARGEST: f64 = 1.6;
+    let fail_after = dims.max(4);
+    let (mut length, mut wins, mut misses) = (INITIAL, 0, 0);
+    let mut best = f64::INFINITY;
+    for (i, (&loss, &ok)) in losses.iter().zip(feasible).enumerate() {
+        let improved = ok && loss < best - 1e-3 * best.abs();
+        if ok && loss < best {
+            best = loss;
+        }
+        if i < n_startup {
+            continue;
+        }
+        if improved {
+            wins += 1;
+            misses = 0;
+        } else {
+            misses += 1;
+            wins = 0;
+        }
+        if wins == 3 {
+            length = (2.0 * length).min(LARGEST);
+            wins = 0;
+        } else if misses == fail_after {
+            length /= 2.0;
+            misses = 0;
+            if length < SMALLEST {
+                length = INITIAL;
+            }
+        }
+    }
+    length
 }
 
 /// What the GP maximises: log expected improvement over the best feasible trial, plus the log
@@ -351,6 +437,13 @@ impl Acquisition {
     }
 }
 
+impl GpSampler {
+    /// Whether the model proposes `name` drawn from `dist` (it is in the space it was built for).
+    pub(crate) fn covers(&self, name: &str, dist: &Distribution) -> bool {
+        self.encoding.covers(name, dist)
+    }
+}
+
 impl Sampler for GpSampler {
     fn sample(
         &self,
@@ -396,6 +489,8 @@ impl Sampler for GpSampler {
 struct Encoding {
     params: Vec<(String, Distribution, usize, usize)>,
     dim: usize,
+    /// Numeric parameters (one column each).
+    numbers: usize,
     /// The space, for its conditions: a parameter a trial lacks because its conditions fail
     /// sits at a fixed point (numbers at the middle, categories all zero), so the model learns
     /// from every trial and compares like with like within a branch.
@@ -417,11 +512,37 @@ impl Encoding {
             params.push((name.clone(), dist.clone(), dim, width));
             dim += width;
         }
+        let numbers = params
+            .iter()
+            .filter(|p| !matches!(p.1, Distribution::Categorical { .. }))
+            .count();
         Encoding {
             params,
             dim,
+            numbers,
             space: space.clone(),
         }
+    }
+
+    /// The box around `centre` whose side on each number is `length` times its lengthscale
+    /// relative to their geometric mean (so the region is long where the objective changes
+    /// slowly); categories stay free. `ln_ls` holds the log lengthscales of every column.
+    fn trust_region(&self, centre: &[f64], ln_ls: &[f64], length: f64) -> (Vec<f64>, Vec<f64>) {
+        let numeric: Vec<usize> = self
+            .params
+            .iter()
+            .filter(|p| !matches!(p.1, Distribution::Categorical { .. }))
+            .map(|p| p.2)
+            .collect();
+        let mean_ln = numeric.iter().map(|&k| ln_ls[k]).sum::<f64>() / numeric.len().max(1) as f64;
+        let mut lo = vec![0.0; self.dim];
+        let mut hi = vec![1.0; self.dim];
+        for &k in &numeric {
+            let half = 0.5 * length * (ln_ls[k] - mean_ln).exp();
+            lo[k] = (centre[k] - half).max(0.0);
+            hi[k] = (centre[k] + half).min(1.0);
+        }
+        (lo, hi)
     }
 
     /// Puts the parameters that `x`'s own parents rule out at their fixed point.
@@ -617,4 +738,55 @@ fn argmax(values: &[f64]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::Scale;
+
+    #[test]
+    fn the_trust_region_grows_on_wins_shrinks_on_misses_and_restarts() {
+        let ok = vec![true; 200];
+        // Start-up trials never move it.
+        let startup: Vec<f64> = (0..10).map(|i| 10.0 - i as f64).collect();
+        assert_eq!(trust_region_length(&startup, &ok, 10, 6), 0.8);
+        // Three improvements in a row double it (capped at 1.6).
+        let mut wins = startup.clone();
+        wins.extend([0.5, 0.4, 0.3]);
+        assert_eq!(trust_region_length(&wins, &ok, 10, 6), 1.6);
+        // Six misses in six dimensions halve it; an infeasible trial is a miss.
+        let mut misses = startup.clone();
+        misses.extend([5.0; 5]);
+        let mut infeasible = ok.clone();
+        misses.push(-100.0);
+        infeasible[15] = false;
+        assert_eq!(trust_region_length(&misses, &infeasible, 10, 6), 0.4);
+        // Halved below 0.5^7 it starts again at 0.8: 7 halvings, then one more.
+        let mut stuck = startup.clone();
+        stuck.extend([5.0; 6 * 7]);
+        assert_eq!(trust_region_length(&stuck, &ok, 10, 6), 0.8);
+        stuck.extend([5.0; 6]);
+        assert_eq!(trust_region_length(&stuck, &ok, 10, 6), 0.4);
+    }
+
+    #[test]
+    fn the_trust_region_is_long_where_the_objective_is_flat_and_leaves_categories_free() {
+        let mut space = SearchSpace::new();
+        for name in ["a", "b"] {
+            let dist = Distribution::float(0.0, 1.0, Scale::Linear).unwrap();
+            space.add(name, dist).unwrap();
+        }
+        space
+            .add("c", Distribution::categorical(["x", "y"]).unwrap())
+            .unwrap();
+        let enc = Encoding::new(&space);
+        // Columns: a, b, then c's two one-hot columns; a's lengthscale is e² times b's.
+        let ln_ls = [1.0, -1.0, 0.0, 0.0];
+        let (lo, hi) = enc.trust_region(&[0.5, 0.5, 1.0, 0.0], &ln_ls, 0.2);
+        let side = |k: usize| hi[k] - lo[k];
+        assert!((side(0) / side(1) - (2.0f64).exp()).abs() < 1e-9);
+        assert!(((side(0) * side(1)).sqrt() - 0.2).abs() < 1e-9);
+        assert_eq!((lo[2], hi[2], lo[3], hi[3]), (0.0, 1.0, 0.0, 1.0));
+    }
 }

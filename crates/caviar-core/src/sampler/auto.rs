@@ -1,0 +1,297 @@
+//! The automatic sampler: a Gaussian process where one pays off, TPE where it does not.
+
+use super::gp::GpSampler;
+use super::tpe::TpeSampler;
+use super::{JointSample, SampleContext, Sampler, SamplerError};
+use crate::space::{Distribution, ParamValue, SearchSpace};
+
+/// Which model proposes a trial, and the rule that chose it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoChoice {
+    /// Gaussian-process Bayesian optimisation ([`GpSampler`]).
+    Gp(&'static str),
+    /// Tree-structured Parzen estimator ([`TpeSampler`]).
+    Tpe(&'static str),
+}
+
+impl AutoChoice {
+    /// The model's registry name.
+    pub fn model(&self) -> &'static str {
+        match self {
+            AutoChoice::Gp(_) => "gp",
+            AutoChoice::Tpe(_) => "tpe",
+        }
+    }
+
+    /// The rule that chose it, in words.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AutoChoice::Gp(r) | AutoChoice::Tpe(r) => r,
+        }
+    }
+}
+
+/// Chooses a model for each trial from what the study is and what it has seen, then lets that
+/// model propose. In order, the first rule that applies decides (docs/samplers.md has the
+/// measurements behind each):
+///
+/// | study | model |
+/// |---|---|
+/// | several objectives | TPE, ranking trials by Pareto front |
+/// | a pruner has stopped a trial | TPE, which learns from how far pruned trials got |
+/// | no declared parameters, or conditional ones | TPE, which models each branch on its own |
+/// | more one-hot columns than numbers (mostly categorical) | TPE |
+/// | more than `gp_max_trials` complete trials | TPE (the GP's ask grows as n² to n³) |
+/// | otherwise | the GP and TPE in turns: even trial numbers the GP, odd ones TPE |
+///
+/// The choice depends only on the study and its finished trials, so seeds reproduce exactly.
+///
+/// ```
+/// use caviar_core::prelude::*;
+/// use caviar_core::sampler::AutoSampler;
+/// let mut space = SearchSpace::new();
+/// space.add("x", Distribution::float(-5.0, 5.0, Scale::Linear).unwrap()).unwrap();
+/// let study = Study::builder("auto").sampler(AutoSampler::new(&space, 0)).build().unwrap();
+/// study.optimize(20, |t| {
+///     let x = t.suggest_float("x", -5.0, 5.0, Scale::Linear)?;
+///     Ok((x - 1.0).powi(2))
+/// }).unwrap();
+/// assert!(study.best_trial().unwrap().unwrap().value.unwrap() < 0.05);
+/// ```
+#[derive(Debug)]
+pub struct AutoSampler {
+    gp: GpSampler,
+    tpe: TpeSampler,
+    numbers: usize,
+    one_hot_columns: usize,
+    conditional: bool,
+    /// Above this many complete trials TPE takes over from the GP (its ask stays under a
+    /// millisecond where the GP's passes a third of a second).
+    pub gp_max_trials: usize,
+}
+
+impl AutoSampler {
+    /// An automatic sampler over `space` (an empty space: TPE draws each parameter as it comes).
+    pub fn new(space: &SearchSpace, seed: u64) -> Self {
+        let mut numbers = 0;
+        let mut one_hot_columns = 0;
+        for (_, dist) in space.iter() {
+            match dist {
+                Distribution::Categorical { choices } => one_hot_columns += choices.len(),
+                _ => numbers += 1,
+            }
+        }
+        AutoSampler {
+            gp: GpSampler::new(space, seed),
+            tpe: TpeSampler::new(seed),
+            numbers,
+            one_hot_columns,
+            conditional: space.is_conditional(),
+            gp_max_trials: 1000,
+        }
+    }
+
+    /// Complete trials before either model takes over (10 by default): Sobol points for the
+    /// GP, random ones for TPE.
+    pub fn set_startup_trials(&mut self, n: usize) {
+        self.gp.n_startup = n;
+        self.tpe.n_startup = n;
+    }
+
+    /// The model that proposes the trial in `ctx`, and why.
+    pub fn choose(&self, ctx: &SampleContext<'_>) -> AutoChoice {
+        if ctx.objectives.is_some() {
+            return AutoChoice::Tpe("several objectives");
+        }
+        // A pruner that has stopped a trial: TPE learns from how far pruned trials got. A
+        // pruner that never fires (scripts that do not report) changes nothing.
+        if ctx.learn_from_pruned
+            && ctx
+                .finished
+                .iter()
+                .any(|t| t.state == crate::trial::TrialState::Pruned)
+        {
+            return AutoChoice::Tpe("trials are pruned");
+        }
+        if self.numbers + self.one_hot_columns == 0 {
+            return AutoChoice::Tpe("no declared parameters");
+        }
+        if self.conditional {
+            return AutoChoice::Tpe("conditional parameters");
+        }
+        if self.one_hot_columns > self.numbers {
+            return AutoChoice::Tpe("mostly categorical parameters");
+        }
+        let complete = ctx
+            .finished
+            .iter()
+            .filter(|t| t.state == crate::trial::TrialState::Complete)
+            .count();
+        if complete > self.gp_max_trials {
+            return AutoChoice::Tpe("many trials");
+        }
+        // A portfolio: the two models take turns, each learning from every trial. TPE's
+        // proposals spread around the good trials and the GP refines between them; together
+        // they beat either alone (docs/samplers.md).
+        if ctx.trial_number % 2 == 1 {
+            return AutoChoice::Tpe("portfolio: TPE's turn");
+        }
+        AutoChoice::Gp("portfolio: the GP's turn")
+    }
+}
+
+impl Sampler for AutoSampler {
+    fn sample(
+        &self,
+        ctx: &SampleContext<'_>,
+        name: &str,
+        dist: &Distribution,
+    ) -> Result<ParamValue, SamplerError> {
+        match self.choose(ctx) {
+            // The GP's start-up draws (Sobol) cover its space; TPE draws what lies outside it.
+            AutoChoice::Gp(_) if self.gp.covers(name, dist) => self.gp.sample(ctx, name, dist),
+            _ => self.tpe.sample(ctx, name, dist),
+        }
+    }
+
+    fn sample_joint(&self, ctx: &SampleContext<'_>) -> Result<JointSample, SamplerError> {
+        match self.choose(ctx) {
+            AutoChoice::Gp(_) => self.gp.sample_joint(ctx),
+            AutoChoice::Tpe(_) => self.tpe.sample_joint(ctx),
+        }
+    }
+
+    fn needs_history(&self) -> bool {
+        true
+    }
+
+    fn learns_from_prior(&self) -> bool {
+        true
+    }
+
+    fn name(&self) -> &'static str {
+        "auto"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::space::{Condition, Scale};
+    use crate::trial::{Direction, FrozenTrial, TrialId, TrialState};
+
+    fn numeric_space(d: usize) -> SearchSpace {
+        let mut space = SearchSpace::new();
+        for i in 0..d {
+            let dist = Distribution::float(0.0, 1.0, Scale::Linear).unwrap();
+            space.add(&format!("x{i}"), dist).unwrap();
+        }
+        space
+    }
+
+    fn trials(n: usize, state: TrialState) -> Vec<Arc<FrozenTrial>> {
+        (0..n)
+            .map(|i| {
+                Arc::new(FrozenTrial {
+                    id: TrialId(i as i64),
+                    number: i as u64,
+                    state,
+                    params: Default::default(),
+                    distributions: Default::default(),
+                    value: Some(i as f64),
+                    intermediate: vec![(1, i as f64)],
+                    error: None,
+                    worker: None,
+                    started_ms: None,
+                    finished_ms: None,
+                    constraints: Vec::new(),
+                    values: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
+    fn ctx<'a>(finished: &'a [Arc<FrozenTrial>], prunes: bool) -> SampleContext<'a> {
+        SampleContext {
+            trial_number: finished.len() as u64,
+            direction: Direction::Minimize,
+            finished,
+            running: &[],
+            attrs: None,
+            learn_from_pruned: prunes,
+            objectives: None,
+        }
+    }
+
+    #[test]
+    fn each_rule_chooses_its_model() {
+        let numeric = AutoSampler::new(&numeric_space(3), 0);
+        let done = trials(20, TrialState::Complete);
+        assert_eq!(numeric.choose(&ctx(&done, false)).model(), "gp");
+        let odd = SampleContext {
+            trial_number: 21,
+            ..ctx(&done, false)
+        };
+        assert_eq!(
+            numeric.choose(&odd),
+            AutoChoice::Tpe("portfolio: TPE's turn")
+        );
+        // A pruner that has not fired changes nothing; one that has hands over to TPE.
+        assert_eq!(numeric.choose(&ctx(&done, true)).model(), "gp");
+        let mut pruned = done.clone();
+        pruned.extend(trials(1, TrialState::Pruned));
+        assert_eq!(
+            numeric.choose(&ctx(&pruned, true)),
+            AutoChoice::Tpe("trials are pruned")
+        );
+        let ranks = crate::pareto::ObjectiveRanks::new(&[Direction::Minimize; 2], []);
+        let several = SampleContext {
+            objectives: Some(&ranks),
+            ..ctx(&done, false)
+        };
+        assert_eq!(
+            numeric.choose(&several),
+            AutoChoice::Tpe("several objectives")
+        );
+        let many = trials(1001, TrialState::Complete);
+        assert_eq!(numeric.choose(&ctx(&many, false)).reason(), "many trials");
+        assert_eq!(numeric.choose(&ctx(&many[..1000], false)).model(), "gp");
+
+        let mut categorical = numeric_space(1);
+        categorical
+            .add("act", Distribution::categorical(["relu", "tanh"]).unwrap())
+            .unwrap();
+        // One number, two one-hot columns.
+        let auto = AutoSampler::new(&categorical, 0);
+        assert_eq!(
+            auto.choose(&ctx(&done, false)).reason(),
+            "mostly categorical parameters"
+        );
+        categorical
+            .set_conditions(
+                "x0",
+                vec![Condition {
+                    parent: "act".into(),
+                    allowed: vec![ParamValue::Str("relu".into())],
+                }],
+            )
+            .unwrap();
+        categorical
+            .add("y", Distribution::float(0.0, 1.0, Scale::Linear).unwrap())
+            .unwrap();
+        assert_eq!(
+            AutoSampler::new(&categorical, 0)
+                .choose(&ctx(&done, false))
+                .reason(),
+            "conditional parameters"
+        );
+        assert_eq!(
+            AutoSampler::new(&SearchSpace::new(), 0)
+                .choose(&ctx(&done, false))
+                .model(),
+            "tpe"
+        );
+    }
+}
