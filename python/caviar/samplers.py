@@ -50,11 +50,10 @@ class BaseSampler:
 
 
 class AutoSampler(BaseSampler):
-    """The default: while the study is numeric, single-objective, unpruned and under
-    1,000 trials, a Gaussian process and TPE take turns (each learns from every trial);
-    TPE alone otherwise (several objectives, pruning, conditional or mostly categorical
-    parameters, many trials). The choice is remade at each trial from the study and its
-    trials, so seeds reproduce exactly.
+    """The default: a Gaussian process and TPE take turns (each learns from every
+    trial), with pruning too; TPE alone once the study has several objectives or
+    more than 1,000 complete trials. The choice is remade at each trial from the study and
+    its trials, so seeds reproduce exactly. Optuna's default is ``TPESampler()``.
 
     ``constraints_func`` (as in Optuna) takes each trial as it completes and returns its
     constraint values, each at most 0 where the constraint holds; both models learn the

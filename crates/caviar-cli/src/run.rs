@@ -198,6 +198,10 @@ pub(crate) fn open_config_study(
     let kept;
     let cfg = match stored_default_kind(storage, cfg)? {
         Some(kind) => {
+            eprintln!(
+                "study `{}` keeps [sampler] kind = \"{kind}\", stored with it; the file names no kind (write kind = \"{}\" for the new default)",
+                cfg.file.name, cfg.file.sampler.kind
+            );
             let mut old = cfg.clone();
             old.file.sampler.kind = kind;
             kept = old;

@@ -2411,3 +2411,48 @@ fn two_objectives_give_a_pareto_front_with_its_hypervolume() {
         assert!(err.contains(says), "{says}: {err}");
     }
 }
+
+#[test]
+fn a_study_made_under_the_old_default_sampler_keeps_it_when_its_file_names_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = |sampler: &str| {
+        format!(
+            "name = \"kept\"\nmetric = \"loss\"\ntrials = TRIALS\n\
+             command = [\"sh\", \"-c\", \"echo loss=$CAVIAR_PARAM_X\"]\n{sampler}\
+             [params]\nx = {{ low = 0.0, high = 1.0 }}\n"
+        )
+    };
+    // The study as a version whose default was random stored it.
+    let old = body("[sampler]\nkind = \"random\"\n").replace("TRIALS", "3");
+    let study = write_study(dir.path(), "kept", &old);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same study resumed from a file that names no sampler.
+    let resumed = write_study(dir.path(), "kept", &body("").replace("TRIALS", "5"));
+    let out = caviar(dir.path(), &["run", resumed.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("keeps [sampler] kind = \"random\""),
+        "{stderr}"
+    );
+    assert_eq!(trials_json(dir.path(), "kept").len(), 5);
+    // A new study from the same file gets the new default, and says nothing.
+    let fresh = write_study(
+        dir.path(),
+        "fresh",
+        &body("")
+            .replace("TRIALS", "2")
+            .replace("\"kept\"", "\"fresh\""),
+    );
+    let out = caviar(dir.path(), &["run", fresh.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("keeps [sampler]"), "{stderr}");
+    let spec = caviar(dir.path(), &["studies", "--json"]);
+    assert!(String::from_utf8_lossy(&spec.stdout).contains("fresh"));
+}

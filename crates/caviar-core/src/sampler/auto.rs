@@ -39,8 +39,7 @@ impl AutoChoice {
 /// |---|---|
 /// | several objectives | TPE, ranking trials by Pareto front |
 /// | a pruner has stopped a trial | TPE, which learns from how far pruned trials got |
-/// | no declared parameters, or conditional ones | TPE, which models each branch on its own |
-/// | more one-hot columns than numbers (mostly categorical) | TPE |
+/// | no declared parameters (define-by-run, before its space is known) | TPE |
 /// | more than `gp_max_trials` complete trials | TPE (the GP's ask grows as n² to n³) |
 /// | otherwise | the GP and TPE in turns: even trial numbers the GP, odd ones TPE |
 ///
@@ -62,9 +61,8 @@ impl AutoChoice {
 pub struct AutoSampler {
     gp: GpSampler,
     tpe: TpeSampler,
-    numbers: usize,
-    one_hot_columns: usize,
-    conditional: bool,
+    /// Declared parameters: none in a define-by-run study before its space is known.
+    columns: usize,
     /// Above this many complete trials TPE takes over from the GP (its ask stays under a
     /// millisecond where the GP's passes a third of a second).
     pub gp_max_trials: usize,
@@ -73,20 +71,10 @@ pub struct AutoSampler {
 impl AutoSampler {
     /// An automatic sampler over `space` (an empty space: TPE draws each parameter as it comes).
     pub fn new(space: &SearchSpace, seed: u64) -> Self {
-        let mut numbers = 0;
-        let mut one_hot_columns = 0;
-        for (_, dist) in space.iter() {
-            match dist {
-                Distribution::Categorical { choices } => one_hot_columns += choices.len(),
-                _ => numbers += 1,
-            }
-        }
         AutoSampler {
             gp: GpSampler::new(space, seed),
             tpe: TpeSampler::new(seed),
-            numbers,
-            one_hot_columns,
-            conditional: space.is_conditional(),
+            columns: space.len(),
             gp_max_trials: 1000,
         }
     }
@@ -113,14 +101,8 @@ impl AutoSampler {
         {
             return AutoChoice::Tpe("trials are pruned");
         }
-        if self.numbers + self.one_hot_columns == 0 {
+        if self.columns == 0 {
             return AutoChoice::Tpe("no declared parameters");
-        }
-        if self.conditional {
-            return AutoChoice::Tpe("conditional parameters");
-        }
-        if self.one_hot_columns > self.numbers {
-            return AutoChoice::Tpe("mostly categorical parameters");
         }
         let complete = ctx
             .finished
@@ -259,17 +241,12 @@ mod tests {
         assert_eq!(numeric.choose(&ctx(&many, false)).reason(), "many trials");
         assert_eq!(numeric.choose(&ctx(&many[..1000], false)).model(), "gp");
 
-        let mut categorical = numeric_space(1);
-        categorical
+        // Conditional and categorical parameters stay with the turns: the GP encodes both.
+        let mut mixed = numeric_space(1);
+        mixed
             .add("act", Distribution::categorical(["relu", "tanh"]).unwrap())
             .unwrap();
-        // One number, two one-hot columns.
-        let auto = AutoSampler::new(&categorical, 0);
-        assert_eq!(
-            auto.choose(&ctx(&done, false)).reason(),
-            "mostly categorical parameters"
-        );
-        categorical
+        mixed
             .set_conditions(
                 "x0",
                 vec![Condition {
@@ -278,14 +255,11 @@ mod tests {
                 }],
             )
             .unwrap();
-        categorical
-            .add("y", Distribution::float(0.0, 1.0, Scale::Linear).unwrap())
-            .unwrap();
         assert_eq!(
-            AutoSampler::new(&categorical, 0)
+            AutoSampler::new(&mixed, 0)
                 .choose(&ctx(&done, false))
-                .reason(),
-            "conditional parameters"
+                .model(),
+            "gp"
         );
         assert_eq!(
             AutoSampler::new(&SearchSpace::new(), 0)
