@@ -2,8 +2,9 @@
 # Issue 20's suite: the sigopt problems listed in benches/suite/sigopt.txt and the scikit-learn
 # tasks of benches/suite/sklearn_problem.py, each with caviar's samplers and Optuna's, then
 # per-problem verdicts (benches/suite/verdicts.py).
-# Needs kurobako 0.2.10 (cargo install) and python3 with optuna==4.4.0, kurobako==0.2.1, scipy
-# and scikit-learn (pip); Optuna's GPSampler also needs torch.
+# Needs kurobako 0.2.10 (cargo install) and python3 with optuna==4.4.0, kurobako==0.2.1, scipy,
+# scikit-learn and "setuptools<81" (kurobako's Optuna solver imports pkg_resources); Optuna's
+# GPSampler also needs torch (set OMP_NUM_THREADS=1, or two studies fight over the cores).
 #   bash benches/kurobako_suite.sh [REPEATS] [BUDGET]
 # Environment: PARTS="sigopt sklearn" (default both), CAVIAR_SAMPLERS="auto" (caviar's
 # kurobako-solver samplers), OPTUNA_SAMPLERS="TPESampler GPSampler", OUT (default

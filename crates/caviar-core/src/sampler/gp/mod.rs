@@ -67,6 +67,12 @@ pub struct GpSampler {
     /// painting their region bad. With 4 workers it is better than the liar on 10 of 10
     /// kurobako problems (docs/samplers.md).
     pub kriging_believer: bool,
+    /// Warp each input by a Kumaraswamy CDF fitted with the kernel (as HEBO does), so the
+    /// model can stretch the part of a range where the objective changes fast. Off by
+    /// default: on the sigopt suite it lost to the plain kernel on 4 problems of 30 at 100
+    /// trials and 7 at 50, and won on none and 1 (its 2 extra hyperparameters per column
+    /// overfit few trials).
+    pub input_warping: bool,
     /// The last fitted hyperparameters, a second starting point for the next fit.
     warm: Mutex<Option<Vec<f64>>>,
 }
@@ -97,6 +103,7 @@ impl GpSampler {
             constant_liar: true,
             trust_region_dims: 6,
             kriging_believer: true,
+            input_warping: false,
             warm: Mutex::default(),
         }
     }
@@ -209,9 +216,9 @@ impl GpSampler {
         } else {
             (xs, ys)
         };
-        let mut starts = vec![model::default_theta(d)];
+        let mut starts = vec![model::default_theta(d, self.input_warping)];
         if let Some(w) = warm.and_then(|w| w.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
-            if w.len() == d + 2 {
+            if w.len() == starts[0].len() {
                 starts.push(w);
             }
         }
@@ -746,6 +753,28 @@ fn argmax(values: &[f64]) -> usize {
 mod tests {
     use super::*;
     use crate::space::Scale;
+
+    #[test]
+    fn a_warped_gp_still_finds_a_log_scale_optimum() {
+        use crate::study::Study;
+        let mut space = SearchSpace::new();
+        let x = Distribution::float(-5.0, 5.0, Scale::Linear).unwrap();
+        space.add("x", x).unwrap();
+        let lr = Distribution::float(1e-5, 1.0, Scale::Log).unwrap();
+        space.add("lr", lr).unwrap();
+        let mut gp = GpSampler::new(&space, 3);
+        gp.input_warping = true;
+        let study = Study::builder("warped").sampler(gp).build().unwrap();
+        study
+            .optimize(30, |t| {
+                let x = t.suggest_float("x", -5.0, 5.0, Scale::Linear)?;
+                let lr = t.suggest_float("lr", 1e-5, 1.0, Scale::Log)?;
+                Ok((x - 1.0).powi(2) + (lr.log10() + 3.0).powi(2))
+            })
+            .unwrap();
+        let best = study.best_trial().unwrap().unwrap().value.unwrap();
+        assert!(best < 0.05, "{best}");
+    }
 
     #[test]
     fn the_trust_region_grows_on_wins_shrinks_on_misses_and_restarts() {

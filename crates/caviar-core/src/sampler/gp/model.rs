@@ -12,6 +12,64 @@ const LN_2PI: f64 = 1.837_877_066_409_345_3;
 const LN_LS_BOUNDS: (f64, f64) = (-5.3, 5.3); // 0.005 .. 200
 const LN_SCALE_BOUNDS: (f64, f64) = (-4.6, 4.6); // 0.01 .. 100
 const LN_NOISE_BOUNDS: (f64, f64) = (-13.8, 0.7); // 1e-6 .. 2
+/// Bounds of ln a and ln b of each column's Kumaraswamy warping (a, b in 0.22 .. 4.5).
+const LN_WARP_BOUNDS: (f64, f64) = (-1.5, 1.5);
+/// Inputs are kept this far inside (0, 1), where the warping's slope is finite.
+const EDGE: f64 = 1e-6;
+
+/// Input warping by the Kumaraswamy CDF, 1 - (1 - x^a)^b, one (a, b) per column (as HEBO warps
+/// its inputs): a and b near 1 leave x as it is; other values stretch the region where the
+/// objective changes fast. `theta` holds [.., ln a_1..ln a_d, ln b_1..ln b_d] after the
+/// lengthscales, signal and noise, or nothing (no warping).
+#[derive(Clone, Debug)]
+pub(crate) struct Warp {
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl Warp {
+    /// The warping in `theta`, if it has one.
+    pub fn of(theta: &[f64], d: usize) -> Option<Warp> {
+        (theta.len() == 3 * d + 2).then(|| Warp {
+            a: theta[d + 2..2 * d + 2].iter().map(|v| v.exp()).collect(),
+            b: theta[2 * d + 2..].iter().map(|v| v.exp()).collect(),
+        })
+    }
+
+    /// The warped point, column by column.
+    pub fn apply(&self, x: &[f64]) -> Vec<f64> {
+        let d = self.a.len();
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let q = i % d;
+                let v = v.clamp(EDGE, 1.0 - EDGE);
+                1.0 - (1.0 - v.powf(self.a[q])).powf(self.b[q])
+            })
+            .collect()
+    }
+
+    /// dw/dx at `v` in column `q`.
+    fn slope(&self, v: f64, q: usize) -> f64 {
+        if !(EDGE..=1.0 - EDGE).contains(&v) {
+            return 0.0;
+        }
+        let (a, b) = (self.a[q], self.b[q]);
+        let va = v.powf(a);
+        a * b * v.powf(a - 1.0) * (1.0 - va).powf(b - 1.0)
+    }
+
+    /// dw/d ln a and dw/d ln b at `v` in column `q`.
+    fn parameter_slopes(&self, v: f64, q: usize) -> (f64, f64) {
+        let v = v.clamp(EDGE, 1.0 - EDGE);
+        let (a, b) = (self.a[q], self.b[q]);
+        let va = v.powf(a);
+        let rest = 1.0 - va;
+        let d_ln_a = a * b * rest.powf(b - 1.0) * va * v.ln();
+        let d_ln_b = -b * rest.powf(b) * rest.ln();
+        (d_ln_a, d_ln_b)
+    }
+}
 
 /// k/s² and c/s² of the Matérn-5/2 kernel at squared scaled distance `r2`, where
 /// c = (5/3)(1 + √5 r) e^{-√5 r} is the factor shared by all its derivatives:
@@ -46,14 +104,31 @@ fn log_prior(theta: &[f64], d: usize, grad: &mut [f64]) -> f64 {
     let z = theta[d + 1] - noise_mean;
     nlp += 0.5 * z * z / noise_var;
     grad[d + 1] += z / noise_var;
+    // Warpings near the identity unless the data say otherwise.
+    let warp_var = 0.5;
+    for k in d + 2..theta.len() {
+        nlp += 0.5 * theta[k] * theta[k] / warp_var;
+        grad[k] += theta[k] / warp_var;
+    }
     nlp
 }
 
 /// Negative log posterior of the hyperparameters `theta` = [ln ℓ_1..ln ℓ_d, ln s², ln σ²] for
 /// points `x` (n × d, row-major) and standardised targets `y`; writes its gradient.
-fn neg_log_posterior(x: &[f64], y: &[f64], d: usize, theta: &[f64], grad: &mut [f64]) -> f64 {
+fn neg_log_posterior(raw: &[f64], y: &[f64], d: usize, theta: &[f64], grad: &mut [f64]) -> f64 {
     let n = y.len();
     grad.iter_mut().for_each(|g| *g = 0.0);
+    let warp = Warp::of(theta, d);
+    let warped;
+    let x = match &warp {
+        Some(w) => {
+            warped = w.apply(raw);
+            &warped[..]
+        }
+        None => raw,
+    };
+    // ∂nll/∂x of each warped input, for the warping's gradient.
+    let mut input_grad = vec![0.0; if warp.is_some() { n * d } else { 0 }];
     let inv_ls2: Vec<f64> = theta[..d].iter().map(|l| (-2.0 * l).exp()).collect();
     let (s2, noise) = (theta[d].exp(), theta[d + 1].exp());
     let mut k = vec![0.0; n * n];
@@ -95,6 +170,12 @@ fn neg_log_posterior(x: &[f64], y: &[f64], d: usize, theta: &[f64], grad: &mut [
             for q in 0..d {
                 let delta = xi[q] - xj[q];
                 grad[q] += coef * delta * delta;
+                if warp.is_some() {
+                    // ∂K_ij/∂x_iq = -c_ij Δ/ℓ², counted for (i, j) and (j, i): ½ · 2.
+                    let g = -coef * delta * inv_ls2[q];
+                    input_grad[i * d + q] += g;
+                    input_grad[j * d + q] -= g;
+                }
             }
         }
     }
@@ -103,6 +184,15 @@ fn neg_log_posterior(x: &[f64], y: &[f64], d: usize, theta: &[f64], grad: &mut [
     }
     grad[d] = 0.5 * scale_grad;
     grad[d + 1] = 0.5 * noise * diag_w;
+    if let Some(w) = &warp {
+        for i in 0..n {
+            for q in 0..d {
+                let (da, db) = w.parameter_slopes(raw[i * d + q], q);
+                grad[d + 2 + q] += input_grad[i * d + q] * da;
+                grad[2 * d + 2 + q] += input_grad[i * d + q] * db;
+            }
+        }
+    }
     nll + log_prior(theta, d, grad)
 }
 
@@ -128,6 +218,9 @@ pub(crate) fn fit_hyperparameters(
     let mut hi = vec![LN_LS_BOUNDS.1; d];
     lo.extend([LN_SCALE_BOUNDS.0, LN_NOISE_BOUNDS.0]);
     hi.extend([LN_SCALE_BOUNDS.1, LN_NOISE_BOUNDS.1]);
+    let size = starts.first().map_or(d + 2, Vec::len);
+    lo.resize(size, LN_WARP_BOUNDS.0);
+    hi.resize(size, LN_WARP_BOUNDS.1);
     let mut best: Option<(Vec<f64>, f64)> = None;
     for start in starts {
         let (theta, value) = minimize_box(
@@ -145,16 +238,22 @@ pub(crate) fn fit_hyperparameters(
     best.map(|(t, _)| t)
 }
 
-/// The default starting hyperparameters: lengthscale 1 in the unit cube, unit signal, small noise.
-pub(crate) fn default_theta(d: usize) -> Vec<f64> {
+/// The default starting hyperparameters: lengthscale 1 in the unit cube, unit signal, small
+/// noise, and with `warp` the identity warping of every column.
+pub(crate) fn default_theta(d: usize, warp: bool) -> Vec<f64> {
     let mut t = vec![0.0; d];
     t.extend([0.0, -6.9]);
+    if warp {
+        t.extend(vec![0.0; 2 * d]);
+    }
     t
 }
 
 /// A fitted Gaussian process, ready to predict.
 pub(crate) struct Gp {
     d: usize,
+    warp: Option<Warp>,
+    /// The training inputs, warped.
     x: Vec<f64>,
     inv_ls2: Vec<f64>,
     s2: f64,
@@ -174,6 +273,11 @@ impl Gp {
     /// Conditions the process with hyperparameters `theta` on (x, y).
     pub fn new(x: Vec<f64>, y: &[f64], d: usize, theta: &[f64]) -> Option<Gp> {
         let n = y.len();
+        let warp = Warp::of(theta, d);
+        let x = match &warp {
+            Some(w) => w.apply(&x),
+            None => x,
+        };
         let inv_ls2: Vec<f64> = theta[..d].iter().map(|l| (-2.0 * l).exp()).collect();
         let (s2, noise) = (theta[d].exp(), theta[d + 1].exp());
         let mut k = vec![0.0; n * n];
@@ -191,6 +295,7 @@ impl Gp {
         chol.solve(&mut alpha);
         Some(Gp {
             d,
+            warp,
             x,
             inv_ls2,
             s2,
@@ -200,8 +305,16 @@ impl Gp {
     }
 
     /// Mean and variance of the latent function at `q`, and their gradients if `with_grad`.
-    pub fn predict(&self, q: &[f64], with_grad: bool) -> Prediction {
+    pub fn predict(&self, raw: &[f64], with_grad: bool) -> Prediction {
         let (n, d) = (self.alpha.len(), self.d);
+        let warped;
+        let q = match &self.warp {
+            Some(w) => {
+                warped = w.apply(raw);
+                &warped[..]
+            }
+            None => raw,
+        };
         let mut kv = vec![0.0; n];
         let mut cv = vec![0.0; n];
         for i in 0..n {
@@ -245,6 +358,11 @@ impl Gp {
             } else {
                 -2.0 * dvar[k] * self.inv_ls2[k]
             };
+            if let Some(w) = &self.warp {
+                let slope = w.slope(raw[k], k);
+                dmean[k] *= slope;
+                dvar[k] *= slope;
+            }
         }
         Prediction {
             mean,
@@ -272,17 +390,26 @@ mod tests {
     fn hyperparameter_gradient_matches_finite_differences() {
         let (d, n) = (3, 12);
         let (x, y) = data(n, d, 1);
-        let theta = vec![-0.5, 0.3, 1.0, 0.2, -3.0];
-        let mut g = vec![0.0; d + 2];
+        let plain = vec![-0.5, 0.3, 1.0, 0.2, -3.0];
+        let mut warped = plain.clone();
+        warped.extend([0.4, -0.3, 0.1, -0.6, 0.2, 0.5]);
+        for theta in [plain, warped] {
+            gradient_matches(&x, &y, d, &theta);
+        }
+    }
+
+    fn gradient_matches(x: &[f64], y: &[f64], d: usize, theta: &[f64]) {
+        let (x, y, theta) = (x.to_vec(), y.to_vec(), theta.to_vec());
+        let mut g = vec![0.0; theta.len()];
         let f0 = neg_log_posterior(&x, &y, d, &theta, &mut g);
         assert!(f0.is_finite());
-        for k in 0..d + 2 {
+        for k in 0..theta.len() {
             let e = 1e-5;
             let mut tp = theta.clone();
             tp[k] += e;
             let mut tm = theta.clone();
             tm[k] -= e;
-            let mut scratch = vec![0.0; d + 2];
+            let mut scratch = vec![0.0; theta.len()];
             let num = (neg_log_posterior(&x, &y, d, &tp, &mut scratch)
                 - neg_log_posterior(&x, &y, d, &tm, &mut scratch))
                 / (2.0 * e);
@@ -298,7 +425,15 @@ mod tests {
     fn prediction_gradients_match_finite_differences() {
         let (d, n) = (2, 15);
         let (x, y) = data(n, d, 2);
-        let gp = Gp::new(x, &y, d, &[-1.0, 0.5, 0.1, -6.0]).unwrap();
+        let plain = Gp::new(x.clone(), &y, d, &[-1.0, 0.5, 0.1, -6.0]).unwrap();
+        let warped = [-1.0, 0.5, 0.1, -6.0, 0.3, -0.4, -0.2, 0.6];
+        let warped = Gp::new(x, &y, d, &warped).unwrap();
+        for gp in [plain, warped] {
+            prediction_gradient_matches(&gp, d);
+        }
+    }
+
+    fn prediction_gradient_matches(gp: &Gp, d: usize) {
         let q = [0.37, 0.61];
         let p = gp.predict(&q, true);
         let (dm, dv) = p.grad.unwrap();
@@ -329,7 +464,7 @@ mod tests {
         let (d, n) = (1, 20);
         let x: Vec<f64> = (0..n).map(|i| i as f64 / (n - 1) as f64 * 0.5).collect();
         let y: Vec<f64> = x.iter().map(|v| (8.0 * v).sin()).collect();
-        let theta = fit_hyperparameters(&x, &y, d, &[default_theta(d)]).unwrap();
+        let theta = fit_hyperparameters(&x, &y, d, &[default_theta(d, false)]).unwrap();
         let gp = Gp::new(x.clone(), &y, d, &theta).unwrap();
         let near = gp.predict(&[0.26], false);
         assert!(
