@@ -284,7 +284,7 @@ def test_show_progress_bar_counts_trials_and_the_best(capsys, monkeypatch):
     assert f"best {study.best_value:.6g}" in err.splitlines()[-1]
 
 
-def test_defaults_are_optunas_tpe_and_median_rule(sqlite_url):
+def test_defaults_are_auto_and_optunas_median_rule(sqlite_url):
     import json
 
     study = caviar.create_study(storage=sqlite_url, study_name="defaults")

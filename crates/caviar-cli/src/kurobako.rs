@@ -577,7 +577,7 @@ mod tests {
                 7 - id % 7
             );
         }
-        for sampler in ["random", "tpe", "nsga2"] {
+        for sampler in ["auto", "random", "tpe", "nsga2"] {
             let out = run(sampler, &input);
             assert_eq!(out.len(), 1 + 120, "{sampler}");
             assert!(

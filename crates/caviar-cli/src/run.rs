@@ -143,16 +143,19 @@ fn record_fingerprint(
 }
 
 /// A study created before `auto` became the default keeps the sampler it was created with
-/// when its file still names none: the kind stored with it, if that differs.
+/// when its file still names none (nor any option but the seed): the kind stored with it, if
+/// that differs.
 fn stored_default_kind(
     storage: &Arc<dyn caviar_core::storage::Storage>,
     cfg: &config::Study,
 ) -> Result<Option<String>> {
-    let names_kind = toml::from_str::<toml::Table>(&cfg.text)
+    // Only a file that says nothing of its sampler but the seed: options written for the new
+    // default must not be handed to another kind.
+    let says_more = toml::from_str::<toml::Table>(&cfg.text)
         .ok()
-        .and_then(|t| t.get("sampler")?.as_table()?.get("kind").cloned())
-        .is_some();
-    if names_kind {
+        .and_then(|t| t.get("sampler")?.as_table().cloned())
+        .is_some_and(|table| table.keys().any(|key| key != "seed"));
+    if says_more {
         return Ok(None);
     }
     let Some(record) = storage.study(&cfg.file.name).context("reading the study")? else {

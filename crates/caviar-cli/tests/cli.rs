@@ -2453,6 +2453,12 @@ fn a_study_made_under_the_old_default_sampler_keeps_it_when_its_file_names_none(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("keeps [sampler]"), "{stderr}");
-    let spec = caviar(dir.path(), &["studies", "--json"]);
-    assert!(String::from_utf8_lossy(&spec.stdout).contains("fresh"));
+    // A file that sets an option of the new default gets the new default, not the old kind.
+    let tuned = body("[sampler]\nstartup_trials = 2\n").replace("TRIALS", "6");
+    let tuned = write_study(dir.path(), "kept", &tuned);
+    let out = caviar(dir.path(), &["run", tuned.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("keeps [sampler]"), "{stderr}");
+    assert_eq!(trials_json(dir.path(), "kept").len(), 6);
 }

@@ -42,6 +42,10 @@ impl Warp {
         x.iter()
             .enumerate()
             .map(|(i, &v)| {
+                // The ends stay where they are (and one-hot columns with them).
+                if v <= 0.0 || v >= 1.0 {
+                    return v.clamp(0.0, 1.0);
+                }
                 let q = i % d;
                 let v = v.clamp(EDGE, 1.0 - EDGE);
                 1.0 - (1.0 - v.powf(self.a[q])).powf(self.b[q])
@@ -49,11 +53,9 @@ impl Warp {
             .collect()
     }
 
-    /// dw/dx at `v` in column `q`.
+    /// dw/dx at `v` in column `q` (just inside the ends at the ends, so a climb can leave them).
     fn slope(&self, v: f64, q: usize) -> f64 {
-        if !(EDGE..=1.0 - EDGE).contains(&v) {
-            return 0.0;
-        }
+        let v = v.clamp(EDGE, 1.0 - EDGE);
         let (a, b) = (self.a[q], self.b[q]);
         let va = v.powf(a);
         a * b * v.powf(a - 1.0) * (1.0 - va).powf(b - 1.0)
@@ -61,6 +63,9 @@ impl Warp {
 
     /// dw/d ln a and dw/d ln b at `v` in column `q`.
     fn parameter_slopes(&self, v: f64, q: usize) -> (f64, f64) {
+        if v <= 0.0 || v >= 1.0 {
+            return (0.0, 0.0);
+        }
         let v = v.clamp(EDGE, 1.0 - EDGE);
         let (a, b) = (self.a[q], self.b[q]);
         let va = v.powf(a);
