@@ -3,6 +3,7 @@
 # (benches/kurobako_curve_problem.py). Needs kurobako 0.2.10 and pip optuna==4.4.0 kurobako==0.2.1.
 #
 #   cargo build --release && OUT=target/kurobako-pruners bash benches/kurobako_pruners.sh [REPEATS] [BUDGET]
+# SAMPLERS (default "tpe") names the caviar samplers run with each pruner.
 set -euo pipefail
 repeats=${1:-10}
 budget=${2:-30}
@@ -15,13 +16,16 @@ kurobako problem command -- python3 "$here/kurobako_curve_problem.py" > problem.
 kurobako solver optuna > optuna-tpe.json
 kurobako solver --name optuna-tpe-median optuna --pruner MedianPruner > optuna-median.json
 kurobako solver --name optuna-tpe-asha optuna --pruner SuccessiveHalvingPruner > optuna-asha.json
-kurobako solver --name caviar-tpe command -- "$caviar" kurobako-solver --sampler tpe > caviar-tpe.json
-for p in median asha hyperband; do
-  kurobako solver --name "caviar-tpe-$p" command -- "$caviar" kurobako-solver --sampler tpe --pruner "$p" > "caviar-$p.json"
-done
 solvers=()
-for f in optuna-tpe optuna-median optuna-asha caviar-tpe caviar-median caviar-asha caviar-hyperband; do
+for f in optuna-tpe optuna-median optuna-asha; do
   solvers+=("$(cat "$f.json")")
+done
+# caviar's samplers to pair with each pruner (SAMPLERS="auto tpe" compares the default with TPE).
+for s in ${SAMPLERS:-tpe}; do
+  solvers+=("$(kurobako solver --name "caviar-$s" command -- "$caviar" kurobako-solver --sampler "$s")")
+  for p in median asha hyperband; do
+    solvers+=("$(kurobako solver --name "caviar-$s-$p" command -- "$caviar" kurobako-solver --sampler "$s" --pruner "$p")")
+  done
 done
 kurobako studies --solvers "${solvers[@]}" --problems "$(cat problem.json)" \
   --repeats "$repeats" --budget "$budget" --seed 1 > studies.json
