@@ -603,8 +603,8 @@ def create_study(
 
     ``directions`` (as in Optuna): one direction per objective; the objective then returns a
     sequence of values, ``best_trials`` is the Pareto front, and the study does not prune
-    (``pruner=None`` means none). Samplers: ``NSGAIISampler``, ``TPESampler``, random, QMC
-    and grid.
+    (``pruner=None`` means none). Samplers: ``AutoSampler`` (the default; TPE by Pareto
+    front), ``NSGAIISampler``, ``TPESampler``, random, QMC and grid.
 
     ``constraints`` (caviar's): texts such as ``["memory_mb <= 4000", "latency_ms < 20"]`` on
     values the trials report (``trial.report(value, step, metrics={...})``, the objective as
