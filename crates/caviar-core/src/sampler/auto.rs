@@ -97,12 +97,16 @@ impl AutoSampler {
         if self.columns == 0 {
             return AutoChoice::Tpe("no declared parameters");
         }
-        let complete = ctx
-            .finished
-            .iter()
-            .filter(|t| t.state == crate::trial::TrialState::Complete)
-            .count();
-        if complete > self.gp_max_trials {
+        // Asked once per parameter: look at the history only when it is long enough to
+        // matter, and only until the limit is passed.
+        let many = ctx.finished.len() > self.gp_max_trials
+            && ctx
+                .finished
+                .iter()
+                .filter(|t| t.state == crate::trial::TrialState::Complete)
+                .nth(self.gp_max_trials)
+                .is_some();
+        if many {
             return AutoChoice::Tpe("many trials");
         }
         // A portfolio: the two models take turns, each learning from every trial. TPE's

@@ -166,9 +166,8 @@ impl GpSampler {
         let mut all_x = xs;
         let mut all_y = ys;
         if self.constant_liar {
-            let believer = self.kriging_believer;
             let pending: Vec<Vec<f64>> = ctx.running.iter().filter_map(|t| enc.encode(t)).collect();
-            let now = (believer && !pending.is_empty())
+            let now = (self.kriging_believer && !pending.is_empty())
                 .then(|| Gp::new(all_x.clone(), &all_y, d, &theta))
                 .flatten();
             if let Some(now) = now {
