@@ -9,7 +9,7 @@
 # Environment: PARTS="sigopt sklearn" (default both), CAVIAR_SAMPLERS="auto" (caviar's
 # kurobako-solver samplers), OPTUNA_SAMPLERS="TPESampler GPSampler", OUT (default
 # target/kurobako-suite), PARALLELISM (default 2), CONCURRENCY (trials each study runs at
-# once, as several workers would; default 1).
+# once, as several workers would; default 1), CAVIAR (a caviar binary to use as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${1:-10}
@@ -17,8 +17,17 @@ budget=${2:-100}
 out=${OUT:-target/kurobako-suite}
 parts=${PARTS:-sigopt sklearn}
 mkdir -p "$out"
-cargo build --release --quiet
-caviar="$PWD/target/release/caviar"
+# CAVIAR names a caviar binary to use instead of building one (a copy, so that a long run
+# survives rebuilds of target/).
+if [ -n "${CAVIAR:-}" ]; then
+  caviar=$CAVIAR
+else
+  cargo build --release --quiet
+  caviar="$PWD/target/release/caviar"
+fi
+# One thread per study: scikit-learn's OpenMP and BLAS would otherwise fight over the cores
+# between parallel studies (the values do not change).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 problems=()
 for part in $parts; do
