@@ -1,9 +1,9 @@
-//! `caviar importance`: which hyperparameters mattered, with bootstrap error bars.
+//! `caviar importance`: which hyperparameters mattered, with error bars (fANOVA by default).
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use caviar_core::importance::{importance, ImportanceError, ImportanceOptions};
+use caviar_core::importance::{importance, ImportanceError, ImportanceMethod, ImportanceOptions};
 use caviar_core::storage::{Storage, StudyRecord};
 
 use crate::BadInput;
@@ -13,16 +13,25 @@ use crate::BadInput;
 pub struct ImportanceArgs {
     /// Study name.
     pub study: String,
-    /// Share of complete trials that count as the best.
+    /// The estimator: `fanova` (variance of a random forest over the whole space, right
+    /// whichever sampler chose the trials) or `ped-anova` (where the best trials sit against
+    /// all trials).
+    #[arg(long, default_value = "fanova")]
+    pub method: String,
+    /// fANOVA: trees of the forest, whose spread gives the error bars.
+    #[arg(long, default_value_t = 64)]
+    pub trees: usize,
+    /// PED-ANOVA: share of complete trials that count as the best.
     #[arg(long, default_value_t = 0.1)]
     pub top: f64,
-    /// Bootstrap resamples for the error bars.
+    /// PED-ANOVA: bootstrap resamples for the error bars.
     #[arg(long, default_value_t = 100)]
     pub bootstrap: usize,
-    /// Seed of the resampling.
+    /// Seed of the forest or the resampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Print JSON: [{"name", "importance", "std", "low", "high", "divergence", "trials"}].
+    /// Print JSON: [{"name", "importance", "std", "low", "high", "divergence",
+    /// "variance_fraction", "trials"}].
     #[arg(long)]
     pub json: bool,
 }
@@ -33,9 +42,20 @@ pub fn print(storage: &dyn Storage, record: &StudyRecord, args: &ImportanceArgs)
     let trials = storage
         .trials_for_analysis(record.id)
         .context("reading trials")?;
+    let method: ImportanceMethod = args
+        .method
+        .parse()
+        .map_err(|e| BadInput(format!("--method: {e}")))?;
+    if method == ImportanceMethod::Fanova && args.trees == 0 {
+        return Err(
+            BadInput("--trees: the forest needs at least one tree (e.g. 64)".into()).into(),
+        );
+    }
     let options = ImportanceOptions {
+        method,
         top_fraction: args.top,
         bootstrap: args.bootstrap,
+        trees: args.trees,
         seed: args.seed,
     };
     let ranked = importance(&trials, record.direction, &options).map_err(|e| match e {
@@ -53,18 +73,25 @@ pub fn print(storage: &dyn Storage, record: &StudyRecord, args: &ImportanceArgs)
         .max()
         .unwrap_or(0)
         .max(9);
-    writeln!(
-        out,
-        "importance of each parameter in study `{}` (PED-ANOVA, best {}% vs all, scaled space; {} bootstrap resamples)",
-        record.name,
-        args.top * 100.0,
-        args.bootstrap
-    )?;
+    match method {
+        ImportanceMethod::Fanova => writeln!(
+            out,
+            "importance of each parameter in study `{}` (fANOVA: variance each explains alone, over a {}-tree forest in the scaled space; interval over the trees)",
+            record.name, args.trees
+        )?,
+        ImportanceMethod::PedAnova => writeln!(
+            out,
+            "importance of each parameter in study `{}` (PED-ANOVA, best {}% vs all, scaled space; {} bootstrap resamples)",
+            record.name,
+            args.top * 100.0,
+            args.bootstrap
+        )?,
+    }
     writeln!(out, "{:<width$}  share   ± std   90% interval", "parameter")?;
     let most = ranked.iter().map(|r| r.trials).max().unwrap_or(0);
     for r in &ranked {
         let bar = "#".repeat((r.importance * 40.0).round() as usize);
-        // A conditional parameter is judged among the trials that have it: say how many.
+        // A conditional parameter is set in fewer trials: say how many.
         let among = if r.trials < most {
             format!("  (in {} of {most} trials)", r.trials)
         } else {

@@ -2462,3 +2462,59 @@ fn a_study_made_under_the_old_default_sampler_keeps_it_when_its_file_names_none(
     assert!(!stderr.contains("keeps [sampler]"), "{stderr}");
     assert_eq!(trials_json(dir.path(), "kept").len(), 6);
 }
+
+#[test]
+fn importance_ranks_lr_first_by_fanova_or_ped_anova_and_names_a_bad_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = TOY
+        .replace("KIND", "tpe")
+        .replace("trials = 12", "trials = 40")
+        .replace("workers = 2", "workers = 1");
+    let study = write_study(dir.path(), "toy", &body);
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ranked = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec!["importance", "toy", "--json"];
+        args.extend(extra);
+        let out = caviar(dir.path(), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // The toy's accuracy falls with the square of lr's decades from 10^-2.5: lr decides.
+    let fanova = ranked(&[]);
+    assert_eq!(fanova[0]["name"], "lr", "{fanova:?}");
+    assert!(
+        fanova[0]["importance"].as_f64().unwrap() > 0.5,
+        "{fanova:?}"
+    );
+    assert!(
+        fanova[0]["variance_fraction"].as_f64().unwrap() > 0.3,
+        "{fanova:?}"
+    );
+    assert!(fanova[0]["divergence"].as_f64().is_some(), "{fanova:?}");
+    let ped = ranked(&["--method", "ped-anova"]);
+    assert_eq!(ped.len(), 4);
+    assert!(ped[0]["variance_fraction"].is_null(), "{ped:?}");
+    let text = caviar(dir.path(), &["importance", "toy"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("fANOVA") && text.contains("lr"), "{text}");
+    for (args, named) in [
+        (vec!["--method", "shap"], "--method"),
+        (vec!["--trees", "0"], "--trees"),
+    ] {
+        let mut all = vec!["importance", "toy"];
+        all.extend(args);
+        let out = caviar(dir.path(), &all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(named), "{err}");
+    }
+}

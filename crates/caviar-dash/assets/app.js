@@ -146,7 +146,7 @@ function studySkeleton(view) {
       ...(view.pareto ? [card('Pareto front: every feasible trial, the front in colour', chart('pareto'), el('p', { id: 'pareto-note', class: 'meta' }))] : []),
       card('Optimisation history', chart('history')),
       card(`Learning curves of the best ${view.curves.length}`, el('select', { id: 'curve-metric' }), chart('curves')),
-      card('Importance (PED-ANOVA, 90% bootstrap interval)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
+      card('Importance (fANOVA; bars: 5–95% over the trees)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
       card('Parallel coordinates', chart('parallel')),
       card('Narrowed ranges of the top 10 (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
     el('div', { id: 'retest' }),
@@ -322,11 +322,16 @@ function drawCurves(curves, metric) {
 
 function importanceChart(view) {
   const note = document.getElementById('importance-note');
+  // Too few trials: say how many are needed, with no empty chart under it.
+  const box = document.getElementById('importance');
   if (view.importance.error) {
     note.textContent = view.importance.error;
     draw('importance', { series: [] }, 0);
+    box.style.display = 'none';
     return;
   }
+  box.style.display = '';
+  charts.get('importance')?.resize();
   note.textContent = '';
   const ranked = [...view.importance.params].reverse();
   const names = ranked.map((r) => r.name);

@@ -230,14 +230,32 @@ fn importance_judges_a_conditional_parameter_among_the_trials_that_have_it() {
             _ => 0.5,
         }
     });
-    let ranked = importance(
-        &study.trials().unwrap(),
+    let trials = study.trials().unwrap();
+    let ped = importance(
+        &trials,
         Direction::Minimize,
-        &ImportanceOptions::default(),
+        &ImportanceOptions {
+            method: crate::importance::ImportanceMethod::PedAnova,
+            ..Default::default()
+        },
     )
     .unwrap();
-    let share = |name: &str| ranked.iter().find(|r| r.name == name).unwrap().importance;
-    assert!(share("beta1") > share("lr") + 0.1, "{ranked:?}");
+    let share = |ranked: &[crate::importance::ParamImportance], name: &str| {
+        ranked.iter().find(|r| r.name == name).unwrap().importance
+    };
+    assert!(share(&ped, "beta1") > share(&ped, "lr") + 0.1, "{ped:?}");
+    // fANOVA over the whole box: Adam or not (the parent) explains most of the variance, and
+    // beta1, inside Adam, comes next, far ahead of lr. Adam's other children, set exactly when
+    // beta1 is, do not take the parent's credit.
+    let ranked = importance(&trials, Direction::Minimize, &ImportanceOptions::default()).unwrap();
+    let names: Vec<&str> = ranked.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names[..2], ["optimizer", "beta1"], "{ranked:?}");
+    assert!(share(&ranked, "beta1") > 0.03, "{ranked:?}");
+    assert!(
+        share(&ranked, "beta1") > 50.0 * share(&ranked, "lr"),
+        "{ranked:?}"
+    );
+    assert!(share(&ranked, "amsgrad") < 0.01, "{ranked:?}");
     let beta1 = ranked.iter().find(|r| r.name == "beta1").unwrap();
     assert!(
         beta1.trials < 150,
