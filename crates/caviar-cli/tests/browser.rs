@@ -1052,3 +1052,82 @@ fn the_api_gives_the_pareto_front_of_a_study_with_two_objectives() {
     );
     browser.screenshot(&screenshot_dir().join("dashboard-pareto.png"));
 }
+
+/// Issue 21's small things: a young study's panels say what they hold (top 5, not top 10;
+/// how many trials importance needs, with no empty chart), "1 report", whole-number step axes,
+/// the curves' metric name clear of the legend, and the reverse_log axis named on top.
+#[test]
+fn a_young_study_says_what_its_panels_hold_and_axes_read_right() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("young.db").display());
+    let study = toy_study();
+    caviar(&storage, &["run", study.to_str().unwrap(), "--trials", "5"]);
+    {
+        use caviar_core::prelude::*;
+        let store = caviar_store::open_storage(&storage).unwrap();
+        let study = Study::builder("once")
+            .storage(store.clone())
+            .spec(serde_json::json!({"front_end": "python"}))
+            .build()
+            .unwrap();
+        let mut trial = study.ask().unwrap();
+        trial.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+        trial.report(1, 0.5).unwrap();
+        study.tell(trial, Outcome::Complete(0.5)).unwrap();
+    }
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/toy", server.url));
+    browser.wait_for(
+        "document.getElementById('importance-note').textContent.length > 0",
+        Duration::from_secs(10),
+    );
+    let narrowed_title = browser.eval(
+        "document.getElementById('narrowed').closest('section').querySelector('h2').textContent",
+    );
+    assert_eq!(
+        narrowed_title,
+        "Narrowed ranges of the top 5 (coarse to fine)"
+    );
+    let note = browser.eval("document.getElementById('importance-note').textContent");
+    assert!(
+        note.as_str()
+            .unwrap()
+            .contains("at least 20 complete trials"),
+        "{note}"
+    );
+    assert_eq!(
+        browser.eval("getComputedStyle(document.getElementById('importance')).display"),
+        "none"
+    );
+    let curves = browser.eval(
+        "(() => { const o = echarts.getInstanceByDom(document.getElementById('curves')).getOption(); \
+         return [o.xAxis[0].minInterval, o.yAxis[0].nameLocation, o.legend[0].top]; })()",
+    );
+    assert_eq!(curves, serde_json::json!([1, "middle", 0]));
+    // The parallel axes: beta1 is reverse_log, drawn inverted and named at its start (the top).
+    let beta1 = browser.eval(
+        "(() => { const o = echarts.getInstanceByDom(document.getElementById('parallel')).getOption(); \
+         const a = o.parallelAxis.find((x) => x.name === 'beta1'); return [a.inverse, a.nameLocation]; })()",
+    );
+    assert_eq!(beta1, serde_json::json!([true, "start"]));
+    browser.screenshot(&screenshot_dir().join("dashboard-young.png"));
+
+    browser.open(&format!("{}#/study/once/trial/0", server.url));
+    browser.wait_for(
+        "document.getElementById('trial-meta') !== null",
+        Duration::from_secs(10),
+    );
+    let meta = browser.eval("document.getElementById('trial-meta').innerText");
+    assert!(meta.as_str().unwrap().contains("· 1 report"), "{meta}");
+    assert!(!meta.as_str().unwrap().contains("1 reports"), "{meta}");
+    assert_eq!(
+        browser.eval(
+            "echarts.getInstanceByDom(document.getElementById('trial-curve')).getOption().xAxis[0].minInterval"
+        ),
+        1
+    );
+}

@@ -145,7 +145,7 @@ pub struct ParamImportance {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ImportanceError {
     /// Too few complete trials for a top set of two.
-    #[error("importance needs at least {need} complete trials with a value (the best {percent}% must hold two); the study has {have}: run more trials")]
+    #[error("importance needs at least {need} complete trials with a value; the study has {have}: run {more} more", more = need - have)]
     TooFewTrials {
         /// Complete trials with a finite value.
         have: usize,
@@ -191,7 +191,12 @@ pub fn importance(
         .iter()
         .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))
         .collect();
-    let need = (2.0 / options.top_fraction).ceil() as usize;
+    // PED-ANOVA's best share must hold two trials; a forest needs a few trials per parameter
+    // before its splits mean anything: it keeps PED-ANOVA's default threshold, 20.
+    let need = match options.method {
+        ImportanceMethod::PedAnova => (2.0 / options.top_fraction).ceil() as usize,
+        ImportanceMethod::Fanova => 20,
+    };
     if complete.len() < need {
         return Err(ImportanceError::TooFewTrials {
             have: complete.len(),
@@ -605,7 +610,10 @@ mod tests {
                 percent: 10.0
             }
         );
-        assert!(err.to_string().contains("run more trials"));
+        assert!(
+            err.to_string().ends_with("the study has 19: run 1 more"),
+            "{err}"
+        );
         let bad = ImportanceOptions {
             top_fraction: 1.5,
             ..Default::default()

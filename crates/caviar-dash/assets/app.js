@@ -54,6 +54,11 @@ function disposeCharts() {
 
 // Draws `option` into the element of that id and records how many points it holds, which the
 // browser tests read back.
+// "1 report", "2 reports".
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 function draw(id, option, points) {
   const node = document.getElementById(id);
   let chart = charts.get(id);
@@ -148,7 +153,7 @@ function studySkeleton(view) {
       card(`Learning curves of the best ${view.curves.length}`, el('select', { id: 'curve-metric' }), chart('curves')),
       card('Importance (fANOVA; bars: 5–95% over the trees)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
       card('Parallel coordinates', chart('parallel')),
-      card('Narrowed ranges of the top 10 (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
+      card('Narrowed ranges of the best trials (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
     el('div', { id: 'retest' }),
     el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Slices' }), el('div', { id: 'slices', class: 'slices' })));
 }
@@ -311,9 +316,10 @@ function drawCurves(curves, metric) {
     animation: false,
     tooltip: { trigger: 'axis' },
     legend: { type: 'scroll', top: 0 },
-    grid: { left: 60, right: 20, top: 40, bottom: 40 },
-    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25 },
-    yAxis: { type: 'value', scale: true, name: metric },
+    grid: { left: 75, right: 20, top: 40, bottom: 40 },
+    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25, minInterval: 1 },
+    // The metric's name runs along the axis, clear of the legend above the plot.
+    yAxis: { type: 'value', scale: true, name: metric, nameLocation: 'middle', nameGap: 55 },
     series: curves.map((c) => ({ name: `#${c.number}`, type: 'line', showSymbol: false, data: c.points })),
   }, points);
   document.getElementById('curves').dataset.lines = String(curves.length);
@@ -365,7 +371,8 @@ function paramAxis(p) {
   if (p.kind === 'categorical') return { type: 'category', data: p.choices };
   if (p.scale === 'log') return { type: 'log', min: p.low, max: p.high };
   if (p.scale === 'reverse_log') {
-    return { type: 'log', inverse: true, min: 1 - p.high, max: 1 - p.low,
+    // Inverted, the axis ends at the bottom: its name goes to the start, on top like the rest.
+    return { type: 'log', inverse: true, min: 1 - p.high, max: 1 - p.low, nameLocation: 'start',
       axisLabel: { formatter: (v) => fmt(1 - v) } };
   }
   return { type: 'value', min: p.low, max: p.high };
@@ -398,6 +405,10 @@ function parallelChart(view, metric) {
 }
 
 function narrowedTable(view) {
+  // The title counts the trials the ranges come from: fewer than 10 in a young study.
+  const of = view.narrowed.length ? view.narrowed[0].of : 0;
+  document.getElementById('narrowed').closest('section').querySelector('h2').textContent =
+    of ? `Narrowed ranges of the top ${of} (coarse to fine)` : 'Narrowed ranges (no complete trial yet)';
   const rows = view.narrowed.map((r) => el('tr', {}, el('td', { text: r.name }), el('td', { text: r.text.replace(`${r.name}: `, '') })));
   document.getElementById('narrowed').replaceChildren(el('table', { 'data-rows': rows.length }, ...rows));
   const line = document.getElementById('lineage');
@@ -437,7 +448,7 @@ function slices(view, metric) {
     draw(`slice-${i}`, {
       animation: false,
       title: { text: p.name + (p.scale !== 'linear' && p.kind !== 'categorical' ? ` (${p.scale})` : '')
-        + (present(i) < view.sample.rows.length ? ` · in ${present(i)} trials` : ''), left: 'center', textStyle: { fontSize: 12 } },
+        + (present(i) < view.sample.rows.length ? ` · in ${plural(present(i), 'trial')}` : ''), left: 'center', textStyle: { fontSize: 12 } },
       tooltip: { trigger: 'item', formatter: (q) => `trial ${q.value[2]}: ${fmt(q.value[1])}` },
       grid: { left: 55, right: 15, top: 30, bottom: 30 },
       xAxis: { ...x, name: '' },
@@ -535,7 +546,7 @@ async function trialPage(name, number) {
     el('h1', {}, el('a', { href: `#/study/${encodeURIComponent(name)}` }, name), ` · trial ${t.number}`),
     el('div', { class: 'meta', id: 'trial-meta' },
       el('span', { class: `state-${t.state}`, text: t.state + (t.feasible === false ? ' (infeasible)' : '') }),
-      ` · value ${fmt(t.value)} · ${t.intermediate.length} reports` +
+      ` · value ${fmt(t.value)} · ${plural(t.intermediate.length, 'report')}` +
       (t.duration_s !== null ? ` · ${fmt(t.duration_s)} s` : '') + (t.worker ? ` · worker ${t.worker}` : '')),
     el('div', { class: 'grid' },
       el('section', { class: 'card' }, el('h2', { text: 'Parameters' }), el('table', { id: 'trial-params' }, ...rows)),
@@ -562,7 +573,7 @@ async function trialPage(name, number) {
   draw('trial-curve', {
     animation: false, tooltip: { trigger: 'axis' },
     grid: { left: 60, right: 20, top: 20, bottom: 40 },
-    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25 },
+    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25, minInterval: 1 },
     yAxis: { type: 'value', scale: true },
     series: [{
       type: 'line', data: t.intermediate, showSymbol: t.intermediate.length < 50,

@@ -609,6 +609,6 @@ mod tests {
         assert!(small["importance"]["error"]
             .as_str()
             .unwrap()
-            .contains("run more trials"));
+            .ends_with("the study has 5: run 15 more"));
     }
 }
