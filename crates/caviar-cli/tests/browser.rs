@@ -1131,3 +1131,183 @@ fn a_young_study_says_what_its_panels_hold_and_axes_read_right() {
         1
     );
 }
+
+/// Issue 21, all trials: the table lists a failed and a pruned trial with their reason and step,
+/// sorting and filters change the rows shown (as the API answers them), a selected row is drawn
+/// in the charts, and a click on a chart point opens its trial.
+#[test]
+fn the_trials_table_sorts_filters_selects_and_chart_points_open_their_trials() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("table.db").display());
+    let _running = {
+        use caviar_core::prelude::*;
+        let store = caviar_store::open_storage(&storage).unwrap();
+        let study = Study::builder("mixed")
+            .storage(store.clone())
+            .spec(serde_json::json!({"front_end": "python"}))
+            .build()
+            .unwrap();
+        for k in 0..24u64 {
+            let mut trial = study.ask().unwrap();
+            let lr = trial.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+            let value = (lr.log10() + 2.0).powi(2);
+            for step in 1..=3 {
+                trial.report(step, value + 1.0 / step as f64).unwrap();
+            }
+            let outcome = match k {
+                5 => Outcome::Failed("CUDA out of memory at batch 12".into()),
+                9 => Outcome::Pruned,
+                _ => Outcome::Complete(value),
+            };
+            study.tell(trial, outcome).unwrap();
+        }
+        // One still running, with two reports.
+        let mut running = study.ask().unwrap();
+        running.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+        running.report(1, 2.0).unwrap();
+        running.report(2, 1.5).unwrap();
+        (study, running)
+    };
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/mixed", server.url));
+    let rows_are = |browser: &mut Browser, n: usize| {
+        browser.wait_for(
+            &format!("document.getElementById('trials') && document.getElementById('trials').dataset.rows === '{n}'"),
+            Duration::from_secs(10),
+        );
+    };
+    rows_are(&mut browser, 25);
+    let api = |browser: &mut Browser, query: &str| -> Vec<u64> {
+        let page = browser.eval(&format!(
+            "fetch('/api/studies/mixed/trials?{query}').then((r) => r.json())"
+        ));
+        page["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["number"].as_u64().unwrap())
+            .collect()
+    };
+    let shown = |browser: &mut Browser| -> Vec<u64> {
+        browser
+            .eval("[...document.querySelectorAll('#trials tr[data-number]')].map((r) => Number(r.dataset.number))")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    let cells = |browser: &mut Browser, number: u64| -> String {
+        browser
+            .eval(&format!(
+                "document.querySelector('#trials tr[data-number=\"{number}\"]').innerText"
+            ))
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Every state is listed: the failed trial with its reason, the pruned one with its step, the
+    // running one with its step so far.
+    assert!(cells(&mut browser, 5).contains("failed"));
+    assert!(cells(&mut browser, 5).contains("CUDA out of memory at batch 12"));
+    assert!(cells(&mut browser, 9).contains("pruned"));
+    assert!(cells(&mut browser, 9).contains("stopped at step 3"));
+    assert!(cells(&mut browser, 24).contains("running"));
+    assert_eq!(shown(&mut browser), (0..25).collect::<Vec<u64>>());
+    browser.screenshot(&screenshot_dir().join("dashboard-trials-table.png"));
+
+    // Sorting by value (a minimised study: best first), then the other way.
+    browser.eval("document.querySelector('#trials th[data-sort=value]').click()");
+    browser.wait_for(
+        "document.querySelector('#trials th[data-sort=value]').textContent.endsWith('▲')",
+        Duration::from_secs(10),
+    );
+    let by_value = api(&mut browser, "sort=value&order=asc&limit=50");
+    browser.wait_for(
+        &format!(
+            "document.querySelector('#trials tr[data-number]').dataset.number === '{}'",
+            by_value[0]
+        ),
+        Duration::from_secs(10),
+    );
+    assert_eq!(shown(&mut browser), by_value);
+    browser.eval("document.querySelector('#trials th[data-sort=value]').click()");
+    let descending = api(&mut browser, "sort=value&order=desc&limit=50");
+    browser.wait_for(
+        &format!(
+            "document.querySelector('#trials tr[data-number]').dataset.number === '{}'",
+            descending[0]
+        ),
+        Duration::from_secs(10),
+    );
+    assert_eq!(shown(&mut browser), descending);
+    // Trials without a value (failed, running) come last in both orders.
+    assert_eq!(by_value[by_value.len() - 2..], [5, 24]);
+    assert_eq!(descending[descending.len() - 2..], [5, 24]);
+
+    // Filters: only failed and pruned, then a value range.
+    browser.eval(
+        "for (const s of ['complete', 'running', 'waiting']) { const b = document.getElementById('trials-state-' + s); b.checked = false; b.dispatchEvent(new Event('change')); }",
+    );
+    rows_are(&mut browser, 2);
+    let mut failed_and_pruned = shown(&mut browser);
+    failed_and_pruned.sort();
+    assert_eq!(failed_and_pruned, [5, 9]);
+    browser.eval(
+        "for (const s of ['complete', 'running', 'waiting']) { const b = document.getElementById('trials-state-' + s); b.checked = true; b.dispatchEvent(new Event('change')); }",
+    );
+    rows_are(&mut browser, 25);
+    let in_range = api(&mut browser, "sort=value&order=desc&value_max=0.5&limit=50");
+    assert!(!in_range.is_empty() && in_range.len() < 23, "{in_range:?}");
+    browser.eval(
+        "(() => { const i = document.getElementById('trials-value-max'); i.value = '0.5'; i.dispatchEvent(new Event('change')); })()",
+    );
+    rows_are(&mut browser, in_range.len());
+    assert_eq!(shown(&mut browser), in_range);
+
+    // Selecting a row draws it in the charts.
+    let pick = in_range[0];
+    browser.eval(&format!(
+        "document.querySelector('#trials tr[data-number=\"{pick}\"] td:nth-child(2)').click()"
+    ));
+    browser.wait_for(
+        "document.getElementById('trials-card').dataset.selected === '1'",
+        Duration::from_secs(10),
+    );
+    let highlighted = browser.eval(
+        "(() => { const o = (id) => echarts.getInstanceByDom(document.getElementById(id)).getOption(); \
+         const sel = (id) => o(id).series.find((s) => s.id === 'selected').data.length; \
+         return [sel('history'), sel('parallel'), sel('slice-0'), \
+           document.querySelector('#trials tr.selected').dataset.number]; })()",
+    );
+    assert_eq!(highlighted, serde_json::json!([1, 1, 1, pick.to_string()]));
+
+    // A real click on a history point opens that trial.
+    let (x, y, number) = {
+        let at = browser.eval(
+            "(() => { const node = document.getElementById('history'); node.scrollIntoView(); \
+             const c = echarts.getInstanceByDom(node); const s = c.getOption().series[0]; \
+             const p = s.data[3]; const xy = c.convertToPixel({ seriesIndex: 0 }, p); \
+             const box = node.getBoundingClientRect(); return [box.left + xy[0], box.top + xy[1], p[0]]; })()",
+        );
+        (
+            at[0].as_f64().unwrap(),
+            at[1].as_f64().unwrap(),
+            at[2].as_u64().unwrap(),
+        )
+    };
+    for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
+        browser.page(
+            "Input.dispatchMouseEvent",
+            serde_json::json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+        );
+    }
+    browser.wait_for(
+        &format!("location.hash === '#/study/mixed/trial/{number}'"),
+        Duration::from_secs(10),
+    );
+}

@@ -28,6 +28,7 @@ pub mod sampler;
 pub mod space;
 pub mod storage;
 pub mod study;
+pub mod table;
 pub mod trial;
 
 /// The names most programs need.

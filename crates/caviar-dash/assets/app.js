@@ -124,13 +124,18 @@ async function listPage() {
 async function studyPage(name) {
   const path = `/api/studies/${encodeURIComponent(name)}`;
   const view = REPORT ? REPORT : await api(path);
+  tableState = newTableState(name);
+  selected.clear();
   main.replaceChildren(studySkeleton(view));
   renderStudy(view);
   if (REPORT) return;
+  await fetchTable();
   let version = JSON.stringify(view.version);
   document.body.dataset.updates = '0';
   pollTimer = setInterval(async () => {
     try {
+      // The table follows running trials (their steps and time) even when nothing finished.
+      fetchTable().catch((e) => setStatus(e.message));
       const now = JSON.stringify(await api(`${path}/version`));
       if (now === version) return;
       const fresh = await api(path);
@@ -155,10 +160,15 @@ function studySkeleton(view) {
       card('Parallel coordinates', chart('parallel')),
       card('Narrowed ranges of the best trials (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
     el('div', { id: 'retest' }),
+    ...(REPORT ? [] : [el('section', { class: 'card', style: 'margin-top:1rem', id: 'trials-card' },
+      el('h2', { text: 'All trials' }), el('div', { id: 'trials-controls', class: 'controls' }),
+      el('div', { class: 'scroll' }, el('table', { id: 'trials' })),
+      el('div', { id: 'trials-pager', class: 'meta pager' }))]),
     el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Slices' }), el('div', { id: 'slices', class: 'slices' })));
 }
 
 function renderStudy(view) {
+  currentView = view;
   const s = view.study;
   const metric = s.metric || 'value';
   document.getElementById('title').textContent = `Study ${s.name}`;
@@ -177,6 +187,7 @@ function renderStudy(view) {
   curvesChart(view, metric);
   importanceChart(view);
   parallelChart(view, metric);
+  if (!REPORT) trialsControls(view);
   narrowedTable(view);
   retestCard(view);
   slices(view, metric);
@@ -265,6 +276,7 @@ function paretoChart(view) {
     series: [
       { name: 'trials', type: 'scatter', symbolSize: 4, itemStyle: { color: '#b8bfcc' }, data: others },
       { name: 'Pareto front', type: 'line', step: false, symbolSize: 7, data: best },
+      selectedSeries('scatter', p.points.filter((q) => selected.has(q[0])).map((q) => [q[1], q[2], q[0]])),
     ],
   }, others.length + best.length);
   const chart = charts.get('pareto');
@@ -289,9 +301,11 @@ function historyChart(view, metric) {
     series: [
       { name: metric, type: 'scatter', symbolSize: 4, data: h.points, large: h.points.length > 2000 },
       { name: 'best so far', type: 'line', step: 'end', showSymbol: false, data: best },
+      selectedSeries('scatter', [...selected.values()].filter((r) => r.value !== null).map((r) => [r.number, r.value, r.number])),
     ],
     title: h.shown < h.total ? { text: `${h.shown} of ${h.total} trials shown`, right: 10, textStyle: { fontSize: 11, color: '#6b7385' } } : undefined,
   }, h.points.length);
+  opensTrial('history', view, (q) => (q.seriesType === 'scatter' ? q.value[0] : null));
 }
 
 // The metric whose curves are drawn: the objective, or any other the trials reported.
@@ -320,8 +334,10 @@ function drawCurves(curves, metric) {
     xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25, minInterval: 1 },
     // The metric's name runs along the axis, clear of the legend above the plot.
     yAxis: { type: 'value', scale: true, name: metric, nameLocation: 'middle', nameGap: 55 },
-    series: curves.map((c) => ({ name: `#${c.number}`, type: 'line', showSymbol: false, data: c.points })),
+    series: curves.map((c) => ({ name: `#${c.number}`, type: 'line', showSymbol: false, data: c.points,
+      ...(selected.has(c.number) ? { lineStyle: { width: 4, color: SELECTED }, itemStyle: { color: SELECTED }, z: 10 } : {}) })),
   }, points);
+  opensTrial('curves', currentView, (q) => (q.seriesName && q.seriesName.startsWith('#') ? Number(q.seriesName.slice(1)) : null));
   document.getElementById('curves').dataset.lines = String(curves.length);
   document.getElementById('curves').dataset.metric = metric;
 }
@@ -400,8 +416,12 @@ function parallelChart(view, metric) {
     parallelAxis: axes,
     visualMap: values.length ? { type: 'continuous', dimension: nParams, min: Math.min(...values), max: Math.max(...values),
       inRange: { color: view.study.direction === 'maximize' ? ['#d0d7e5', '#2f6fde'] : ['#2f6fde', '#d0d7e5'] }, show: false } : undefined,
-    series: [{ type: 'parallel', lineStyle: { width: 1, opacity: 0.5 }, data }],
+    series: [{ type: 'parallel', lineStyle: { width: 1, opacity: 0.5 }, data },
+      { id: 'selected', type: 'parallel', lineStyle: { width: 3, opacity: 1, color: SELECTED },
+        data: [...selected.values()].map((r) => [...view.params.map((p) => axisValue(p, rowParam(p, r))), r.value]) }],
   }, data.length);
+  const picked = [...selected.keys()];
+  opensTrial('parallel', view, (q) => (q.seriesId === 'selected' ? picked[q.dataIndex] : rows[q.dataIndex] && rows[q.dataIndex][nParams + 1]));
 }
 
 function narrowedTable(view) {
@@ -453,9 +473,198 @@ function slices(view, metric) {
       grid: { left: 55, right: 15, top: 30, bottom: 30 },
       xAxis: { ...x, name: '' },
       yAxis: { type: 'value', scale: true, name: metric },
-      series: [{ type: 'scatter', symbolSize: 4, data: points }],
+      series: [{ type: 'scatter', symbolSize: 4, data: points },
+        selectedSeries('scatter', [...selected.values()].filter((r) => r.value !== null && rowParam(p, r) !== null)
+          .map((r) => [axisValue(p, rowParam(p, r)), r.value, r.number]))],
     }, points.length);
+    opensTrial(`slice-${i}`, view, (q) => q.value[2]);
   });
+}
+
+// ---- all trials: a table paged, sorted and filtered by the server --------------------------
+
+const SELECTED = '#e8590c';
+const STATES = ['complete', 'pruned', 'failed', 'running', 'waiting'];
+// Trials picked in the table, by number: drawn in every chart in SELECTED.
+const selected = new Map();
+let currentView = null;
+let tableState = null;
+
+function newTableState(study) {
+  return { study, sort: 'number', order: 'asc', states: new Set(STATES), valueMin: '', valueMax: '',
+    param: '', paramMin: '', paramMax: '', paramIn: '', offset: 0, limit: 50 };
+}
+
+// The highlight layer of a chart; always present, so a selection only changes its data.
+function selectedSeries(type, data) {
+  return { id: 'selected', name: 'selected', type, symbolSize: 10, z: 10, itemStyle: { color: SELECTED }, data };
+}
+
+// A click on one of the chart's points opens that trial (in the dashboard, not the report).
+function opensTrial(id, view, numberOf) {
+  const chart = charts.get(id);
+  if (!chart || REPORT) return;
+  chart.off('click');
+  chart.on('click', (q) => {
+    const n = numberOf(q);
+    if (n !== null && n !== undefined && !Number.isNaN(n)) {
+      location.hash = `#/study/${encodeURIComponent(view.study.name)}/trial/${n}`;
+    }
+  });
+}
+
+// A table row's value of `p` as the charts' sample rows hold it: a categorical one as the index
+// of its choice.
+function rowParam(p, r) {
+  const v = r.params[p.name];
+  if (v === undefined || v === null) return null;
+  if (p.kind === 'categorical') { const i = p.choices.indexOf(String(v)); return i < 0 ? null : i; }
+  return v;
+}
+
+function redrawSelection() {
+  if (!currentView) return;
+  const metric = currentView.study.metric || 'value';
+  historyChart(currentView, metric);
+  if (currentView.pareto) paretoChart(currentView);
+  curvesChart(currentView, metric);
+  parallelChart(currentView, metric);
+  slices(currentView, metric);
+  for (const tr of document.querySelectorAll('#trials tr[data-number]')) {
+    tr.classList.toggle('selected', selected.has(Number(tr.dataset.number)));
+  }
+  document.getElementById('trials-card').dataset.selected = String(selected.size);
+}
+
+function tableQuery() {
+  const t = tableState;
+  const q = new URLSearchParams({ sort: t.sort, order: t.order, offset: t.offset, limit: t.limit });
+  if (t.states.size < STATES.length) q.set('state', [...t.states].join(','));
+  if (t.valueMin !== '') q.set('value_min', t.valueMin);
+  if (t.valueMax !== '') q.set('value_max', t.valueMax);
+  if (t.param) {
+    if (t.paramMin !== '') q.set(`p.${t.param}.min`, t.paramMin);
+    if (t.paramMax !== '') q.set(`p.${t.param}.max`, t.paramMax);
+    if (t.paramIn !== '') q.set(`p.${t.param}.in`, t.paramIn);
+  }
+  return q;
+}
+
+// Filters: states, a value range, one parameter's range (or choices). Built once per study.
+function trialsControls(view) {
+  const box = document.getElementById('trials-controls');
+  if (!box || box.dataset.built === view.study.name) return;
+  box.dataset.built = view.study.name;
+  const t = tableState;
+  const changed = () => { t.offset = 0; fetchTable().catch((e) => setStatus(e.message)); };
+  const input = (id, placeholder, key) => {
+    const node = el('input', { id, placeholder, size: 9 });
+    node.value = t[key];
+    node.addEventListener('change', () => { t[key] = node.value.trim(); changed(); });
+    return node;
+  };
+  const states = STATES.map((st) => {
+    const box = el('input', { type: 'checkbox', id: `trials-state-${st}` });
+    box.checked = t.states.has(st);
+    box.addEventListener('change', () => { if (box.checked) t.states.add(st); else t.states.delete(st); changed(); });
+    return el('label', { class: `state-${st}` }, box, ` ${st}`);
+  });
+  const param = el('select', { id: 'trials-param' }, el('option', { value: '', text: 'parameter…' }),
+    ...view.params.map((p) => el('option', { value: p.name, text: p.name })));
+  const min = input('trials-param-min', 'min', 'paramMin');
+  const max = input('trials-param-max', 'max', 'paramMax');
+  const choices = input('trials-param-in', 'choices a,b', 'paramIn');
+  const showKind = () => {
+    const p = view.params.find((x) => x.name === t.param);
+    const categorical = p && p.kind === 'categorical';
+    min.style.display = max.style.display = categorical ? 'none' : '';
+    choices.style.display = categorical ? '' : 'none';
+  };
+  param.addEventListener('change', () => {
+    t.param = param.value; t.paramMin = t.paramMax = t.paramIn = '';
+    min.value = max.value = choices.value = '';
+    showKind(); changed();
+  });
+  showKind();
+  box.replaceChildren(el('span', { class: 'group' }, ...states),
+    el('span', { class: 'group' }, 'value ', input('trials-value-min', 'min', 'valueMin'), ' – ', input('trials-value-max', 'max', 'valueMax')),
+    el('span', { class: 'group' }, param, ' ', min, ' ', max, choices),
+    el('span', { id: 'trials-error', class: 'error' }));
+}
+
+async function fetchTable() {
+  const t = tableState;
+  if (!t || REPORT || !document.getElementById('trials')) return;
+  if (t.states.size === 0) {
+    renderTable({ rows: [], matched: 0, offset: 0, total: currentView ? currentView.study.trials : 0 });
+    return;
+  }
+  const asked = tableQuery().toString();
+  let page;
+  try {
+    page = await api(`/api/studies/${encodeURIComponent(t.study)}/trials?${asked}`);
+  } catch (e) {
+    document.getElementById('trials-error').textContent = e.message;
+    return;
+  }
+  // A newer question was asked meanwhile, or the page was left: drop this answer.
+  if (tableState !== t || tableQuery().toString() !== asked) return;
+  document.getElementById('trials-error').textContent = '';
+  renderTable(page);
+}
+
+function renderTable(page) {
+  const t = tableState;
+  const view = currentView;
+  const names = view.params.map((p) => p.name);
+  const objectives = view.pareto ? view.pareto.names : [view.study.metric || 'value'];
+  const columns = [['#', 'number'], ['state', 'state'], ...objectives.map((o, i) => [o, i === 0 ? 'value' : null]),
+    ...names.map((n) => [n, `param:${n}`]), ['duration (s)', 'duration'], ['step', 'step'], ['worker', 'worker'], ['reason', null]];
+  const head = el('tr', {}, ...columns.map(([label, key]) => {
+    const arrow = key && key === t.sort ? (t.order === 'asc' ? ' ▲' : ' ▼') : '';
+    const th = el('th', { text: label + arrow, ...(key ? { 'data-sort': key, class: 'sortable' } : {}) });
+    if (key) th.addEventListener('click', () => {
+      if (t.sort === key) t.order = t.order === 'asc' ? 'desc' : 'asc';
+      else { t.sort = key; t.order = key === 'number' ? 'asc' : (key === 'value' && view.study.direction === 'maximize' ? 'desc' : 'asc'); }
+      t.offset = 0;
+      fetchTable().catch((e) => setStatus(e.message));
+    });
+    return th;
+  }));
+  const rows = page.rows.map((r) => {
+    const values = view.pareto ? objectives.map((_, i) => (r.values && r.values.length ? r.values[i] : (i === 0 ? r.value : null))) : [r.value];
+    const why = r.state === 'pruned' ? `stopped at step ${r.pruned_step ?? '—'}` : (r.reason || '');
+    const tr = el('tr', { 'data-number': r.number, 'data-state': r.state, class: selected.has(r.number) ? 'selected' : '' },
+      el('td', {}, trialLink(t.study, r.number)),
+      el('td', { class: `state-${r.state}`, text: r.state + (r.feasible === false ? ' (infeasible)' : '') }),
+      ...values.map((v) => el('td', { class: 'num', text: fmt(v) })),
+      ...names.map((n) => el('td', { class: 'num', text: fmt(r.params[n]) })),
+      el('td', { class: 'num', text: r.duration_s === null ? '—' : fmt(Number(r.duration_s.toFixed(2))) }),
+      el('td', { class: 'num', text: fmt(r.step) }),
+      el('td', { text: r.worker || '' }),
+      el('td', { class: 'reason', text: why, title: why }));
+    tr.addEventListener('click', (e) => {
+      if (e.target.closest('a')) return;
+      if (selected.has(r.number)) selected.delete(r.number); else selected.set(r.number, r);
+      redrawSelection();
+    });
+    return tr;
+  });
+  const table = document.getElementById('trials');
+  table.replaceChildren(head, ...rows);
+  table.dataset.rows = String(rows.length);
+  table.dataset.matched = String(page.matched);
+  const first = page.matched ? page.offset + 1 : 0;
+  const last = page.offset + rows.length;
+  const prev = el('button', { id: 'trials-prev', text: '‹ previous' });
+  const next = el('button', { id: 'trials-next', text: 'next ›' });
+  prev.disabled = page.offset === 0;
+  next.disabled = last >= page.matched;
+  prev.addEventListener('click', () => { t.offset = Math.max(0, t.offset - t.limit); fetchTable(); });
+  next.addEventListener('click', () => { t.offset += t.limit; fetchTable(); });
+  document.getElementById('trials-pager').replaceChildren(prev, ' ', next,
+    ` rows ${first}–${last} of ${page.matched} matching · ${plural(page.total, 'trial')} in all` +
+    (selected.size ? ` · ${selected.size} selected (drawn in orange in the charts; click a row again to drop it)` : ' · click rows to mark them in the charts'));
 }
 
 // ---- one trial ----------------------------------------------------------------------------

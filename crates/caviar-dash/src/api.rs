@@ -1,7 +1,7 @@
 //! Routes: the page, its files and the JSON API.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/studies", get(studies))
         .route("/api/studies/{name}", get(study))
         .route("/api/studies/{name}/version", get(version))
+        .route("/api/studies/{name}/trials", get(trials_table))
         .route("/api/studies/{name}/trials/{number}", get(trial))
         .route("/api/studies/{name}/enqueue", post(enqueue))
         .route(
@@ -317,6 +318,27 @@ async fn version(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiRes
     })
     .await?;
     Ok(Json(v).into_response())
+}
+
+/// A page of the trials table: every trial in any state, filtered, sorted and paged here.
+async fn trials_table(
+    State(d): State<Dashboard>,
+    Path(name): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let q = crate::table::parse_query(&pairs).map_err(ApiError::bad_request)?;
+    let page = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let now = caviar_core::trial::now_ms();
+        Ok(d.inner
+            .caches
+            .with_all_trials(&*d.inner.storage, record.id, |all| {
+                let page = caviar_core::table::query(all, &q, now);
+                crate::table::page_json(&page, &q, now)
+            })?)
+    })
+    .await?;
+    Ok(Json(page).into_response())
 }
 
 async fn trial(

@@ -23,6 +23,7 @@ mod api;
 mod assets;
 mod cache;
 mod idle;
+pub mod table;
 pub mod view;
 
 use std::sync::Arc;
