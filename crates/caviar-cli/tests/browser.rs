@@ -1311,3 +1311,99 @@ fn the_trials_table_sorts_filters_selects_and_chart_points_open_their_trials() {
         Duration::from_secs(10),
     );
 }
+
+/// Issue 21, curves of everything: every trial's curve (complete, pruned and running) is drawn
+/// with the API's point count, the running trial's curve grows without a reload, the ASHA
+/// rungs are drawn, and the step where a running trial's learning rate changed is marked.
+#[test]
+fn every_trials_curve_is_drawn_and_a_running_one_grows_live() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    use caviar_core::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("curves.db").display());
+    let store = caviar_store::open_storage(&storage).unwrap();
+    let study = Study::builder("live")
+        .storage(store.clone())
+        .spec(serde_json::json!({"front_end": "python",
+            "pruner": {"kind": "asha", "min_resource": 1, "max_resource": 27, "reduction_factor": 3}}))
+        .build()
+        .unwrap();
+    for k in 0..7u64 {
+        let mut trial = study.ask().unwrap();
+        trial.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+        let last = if k == 3 { 3 } else { 9 };
+        for step in 1..=last {
+            trial
+                .report(step, 1.0 / step as f64 + 0.1 * k as f64)
+                .unwrap();
+        }
+        let outcome = if k == 3 {
+            Outcome::Pruned
+        } else {
+            Outcome::Complete(1.0 / 9.0 + 0.1 * k as f64)
+        };
+        study.tell(trial, outcome).unwrap();
+    }
+    let mut running = study.ask().unwrap();
+    running.suggest_float("lr", 1e-4, 1.0, Scale::Log).unwrap();
+    running.report(1, 2.0).unwrap();
+    running.report(2, 1.5).unwrap();
+    caviar_engine::ask_changes(
+        &*store,
+        study.record(),
+        7,
+        &[("lr".into(), caviar_engine::NewValue::Text("0.02".into()))],
+        "ann@box",
+        None,
+        false,
+    )
+    .unwrap();
+    running.apply_param_changes(2).unwrap();
+
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/live", server.url));
+    browser.wait_for(
+        "document.getElementById('all-curves') && document.getElementById('all-curves').dataset.lines === '8'",
+        Duration::from_secs(10),
+    );
+    let api = browser.eval("fetch('/api/studies/live/curves').then((r) => r.json())");
+    let api_points: usize = api["curves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["points"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(api_points, 6 * 9 + 3 + 2);
+    assert_eq!(
+        browser.eval("Number(document.getElementById('all-curves').dataset.points)"),
+        api_points
+    );
+    assert_eq!(api["rungs"], serde_json::json!([1, 3, 9, 27]));
+    let drawn = browser.eval(
+        "(() => { const o = echarts.getInstanceByDom(document.getElementById('all-curves')).getOption(); \
+         const running = o.series.find((s) => s.name === '#7'); \
+         return [o.series[0].markLine.data.map((d) => d.xAxis), running.markPoint.data.map((d) => d.coord[0]), \
+           [...new Set(o.series.map((s) => s.data[0][3]))].sort()]; })()",
+    );
+    assert_eq!(
+        drawn,
+        serde_json::json!([[1, 3, 9, 27], [2], ["complete", "pruned", "running"]])
+    );
+    assert_eq!(
+        browser.eval("JSON.parse(document.getElementById('all-curves').dataset.running)"),
+        serde_json::json!({"7": 2})
+    );
+    // The page is not reloaded: a mark left on it now is still there when the curve has grown.
+    browser.eval("window.__stillHere = true");
+    running.report(3, 1.2).unwrap();
+    running.report(4, 1.0).unwrap();
+    browser.wait_for(
+        "JSON.parse(document.getElementById('all-curves').dataset.running)['7'] === 4",
+        Duration::from_secs(15),
+    );
+    assert_eq!(browser.eval("window.__stillHere === true"), true);
+    browser.screenshot(&screenshot_dir().join("dashboard-all-curves.png"));
+}

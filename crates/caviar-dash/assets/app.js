@@ -126,16 +126,18 @@ async function studyPage(name) {
   const view = REPORT ? REPORT : await api(path);
   tableState = newTableState(name);
   selected.clear();
+  lastCurves = null;
   main.replaceChildren(studySkeleton(view));
   renderStudy(view);
   if (REPORT) return;
-  await fetchTable();
+  await Promise.all([fetchTable(), fetchCurves()]);
   let version = JSON.stringify(view.version);
   document.body.dataset.updates = '0';
   pollTimer = setInterval(async () => {
     try {
       // The table follows running trials (their steps and time) even when nothing finished.
       fetchTable().catch((e) => setStatus(e.message));
+      fetchCurves().catch((e) => setStatus(e.message));
       const now = JSON.stringify(await api(`${path}/version`));
       if (now === version) return;
       const fresh = await api(path);
@@ -156,6 +158,7 @@ function studySkeleton(view) {
       ...(view.pareto ? [card('Pareto front: every feasible trial, the front in colour', chart('pareto'), el('p', { id: 'pareto-note', class: 'meta' }))] : []),
       card('Optimisation history', chart('history')),
       card(`Learning curves of the best ${view.curves.length}`, el('select', { id: 'curve-metric' }), chart('curves')),
+      ...(REPORT ? [] : [card('Learning curves of every trial, live', chart('all-curves'), el('p', { id: 'all-curves-note', class: 'meta' }))]),
       card('Importance (fANOVA; bars: 5–95% over the trees)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
       card('Parallel coordinates', chart('parallel')),
       card('Narrowed ranges of the best trials (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
@@ -481,6 +484,65 @@ function slices(view, metric) {
   });
 }
 
+// ---- every trial's curve, polled while trials run ------------------------------------------
+
+const STATE_COLOURS = { complete: '#8796b5', pruned: '#d4a017', failed: '#c62828', running: '#2f6fde', waiting: '#6b7385' };
+let lastCurves = null;
+
+async function fetchCurves() {
+  const t = tableState;
+  if (!t || REPORT || !document.getElementById('all-curves')) return;
+  const data = await api(`/api/studies/${encodeURIComponent(t.study)}/curves`);
+  if (tableState !== t) return;
+  lastCurves = data;
+  drawAllCurves(data);
+}
+
+function drawAllCurves(data) {
+  const view = currentView;
+  const points = data.curves.reduce((n, c) => n + c.points.length, 0);
+  const series = data.curves.map((c) => {
+    const picked = selected.has(c.number);
+    const colour = picked ? SELECTED : STATE_COLOURS[c.state] || '#8796b5';
+    const running = c.state === 'running';
+    // Where the trial's parameters were changed while it ran: a diamond on its curve.
+    const marks = c.changes.map((step) => c.points.find((q) => q[0] >= step)).filter((q) => q);
+    return {
+      name: `#${c.number}`, type: 'line', showSymbol: false, data: c.points.map((q) => [q[0], q[1], c.number, c.state]),
+      lineStyle: { width: picked || running ? 2.5 : 1, color: colour, opacity: picked || running ? 1 : 0.45 },
+      itemStyle: { color: colour }, z: picked ? 10 : running ? 5 : 2,
+      markPoint: marks.length ? { symbol: 'diamond', symbolSize: 10, itemStyle: { color: '#111' }, label: { show: false },
+        data: marks.map((q) => ({ coord: [q[0], q[1]], name: 'parameters changed' })) } : undefined,
+    };
+  });
+  const rungs = data.rungs || [];
+  if (series.length && rungs.length) {
+    series[0].markLine = { symbol: 'none', silent: true, lineStyle: { type: 'dashed', color: '#9a6700' },
+      label: { formatter: (p) => `rung ${p.value}`, position: 'end' }, data: rungs.map((r) => ({ xAxis: r })) };
+  }
+  draw('all-curves', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (q) => (q.componentType === 'markPoint' ? 'parameters changed here'
+      : `trial ${q.value[2]} (${q.value[3]}): step ${q.value[0]}, ${fmt(q.value[1])}`) },
+    grid: { left: 75, right: 40, top: 20, bottom: 40 },
+    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25, minInterval: 1 },
+    yAxis: { type: 'value', scale: true, name: view ? view.study.metric || 'value' : 'value', nameLocation: 'middle', nameGap: 55 },
+    series,
+  }, points);
+  const node = document.getElementById('all-curves');
+  node.dataset.lines = String(data.curves.length);
+  node.dataset.running = JSON.stringify(Object.fromEntries(data.curves.filter((c) => c.state === 'running').map((c) => [c.number, c.points.length])));
+  if (view) opensTrial('all-curves', view, (q) => (q.componentType === 'series' ? q.value[2] : null));
+  const counts = {};
+  for (const c of data.curves) counts[c.state] = (counts[c.state] || 0) + 1;
+  document.getElementById('all-curves-note').textContent =
+    `${data.shown} of ${plural(data.total, 'trial')} with reports` +
+    (data.shown < data.total ? ' (running ones, the best, and an even sample of the rest)' : '') + ' · ' +
+    Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ') +
+    (rungs.length ? ` · dashed: the pruner's rungs (${rungs.join(', ')})` : '') +
+    (data.curves.some((c) => c.changes.length) ? ' · ◆ parameters changed' : '');
+}
+
 // ---- all trials: a table paged, sorted and filtered by the server --------------------------
 
 const SELECTED = '#e8590c';
@@ -530,6 +592,7 @@ function redrawSelection() {
   curvesChart(currentView, metric);
   parallelChart(currentView, metric);
   slices(currentView, metric);
+  if (lastCurves && document.getElementById('all-curves')) drawAllCurves(lastCurves);
   for (const tr of document.querySelectorAll('#trials tr[data-number]')) {
     tr.classList.toggle('selected', selected.has(Number(tr.dataset.number)));
   }

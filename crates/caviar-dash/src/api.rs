@@ -21,6 +21,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/studies/{name}", get(study))
         .route("/api/studies/{name}/version", get(version))
         .route("/api/studies/{name}/trials", get(trials_table))
+        .route("/api/studies/{name}/curves", get(all_curves))
         .route("/api/studies/{name}/trials/{number}", get(trial))
         .route("/api/studies/{name}/enqueue", post(enqueue))
         .route(
@@ -339,6 +340,56 @@ async fn trials_table(
     })
     .await?;
     Ok(Json(page).into_response())
+}
+
+/// The learning curves of every trial (running ones read now), thinned, with the pruner's
+/// rungs and the steps where a trial's parameters were changed while it ran.
+async fn all_curves(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResult {
+    let curves = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let storage = &*d.inner.storage;
+        let running = storage.running_with_params(record.id)?;
+        let numbers: std::collections::HashMap<caviar_core::trial::TrialId, u64> =
+            d.inner.caches.with_finished(storage, record.id, |trials| {
+                trials.iter().map(|t| (t.id, t.number)).collect()
+            })?;
+        let mut changes: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for (id, list) in storage.study_param_changes(record.id)? {
+            let number = numbers
+                .get(&id)
+                .copied()
+                .or_else(|| running.iter().find(|t| t.id == id).map(|t| t.number));
+            if let Some(number) = number {
+                let mut steps: Vec<u64> = list.iter().filter_map(|c| c.applied_step).collect();
+                steps.dedup();
+                changes.insert(number, steps);
+            }
+        }
+        let rungs = pruner_rungs(&record);
+        Ok(d.inner
+            .caches
+            .with_finished(storage, record.id, |finished| {
+                view::all_curves(
+                    finished,
+                    &running,
+                    record.direction,
+                    &changes,
+                    rungs,
+                    view::ALL_CURVES_LINES,
+                    view::ALL_CURVES_POINTS,
+                )
+            })?)
+    })
+    .await?;
+    Ok(Json(curves).into_response())
+}
+
+/// The steps at which the study's pruner compares trials, when its stored definition names a
+/// pruner that works in rungs (ASHA, Hyperband).
+fn pruner_rungs(record: &StudyRecord) -> Option<Vec<u64>> {
+    let spec = record.spec.as_ref()?.get("pruner")?.clone();
+    let spec: caviar_engine::PrunerSpec = serde_json::from_value(spec).ok()?;
+    spec.build().ok()?.budgets()
 }
 
 async fn trial(

@@ -427,6 +427,90 @@ fn sample(
     })
 }
 
+/// How many curves, and points in all, the all-curves chart gets: a browser draws this many
+/// lines smoothly, and past it more lines are a blur anyway.
+pub const ALL_CURVES_LINES: usize = 500;
+/// Points over all lines of the all-curves chart.
+pub const ALL_CURVES_POINTS: usize = 50_000;
+
+/// The learning curves of every trial that reported, in any state: all running trials first,
+/// then the best complete ones, then an even stride through the rest, `lines` at most, each
+/// thinned so the chart holds about `points` points. `changes` gives, per trial number, the
+/// steps at which its parameters were changed while it ran; `rungs` the steps at which the
+/// study's pruner compares trials.
+pub fn all_curves(
+    finished: &[FrozenTrial],
+    running: &[FrozenTrial],
+    direction: Direction,
+    changes: &BTreeMap<u64, Vec<u64>>,
+    rungs: Option<Vec<u64>>,
+    lines: usize,
+    points: usize,
+) -> Value {
+    let with_curve = |t: &&FrozenTrial| !t.intermediate.is_empty();
+    let all: Vec<&FrozenTrial> = running
+        .iter()
+        .filter(with_curve)
+        .chain(finished.iter().filter(with_curve))
+        .collect();
+    let total = all.len();
+    let mut chosen: Vec<&FrozenTrial> = Vec::with_capacity(lines.min(total));
+    let mut taken = std::collections::HashSet::new();
+    fn take<'a>(
+        t: &'a FrozenTrial,
+        chosen: &mut Vec<&'a FrozenTrial>,
+        taken: &mut std::collections::HashSet<u64>,
+        lines: usize,
+    ) {
+        if chosen.len() < lines && taken.insert(t.number) {
+            chosen.push(t);
+        }
+    }
+    for t in &all {
+        if t.state == TrialState::Running {
+            take(t, &mut chosen, &mut taken, lines);
+        }
+    }
+    if total > lines {
+        // The best fifth of the room, then a stride, so the picture keeps its shape.
+        let best: Vec<&FrozenTrial> = best_trials(finished, direction, lines / 5);
+        for t in best.into_iter().filter(with_curve) {
+            take(t, &mut chosen, &mut taken, lines);
+        }
+        let room = lines.saturating_sub(chosen.len()).max(1);
+        let stride = total.div_ceil(room).max(1);
+        for t in all.iter().step_by(stride) {
+            take(t, &mut chosen, &mut taken, lines);
+        }
+    } else {
+        for t in &all {
+            take(t, &mut chosen, &mut taken, lines);
+        }
+    }
+    chosen.sort_by_key(|t| t.number);
+    let per_curve = (points / chosen.len().max(1)).max(20);
+    let curves: Vec<Value> = chosen
+        .iter()
+        .map(|t| {
+            json!({
+                "number": t.number,
+                "state": t.state.as_str(),
+                "points": thin(&t.intermediate, per_curve)
+                    .iter()
+                    .map(|(s, v)| json!([s, finite(*v)]))
+                    .collect::<Vec<_>>(),
+                "changes": changes.get(&t.number).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    json!({
+        "total": total,
+        "shown": curves.len(),
+        "curves": curves,
+        "rungs": rungs,
+    })
+}
+
 /// At most `max` points of a curve: an even stride, always with the last point.
 fn thin(points: &[(u64, f64)], max: usize) -> Vec<(u64, f64)> {
     if points.len() <= max || max < 2 {
