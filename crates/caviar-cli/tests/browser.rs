@@ -1407,3 +1407,90 @@ fn every_trials_curve_is_drawn_and_a_running_one_grows_live() {
     assert_eq!(browser.eval("window.__stillHere === true"), true);
     browser.screenshot(&screenshot_dir().join("dashboard-all-curves.png"));
 }
+
+/// Issue 21, the plots people expect: contour and rank of any two parameters (on their own
+/// scales), the EDF and the per-worker timeline each draw the API's point count, and a changed
+/// pair of parameters redraws both.
+#[test]
+fn contour_rank_edf_and_timeline_draw_the_apis_points() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("plots.db").display());
+    let study = toy_study();
+    caviar(
+        &storage,
+        &["run", study.to_str().unwrap(), "--trials", "30"],
+    );
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/toy", server.url));
+    browser.wait_for(
+        "document.getElementById('timeline') && document.getElementById('timeline').dataset.rendered === '1'",
+        Duration::from_secs(10),
+    );
+    let view = browser.eval("fetch('/api/studies/toy').then((r) => r.json())");
+    let timeline = browser.eval("fetch('/api/studies/toy/timeline').then((r) => r.json())");
+    let points = |browser: &mut Browser, id: &str| {
+        browser.eval(&format!(
+            "Number(document.getElementById('{id}').dataset.points)"
+        ))
+    };
+    assert_eq!(
+        points(&mut browser, "edf"),
+        view["edf"]["points"].as_array().unwrap().len()
+    );
+    assert_eq!(view["edf"]["total"], 30);
+    assert_eq!(timeline["rows"].as_array().unwrap().len(), 30);
+    assert_eq!(points(&mut browser, "timeline"), 30);
+    // The toy runs 2 trials at once in one process: its worker gets two lanes.
+    assert_eq!(
+        timeline["workers"].as_array().unwrap().len(),
+        1,
+        "{timeline}"
+    );
+    assert_eq!(
+        browser.eval("echarts.getInstanceByDom(document.getElementById('timeline')).getOption().yAxis[0].data.length"),
+        2
+    );
+    // The pair drawn: count the sample's rows that have both parameters and a value.
+    let params: Vec<String> = view["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    let rows = view["sample"]["rows"].as_array().unwrap();
+    for (x, y) in [("lr", "beta1"), ("units", "activation")] {
+        let (i, j) = (
+            params.iter().position(|p| p == x).unwrap(),
+            params.iter().position(|p| p == y).unwrap(),
+        );
+        browser.eval(&format!(
+            "(() => {{ const xs = document.getElementById('pair-x'), ys = document.getElementById('pair-y'); \
+             xs.value = '{i}'; ys.value = '{j}'; xs.dispatchEvent(new Event('change')); }})()"
+        ));
+        let expected = rows
+            .iter()
+            .filter(|r| !r[i].is_null() && !r[j].is_null() && !r[params.len()].is_null())
+            .count();
+        assert_eq!(points(&mut browser, "contour"), expected, "{x} × {y}");
+        assert_eq!(points(&mut browser, "rank"), expected, "{x} × {y}");
+        let axes = browser.eval(
+            "(() => { const o = echarts.getInstanceByDom(document.getElementById('contour')).getOption(); \
+             return [o.xAxis[0].type, o.xAxis[0].name, o.yAxis[0].type, !!o.yAxis[0].inverse, o.series[0].data.length]; })()",
+        );
+        let kind = |name: &str| match name {
+            "lr" | "beta1" => "log",
+            "activation" => "category",
+            _ => "value",
+        };
+        assert_eq!(
+            axes,
+            serde_json::json!([kind(x), x, kind(y), y == "beta1", 900]),
+            "{x} × {y}: a 30 × 30 surface on each parameter's scale"
+        );
+    }
+    browser.screenshot(&screenshot_dir().join("dashboard-plots.png"));
+}

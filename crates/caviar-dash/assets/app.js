@@ -127,10 +127,12 @@ async function studyPage(name) {
   tableState = newTableState(name);
   selected.clear();
   lastCurves = null;
+  lastTimeline = null;
+  pairChoice = null;
   main.replaceChildren(studySkeleton(view));
   renderStudy(view);
   if (REPORT) return;
-  await Promise.all([fetchTable(), fetchCurves()]);
+  await Promise.all([fetchTable(), fetchCurves(), fetchTimeline()]);
   let version = JSON.stringify(view.version);
   document.body.dataset.updates = '0';
   pollTimer = setInterval(async () => {
@@ -138,6 +140,7 @@ async function studyPage(name) {
       // The table follows running trials (their steps and time) even when nothing finished.
       fetchTable().catch((e) => setStatus(e.message));
       fetchCurves().catch((e) => setStatus(e.message));
+      fetchTimeline().catch((e) => setStatus(e.message));
       const now = JSON.stringify(await api(`${path}/version`));
       if (now === version) return;
       const fresh = await api(path);
@@ -161,6 +164,11 @@ function studySkeleton(view) {
       ...(REPORT ? [] : [card('Learning curves of every trial, live', chart('all-curves'), el('p', { id: 'all-curves-note', class: 'meta' }))]),
       card('Importance (fANOVA; bars: 5–95% over the trees)', chart('importance'), el('p', { id: 'importance-note', class: 'meta' })),
       card('Parallel coordinates', chart('parallel')),
+      card('Contour of two parameters', el('div', { class: 'controls' }, 'x ', el('select', { id: 'pair-x' }), ' y ', el('select', { id: 'pair-y' })),
+        chart('contour'), el('p', { id: 'contour-note', class: 'meta' })),
+      card('Rank of each trial on the same two parameters', chart('rank'), el('p', { class: 'meta', text: 'colour: the trial\'s rank among those drawn, best darkest' })),
+      card('Empirical distribution of values (EDF)', chart('edf')),
+      ...(REPORT ? [] : [card('Timeline: trials per worker', chart('timeline'), el('p', { id: 'timeline-note', class: 'meta' }))]),
       card('Narrowed ranges of the best trials (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
     el('div', { id: 'retest' }),
     ...(REPORT ? [] : [el('section', { class: 'card', style: 'margin-top:1rem', id: 'trials-card' },
@@ -190,6 +198,8 @@ function renderStudy(view) {
   curvesChart(view, metric);
   importanceChart(view);
   parallelChart(view, metric);
+  pairCharts(view, metric);
+  edfChart(view, metric);
   if (!REPORT) trialsControls(view);
   narrowedTable(view);
   retestCard(view);
@@ -484,6 +494,176 @@ function slices(view, metric) {
   });
 }
 
+// ---- two parameters at once: contour and rank ----------------------------------------------
+
+// Where a value sits in its parameter's sampling space, 0 to 1 (log10 for log, log10(1 - x) for
+// reverse_log, the cell of a choice for categorical), and back.
+function toUnit(p, v) {
+  if (p.kind === 'categorical') return (v + 0.5) / p.choices.length;
+  if (p.scale === 'log') return (Math.log10(v) - Math.log10(p.low)) / (Math.log10(p.high) - Math.log10(p.low));
+  if (p.scale === 'reverse_log') return (Math.log10(1 - v) - Math.log10(1 - p.low)) / (Math.log10(1 - p.high) - Math.log10(1 - p.low));
+  return p.high > p.low ? (v - p.low) / (p.high - p.low) : 0.5;
+}
+
+function fromUnit(p, u) {
+  if (p.kind === 'categorical') return u * p.choices.length - 0.5;
+  if (p.scale === 'log') return 10 ** (Math.log10(p.low) + u * (Math.log10(p.high) - Math.log10(p.low)));
+  if (p.scale === 'reverse_log') return 1 - 10 ** (Math.log10(1 - p.low) + u * (Math.log10(1 - p.high) - Math.log10(1 - p.low)));
+  return p.low + u * (p.high - p.low);
+}
+
+let pairChoice = null;
+
+function pairCharts(view, metric) {
+  const xs = document.getElementById('pair-x');
+  const ys = document.getElementById('pair-y');
+  const n = view.params.length;
+  const note = document.getElementById('contour-note');
+  if (n < 2) {
+    note.textContent = 'needs two parameters';
+    for (const id of ['contour', 'rank']) { draw(id, { series: [] }, 0); document.getElementById(id).style.display = 'none'; }
+    xs.parentNode.style.display = 'none';
+    return;
+  }
+  if (!pairChoice || pairChoice[0] >= n || pairChoice[1] >= n) {
+    // The two parameters that mattered most, when importance knows.
+    const ranked = (view.importance.params || []).map((r) => view.params.findIndex((p) => p.name === r.name)).filter((i) => i >= 0);
+    pairChoice = ranked.length >= 2 ? [ranked[0], ranked[1]] : [0, 1];
+  }
+  const options = () => view.params.map((p, i) => el('option', { value: i, text: p.name }));
+  xs.replaceChildren(...options()); ys.replaceChildren(...options());
+  xs.value = pairChoice[0]; ys.value = pairChoice[1];
+  xs.onchange = ys.onchange = () => { pairChoice = [Number(xs.value), Number(ys.value)]; pairCharts(view, metric); };
+  const [i, j] = pairChoice;
+  const px = view.params[i];
+  const py = view.params[j];
+  const rows = view.sample.rows.filter((r) => r[i] !== null && r[j] !== null && r[n] !== null);
+  const axis = (p) => ({ ...paramAxis(p), name: p.name, nameLocation: 'middle', nameGap: p === px ? 25 : 55 });
+  const points = rows.map((r) => [axisValue(px, r[i]), axisValue(py, r[j]), r[n], r[n + 1]]);
+  // The surface: each cell of a 30 x 30 grid in the sampling space takes the inverse-distance
+  // weighted value of its 8 nearest trials.
+  const G = 30;
+  const known = rows.map((r) => [toUnit(px, r[i]), toUnit(py, r[j]), r[n]]);
+  const cells = [];
+  if (known.length >= 3 && i !== j) {
+    for (let a = 0; a < G; a++) {
+      for (let b = 0; b < G; b++) {
+        const ca = (a + 0.5) / G; const cb = (b + 0.5) / G;
+        const near = known.map((k) => [(k[0] - ca) ** 2 + (k[1] - cb) ** 2, k[2]]).sort((p, q) => p[0] - q[0]).slice(0, 8);
+        let w = 0; let sum = 0;
+        for (const [d, v] of near) { const wk = 1 / (d + 1e-6); w += wk; sum += wk * v; }
+        cells.push([a / G, (a + 1) / G, b / G, (b + 1) / G, sum / w]);
+      }
+    }
+  }
+  const values = rows.map((r) => r[n]);
+  const lo = Math.min(...values, ...cells.map((c) => c[4]));
+  const hi = Math.max(...values, ...cells.map((c) => c[4]));
+  const colours = view.study.direction === 'maximize' ? ['#f3f6fb', '#2f6fde'] : ['#2f6fde', '#f3f6fb'];
+  const corner = (api, ua, ub) => api.coord([axisValue(px, fromUnit(px, ua)), axisValue(py, fromUnit(py, ub))]);
+  draw('contour', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (q) => (q.seriesType === 'scatter' ? `trial ${q.value[3]}: ${fmt(q.value[2])}` : `about ${fmt(q.value[4])}`) },
+    grid: { left: 75, right: 70, top: 15, bottom: 45 },
+    xAxis: axis(px), yAxis: axis(py),
+    visualMap: values.length ? { type: 'continuous', min: lo, max: hi, dimension: 4, seriesIndex: 0, inRange: { color: colours }, right: 0, top: 'middle', itemHeight: 120, text: [fmt(hi), fmt(lo)], calculable: false } : undefined,
+    series: [
+      { type: 'custom', silent: true, data: cells, z: 1,
+        renderItem: (params, api) => {
+          const p0 = corner(api, api.value(0), api.value(2)); const p1 = corner(api, api.value(1), api.value(3));
+          return { type: 'rect', shape: { x: Math.min(p0[0], p1[0]), y: Math.min(p0[1], p1[1]), width: Math.abs(p1[0] - p0[0]) + 0.5, height: Math.abs(p1[1] - p0[1]) + 0.5 },
+            style: { fill: api.visual('color') } };
+        } },
+      { type: 'scatter', symbolSize: 6, z: 5, itemStyle: { color: '#1d2330', borderColor: '#fff', borderWidth: 1 }, data: points },
+      selectedSeries('scatter', [...selected.values()].filter((r) => r.value !== null && rowParam(px, r) !== null && rowParam(py, r) !== null)
+        .map((r) => [axisValue(px, rowParam(px, r)), axisValue(py, rowParam(py, r)), r.value, r.number])),
+    ],
+  }, points.length);
+  opensTrial('contour', view, (q) => (q.seriesType === 'scatter' ? q.value[3] : null));
+  note.textContent = `${plural(points.length, 'trial')} of the sample; the surface interpolates them (inverse distance, 8 nearest, in the sampling space)`;
+  // Rank: 0 for the best trial drawn, 1 for the worst.
+  const order = [...points].sort((a, b) => (view.study.direction === 'maximize' ? b[2] - a[2] : a[2] - b[2]));
+  const rankOf = new Map(order.map((q, k) => [q[3], order.length > 1 ? k / (order.length - 1) : 0]));
+  draw('rank', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (q) => `trial ${q.value[3]}: ${fmt(q.value[2])} (rank ${Math.round(q.value[4] * (order.length - 1)) + 1} of ${order.length})` },
+    grid: { left: 75, right: 70, top: 15, bottom: 45 },
+    xAxis: axis(px), yAxis: axis(py),
+    visualMap: { type: 'continuous', min: 0, max: 1, dimension: 4, seriesIndex: 0, inRange: { color: ['#0b3d91', '#9bb8ee', '#eef2f9'] }, right: 0, top: 'middle', itemHeight: 120, text: ['worst', 'best'] },
+    series: [{ type: 'scatter', symbolSize: 7, data: points.map((q) => [...q, rankOf.get(q[3])]) }],
+  }, points.length);
+  opensTrial('rank', view, (q) => q.value[3]);
+}
+
+function edfChart(view, metric) {
+  const e = view.edf;
+  draw('edf', {
+    animation: false,
+    tooltip: { trigger: 'axis', formatter: (q) => `${Math.round(q[0].value[1] * 100)}% of trials at or below ${fmt(q[0].value[0])}` },
+    grid: { left: 60, right: 20, top: 15, bottom: 45 },
+    xAxis: { type: 'value', scale: true, name: metric, nameLocation: 'middle', nameGap: 25 },
+    yAxis: { type: 'value', min: 0, max: 1, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` } },
+    series: [{ type: 'line', step: 'end', showSymbol: false, data: e.points }],
+  }, e.points.length);
+}
+
+// ---- when trials ran: a Gantt view per worker ---------------------------------------------
+
+async function fetchTimeline() {
+  const t = tableState;
+  if (!t || REPORT || !document.getElementById('timeline')) return;
+  const data = await api(`/api/studies/${encodeURIComponent(t.study)}/timeline`);
+  if (tableState !== t) return;
+  lastTimeline = data;
+  drawTimeline(data);
+}
+
+let lastTimeline = null;
+
+function drawTimeline(data) {
+  const view = currentView;
+  // A worker that runs several trials at once (a process with several slots) gets one lane per
+  // slot in use: the first lane free when the trial started.
+  const lanesOf = new Map();
+  const laneOfTrial = new Map();
+  for (const r of [...data.rows].sort((a, b) => a[2] - b[2] || a[0] - b[0])) {
+    const ends = lanesOf.get(r[1]) || [];
+    let lane = ends.findIndex((end) => end !== null && end <= r[2]);
+    if (lane < 0) { lane = ends.length; ends.push(null); }
+    ends[lane] = r[3] === null ? Infinity : r[3];
+    lanesOf.set(r[1], ends);
+    laneOfTrial.set(r[0], lane);
+  }
+  const workers = [];
+  const rowOf = new Map();
+  for (const w of data.workers) {
+    const lanes = (lanesOf.get(w) || [null]).length;
+    for (let k = 0; k < lanes; k++) { rowOf.set(`${w}\u0000${k}`, workers.length); workers.push(lanes > 1 ? `${w} · ${k + 1}` : w); }
+  }
+  const rows = data.rows.map((r) => [rowOf.get(`${r[1]}\u0000${laneOfTrial.get(r[0])}`), r[2], r[3], r[0], r[4], r[5], r[1]]);
+  draw('timeline', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (q) => { const v = q.value; return `trial ${v[3]} (${v[4]}) on ${echarts.format.encodeHTML(v[6])}: ${fmt((v[2] - v[1]) / 1000)} s`
+      + (v[5] ? `<br>${echarts.format.encodeHTML(v[5])}` : ''); } },
+    grid: { left: 140, right: 20, top: 10, bottom: 45 },
+    xAxis: { type: 'time', name: 'time', nameLocation: 'middle', nameGap: 25 },
+    yAxis: { type: 'category', data: workers, axisLabel: { width: 130, overflow: 'truncate' } },
+    series: [{ type: 'custom', encode: { x: [1, 2], y: 0 }, data: rows,
+      renderItem: (params, api) => {
+        const start = api.coord([api.value(1), api.value(0)]); const end = api.coord([api.value(2), api.value(0)]);
+        const h = api.size([0, 1])[1] * 0.6;
+        return { type: 'rect', shape: { x: start[0], y: start[1] - h / 2, width: Math.max(1, end[0] - start[0]), height: h },
+          style: { fill: selected.has(api.value(3)) ? SELECTED : STATE_COLOURS[rows[params.dataIndex][4]] || '#8796b5', stroke: '#fff', lineWidth: 0.5 } };
+      } }],
+  }, rows.length);
+  if (view) opensTrial('timeline', view, (q) => q.value[3]);
+  const failed = data.rows.filter((r) => r[4] === 'failed').length;
+  const running = data.rows.filter((r) => r[4] === 'running').length;
+  document.getElementById('timeline-note').textContent =
+    `${plural(data.rows.length, 'trial')} on ${plural(data.workers.length, 'worker')}` + (workers.length > data.workers.length ? ` (${workers.length} lanes: trials at once)` : '') + (data.rows.length < data.total ? ` (the latest ${data.rows.length} of ${data.total})` : '') +
+    ` · ${failed} failed (red), ${running} running (blue, to now)`;
+}
+
 // ---- every trial's curve, polled while trials run ------------------------------------------
 
 const STATE_COLOURS = { complete: '#8796b5', pruned: '#d4a017', failed: '#c62828', running: '#2f6fde', waiting: '#6b7385' };
@@ -593,6 +773,8 @@ function redrawSelection() {
   parallelChart(currentView, metric);
   slices(currentView, metric);
   if (lastCurves && document.getElementById('all-curves')) drawAllCurves(lastCurves);
+  if (lastTimeline && document.getElementById('timeline')) drawTimeline(lastTimeline);
+  pairCharts(currentView, metric);
   for (const tr of document.querySelectorAll('#trials tr[data-number]')) {
     tr.classList.toggle('selected', selected.has(Number(tr.dataset.number)));
   }

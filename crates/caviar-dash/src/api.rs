@@ -22,6 +22,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/studies/{name}/version", get(version))
         .route("/api/studies/{name}/trials", get(trials_table))
         .route("/api/studies/{name}/curves", get(all_curves))
+        .route("/api/studies/{name}/timeline", get(timeline))
         .route("/api/studies/{name}/trials/{number}", get(trial))
         .route("/api/studies/{name}/enqueue", post(enqueue))
         .route(
@@ -382,6 +383,22 @@ async fn all_curves(State(d): State<Dashboard>, Path(name): Path<String>) -> Api
     })
     .await?;
     Ok(Json(curves).into_response())
+}
+
+/// When each trial ran and on which worker: `[number, worker, start_ms, end_ms, state, reason]`
+/// rows for a Gantt view (running ones end now), the latest `TIMELINE_TRIALS` by number.
+async fn timeline(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResult {
+    let rows = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let now = caviar_core::trial::now_ms();
+        Ok(d.inner
+            .caches
+            .with_all_trials(&*d.inner.storage, record.id, |all| {
+                crate::view::timeline(all, now, crate::view::TIMELINE_TRIALS)
+            })?)
+    })
+    .await?;
+    Ok(Json(rows).into_response())
 }
 
 /// The steps at which the study's pruner compares trials, when its stored definition names a

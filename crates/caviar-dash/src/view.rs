@@ -98,6 +98,7 @@ pub fn study_view(
         "best": best.iter().map(|t| trial_row(t)).collect::<Vec<_>>(),
         "pareto": if several { pareto(record, finished, &directions, limits.sample) } else { Value::Null },
         "history": history(finished, direction, limits.history_points),
+        "edf": edf(finished, limits.history_points),
         "curves": curves,
         "sample": sample(finished, direction, &params, limits.sample),
         "importance": importance,
@@ -333,6 +334,26 @@ fn param_json(p: &ParamMeta) -> Value {
     }
 }
 
+/// The empirical distribution of the complete trials' values: `[value, share of trials at or
+/// below it]`, sorted; past `max_points`, evenly spaced quantiles, the extremes kept.
+fn edf(finished: &[FrozenTrial], max_points: usize) -> Value {
+    let mut values: Vec<f64> = finished
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| t.value.filter(|v| v.is_finite()))
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let at = |i: usize| json!([values[i], (i + 1) as f64 / n as f64]);
+    let points: Vec<Value> = if n <= max_points.max(2) {
+        (0..n).map(at).collect()
+    } else {
+        let last = max_points.max(2) - 1;
+        (0..=last).map(|k| at(k * (n - 1) / last)).collect()
+    };
+    json!({ "points": points, "total": n })
+}
+
 /// Complete trials by number with their values and the best so far; past `max_points`, a
 /// stride keeps an even sample, and every trial that improved the best is kept regardless.
 fn history(finished: &[FrozenTrial], direction: Direction, max_points: usize) -> Value {
@@ -509,6 +530,52 @@ pub fn all_curves(
         "curves": curves,
         "rungs": rungs,
     })
+}
+
+/// Trials the timeline shows at most: the latest by number.
+pub const TIMELINE_TRIALS: usize = 5000;
+
+/// Each started trial as `[number, worker, start_ms, end_ms, state, reason]`, the latest `max`
+/// by number; a running trial ends at `now_ms`. Workers are listed in order of first start.
+pub fn timeline(trials: &[&FrozenTrial], now_ms: i64, max: usize) -> Value {
+    let mut started: Vec<&FrozenTrial> = trials
+        .iter()
+        .copied()
+        .filter(|t| t.started_ms.is_some())
+        .collect();
+    let total = started.len();
+    started.sort_by_key(|t| t.number);
+    let started = &started[started.len().saturating_sub(max)..];
+    let mut by_start: Vec<&FrozenTrial> = started.to_vec();
+    by_start.sort_by_key(|t| (t.started_ms, t.number));
+    let mut workers: Vec<String> = Vec::new();
+    for t in &by_start {
+        let w = t.worker.clone().unwrap_or_else(|| "unknown".into());
+        if !workers.contains(&w) {
+            workers.push(w);
+        }
+    }
+    let rows: Vec<Value> = started
+        .iter()
+        .map(|t| {
+            let end = t
+                .finished_ms
+                .or((t.state == TrialState::Running).then_some(now_ms));
+            let reason = t
+                .error
+                .as_deref()
+                .map(|e| e.lines().next().unwrap_or("").to_string());
+            json!([
+                t.number,
+                t.worker.as_deref().unwrap_or("unknown"),
+                t.started_ms,
+                end,
+                t.state.as_str(),
+                reason
+            ])
+        })
+        .collect();
+    json!({ "rows": rows, "workers": workers, "total": total, "now_ms": now_ms })
 }
 
 /// At most `max` points of a curve: an even stride, always with the last point.
