@@ -1494,3 +1494,107 @@ fn contour_rank_edf_and_timeline_draw_the_apis_points() {
     }
     browser.screenshot(&screenshot_dir().join("dashboard-plots.png"));
 }
+
+/// Issue 21, notes: a study's and a trial's note are written through the page with the write
+/// token (refused without it), stored as the `note` user attribute, listed on the study page
+/// and shown in the static report.
+#[test]
+fn notes_on_a_study_and_a_trial_are_saved_with_the_token_and_shown_in_the_report() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("notes.db").display());
+    let study = toy_study();
+    caviar(&storage, &["run", study.to_str().unwrap(), "--trials", "6"]);
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/toy", server.url));
+    browser.wait_for(
+        "document.getElementById('study-note-save') !== null",
+        Duration::from_secs(10),
+    );
+    let save = |browser: &mut Browser, id: &str, text: &str, token: &str| {
+        browser.eval(&format!(
+            "(() => {{ document.getElementById('{id}-status').textContent = ''; \
+             document.getElementById('{id}-edit').value = {text:?}; \
+             document.getElementById('{id}-token').value = {token:?}; \
+             document.getElementById('{id}-save').click(); }})()"
+        ));
+        browser.wait_for(
+            &format!(
+                "!['', 'saving…'].includes(document.getElementById('{id}-status').textContent)"
+            ),
+            Duration::from_secs(10),
+        );
+        browser
+            .eval(&format!(
+                "document.getElementById('{id}-status').textContent"
+            ))
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let refused = save(&mut browser, "study-note", "sneaky", "wrong-token");
+    assert!(refused.starts_with("refused:"), "{refused}");
+    let saved = save(
+        &mut browser,
+        "study-note",
+        "lr sweep on data v2 <b>",
+        &server.token,
+    );
+    assert_eq!(saved, "saved");
+    assert_eq!(
+        browser.eval("document.getElementById('study-note-text').textContent"),
+        "lr sweep on data v2 <b>"
+    );
+    // A trial's note, from its page.
+    browser.open(&format!("{}#/study/toy/trial/2", server.url));
+    browser.wait_for(
+        "document.getElementById('trial-note-save') !== null",
+        Duration::from_secs(10),
+    );
+    let saved = save(
+        &mut browser,
+        "trial-note",
+        "loss spiked at epoch 2",
+        &server.token,
+    );
+    assert_eq!(saved, "saved");
+    // Stored as the `note` user attribute, as Python would read it.
+    {
+        let store = caviar_store::open_storage(&storage).unwrap();
+        let record = store.study("toy").unwrap().unwrap();
+        let notes = caviar_engine::notes::study_notes(&*store, record.id).unwrap();
+        assert_eq!(notes.study.as_deref(), Some("lr sweep on data v2 <b>"));
+        assert_eq!(notes.trials, [(2, "loss spiked at epoch 2".to_string())]);
+    }
+    browser.open(&format!("{}#/study/toy", server.url));
+    browser.wait_for(
+        "document.getElementById('trial-notes-table') !== null",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('trial-notes-table').innerText.replace('\\t', ' ')"),
+        "#2 loss spiked at epoch 2"
+    );
+    // The static report shows both, read-only.
+    let report = dir.path().join("report.html");
+    caviar(
+        &storage,
+        &["report", "toy", "--out", report.to_str().unwrap()],
+    );
+    browser.open(&format!("file://{}", report.display()));
+    browser.wait_for(
+        "document.getElementById('study-note-text') !== null",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('study-note-text').textContent"),
+        "lr sweep on data v2 <b>"
+    );
+    assert_eq!(
+        browser.eval("[document.getElementById('study-note-save') === null, document.querySelectorAll('#trial-notes-table tr').length]"),
+        serde_json::json!([true, 1])
+    );
+}

@@ -169,7 +169,8 @@ function studySkeleton(view) {
       card('Rank of each trial on the same two parameters', chart('rank'), el('p', { class: 'meta', text: 'colour: the trial\'s rank among those drawn, best darkest' })),
       card('Empirical distribution of values (EDF)', chart('edf')),
       ...(REPORT ? [] : [card('Timeline: trials per worker', chart('timeline'), el('p', { id: 'timeline-note', class: 'meta' }))]),
-      card('Narrowed ranges of the best trials (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' }))),
+      card('Narrowed ranges of the best trials (coarse to fine)', el('div', { id: 'narrowed', class: 'scroll' }), el('div', { id: 'lineage', class: 'meta' })),
+      card('Notes', el('div', { id: 'notes' }))),
     el('div', { id: 'retest' }),
     ...(REPORT ? [] : [el('section', { class: 'card', style: 'margin-top:1rem', id: 'trials-card' },
       el('h2', { text: 'All trials' }), el('div', { id: 'trials-controls', class: 'controls' }),
@@ -202,6 +203,7 @@ function renderStudy(view) {
   edfChart(view, metric);
   if (!REPORT) trialsControls(view);
   narrowedTable(view);
+  notesCard(view);
   retestCard(view);
   slices(view, metric);
 }
@@ -244,7 +246,7 @@ function retestCard(view) {
 // The study's user attributes; of its fingerprint, the git state and how many files it hashes.
 function studyAttrs(view) {
   const attrs = view.user_attrs || {};
-  const parts = Object.entries(attrs).filter(([k]) => k !== 'fingerprint')
+  const parts = Object.entries(attrs).filter(([k]) => k !== 'fingerprint' && k !== 'note')
     .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
   const f = attrs.fingerprint;
   if (f) {
@@ -492,6 +494,54 @@ function slices(view, metric) {
     }, points.length);
     opensTrial(`slice-${i}`, view, (q) => q.value[2]);
   });
+}
+
+// ---- notes ---------------------------------------------------------------------------------
+
+// A note and, in the dashboard, a box to edit it with the write token. Returns [section].
+function noteEditor(path, text, id) {
+  const shown = el('pre', { id: `${id}-text`, class: 'note', text: text || '(no note yet)' });
+  if (REPORT) return [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Note' }), shown)];
+  const box = el('textarea', { id: `${id}-edit`, rows: 3, placeholder: 'what this was for, what you saw' });
+  box.value = text || '';
+  const token = el('input', { id: `${id}-token`, type: 'password', placeholder: 'write token (printed at start-up)', autocomplete: 'off' });
+  token.value = sessionStorage.getItem(TOKEN_KEY) || '';
+  const status = el('span', { id: `${id}-status`, class: 'meta' });
+  const save = el('button', { id: `${id}-save`, type: 'button', text: 'Save note' });
+  save.addEventListener('click', async () => {
+    sessionStorage.setItem(TOKEN_KEY, token.value);
+    status.textContent = 'saving…';
+    try {
+      const response = await fetch(path, { method: 'POST',
+        headers: { Authorization: `Bearer ${token.value}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ text: box.value }) });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || response.statusText);
+      shown.textContent = body.note || '(no note yet)';
+      status.textContent = 'saved';
+    } catch (e) {
+      status.textContent = `refused: ${e.message}`;
+    }
+  });
+  return [el('section', { class: 'card note-editor', style: 'margin-top:1rem' }, el('h2', { text: 'Note' }), shown,
+    box, el('div', {}, token, ' ', save, ' ', status))];
+}
+
+function notesCard(view) {
+  const box = document.getElementById('notes');
+  const notes = view.notes || { study: null, trials: [] };
+  // The editor is built once, so a poll does not wipe what is being typed.
+  if (!box.dataset.built) {
+    box.dataset.built = '1';
+    const path = `/api/studies/${encodeURIComponent(view.study.name)}/note`;
+    const [section] = noteEditor(path, notes.study, 'study-note');
+    box.replaceChildren(...[...section.childNodes].filter((n) => n.tagName !== 'H2'), el('div', { id: 'trial-notes' }));
+  } else if (REPORT || document.activeElement !== document.getElementById('study-note-edit')) {
+    document.getElementById('study-note-text').textContent = notes.study || '(no note yet)';
+  }
+  const rows = notes.trials.map(([number, text]) => el('tr', {}, el('td', {}, trialLink(view.study.name, number)), el('td', { class: 'note', text })));
+  document.getElementById('trial-notes').replaceChildren(...(rows.length
+    ? [el('h2', { text: 'Notes on trials' }), el('table', { id: 'trial-notes-table', 'data-rows': rows.length }, ...rows)] : []));
 }
 
 // ---- two parameters at once: contour and rank ----------------------------------------------
@@ -1008,8 +1058,10 @@ async function trialPage(name, number) {
     ...(t.error ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Reason' }), el('pre', { id: 'trial-error', text: t.error }))] : []),
     ...(t.feasible === false ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Infeasible: not among the best' }),
       el('pre', { id: 'trial-broken', text: (t.broken && t.broken.length ? t.broken : ['a constraint given by constraints_func']).join('\n') }))] : []),
-    ...(t.user_attrs && Object.keys(t.user_attrs).length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'User attributes' }),
-      el('table', { id: 'trial-attrs' }, ...Object.entries(t.user_attrs).map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: typeof v === 'number' ? fmt(v) : JSON.stringify(v) })))))] : []),
+    ...noteEditor(`/api/studies/${encodeURIComponent(name)}/trials/${encodeURIComponent(t.number)}/note`,
+      t.user_attrs && typeof t.user_attrs.note === 'string' ? t.user_attrs.note : '', 'trial-note'),
+    ...(t.user_attrs && Object.keys(t.user_attrs).filter((k) => k !== 'note').length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'User attributes' }),
+      el('table', { id: 'trial-attrs' }, ...Object.entries(t.user_attrs).filter(([k]) => k !== 'note').map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: typeof v === 'number' ? fmt(v) : JSON.stringify(v) })))))] : []),
     ...(t.param_history && t.param_history.length ? [el('section', { class: 'card', style: 'margin-top:1rem' }, el('h2', { text: 'Changes while it ran' }),
       el('table', { id: 'trial-changes' }, ...t.param_history.map((c) => el('tr', {},
         el('td', { text: c.name }),

@@ -23,6 +23,8 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/api/studies/{name}/trials", get(trials_table))
         .route("/api/studies/{name}/curves", get(all_curves))
         .route("/api/studies/{name}/timeline", get(timeline))
+        .route("/api/studies/{name}/note", post(study_note))
+        .route("/api/studies/{name}/trials/{number}/note", post(trial_note))
         .route("/api/studies/{name}/trials/{number}", get(trial))
         .route("/api/studies/{name}/enqueue", post(enqueue))
         .route(
@@ -305,6 +307,10 @@ async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResul
                     .collect::<Vec<_>>()
             })?;
         view["metric_curves"] = crate::view::metric_curves(&ids, &metrics, &d.inner.limits);
+        view["notes"] = json!(caviar_engine::notes::study_notes(
+            &*d.inner.storage,
+            record.id
+        )?);
         Ok(view)
     })
     .await?;
@@ -468,6 +474,69 @@ async fn trial(
     })
     .await?;
     Ok(Json(detail).into_response())
+}
+
+/// The note text of a request body `{"text": "..."}`.
+fn note_text(body: &str) -> Result<String, ApiError> {
+    let request: Value = serde_json::from_str(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let text = request
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("give {\"text\": \"the note\"} (\"\" clears it)"))?;
+    if text.len() > NOTE_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "text: {} bytes; a note holds at most {NOTE_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// A note's size limit: notes are read on every study page.
+const NOTE_BYTES: usize = 64 * 1024;
+
+/// Writes the study's note, with the write token: `{"text": "..."}`.
+async fn study_note(
+    State(d): State<Dashboard>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    check_token(&d, &headers)?;
+    let text = note_text(&body)?;
+    let saved = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let owner = caviar_core::storage::AttrOwner::Study(record.id);
+        caviar_engine::notes::set_note(&*d.inner.storage, owner, &text)?;
+        Ok(json!({ "study": name, "note": text.trim_end() }))
+    })
+    .await?;
+    Ok(Json(saved).into_response())
+}
+
+/// Writes a trial's note, with the write token: `{"text": "..."}`.
+async fn trial_note(
+    State(d): State<Dashboard>,
+    Path((name, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    let (number, _) = steering_request(&d, &headers, &number, &body)?;
+    let text = note_text(&body)?;
+    let saved = blocking(move || {
+        let record = find_study(&d, &name)?;
+        let storage = &*d.inner.storage;
+        let trial = storage
+            .trials_numbered(record.id, number, number + 1)?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("study `{name}` has no trial {number}")))?;
+        let owner = caviar_core::storage::AttrOwner::Trial(trial.id);
+        caviar_engine::notes::set_note(storage, owner, &text)?;
+        Ok(json!({ "study": name, "trial": number, "note": text.trim_end() }))
+    })
+    .await?;
+    Ok(Json(saved).into_response())
 }
 
 /// Queues a trial with chosen parameters: `{"params": {"lr": 0.01}}`, with the write token.

@@ -166,6 +166,7 @@ pub fn report_html(storage: &dyn Storage, name: &str) -> Result<String, ReportEr
     let caches = cache::Caches::default();
     let mut data = caches.view(storage, &record, lineage, &ViewLimits::default())?;
     data["written_ms"] = serde_json::json!(caviar_core::trial::now_ms());
+    data["notes"] = serde_json::json!(caviar_engine::notes::study_notes(storage, record.id)?);
     // Inside <script>, "</" could end the element early.
     let inline = |text: &str| text.replace("</", "<\\/");
     Ok(format!(

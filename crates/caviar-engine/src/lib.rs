@@ -20,6 +20,7 @@
 mod checkpoints;
 pub mod fingerprint;
 mod live;
+pub mod notes;
 pub mod pbt;
 mod registry;
 pub mod resources;
