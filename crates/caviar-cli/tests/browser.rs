@@ -1598,3 +1598,85 @@ fn notes_on_a_study_and_a_trial_are_saved_with_the_token_and_shown_in_the_report
         serde_json::json!([true, 1])
     );
 }
+
+/// Issue 21, compare: a study and its narrowed child side by side, reached from the parent's
+/// lineage, with both best values and both histories and curves overlaid (the API's points).
+#[test]
+fn a_parent_and_its_narrowed_child_compare_side_by_side() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite:{}", dir.path().join("compare.db").display());
+    let study = toy_study();
+    caviar(
+        &storage,
+        &["run", study.to_str().unwrap(), "--trials", "20"],
+    );
+    let next = dir.path().join("next.toml");
+    caviar(
+        &storage,
+        &[
+            "narrow",
+            "toy",
+            "-k",
+            "5",
+            "--write",
+            next.to_str().unwrap(),
+        ],
+    );
+    caviar(&storage, &["run", next.to_str().unwrap(), "--trials", "8"]);
+    let server = Server::start(&storage);
+    let mut browser = Browser::start(&chromium, 1400, 1000);
+    browser.open(&format!("{}#/study/toy", server.url));
+    browser.wait_for(
+        "document.querySelector('#lineage a.compare-link') !== null",
+        Duration::from_secs(10),
+    );
+    browser.eval("document.querySelector('#lineage a.compare-link').click()");
+    browser.wait_for(
+        "location.hash === '#/compare/toy/toy-narrow' && document.getElementById('compare-curves') !== null \
+         && document.getElementById('compare-curves').dataset.rendered === '1'",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('compare-relation').textContent"),
+        "toy-narrow refines toy (a narrowed round)"
+    );
+    let a = browser.eval("fetch('/api/studies/toy').then((r) => r.json())");
+    let b = browser.eval("fetch('/api/studies/toy-narrow').then((r) => r.json())");
+    let points = |v: &Value, key: &str| -> usize {
+        match key {
+            "history" => v["history"]["points"].as_array().unwrap().len(),
+            _ => v["curves"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["points"].as_array().unwrap().len())
+                .sum(),
+        }
+    };
+    assert_eq!(
+        browser.eval("Number(document.getElementById('compare-history').dataset.points)"),
+        points(&a, "history") + points(&b, "history")
+    );
+    assert_eq!(
+        browser.eval("Number(document.getElementById('compare-curves').dataset.points)"),
+        points(&a, "curves") + points(&b, "curves")
+    );
+    let best = browser
+        .eval("[...document.querySelectorAll('#compare-best td.num')].map((c) => c.textContent)");
+    for (shown, v) in best.as_array().unwrap().iter().zip([&a, &b]) {
+        // "0.9198 (trial 12)": the value to the page's 5 digits, and the trial.
+        let shown = shown.as_str().unwrap();
+        let (value, trial) = shown.split_once(' ').unwrap();
+        let expected = v["study"]["best_value"].as_f64().unwrap();
+        let value: f64 = value.parse().unwrap();
+        assert!(
+            (value - expected).abs() <= 1e-4 * expected.abs(),
+            "{shown} against {expected}"
+        );
+        assert_eq!(trial, format!("(trial {})", v["study"]["best_number"]));
+    }
+    browser.screenshot(&screenshot_dir().join("dashboard-compare.png"));
+}

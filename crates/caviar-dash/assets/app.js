@@ -80,6 +80,7 @@ async function route() {
     const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
     if (REPORT) await studyPage(REPORT.study.name);
     else if (parts[0] === 'study' && parts[2] === 'trial') await trialPage(parts[1], parts[3]);
+    else if (parts[0] === 'compare' && parts[1] && parts[2]) await comparePage(parts[1], parts[2]);
     else if (parts[0] === 'study' && parts[1]) await studyPage(parts[1]);
     else await listPage();
   } catch (e) {
@@ -450,11 +451,16 @@ function narrowedTable(view) {
   const link = (n) => REPORT ? el('span', { text: n }) : el('a', { href: `#/study/${encodeURIComponent(n)}` }, n);
   const parts = [];
   const { ancestors, children } = view.lineage || { ancestors: [], children: [] };
-  if (ancestors.length) { parts.push('Rounds: '); ancestors.forEach((a) => parts.push(link(a), ' → ')); parts.push(el('b', { text: view.study.name })); }
+  const compare = (other) => (REPORT ? [] : [' (', el('a', { class: 'compare-link', href: `#/compare/${encodeURIComponent(other)}/${encodeURIComponent(view.study.name)}` }, 'compare'), ')']);
+  if (ancestors.length) {
+    parts.push('Rounds: '); ancestors.forEach((a, i) => parts.push(link(a), ...(i === ancestors.length - 1 ? compare(a) : []), ' → '));
+    parts.push(el('b', { text: view.study.name }));
+  }
   const verdicts = Object.fromEntries(((view.lineage && view.lineage.retests) || []).map((r) => [r.study, r.verdict_text]));
   if (children.length) {
     parts.push(parts.length ? ' → ' : 'Refined by: ');
-    children.forEach((c, i) => parts.push(...(i ? [', '] : []), link(c), ...(verdicts[c] ? [` (re-test: ${verdicts[c]})`] : [])));
+    children.forEach((c, i) => parts.push(...(i ? [', '] : []), link(c), ...(verdicts[c] ? [` (re-test: ${verdicts[c]})`] : []),
+      ...(REPORT ? [] : [' (', el('a', { class: 'compare-link', href: `#/compare/${encodeURIComponent(view.study.name)}/${encodeURIComponent(c)}` }, 'compare'), ')'])));
   }
   const rounds = (view.lineage && view.lineage.rounds) || [];
   const roundRows = rounds.map((r) => {
@@ -494,6 +500,87 @@ function slices(view, metric) {
     }, points.length);
     opensTrial(`slice-${i}`, view, (q) => q.value[2]);
   });
+}
+
+// ---- two studies side by side --------------------------------------------------------------
+
+const COMPARE_COLOURS = ['#2f6fde', '#e8590c'];
+
+async function comparePage(a, b) {
+  const [va, vb] = await Promise.all([api(`/api/studies/${encodeURIComponent(a)}`), api(`/api/studies/${encodeURIComponent(b)}`)]);
+  const views = [va, vb];
+  const link = (n) => el('a', { href: `#/study/${encodeURIComponent(n)}` }, n);
+  const card = (title, ...body) => el('section', { class: 'card' }, el('h2', { text: title }), ...body);
+  const chart = (id) => el('div', { id, class: 'chart' });
+  const relation = (() => {
+    const ancestors = (v) => (v.lineage && v.lineage.ancestors) || [];
+    const retestOf = (v) => v.lineage && v.lineage.retest && v.lineage.retest.parent;
+    if (ancestors(vb).includes(a)) return `${b} refines ${a} (a narrowed round)`;
+    if (ancestors(va).includes(b)) return `${a} refines ${b} (a narrowed round)`;
+    if (retestOf(vb) === a) return `${b} re-tests ${a}`;
+    if (retestOf(va) === b) return `${a} re-tests ${b}`;
+    return 'two studies';
+  })();
+  main.replaceChildren(
+    el('h1', {}, 'Compare ', link(a), ' and ', link(b)),
+    el('div', { id: 'compare-relation', class: 'meta', text: relation }),
+    el('div', { class: 'grid' },
+      card('Best values and ranges', el('div', { id: 'compare-table', class: 'scroll' })),
+      card('Optimisation history of both', chart('compare-history')),
+      card('Learning curves of the best of both', chart('compare-curves'))));
+  // The table: goal, trials, best, then each parameter's range and its top-10 range.
+  const names = [...new Set(views.flatMap((v) => v.params.map((p) => p.name)))];
+  const range = (v, n) => {
+    const p = v.params.find((x) => x.name === n);
+    if (!p) return '—';
+    return p.kind === 'categorical' ? `{${p.choices.join(', ')}}` : `${fmt(p.low)} .. ${fmt(p.high)}${p.scale !== 'linear' ? ` (${p.scale})` : ''}`;
+  };
+  const narrowed = (v, n) => { const r = v.narrowed.find((x) => x.name === n); return r ? r.text.replace(`${n}: `, '') : '—'; };
+  const best = (v) => (v.study.best_value === null || v.study.best_value === undefined ? '—' : `${fmt(v.study.best_value)} (trial ${v.study.best_number})`);
+  const row = (label, f, cls) => el('tr', {}, el('td', { text: label }), ...views.map((v) => el('td', { class: cls || '', text: f(v) })));
+  document.getElementById('compare-table').replaceChildren(el('table', { id: 'compare' },
+    el('tr', {}, el('th', { text: '' }), ...[a, b].map((n, i) => el('th', { style: `color:${COMPARE_COLOURS[i]}`, text: n }))),
+    row('goal', (v) => `${v.study.direction} ${v.study.metric || 'value'}`),
+    row('trials', (v) => `${v.study.trials} (${v.study.counts.complete} complete)`),
+    el('tr', { id: 'compare-best' }, el('td', { text: 'best' }), ...views.map((v) => el('td', { class: 'num', text: best(v) }))),
+    ...names.flatMap((n) => [row(`${n}: range`, (v) => range(v, n)), row(`${n}: best 10 within`, (v) => narrowed(v, n))])));
+  // History: both studies' values and bests on one trial axis.
+  const series = views.flatMap((v, i) => {
+    const h = v.history;
+    const last = h.points.length ? h.points[h.points.length - 1][0] : 0;
+    const bestLine = h.best.length ? [...h.best, [last, h.best[h.best.length - 1][1]]] : [];
+    return [
+      { name: [a, b][i], type: 'scatter', symbolSize: 4, itemStyle: { color: COMPARE_COLOURS[i] }, data: h.points },
+      { name: `${[a, b][i]} best`, type: 'line', step: 'end', showSymbol: false, lineStyle: { color: COMPARE_COLOURS[i] }, itemStyle: { color: COMPARE_COLOURS[i] }, data: bestLine },
+    ];
+  });
+  draw('compare-history', {
+    animation: false, legend: { top: 0 },
+    tooltip: { trigger: 'item', formatter: (q) => `${echarts.format.encodeHTML(q.seriesName)} trial ${q.value[0]}: ${fmt(q.value[1])}` },
+    grid: { left: 60, right: 20, top: 35, bottom: 40 },
+    xAxis: { type: 'value', name: 'trial', nameLocation: 'middle', nameGap: 25, minInterval: 1 },
+    yAxis: { type: 'value', scale: true },
+    series,
+  }, va.history.points.length + vb.history.points.length);
+  const curves = views.flatMap((v, i) => v.curves.map((c) => ({ name: `${[a, b][i]} #${c.number}`, type: 'line', showSymbol: false, data: c.points,
+    lineStyle: { color: COMPARE_COLOURS[i], type: i ? 'dashed' : 'solid', width: 1.5 }, itemStyle: { color: COMPARE_COLOURS[i] } })));
+  draw('compare-curves', {
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (q) => `${echarts.format.encodeHTML(q.seriesName)}: step ${q.value[0]}, ${fmt(q.value[1])}` },
+    grid: { left: 75, right: 20, top: 20, bottom: 40 },
+    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 25, minInterval: 1 },
+    yAxis: { type: 'value', scale: true, name: va.study.metric || 'value', nameLocation: 'middle', nameGap: 55 },
+    series: curves,
+  }, curves.reduce((n, c) => n + c.data.length, 0));
+  for (const [id, number] of [['compare-history', (q) => q.value[0]], ['compare-curves', (q) => Number(q.seriesName.split('#').pop())]]) {
+    const c = charts.get(id);
+    c.on('click', (q) => {
+      if (id === 'compare-history' && q.seriesType !== 'scatter') return;
+      const study = q.seriesName.startsWith(`${b} `) || q.seriesName === b ? b : a;
+      location.hash = `#/study/${encodeURIComponent(study)}/trial/${number(q)}`;
+    });
+  }
+  setStatus(`compared ${new Date().toLocaleTimeString()}`);
 }
 
 // ---- notes ---------------------------------------------------------------------------------
