@@ -727,7 +727,8 @@ function pairCharts(view, metric) {
     grid: { left: 75, right: 70, top: 15, bottom: 45 },
     xAxis: axis(px), yAxis: axis(py),
     visualMap: { type: 'continuous', min: 0, max: 1, dimension: 4, seriesIndex: 0, inRange: { color: ['#0b3d91', '#9bb8ee', '#eef2f9'] }, right: 0, top: 'middle', itemHeight: 120, text: ['worst', 'best'] },
-    series: [{ type: 'scatter', symbolSize: 7, data: points.map((q) => [...q, rankOf.get(q[3])]) }],
+    series: [{ type: 'scatter', symbolSize: 7, data: points.map((q) => [...q, rankOf.get(q[3])]) },
+      { ...selectedSeries('scatter', points.filter((q) => selected.has(q[3])).map((q) => [...q, rankOf.get(q[3])])), symbolSize: 12 }],
   }, points.length);
   opensTrial('rank', view, (q) => q.value[3]);
 }
