@@ -658,7 +658,7 @@ fn zoom_rounds_and_refined_studies_show_on_the_study_page() {
         lineage
             .as_str()
             .unwrap()
-            .starts_with("Rounds: zoomy → zoomy-narrow"),
+            .starts_with("Rounds: zoomy (compare) → zoomy-narrow"),
         "{lineage}"
     );
 }

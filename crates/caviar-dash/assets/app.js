@@ -138,11 +138,14 @@ async function studyPage(name) {
   document.body.dataset.updates = '0';
   pollTimer = setInterval(async () => {
     try {
-      // The table follows running trials (their steps and time) even when nothing finished.
-      fetchTable().catch((e) => setStatus(e.message));
-      fetchCurves().catch((e) => setStatus(e.message));
-      fetchTimeline().catch((e) => setStatus(e.message));
       const now = JSON.stringify(await api(`${path}/version`));
+      // While trials run, the table, their curves and the timeline move without any finishing.
+      const running = JSON.parse(now).running > 0;
+      if (running || now !== version) {
+        fetchTable().catch((e) => setStatus(e.message));
+        fetchCurves().catch((e) => setStatus(e.message));
+        fetchTimeline().catch((e) => setStatus(e.message));
+      }
       if (now === version) return;
       const fresh = await api(path);
       version = JSON.stringify(fresh.version);
