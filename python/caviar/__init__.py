@@ -35,7 +35,7 @@ import sys as _sys
 import uuid as _uuid
 from typing import Any, Callable, Container, Dict, Iterable, List, Optional, Sequence
 
-from . import _caviar, pruners, samplers
+from . import _caviar, importance, pruners, samplers
 from ._caviar import DuplicatedStudyError, Trial, TrialPruned
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "delete_study",
     "get_all_study_names",
     "get_all_study_summaries",
+    "importance",
     "load_study",
     "pruners",
     "samplers",

@@ -965,6 +965,56 @@ impl PyStudy {
         })
     }
 
+    /// Parameter importances by caviar's estimator (the CLI's and the dashboard's):
+    /// `[(name, share, variance_fraction or divergence, low, high)]`, most important first.
+    #[pyo3(signature = (method, trees, seed, top_fraction))]
+    fn param_importances(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        trees: usize,
+        seed: u64,
+        top_fraction: f64,
+    ) -> PyResult<Vec<(String, f64, f64, f64, f64)>> {
+        use caviar_core::importance::{importance, ImportanceMethod, ImportanceOptions};
+        let method: ImportanceMethod =
+            method
+                .parse()
+                .map_err(|e: caviar_core::importance::ImportanceError| {
+                    PyValueError::new_err(e.to_string())
+                })?;
+        if self.study.directions().len() > 1 {
+            return Err(PyValueError::new_err(
+                "importance of a study with several objectives: not supported yet; it ranks \
+                 parameters for one objective",
+            ));
+        }
+        let trials = py
+            .detach(|| {
+                self.study
+                    .storage()
+                    .trials_for_analysis(self.study.record().id)
+            })
+            .map_err(runtime_error)?;
+        let options = ImportanceOptions {
+            method,
+            top_fraction,
+            trees,
+            seed,
+            ..Default::default()
+        };
+        let ranked = py
+            .detach(|| importance(&trials, self.study.direction(), &options))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(ranked
+            .into_iter()
+            .map(|r| {
+                let raw = r.variance_fraction.unwrap_or(r.divergence);
+                (r.name, r.importance, raw, r.low, r.high)
+            })
+            .collect())
+    }
+
     /// Every trial, in number order, as dicts (with their user attributes).
     fn trials<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let (trials, attrs, changes) = py
