@@ -707,6 +707,9 @@ impl PyStudy {
     }
 }
 
+/// One parameter's importance for Python: name, share, raw score, 5th and 95th percentiles.
+type RankedParam = (String, f64, f64, f64, f64);
+
 #[pymethods]
 impl PyStudy {
     /// The study's name.
@@ -975,7 +978,7 @@ impl PyStudy {
         trees: usize,
         seed: u64,
         top_fraction: f64,
-    ) -> PyResult<Vec<(String, f64, f64, f64, f64)>> {
+    ) -> PyResult<Vec<RankedParam>> {
         use caviar_core::importance::{importance, ImportanceMethod, ImportanceOptions};
         let method: ImportanceMethod =
             method
