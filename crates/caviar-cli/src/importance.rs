@@ -16,7 +16,7 @@ pub struct ImportanceArgs {
     /// The estimator: `fanova` (variance of a random forest over the whole space, right
     /// whichever sampler chose the trials) or `ped-anova` (where the best trials sit against
     /// all trials).
-    #[arg(long, default_value = "fanova")]
+    #[arg(long, default_value = "fanova", value_parser = ImportanceMethod::NAMES)]
     pub method: String,
     /// fANOVA: trees of the forest, whose spread gives the error bars.
     #[arg(long, default_value_t = 64)]
@@ -59,7 +59,10 @@ pub fn print(storage: &dyn Storage, record: &StudyRecord, args: &ImportanceArgs)
         seed: args.seed,
     };
     let ranked = importance(&trials, record.direction, &options).map_err(|e| match e {
-        ImportanceError::BadOption(msg) => BadInput(format!("--top: {msg}")),
+        ImportanceError::BadOption(msg) if msg.starts_with("top fraction") => {
+            BadInput(format!("--top: {msg}"))
+        }
+        ImportanceError::BadOption(msg) => BadInput(msg),
         other => BadInput(format!("study `{}`: {other}", record.name)),
     })?;
     let mut out = std::io::stdout().lock();

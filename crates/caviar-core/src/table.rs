@@ -149,7 +149,7 @@ pub fn duration_secs(trial: &FrozenTrial, now_ms: i64) -> Option<f64> {
         (None, TrialState::Running) => now_ms,
         _ => return None,
     };
-    Some((end - start).max(0) as f64 / 1000.0)
+    Some(end.saturating_sub(start).max(0) as f64 / 1000.0)
 }
 
 /// A sortable cell: numbers before text, missing last.

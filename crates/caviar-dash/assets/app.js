@@ -21,7 +21,9 @@ function el(tag, attrs, ...children) {
 
 async function api(path) {
   const response = await fetch(path);
-  const body = await response.json();
+  const text = await response.text();
+  let body;
+  try { body = JSON.parse(text); } catch (e) { throw new Error(response.ok ? `not JSON: ${e.message}` : text || response.statusText); }
   if (!response.ok) throw new Error(body.error || response.statusText);
   return body;
 }
@@ -62,6 +64,8 @@ function plural(n, word) {
 function draw(id, option, points) {
   const node = document.getElementById(id);
   let chart = charts.get(id);
+  // A chart left on a node the page has since replaced is started afresh on the new node.
+  if (chart && chart.getDom() !== node) { chart.dispose(); chart = null; }
   if (!chart) { chart = echarts.init(node, null, { renderer: 'canvas' }); charts.set(id, chart); }
   chart.setOption(option, true);
   node.dataset.points = String(points);
@@ -72,9 +76,15 @@ window.addEventListener('resize', () => { for (const c of charts.values()) c.res
 
 // ---- routes -------------------------------------------------------------------------------
 
+// Bumped on every navigation: a page's late answers and timers check it and stand down.
+let routeGeneration = 0;
+
 async function route() {
+  routeGeneration += 1;
   stopPolling();
   disposeCharts();
+  tableState = null;
+  currentView = null;
   document.body.dataset.ready = '';
   try {
     const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
@@ -133,7 +143,10 @@ async function studyPage(name) {
   main.replaceChildren(studySkeleton(view));
   renderStudy(view);
   if (REPORT) return;
-  await Promise.all([fetchTable(), fetchCurves(), fetchTimeline()]);
+  const generation = routeGeneration;
+  // Each panel fails alone: a failed answer is shown in the status line, the page stays.
+  await Promise.all([fetchTable(), fetchCurves(), fetchTimeline()].map((p) => p.catch((e) => setStatus(e.message))));
+  if (generation !== routeGeneration) return;
   let version = JSON.stringify(view.version);
   document.body.dataset.updates = '0';
   pollTimer = setInterval(async () => {
@@ -433,7 +446,7 @@ function parallelChart(view, metric) {
     animation: false,
     parallel: { left: 50, right: 60, top: 40, bottom: 30 },
     parallelAxis: axes,
-    visualMap: values.length ? { type: 'continuous', dimension: nParams, min: Math.min(...values), max: Math.max(...values),
+    visualMap: values.length ? { type: 'continuous', dimension: nParams, seriesIndex: 0, min: Math.min(...values), max: Math.max(...values),
       inRange: { color: view.study.direction === 'maximize' ? ['#d0d7e5', '#2f6fde'] : ['#2f6fde', '#d0d7e5'] }, show: false } : undefined,
     series: [{ type: 'parallel', lineStyle: { width: 1, opacity: 0.5 }, data },
       { id: 'selected', type: 'parallel', lineStyle: { width: 3, opacity: 1, color: SELECTED },
@@ -575,14 +588,17 @@ async function comparePage(a, b) {
     yAxis: { type: 'value', scale: true, name: va.study.metric || 'value', nameLocation: 'middle', nameGap: 55 },
     series: curves,
   }, curves.reduce((n, c) => n + c.data.length, 0));
-  for (const [id, number] of [['compare-history', (q) => q.value[0]], ['compare-curves', (q) => Number(q.seriesName.split('#').pop())]]) {
-    const c = charts.get(id);
-    c.on('click', (q) => {
-      if (id === 'compare-history' && q.seriesType !== 'scatter') return;
-      const study = q.seriesName.startsWith(`${b} `) || q.seriesName === b ? b : a;
-      location.hash = `#/study/${encodeURIComponent(study)}/trial/${number(q)}`;
-    });
-  }
+  // Which study a clicked series belongs to, by its position: a's series come first.
+  charts.get('compare-history').on('click', (q) => {
+    if (q.seriesType !== 'scatter') return;
+    const study = q.seriesIndex < 2 ? a : b;
+    location.hash = `#/study/${encodeURIComponent(study)}/trial/${q.value[0]}`;
+  });
+  charts.get('compare-curves').on('click', (q) => {
+    const study = q.seriesIndex < va.curves.length ? a : b;
+    const c = (q.seriesIndex < va.curves.length ? va.curves : vb.curves)[q.seriesIndex < va.curves.length ? q.seriesIndex : q.seriesIndex - va.curves.length];
+    location.hash = `#/study/${encodeURIComponent(study)}/trial/${c.number}`;
+  });
   setStatus(`compared ${new Date().toLocaleTimeString()}`);
 }
 
@@ -659,22 +675,27 @@ function pairCharts(view, metric) {
   const ys = document.getElementById('pair-y');
   const n = view.params.length;
   const note = document.getElementById('contour-note');
-  if (n < 2) {
+  const shown = n >= 2;
+  for (const id of ['contour', 'rank']) document.getElementById(id).style.display = shown ? '' : 'none';
+  xs.parentNode.style.display = shown ? '' : 'none';
+  if (!shown) {
     note.textContent = 'needs two parameters';
-    for (const id of ['contour', 'rank']) { draw(id, { series: [] }, 0); document.getElementById(id).style.display = 'none'; }
-    xs.parentNode.style.display = 'none';
+    for (const id of ['contour', 'rank']) draw(id, { series: [] }, 0);
     return;
   }
-  if (!pairChoice || pairChoice[0] >= n || pairChoice[1] >= n) {
+  // The pair is kept by name: parameters may come and go in a define-by-run study.
+  const index = (name) => view.params.findIndex((p) => p.name === name);
+  if (!pairChoice || index(pairChoice[0]) < 0 || index(pairChoice[1]) < 0) {
     // The two parameters that mattered most, when importance knows.
-    const ranked = (view.importance.params || []).map((r) => view.params.findIndex((p) => p.name === r.name)).filter((i) => i >= 0);
-    pairChoice = ranked.length >= 2 ? [ranked[0], ranked[1]] : [0, 1];
+    const ranked = (view.importance.params || []).map((r) => r.name).filter((name) => index(name) >= 0);
+    pairChoice = ranked.length >= 2 ? [ranked[0], ranked[1]] : [view.params[0].name, view.params[1].name];
   }
   const options = () => view.params.map((p, i) => el('option', { value: i, text: p.name }));
   xs.replaceChildren(...options()); ys.replaceChildren(...options());
-  xs.value = pairChoice[0]; ys.value = pairChoice[1];
-  xs.onchange = ys.onchange = () => { pairChoice = [Number(xs.value), Number(ys.value)]; pairCharts(view, metric); };
-  const [i, j] = pairChoice;
+  xs.value = index(pairChoice[0]); ys.value = index(pairChoice[1]);
+  xs.onchange = ys.onchange = () => { pairChoice = [view.params[Number(xs.value)].name, view.params[Number(ys.value)].name]; pairCharts(view, metric); };
+  for (const id of ['contour', 'rank']) { const c = charts.get(id); if (c) c.resize(); }
+  const [i, j] = [index(pairChoice[0]), index(pairChoice[1])];
   const px = view.params[i];
   const py = view.params[j];
   const rows = view.sample.rows.filter((r) => r[i] !== null && r[j] !== null && r[n] !== null);

@@ -332,8 +332,14 @@ async fn version(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiRes
 async fn trials_table(
     State(d): State<Dashboard>,
     Path(name): Path<String>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
+    let Query(pairs) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the query string cannot be read: {}",
+            e.body_text()
+        ))
+    })?;
     let q = crate::table::parse_query(&pairs).map_err(ApiError::bad_request)?;
     let page = blocking(move || {
         let record = find_study(&d, &name)?;
@@ -528,7 +534,7 @@ async fn trial_note(
         let record = find_study(&d, &name)?;
         let storage = &*d.inner.storage;
         let trial = storage
-            .trials_numbered(record.id, number, number + 1)?
+            .trials_numbered(record.id, number, number.saturating_add(1))?
             .pop()
             .ok_or_else(|| ApiError::not_found(format!("study `{name}` has no trial {number}")))?;
         let owner = caviar_core::storage::AttrOwner::Trial(trial.id);

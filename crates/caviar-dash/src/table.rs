@@ -82,7 +82,10 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<TableQuery, String> {
                 match bound {
                     "min" => filter.min = Some(number(key, text)?),
                     "max" => filter.max = Some(number(key, text)?),
-                    "in" => filter.choices = Some(text.split(',').map(|c| c.to_string()).collect()),
+                    "in" => {
+                        filter.choices =
+                            Some(text.split(',').map(|c| c.trim().to_string()).collect())
+                    }
                     _ => {
                         return Err(format!(
                             "{other}: end it in .min, .max or .in (p.{name}.min=0.001)"
@@ -151,7 +154,7 @@ mod tests {
             ("value_max", ""),
             ("p.lr.min", "1e-3"),
             ("p.lr.max", "0.1"),
-            ("p.act.in", "relu,tanh"),
+            ("p.act.in", "relu, tanh"),
             ("offset", "50"),
             ("limit", "25"),
         ]))

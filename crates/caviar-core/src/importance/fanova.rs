@@ -93,6 +93,17 @@ impl Grower {
         let m = sample.len();
         self.ys.clear();
         self.ys.extend(sample.iter().map(|&i| data.y[i]));
+        // Standardised: splits then compare the same way whatever the values' offset and
+        // scale (1e6 ± 1 or 1e-7), and the shares, ratios of variances, do not change.
+        let mean = self.ys.iter().sum::<f64>() / m as f64;
+        let sd = (self.ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / m as f64).sqrt();
+        if sd.is_finite() && sd > 0.0 {
+            for y in self.ys.iter_mut() {
+                *y = (*y - mean) / sd;
+            }
+        } else {
+            self.ys.iter_mut().for_each(|y| *y = 0.0);
+        }
         for (f, column) in data.x.iter().enumerate() {
             let xs = &mut self.xs[f];
             xs.clear();
@@ -165,8 +176,9 @@ impl Grower {
     /// The split of positions `lo..hi` that most reduces the squared error, if any does.
     fn best_split(&self, lo: usize, hi: usize, sum: f64) -> Option<(usize, f64)> {
         let n = (hi - lo) as f64;
-        // Maximising sum_l^2 / n_l + sum_r^2 / n_r is minimising the children's squared error.
-        let mut best_gain = sum * sum / n * (1.0 + 1e-12) + 1e-12;
+        // The drop in squared error, n_l n_r / n (mean_l - mean_r)^2, on standardised values:
+        // anything below 1e-12 is rounding.
+        let mut best_gain = 1e-12;
         let mut best = None;
         // Features come most-often-set first, and a later one must do clearly better: a split
         // on a conditional parameter's "not set" that only repeats its parent's split (Adam or
@@ -188,8 +200,9 @@ impl Grower {
                     continue;
                 }
                 let n_left = (k + 1) as f64;
-                let right_sum = sum - left_sum;
-                let gain = left_sum * left_sum / n_left + right_sum * right_sum / (n - n_left);
+                let n_right = n - n_left;
+                let gap = left_sum / n_left - (sum - left_sum) / n_right;
+                let gain = n_left * n_right / n * gap * gap;
                 if gain > best_gain * (1.0 + 1e-9) {
                     best_gain = gain;
                     best = Some((f, threshold_between(a, b)));
@@ -252,6 +265,20 @@ fn decompose(tree: &[Node], low: &[f64]) -> Option<Vec<f64>> {
     if total.is_nan() || total <= 1e-300 {
         return None;
     }
+    // Each leaf's volume in every feature but f, from prefix and suffix products: O(d) a leaf.
+    let mut others_of: Vec<Vec<f64>> = vec![Vec::with_capacity(leaves.len()); d];
+    for (_, b) in &leaves {
+        let sides: Vec<f64> = (0..d).map(|f| share(b, f)).collect();
+        let mut prefix = 1.0;
+        let mut suffix = vec![1.0; d + 1];
+        for f in (0..d).rev() {
+            suffix[f] = suffix[f + 1] * sides[f];
+        }
+        for f in 0..d {
+            others_of[f].push(prefix * suffix[f + 1]);
+            prefix *= sides[f];
+        }
+    }
     let mut effects = Vec::with_capacity(d);
     let mut cuts: Vec<f64> = Vec::new();
     for f in 0..d {
@@ -270,8 +297,8 @@ fn decompose(tree: &[Node], low: &[f64]) -> Option<Vec<f64>> {
         // The prediction averaged over every other feature is constant between cuts: each leaf
         // adds its value times its volume in the other features over its own interval.
         let mut step = vec![0.0; cuts.len()];
-        for (v, b) in &leaves {
-            let others: f64 = (0..d).filter(|&g| g != f).map(|g| share(b, g)).product();
+        for ((v, b), others) in leaves.iter().zip(&others_of[f]) {
+            let others = *others;
             let from = cuts.partition_point(|&c| c < b[2 * f]);
             let to = cuts.partition_point(|&c| c < b[2 * f + 1]);
             step[from] += v * others;
@@ -316,6 +343,44 @@ mod tests {
         for effects in &per_tree {
             assert!((effects[0] - 0.9).abs() < 0.03, "{effects:?}");
             assert!((effects[1] - 0.1).abs() < 0.03, "{effects:?}");
+        }
+    }
+
+    /// The same function shifted to 1e6 and shrunk to 1e-7: the same shares.
+    #[test]
+    fn offset_and_scale_of_the_values_change_nothing() {
+        let mut rng = Rng::new(6);
+        let n = 1000;
+        let x0: Vec<f64> = (0..n).map(|_| rng.next_f64()).collect();
+        let x1: Vec<f64> = (0..n).map(|_| rng.next_f64()).collect();
+        let base: Vec<f64> = x0.iter().zip(&x1).map(|(a, b)| 3.0 * a + b).collect();
+        let x = vec![x0, x1];
+        let shares = |y: &[f64]| {
+            main_effects(
+                &Columns {
+                    x: &x,
+                    low: &[0.0, 0.0],
+                    y,
+                },
+                4,
+                4096,
+                1,
+            )
+        };
+        let plain = shares(&base);
+        assert_eq!(plain.len(), 4);
+        for y in [
+            base.iter().map(|v| 1e6 + v).collect::<Vec<f64>>(),
+            base.iter().map(|v| 1e-7 * v).collect(),
+        ] {
+            let moved = shares(&y);
+            assert_eq!(moved.len(), 4);
+            for (a, b) in plain.iter().zip(&moved) {
+                assert!(
+                    (a[0] - b[0]).abs() < 1e-6 && (a[1] - b[1]).abs() < 1e-6,
+                    "{a:?} {b:?}"
+                );
+            }
         }
     }
 
