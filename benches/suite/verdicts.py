@@ -6,7 +6,10 @@ against every Optuna one: better, worse or tie. Ends with the counts per pair.
     python3 benches/suite/verdicts.py RESULTS.json [BUDGET]
 
 With BUDGET, each study's best is taken over its first BUDGET trials only, so one run at
-budget 100 also gives the verdicts at 50.
+budget 100 also gives the verdicts at 50. RESULTS.json may also be the compact form of
+`benches/results/*_values.jsonl`: one line per study, {"problem", "solver", "values": [each
+trial's final value or null]}, so a later run of one solver can be judged against Optuna's
+kept results (every solver is seeded, so Optuna's do not change) by concatenating the files.
 """
 import collections
 import json
@@ -23,14 +26,19 @@ def best_values(path, budget=None):
             if not line.strip():
                 continue
             study = json.loads(line)
-            values = [
-                e["values"][0]
-                for t in study["trials"][:budget]
-                for e in t["evaluations"][-1:]
-                if e["values"]
-            ]
-            name = study["problem"]["spec"]["name"]
-            solver = study["solver"]["spec"]["name"]
+            if "values" in study:
+                # The compact form kept in benches/results: each trial's final value or null.
+                values = [v for v in study["values"][:budget] if v is not None]
+                name, solver = study["problem"], study["solver"]
+            else:
+                values = [
+                    e["values"][0]
+                    for t in study["trials"][:budget]
+                    for e in t["evaluations"][-1:]
+                    if e["values"]
+                ]
+                name = study["problem"]["spec"]["name"]
+                solver = study["solver"]["spec"]["name"]
             best[name][solver].append(min(values) if values else float("inf"))
     return best
 
