@@ -262,6 +262,20 @@ enum Command {
         /// Print CSV.
         #[arg(long)]
         csv: bool,
+        /// Sort by a column: number, state, value, duration, step, worker or param:NAME
+        /// (trials without it last), as the dashboard's trials table does.
+        #[arg(long)]
+        sort: Option<String>,
+        /// Sort largest first.
+        #[arg(long)]
+        desc: bool,
+        /// Only trials in these states (comma-separated: waiting, running, complete, pruned,
+        /// failed).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many trials (after sorting).
+        #[arg(long)]
+        limit: Option<usize>,
     },
     /// Measure caviar's own speed (see BENCHMARKS.md).
     Bench {
@@ -563,10 +577,19 @@ fn dispatch(cli: Cli) -> Result<u8> {
             output::studies(&*storage, json)?;
             Ok(0)
         }
-        Command::Trials { study, json, csv } => {
+        Command::Trials {
+            study,
+            json,
+            csv,
+            sort,
+            desc,
+            state,
+            limit,
+        } => {
             let storage = open_for_reading(&cli.storage, Some(&study))?;
             let record = find_study(&*storage, &study, &cli.storage)?;
-            output::trials(&*storage, &record, json, csv)?;
+            let query = trials_query(sort.as_deref(), desc, state.as_deref(), limit)?;
+            output::trials(&*storage, &record, json, csv, query.as_ref())?;
             Ok(0)
         }
         Command::Best {
@@ -591,6 +614,37 @@ fn dispatch(cli: Cli) -> Result<u8> {
 /// Opens the storage named by `--storage`; a bad URL or unusable file is bad input.
 pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
     caviar_store::open_storage(url).map_err(|e| BadInput(e.to_string()).into())
+}
+
+/// The trials table's query of `caviar trials --sort/--desc/--state/--limit`, when one is given.
+fn trials_query(
+    sort: Option<&str>,
+    desc: bool,
+    state: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Option<caviar_core::table::TableQuery>> {
+    if sort.is_none() && !desc && state.is_none() && limit.is_none() {
+        return Ok(None);
+    }
+    let mut q = caviar_core::table::TableQuery {
+        descending: desc,
+        limit: limit.unwrap_or(usize::MAX),
+        ..Default::default()
+    };
+    if let Some(sort) = sort {
+        q.sort = sort.parse().map_err(|e| BadInput(format!("--sort: {e}")))?;
+    }
+    if let Some(states) = state {
+        for name in states.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let state = caviar_core::trial::TrialState::parse(name).ok_or_else(|| {
+                BadInput(format!(
+                    "--state: `{name}`: use waiting, running, complete, pruned or failed (comma-separated)"
+                ))
+            })?;
+            q.states.push(state);
+        }
+    }
+    Ok(Some(q))
 }
 
 /// Opens the storage named by `--storage` for the verbs that only read: a SQLite file is opened

@@ -233,12 +233,29 @@ pub fn trials(
     record: &StudyRecord,
     as_json: bool,
     as_csv: bool,
+    query: Option<&caviar_core::table::TableQuery>,
 ) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if as_json {
+    if as_json && query.is_none() {
         return stream_trials_json(storage, record, &mut out);
     }
-    let trials = storage.trials(record.id).context("reading trials")?;
+    let mut trials = storage.trials(record.id).context("reading trials")?;
+    if let Some(q) = query {
+        // Sorted and filtered as the dashboard's trials table is (caviar_core::table).
+        let all: Vec<&FrozenTrial> = trials.iter().collect();
+        let page = caviar_core::table::query(&all, q, caviar_core::trial::now_ms());
+        let rows: Vec<FrozenTrial> = page.rows.into_iter().cloned().collect();
+        trials = rows;
+    }
+    if as_json {
+        let extras = TrialExtras::of(storage, record)?;
+        let listed: Vec<Value> = trials
+            .iter()
+            .map(|t| listed_trial_json(t, &extras))
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&listed)?)?;
+        return Ok(());
+    }
     let mut names: Vec<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
     names.sort();
     names.dedup();

@@ -2518,3 +2518,59 @@ fn importance_ranks_lr_first_by_fanova_or_ped_anova_and_names_a_bad_method() {
         assert!(err.contains(named), "{err}");
     }
 }
+
+#[test]
+fn trials_sort_filter_and_limit_as_the_dashboards_table_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = write_study(dir.path(), "toy", &TOY.replace("KIND", "random"));
+    let out = caviar(dir.path(), &["run", study.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = trials_json(dir.path(), "toy");
+    let mut values: Vec<f64> = all.iter().map(|t| t["value"].as_f64().unwrap()).collect();
+    values.sort_by(|a, b| b.total_cmp(a));
+    let out = caviar(
+        dir.path(),
+        &[
+            "trials", "toy", "--sort", "value", "--desc", "--limit", "3", "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: Vec<f64> = top.iter().map(|t| t["value"].as_f64().unwrap()).collect();
+    assert_eq!(shown, values[..3]);
+    let out = caviar(
+        dir.path(),
+        &["trials", "toy", "--state", "failed", "--json"],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    // The plain table: a header and the two trials of smallest lr.
+    let out = caviar(
+        dir.path(),
+        &["trials", "toy", "--sort", "param:lr", "--limit", "2"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for (args, named) in [
+        (vec!["--sort", "speed"], "--sort: unknown column `speed`"),
+        (vec!["--state", "done"], "--state: `done`"),
+    ] {
+        let mut all = vec!["trials", "toy"];
+        all.extend(args);
+        let out = caviar(dir.path(), &all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(named), "{err}");
+    }
+}
