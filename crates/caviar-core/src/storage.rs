@@ -292,6 +292,17 @@ pub trait Storage: Send + Sync {
     /// Every metric series of the study's trials (those that have some), by trial and name,
     /// in step order.
     fn trial_metrics(&self, study: StudyId) -> Result<TrialMetrics, StorageError>;
+    /// The metric series of some of the study's trials (a page's few curves), without reading
+    /// the others'. The default filters [`Storage::trial_metrics`].
+    fn trial_metrics_of(
+        &self,
+        study: StudyId,
+        trials: &[TrialId],
+    ) -> Result<TrialMetrics, StorageError> {
+        let mut all = self.trial_metrics(study)?;
+        all.retain(|id, _| trials.contains(id));
+        Ok(all)
+    }
     /// [`Storage::report`] and [`Storage::report_metrics`] at one step, in one write where the
     /// backend has transactions.
     fn report_all(

@@ -295,7 +295,6 @@ async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResul
             .flatten()
             .filter_map(|c| c["number"].as_u64())
             .collect();
-        let metrics = d.inner.storage.trial_metrics(record.id)?;
         let ids = d
             .inner
             .caches
@@ -306,6 +305,8 @@ async fn study(State(d): State<Dashboard>, Path(name): Path<String>) -> ApiResul
                     .map(|t| (t.id, t.number))
                     .collect::<Vec<_>>()
             })?;
+        let shown_ids: Vec<caviar_core::trial::TrialId> = ids.iter().map(|(id, _)| *id).collect();
+        let metrics = d.inner.storage.trial_metrics_of(record.id, &shown_ids)?;
         view["metric_curves"] = crate::view::metric_curves(&ids, &metrics, &d.inner.limits);
         view["notes"] = json!(caviar_engine::notes::study_notes(
             &*d.inner.storage,

@@ -842,6 +842,45 @@ impl Storage for SqliteStorage {
         tx.commit().map_err(backend)
     }
 
+    fn trial_metrics_of(
+        &self,
+        study: StudyId,
+        trials: &[TrialId],
+    ) -> Result<caviar_core::storage::TrialMetrics, StorageError> {
+        let mut out = caviar_core::storage::TrialMetrics::new();
+        if trials.is_empty() {
+            return Ok(out);
+        }
+        // By the trials' own rows (their primary-key index), not a scan of the study's.
+        let ids = trials
+            .iter()
+            .map(|t| t.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT trial_id, step, metrics FROM (
+                     SELECT v.trial_id, v.step, v.metrics FROM trial_values v
+                     JOIN trials t ON t.id = v.trial_id
+                     WHERE t.study_id = ?1 AND v.trial_id IN ({ids}) AND v.metrics IS NOT NULL
+                     UNION ALL
+                     SELECT m.trial_id, m.step, m.metrics FROM trial_metrics m
+                     JOIN trials t ON t.id = m.trial_id
+                     WHERE t.study_id = ?1 AND m.trial_id IN ({ids}))
+                 ORDER BY trial_id, step"
+            ))
+            .map_err(backend)?;
+        let mut rows = stmt.query([study.0]).map_err(backend)?;
+        while let Some(r) = rows.next().map_err(backend)? {
+            let trial: i64 = r.get(0).map_err(backend)?;
+            let step: i64 = r.get(1).map_err(backend)?;
+            let text: String = r.get(2).map_err(backend)?;
+            add_metrics_row(&mut out, TrialId(trial), step as u64, &text)?;
+        }
+        Ok(out)
+    }
+
     fn trial_metrics(
         &self,
         study: StudyId,

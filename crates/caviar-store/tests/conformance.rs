@@ -1280,6 +1280,21 @@ fn every_reported_metric_is_its_own_series_replaced_by_step_and_deleted_with_its
         assert_eq!(m["lr"], [(1, 0.1), (2, 0.1), (3, 0.05)], "{name}");
         assert_eq!(m["train_loss"][2], (3, 1.0 / 3.0), "{name}");
         assert!(m["grad_norm"][0].1.is_nan(), "{name}");
+        // Some trials' series only: the same rows, the others left out.
+        let some = s.trial_metrics_of(study.id, &[t.id, other.id]).unwrap();
+        assert_eq!(some.len(), 1, "{name}");
+        assert_eq!(some[&t.id]["lr"], m["lr"], "{name}");
+        assert_eq!(some[&t.id]["train_loss"], m["train_loss"], "{name}");
+        assert!(
+            s.trial_metrics_of(study.id, &[other.id])
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        assert!(
+            s.trial_metrics_of(study.id, &[]).unwrap().is_empty(),
+            "{name}"
+        );
         s.finish_trial(other.id, TrialState::Failed, None, Some("x"))
             .unwrap();
         s.delete_study(study.id).unwrap();
@@ -1304,6 +1319,12 @@ fn metrics_reported_with_the_objective_and_alone_read_back_as_one_series() {
         assert_eq!(m["acc"], [(1, 0.6), (2, 0.7), (3, 0.8)], "{name}");
         assert_eq!(m["lr"], [(1, 0.1)], "{name}");
         assert_eq!(m["grad"], [(1, 2.0)], "{name}");
+        // Read for that trial alone, the objective's rows and the others' come back alike.
+        assert_eq!(
+            &s.trial_metrics_of(study.id, &[t.id]).unwrap()[&t.id],
+            m,
+            "{name}"
+        );
         let values = s.trials(study.id).unwrap()[0].intermediate.clone();
         assert_eq!(values, [(1, 0.8), (2, 0.7), (3, 0.6)], "{name}");
         s.delete_study(study.id).unwrap();
