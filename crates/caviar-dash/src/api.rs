@@ -363,26 +363,23 @@ async fn all_curves(State(d): State<Dashboard>, Path(name): Path<String>) -> Api
         let record = find_study(&d, &name)?;
         let storage = &*d.inner.storage;
         let running = storage.running_with_params(record.id)?;
-        let numbers: std::collections::HashMap<caviar_core::trial::TrialId, u64> =
-            d.inner.caches.with_finished(storage, record.id, |trials| {
-                trials.iter().map(|t| (t.id, t.number)).collect()
-            })?;
-        let mut changes: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
-        for (id, list) in storage.study_param_changes(record.id)? {
-            let number = numbers
-                .get(&id)
-                .copied()
-                .or_else(|| running.iter().find(|t| t.id == id).map(|t| t.number));
-            if let Some(number) = number {
-                let mut steps: Vec<u64> = list.iter().filter_map(|c| c.applied_step).collect();
-                steps.dedup();
-                changes.insert(number, steps);
-            }
-        }
+        let asked = storage.study_param_changes(record.id)?;
         let rungs = pruner_rungs(&record);
         Ok(d.inner
             .caches
             .with_finished(storage, record.id, |finished| {
+                // The steps where each trial's parameters changed, by trial number.
+                let changes: std::collections::BTreeMap<u64, Vec<u64>> = finished
+                    .iter()
+                    .chain(&running)
+                    .filter_map(|t| {
+                        let list = asked.get(&t.id)?;
+                        let mut steps: Vec<u64> =
+                            list.iter().filter_map(|c| c.applied_step).collect();
+                        steps.dedup();
+                        Some((t.number, steps))
+                    })
+                    .collect();
                 view::all_curves(
                     finished,
                     &running,
@@ -483,10 +480,8 @@ async fn trial(
     Ok(Json(detail).into_response())
 }
 
-/// The note text of a request body `{"text": "..."}`.
-fn note_text(body: &str) -> Result<String, ApiError> {
-    let request: Value = serde_json::from_str(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+/// The note text of a request `{"text": "..."}`.
+fn note_text(request: &Value) -> Result<String, ApiError> {
     let text = request
         .get("text")
         .and_then(Value::as_str)
@@ -511,7 +506,9 @@ async fn study_note(
     body: String,
 ) -> ApiResult {
     check_token(&d, &headers)?;
-    let text = note_text(&body)?;
+    let request: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let text = note_text(&request)?;
     let saved = blocking(move || {
         let record = find_study(&d, &name)?;
         let owner = caviar_core::storage::AttrOwner::Study(record.id);
@@ -529,8 +526,8 @@ async fn trial_note(
     headers: HeaderMap,
     body: String,
 ) -> ApiResult {
-    let (number, _) = steering_request(&d, &headers, &number, &body)?;
-    let text = note_text(&body)?;
+    let (number, request) = steering_request(&d, &headers, &number, &body)?;
+    let text = note_text(&request)?;
     let saved = blocking(move || {
         let record = find_study(&d, &name)?;
         let storage = &*d.inner.storage;

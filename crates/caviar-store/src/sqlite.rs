@@ -462,6 +462,22 @@ fn not_running(conn: &Connection, trial: TrialId) -> StorageError {
     }
 }
 
+/// Adds the `(trial_id, step, metrics)` rows of a metrics query on `study` to `out`.
+fn metric_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    study: StudyId,
+    mut out: caviar_core::storage::TrialMetrics,
+) -> Result<caviar_core::storage::TrialMetrics, StorageError> {
+    let mut rows = stmt.query([study.0]).map_err(backend)?;
+    while let Some(r) = rows.next().map_err(backend)? {
+        let trial: i64 = r.get(0).map_err(backend)?;
+        let step: i64 = r.get(1).map_err(backend)?;
+        let text: String = r.get(2).map_err(backend)?;
+        add_metrics_row(&mut out, TrialId(trial), step as u64, &text)?;
+    }
+    Ok(out)
+}
+
 impl Storage for SqliteStorage {
     fn create_study(&self, new: &NewStudy) -> Result<StudyRecord, StorageError> {
         let conn = self.conn();
@@ -847,9 +863,8 @@ impl Storage for SqliteStorage {
         study: StudyId,
         trials: &[TrialId],
     ) -> Result<caviar_core::storage::TrialMetrics, StorageError> {
-        let mut out = caviar_core::storage::TrialMetrics::new();
         if trials.is_empty() {
-            return Ok(out);
+            return Ok(Default::default());
         }
         // By the trials' own rows (their primary-key index), not a scan of the study's.
         let ids = trials
@@ -871,14 +886,7 @@ impl Storage for SqliteStorage {
                  ORDER BY trial_id, step"
             ))
             .map_err(backend)?;
-        let mut rows = stmt.query([study.0]).map_err(backend)?;
-        while let Some(r) = rows.next().map_err(backend)? {
-            let trial: i64 = r.get(0).map_err(backend)?;
-            let step: i64 = r.get(1).map_err(backend)?;
-            let text: String = r.get(2).map_err(backend)?;
-            add_metrics_row(&mut out, TrialId(trial), step as u64, &text)?;
-        }
-        Ok(out)
+        metric_rows(&mut stmt, study, Default::default())
     }
 
     fn trial_metrics(
@@ -898,15 +906,7 @@ impl Storage for SqliteStorage {
                  ORDER BY trial_id, step",
             )
             .map_err(backend)?;
-        let mut rows = stmt.query([study.0]).map_err(backend)?;
-        let mut out = caviar_core::storage::TrialMetrics::new();
-        while let Some(r) = rows.next().map_err(backend)? {
-            let trial: i64 = r.get(0).map_err(backend)?;
-            let step: i64 = r.get(1).map_err(backend)?;
-            let text: String = r.get(2).map_err(backend)?;
-            add_metrics_row(&mut out, TrialId(trial), step as u64, &text)?;
-        }
-        Ok(out)
+        metric_rows(&mut stmt, study, caviar_core::storage::TrialMetrics::new())
     }
 
     fn heartbeat(&self, trial: TrialId) -> Result<(), StorageError> {
