@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Keeps what the verdicts need of a kurobako results file: one JSON line per study, {"problem",
+"solver", "values": [each trial's final value or null]}, about 1% of the original size.
+
+    python3 benches/suite/compact.py RESULTS.json [SOLVER ...] > VALUES.jsonl
+
+With SOLVER names, only their studies are kept. verdicts.py and workers.py read the output,
+alone or concatenated with another run's (every solver is seeded, so a kept Optuna study
+stands for a rerun of it).
+"""
+import json
+import sys
+
+
+def main():
+    path, only = sys.argv[1], set(sys.argv[2:])
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            study = json.loads(line)
+            solver = study["solver"]["spec"]["name"]
+            if only and solver not in only:
+                continue
+            values = []
+            for trial in study["trials"]:
+                last = trial["evaluations"][-1:]
+                values.append(last[0]["values"][0] if last and last[0]["values"] else None)
+            print(json.dumps({"problem": study["problem"]["spec"]["name"], "solver": solver,
+                              "values": values}, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
