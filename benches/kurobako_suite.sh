@@ -9,7 +9,8 @@
 # Environment: PARTS="sigopt sklearn" (default both), CAVIAR_SAMPLERS="auto" (caviar's
 # kurobako-solver samplers), OPTUNA_SAMPLERS="TPESampler GPSampler", OUT (default
 # target/kurobako-suite), PARALLELISM (default 2), CONCURRENCY (trials each study runs at
-# once, as several workers would; default 1), CAVIAR (a caviar binary to use as it is).
+# once, as several workers would; default 1), CAVIAR (a caviar binary to use as it is),
+# SIGOPT_LIST (a file of sigopt problems in sigopt.txt's form, to run only some of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${1:-10}
@@ -36,7 +37,7 @@ for part in $parts; do
       while IFS='|' read -r args _; do
         # shellcheck disable=SC2086
         problems+=("$(kurobako problem sigopt $args < /dev/null)")
-      done < <(grep -v '^#' benches/suite/sigopt.txt)
+      done < <(grep -v '^#' "${SIGOPT_LIST:-benches/suite/sigopt.txt}")
       ;;
     sklearn)
       for task in $(python3 benches/suite/sklearn_problem.py --list | cut -d' ' -f1); do
