@@ -15,6 +15,15 @@ import json
 import sys
 
 
+def trial_values(study):
+    """Each trial's final value in a kurobako study record, or None where it has none."""
+    values = []
+    for trial in study["trials"]:
+        last = trial["evaluations"][-1:]
+        values.append(last[0]["values"][0] if last and last[0]["values"] else None)
+    return values
+
+
 def main():
     path, only = sys.argv[1], set(sys.argv[2:])
     with open(path) as f:
@@ -30,12 +39,8 @@ def main():
             solver = study["solver"]["spec"]["name"]
             if only and solver not in only:
                 continue
-            values = []
-            for trial in study["trials"]:
-                last = trial["evaluations"][-1:]
-                values.append(last[0]["values"][0] if last and last[0]["values"] else None)
             print(json.dumps({"problem": study["problem"]["spec"]["name"], "solver": solver,
-                              "values": values}, separators=(",", ":")))
+                              "values": trial_values(study)}, separators=(",", ":")))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 
 from scipy.stats import mannwhitneyu
 
+from compact import trial_values
+
 
 def best_values(path, budget=None):
     best = collections.defaultdict(lambda: collections.defaultdict(list))
@@ -28,17 +30,12 @@ def best_values(path, budget=None):
             study = json.loads(line)
             if "values" in study:
                 # The compact form kept in benches/results: each trial's final value or null.
-                values = [v for v in study["values"][:budget] if v is not None]
-                name, solver = study["problem"], study["solver"]
+                every, name, solver = study["values"], study["problem"], study["solver"]
             else:
-                values = [
-                    e["values"][0]
-                    for t in study["trials"][:budget]
-                    for e in t["evaluations"][-1:]
-                    if e["values"]
-                ]
+                every = trial_values(study)
                 name = study["problem"]["spec"]["name"]
                 solver = study["solver"]["spec"]["name"]
+            values = [v for v in every[:budget] if v is not None]
             best[name][solver].append(min(values) if values else float("inf"))
     return best
 
