@@ -7,7 +7,7 @@
 # GPSampler also needs torch (set OMP_NUM_THREADS=1, or two studies fight over the cores).
 #   bash benches/kurobako_suite.sh [REPEATS] [BUDGET]
 # Environment: PARTS="sigopt sklearn" (default both), CAVIAR_SAMPLERS="auto" (caviar's
-# kurobako-solver samplers), OPTUNA_SAMPLERS="TPESampler GPSampler", OUT (default
+# kurobako-solver samplers; empty for none), OPTUNA_SAMPLERS="TPESampler GPSampler", OUT (default
 # target/kurobako-suite), PARALLELISM (default 2), CONCURRENCY (trials each study runs at
 # once, as several workers would; default 1), CAVIAR (a caviar binary to use as it is),
 # SIGOPT_LIST (a file of sigopt problems in sigopt.txt's form, to run only some of them).
@@ -22,6 +22,8 @@ mkdir -p "$out"
 # survives rebuilds of target/).
 if [ -n "${CAVIAR:-}" ]; then
   caviar=$CAVIAR
+elif [ -z "${CAVIAR_SAMPLERS-auto}" ]; then
+  caviar=
 else
   cargo build --release --quiet
   caviar="$PWD/target/release/caviar"
@@ -51,7 +53,7 @@ solvers=()
 for s in ${OPTUNA_SAMPLERS:-TPESampler GPSampler}; do
   solvers+=("$(kurobako solver --name "optuna-$s" optuna --sampler "$s")")
 done
-for s in ${CAVIAR_SAMPLERS:-auto}; do
+for s in ${CAVIAR_SAMPLERS-auto}; do
   solvers+=("$(kurobako solver --name "caviar-$s" command -- "$caviar" kurobako-solver --sampler "$s")")
 done
 kurobako studies --solvers "${solvers[@]}" --problems "${problems[@]}" \
