@@ -7,10 +7,10 @@
 # GPSampler also needs torch (set OMP_NUM_THREADS=1, or two studies fight over the cores).
 #   bash benches/kurobako_suite.sh [REPEATS] [BUDGET]
 # Environment: PARTS="sigopt sklearn" (default both), CAVIAR_SAMPLERS="auto" (caviar's
-# kurobako-solver samplers; empty for none), OPTUNA_SAMPLERS="TPESampler GPSampler", OUT (default
-# target/kurobako-suite), PARALLELISM (default 2), CONCURRENCY (trials each study runs at
-# once, as several workers would; default 1), CAVIAR (a caviar binary to use as it is),
-# SIGOPT_LIST (a file of sigopt problems in sigopt.txt's form, to run only some of them).
+# kurobako-solver samplers; empty for none), OPTUNA_SAMPLERS="TPESampler GPSampler" (empty for
+# none), OUT (default target/kurobako-suite), PARALLELISM (default 2), CONCURRENCY (trials each
+# study runs at once, as several workers would; default 1), CAVIAR (a caviar binary to use as it
+# is), SIGOPT_LIST (a file of sigopt problems in sigopt.txt's form, to run only some of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${1:-10}
@@ -50,7 +50,7 @@ for part in $parts; do
   esac
 done
 solvers=()
-for s in ${OPTUNA_SAMPLERS:-TPESampler GPSampler}; do
+for s in ${OPTUNA_SAMPLERS-TPESampler GPSampler}; do
   solvers+=("$(kurobako solver --name "optuna-$s" optuna --sampler "$s")")
 done
 for s in ${CAVIAR_SAMPLERS-auto}; do
