@@ -116,12 +116,17 @@ impl GpSampler {
         let mut xs: Vec<f64> = Vec::new();
         let mut losses: Vec<f64> = Vec::new();
         let mut constraints: Vec<&[f64]> = Vec::new();
+        // Every configuration already tried or running, failed ones included: a proposal
+        // that repeats one spends a whole trial to learn (almost) nothing.
+        let mut taken: Vec<Vec<f64>> = Vec::new();
         for t in ctx.finished {
-            if let (Some(x), Some(loss)) = (enc.encode(t), loss_of(t, ctx.direction)) {
-                xs.extend(x);
+            let Some(x) = enc.encode(t) else { continue };
+            if let Some(loss) = loss_of(t, ctx.direction) {
+                xs.extend_from_slice(&x);
                 losses.push(loss);
                 constraints.push(&t.constraints);
             }
+            taken.push(x);
         }
         let n = losses.len();
         if n < self.n_startup.max(1) || d == 0 {
@@ -166,38 +171,24 @@ impl GpSampler {
         let feasibility = self.feasibility_models(&xs, &constraints, d, &mut rng);
         let mut all_x = xs;
         let mut all_y = ys;
+        let pending: Vec<Vec<f64>> = ctx.running.iter().filter_map(|t| enc.encode(t)).collect();
         if self.constant_liar {
-            let pending: Vec<Vec<f64>> = ctx.running.iter().filter_map(|t| enc.encode(t)).collect();
             let now = (self.kriging_believer && !pending.is_empty())
                 .then(|| Gp::new(all_x.clone(), &all_y, d, &theta))
                 .flatten();
-            if let Some(now) = now {
-                for x in pending {
-                    all_y.push(now.predict(&x, false).mean);
-                    all_x.extend(x);
-                }
-            } else {
+            for x in &pending {
                 // The liar, also when the believer's model cannot be built.
-                for x in pending {
-                    all_x.extend(x);
-                    all_y.push(worst);
-                }
+                all_y.push(now.as_ref().map_or(worst, |now| now.predict(x, false).mean));
+                all_x.extend_from_slice(x);
             }
         }
+        taken.extend(pending);
         let objective = Gp::new(all_x, &all_y, d, &theta)?;
         let acquisition = Acquisition {
             objective,
             best,
             feasibility,
         };
-        // Every configuration already tried or running, failed ones included: a proposal
-        // that repeats one spends a whole trial to learn (almost) nothing.
-        let taken: Vec<Vec<f64>> = ctx
-            .finished
-            .iter()
-            .chain(ctx.running)
-            .filter_map(|t| enc.encode(t))
-            .collect();
         Some(self.maximise_acquisition(&acquisition, &top, region.as_ref(), &taken, &mut rng))
     }
 
@@ -843,11 +834,8 @@ mod tests {
                 Ok(((n - 7) as f64).powi(2))
             })
             .unwrap();
-        let ns: Vec<ParamValue> = study.trials().unwrap()[10..]
-            .iter()
-            .map(|t| t.params["n"].clone())
-            .collect();
         let trials = study.trials().unwrap();
+        let ns: Vec<&ParamValue> = trials[10..].iter().map(|t| &t.params["n"]).collect();
         for (i, t) in trials.iter().enumerate().skip(10) {
             let earlier = trials[..i]
                 .iter()
